@@ -1,0 +1,272 @@
+//! RabbitMQ job queue (lapin).
+//!
+//! Jobs go to one durable quorum queue as persistent messages on a channel in
+//! confirm mode: `publish` returns only after the broker acknowledged the
+//! message, i.e. after a majority of the queue's replicas wrote it. That is
+//! the moment the API may answer 202.
+//!
+//! The connection is opened lazily and re-opened after it breaks, so a broker
+//! restart makes calls fail fast with [`BrokerError::Unavailable`] (the API
+//! answers 503) and the next call after the broker is back succeeds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::Confirmation;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+
+use super::{Acker, BrokerError, Deliveries, Delivery, JobQueue};
+use crate::job::JobId;
+
+/// Content type of InferQ job messages (see [`crate::message`]).
+pub const CONTENT_TYPE: &str = "application/vnd.inferq.job";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// AMQP delivery mode for messages written to disk.
+const PERSISTENT: u8 = 2;
+
+struct Link {
+    connection: Connection,
+    publisher: Channel,
+}
+
+impl Link {
+    fn healthy(&self) -> bool {
+        self.connection.status().connected() && self.publisher.status().connected()
+    }
+}
+
+/// A RabbitMQ-backed [`JobQueue`].
+pub struct AmqpQueue {
+    url: String,
+    queue: String,
+    name: String,
+    link: Mutex<Option<Arc<Link>>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
+impl AmqpQueue {
+    /// `name` identifies the connection in the RabbitMQ management UI.
+    pub fn new(url: &str, queue: &str, name: &str) -> Self {
+        AmqpQueue {
+            url: url.to_owned(),
+            queue: queue.to_owned(),
+            name: name.to_owned(),
+            link: Mutex::new(None),
+        }
+    }
+
+    /// The live connection, opening (and declaring the queue) if needed.
+    async fn link(&self) -> Result<Arc<Link>, BrokerError> {
+        let mut guard = self.link.lock().await;
+        if let Some(link) = guard.as_ref().filter(|l| l.healthy()) {
+            return Ok(link.clone());
+        }
+        if let Some(old) = guard.take() {
+            let _ = old.connection.close(200, "reconnecting".into()).await;
+        }
+        let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, props))
+            .await
+            .map_err(|_| unavailable("connect timed out"))?
+            .map_err(unavailable)?;
+        let publisher = connection.create_channel().await.map_err(unavailable)?;
+        declare(&publisher, &self.queue).await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let link = Arc::new(Link {
+            connection,
+            publisher,
+        });
+        *guard = Some(link.clone());
+        tracing::info!(queue = %self.queue, "connected to RabbitMQ");
+        Ok(link)
+    }
+
+    /// Forgets a connection that just failed so the next call reconnects.
+    async fn drop_link(&self, failed: &Arc<Link>) {
+        let mut guard = self.link.lock().await;
+        if guard.as_ref().is_some_and(|l| Arc::ptr_eq(l, failed)) {
+            *guard = None;
+        }
+    }
+
+    /// Closes the connection (pending acks are flushed first by the broker).
+    pub async fn close(&self) {
+        if let Some(link) = self.link.lock().await.take() {
+            let _ = link.connection.close(200, "shutdown".into()).await;
+        }
+    }
+}
+
+/// Declares the job queue: durable, replicated (quorum), so a broker node
+/// restart loses nothing that was confirmed.
+async fn declare(channel: &Channel, queue: &str) -> Result<(), BrokerError> {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+#[async_trait]
+impl JobQueue for AmqpQueue {
+    async fn publish(&self, id: JobId, payload: Vec<u8>) -> Result<(), BrokerError> {
+        let link = self.link().await?;
+        let props = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_message_id(id.to_string().into())
+            .with_content_type(CONTENT_TYPE.into())
+            .with_timestamp(chrono::Utc::now().timestamp() as u64);
+        let result = async {
+            let confirm = link
+                .publisher
+                .basic_publish(
+                    "".into(),
+                    self.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    props,
+                )
+                .await
+                .map_err(unavailable)?;
+            match confirm.await.map_err(unavailable)? {
+                Confirmation::Ack(_) => Ok(()),
+                Confirmation::Nack(_) => Err(BrokerError::Rejected("broker nacked".into())),
+                Confirmation::NotRequested => {
+                    Err(BrokerError::Unavailable("channel is not in confirm mode".into()))
+                }
+            }
+        }
+        .await;
+        if matches!(result, Err(BrokerError::Unavailable(_))) {
+            self.drop_link(&link).await;
+        }
+        result
+    }
+
+    async fn consume(&self, prefetch: u16) -> Result<Box<dyn Deliveries>, BrokerError> {
+        let link = self.link().await?;
+        let result = async {
+            let channel = link.connection.create_channel().await.map_err(unavailable)?;
+            // Per-consumer prefetch (global = false): quorum queues do not
+            // support a channel-wide limit.
+            channel
+                .basic_qos(prefetch.max(1), BasicQosOptions { global: false })
+                .await
+                .map_err(unavailable)?;
+            let tag = format!("{}-{}", self.name, uuid::Uuid::new_v4().simple());
+            let consumer = channel
+                .basic_consume(
+                    self.queue.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok::<_, BrokerError>(Box::new(AmqpDeliveries {
+                channel,
+                consumer,
+                tag,
+                done: false,
+            }) as Box<dyn Deliveries>)
+        }
+        .await;
+        if result.is_err() {
+            self.drop_link(&link).await;
+        }
+        result
+    }
+
+    async fn check(&self) -> Result<(), BrokerError> {
+        self.link().await.map(|_| ())
+    }
+}
+
+struct AmqpDeliveries {
+    channel: Channel,
+    consumer: lapin::Consumer,
+    tag: String,
+    done: bool,
+}
+
+#[async_trait]
+impl Deliveries for AmqpDeliveries {
+    async fn next(&mut self) -> Option<Result<Delivery, BrokerError>> {
+        if self.done {
+            return None;
+        }
+        match self.consumer.next().await {
+            Some(Ok(d)) => Some(Ok(Delivery {
+                payload: Bytes::from(d.data),
+                redelivered: d.redelivered,
+                acker: Box::new(AmqpAcker(d.acker)),
+            })),
+            Some(Err(e)) => {
+                self.done = true;
+                Some(Err(unavailable(e)))
+            }
+            None => {
+                self.done = true;
+                None
+            }
+        }
+    }
+
+    async fn cancel(&mut self) {
+        if self.channel.status().connected() {
+            let _ = self
+                .channel
+                .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+                .await;
+        }
+        self.done = true;
+    }
+}
+
+struct AmqpAcker(lapin::Acker);
+
+#[async_trait]
+impl Acker for AmqpAcker {
+    async fn ack(&self) -> Result<(), BrokerError> {
+        self.0
+            .ack(BasicAckOptions::default())
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn requeue(&self) -> Result<(), BrokerError> {
+        self.0
+            .nack(BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            })
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}

@@ -1,0 +1,254 @@
+//! Configuration: defaults → file → environment → command-line flags.
+//!
+//! Each binary has one flat config struct, assembled from the option groups
+//! below with `#[command(flatten)]` / `#[serde(flatten)]`. A single
+//! definition per option gives its documentation (`--help`), its default, its
+//! environment variable (`INFERQ_<NAME>`) and its file key (`<name>` in the
+//! TOML/JSON file given by `--config`). [`load`] layers them: a value set on
+//! the command line wins over the environment, which wins over the file,
+//! which wins over the default.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Where jobs are queued (RabbitMQ).
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct BrokerConfig {
+    /// AMQP URL of the RabbitMQ broker.
+    #[arg(long, env = "INFERQ_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+    /// Name of the durable (quorum) queue jobs are published to.
+    #[arg(long, env = "INFERQ_QUEUE", default_value = "inferq.jobs")]
+    pub queue: String,
+}
+
+/// Where results and large images live (Redis).
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct StoreConfig {
+    /// Redis URL for job records, results and out-of-band images.
+    #[arg(long, env = "INFERQ_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    pub redis_url: String,
+    /// Prefix of every Redis key and channel, so deployments can share a Redis.
+    #[arg(long, env = "INFERQ_KEY_PREFIX", default_value = "inferq")]
+    pub key_prefix: String,
+}
+
+/// How long things are kept and how big they may be.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct RetentionConfig {
+    /// Seconds a job record and its result are kept after the last update.
+    #[arg(long, env = "INFERQ_RESULT_TTL_SECS", default_value_t = 86_400)]
+    pub result_ttl_secs: u64,
+    /// Seconds an out-of-band image is kept (it is deleted once its job ends).
+    #[arg(long, env = "INFERQ_BLOB_TTL_SECS", default_value_t = 3_600)]
+    pub blob_ttl_secs: u64,
+}
+
+/// Which models are served.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Model repository root: `<dir>/<name>/<version>/{model.onnx,model.toml}`.
+    #[arg(long, env = "INFERQ_MODEL_DIR", default_value = "models")]
+    pub model_dir: PathBuf,
+    /// Model used when a request names none.
+    #[arg(long, env = "INFERQ_DEFAULT_MODEL", default_value = "efficientnet-lite0")]
+    pub default_model: String,
+}
+
+/// Input limits, checked cheaply by the API and again by the decoder.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct LimitConfig {
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "INFERQ_MAX_BODY_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest accepted image, in pixels (width × height) — the
+    /// decompression-bomb guard.
+    #[arg(long, env = "INFERQ_MAX_PIXELS", default_value_t = 40_000_000)]
+    pub max_pixels: u64,
+    /// Images up to this many bytes travel inside the queue message; larger
+    /// ones are stored in the result store and referenced.
+    #[arg(long, env = "INFERQ_INLINE_MAX_BYTES", default_value_t = 256 * 1024)]
+    pub inline_max_bytes: usize,
+}
+
+/// The HTTP side.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct HttpConfig {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "INFERQ_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// Longest long-poll (`GET /v1/jobs/{id}?wait=`) in seconds; longer waits are capped.
+    #[arg(long, env = "INFERQ_MAX_WAIT_SECS", default_value_t = 30.0)]
+    pub max_wait_secs: f64,
+    /// Seconds a request (other than a long-poll) may take before it is answered 503.
+    #[arg(long, env = "INFERQ_REQUEST_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub request_timeout_secs: f64,
+}
+
+/// The inference threads.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct InferenceConfig {
+    /// Inference threads; 0 means one per CPU this process may run on.
+    #[arg(long, env = "INFERQ_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// CPU cores to pin the threads to (comma-separated); empty means the
+    /// cores this process may run on. Thread i is pinned to cores[i % len].
+    #[arg(long, env = "INFERQ_CORES", value_delimiter = ',')]
+    #[serde(default)]
+    pub cores: Vec<usize>,
+    /// Pin inference threads to cores (off lets the OS schedule them).
+    #[arg(long, env = "INFERQ_PIN_THREADS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pin_threads: bool,
+    /// Path of the ONNX Runtime shared library (libonnxruntime.so). Falls
+    /// back to ORT_DYLIB_PATH.
+    #[arg(long, env = "INFERQ_ORT_LIBRARY")]
+    #[serde(default)]
+    pub ort_library: Option<PathBuf>,
+    /// A job started this many times without finishing (it keeps crashing
+    /// workers) is failed instead of being run again.
+    #[arg(long, env = "INFERQ_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+}
+
+/// Logging.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// Log format: `text` for people, `json` for log pipelines. Levels come from RUST_LOG.
+    #[arg(long, env = "INFERQ_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("config file {path}: unknown option `{key}`")]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+}
+
+/// Parses `args` (program name first) into a config, reading the file named
+/// by `--config` / `INFERQ_CONFIG` for anything not set by flag or env.
+///
+/// `T` must have an optional `config` field for the file path; it is not
+/// itself read from the file.
+pub fn load<T, I, S>(args: I) -> Result<T, ConfigError>
+where
+    T: CommandFactory + FromArgMatches + Serialize + DeserializeOwned,
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    let matches = T::command().try_get_matches_from(args)?;
+    let parsed = T::from_arg_matches(&matches)?;
+    let file: Option<PathBuf> = matches.get_one::<PathBuf>("config").cloned();
+    let Some(path) = file else {
+        return Ok(parsed);
+    };
+    let mut value = serde_json::to_value(&parsed).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let overrides = read_file(&path)?;
+    let known: BTreeSet<String> = T::command()
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
+    let obj = value.as_object_mut().expect("config serialises to an object");
+    for (key, v) in overrides {
+        if !known.contains(&key) || key == "config" {
+            return Err(ConfigError::UnknownKey { path, key });
+        }
+        if !set_explicitly(&matches, &key) {
+            obj.insert(key, v);
+        }
+    }
+    serde_json::from_value(value).map_err(|e| ConfigError::File {
+        path,
+        message: e.to_string(),
+    })
+}
+
+fn set_explicitly(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+fn read_file(path: &PathBuf) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+    let err = |message: String| ConfigError::File {
+        path: path.clone(),
+        message,
+    };
+    config::Config::builder()
+        .add_source(config::File::from(path.as_path()))
+        .build()
+        .map_err(|e| err(e.to_string()))?
+        .try_deserialize()
+        .map_err(|e| err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser, Serialize, Deserialize)]
+    struct Demo {
+        #[arg(long, env = "INFERQ_TEST_CONFIG")]
+        #[serde(skip)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        #[serde(flatten)]
+        limits: LimitConfig,
+        #[command(flatten)]
+        #[serde(flatten)]
+        inference: InferenceConfig,
+    }
+
+    fn file(text: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("inferq-cfg-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let d: Demo = load(["demo"]).unwrap();
+        assert_eq!(d.limits.max_pixels, 40_000_000);
+        assert_eq!(d.inference.max_attempts, 3);
+        assert!(d.inference.cores.is_empty());
+    }
+
+    #[test]
+    fn file_overrides_default_and_flag_overrides_file() {
+        let p = file("max_pixels = 1000\nmax_attempts = 7\ncores = [1, 0]\n");
+        let d: Demo = load(["demo", "--config", p.to_str().unwrap(), "--max-attempts", "9"]).unwrap();
+        assert_eq!(d.limits.max_pixels, 1000);
+        assert_eq!(d.inference.max_attempts, 9);
+        assert_eq!(d.inference.cores, vec![1, 0]);
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let p = file("max_pixel = 1000\n");
+        let err = load::<Demo, _, _>(["demo", "--config", p.to_str().unwrap()]).unwrap_err();
+        assert!(err.to_string().contains("max_pixel"), "{err}");
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn bad_flag_is_a_cli_error() {
+        assert!(matches!(
+            load::<Demo, _, _>(["demo", "--max-pixels", "lots"]),
+            Err(ConfigError::Cli(_))
+        ));
+    }
+}

@@ -1,0 +1,94 @@
+//! Stable, machine-readable error codes.
+//!
+//! Clients branch on these strings, so they are part of the public API: the
+//! same code appears in an HTTP problem body (`code` member) and in a failed
+//! job's `error.code`. Adding a code is fine; renaming one is a breaking change.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a request was refused or a job failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request body was empty.
+    EmptyBody,
+    /// The body exceeds the configured size limit.
+    PayloadTooLarge,
+    /// The declared content type is not one InferQ accepts.
+    UnsupportedMediaType,
+    /// The bytes are not an image format InferQ can decode.
+    UnsupportedImageFormat,
+    /// The image header could not be read.
+    InvalidImage,
+    /// The image declares more pixels than the configured limit.
+    TooManyPixels,
+    /// The image header was fine but decoding the pixels failed.
+    DecodeFailed,
+    /// No model with the requested name (or version) is served.
+    ModelNotFound,
+    /// A query parameter or option is malformed.
+    InvalidArgument,
+    /// No job with this id exists (or it has expired).
+    JobNotFound,
+    /// A large image stored out of band had expired or vanished.
+    BlobMissing,
+    /// ONNX Runtime rejected the input or failed while running.
+    InferenceFailed,
+    /// The job was attempted too many times (e.g. it crashed workers).
+    TooManyAttempts,
+    /// A dependency (broker or store) is unavailable; retry later.
+    Unavailable,
+    /// The queue is full; retry later.
+    Overloaded,
+    /// A bug or an unexpected condition.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case string clients see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::EmptyBody => "empty_body",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::UnsupportedImageFormat => "unsupported_image_format",
+            ErrorCode::InvalidImage => "invalid_image",
+            ErrorCode::TooManyPixels => "too_many_pixels",
+            ErrorCode::DecodeFailed => "decode_failed",
+            ErrorCode::ModelNotFound => "model_not_found",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::JobNotFound => "job_not_found",
+            ErrorCode::BlobMissing => "blob_missing",
+            ErrorCode::InferenceFailed => "inference_failed",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_name_matches_as_str() {
+        for code in [
+            ErrorCode::EmptyBody,
+            ErrorCode::TooManyPixels,
+            ErrorCode::DecodeFailed,
+            ErrorCode::TooManyAttempts,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

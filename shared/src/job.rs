@@ -1,0 +1,355 @@
+//! Jobs: identity, lifecycle and the record clients poll.
+//!
+//! A job is created by the API in state `queued`, moved to `running` by the
+//! worker that picked it up, and ends `succeeded` or `failed`. The record is
+//! the single source of truth a client sees through `GET /v1/jobs/{id}`; the
+//! state machine lives here so the API, the worker and both store
+//! implementations enforce the same rules.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorCode;
+use crate::postprocess::Prediction;
+
+/// An unguessable job identifier (a random UUIDv4: 122 random bits).
+///
+/// Ids are handed out to clients and are the only key to a result, so they
+/// must not be sequential or derived from anything a third party can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(uuid::Uuid);
+
+impl JobId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        JobId(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(JobId)
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Accepted and durably enqueued; no worker has started it.
+    Queued,
+    /// A worker is processing it (possibly again, after a crash).
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Finished with an error code; it will not be retried.
+    Failed,
+}
+
+impl JobStatus {
+    /// Terminal states never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed)
+    }
+
+    /// Whether a record may move from `self` to `next`.
+    ///
+    /// `Running -> Running` is allowed because a worker that crashed leaves
+    /// the job running and the broker hands it to another worker. Queued may
+    /// jump straight to failed (a job rejected before it ran, e.g. after too
+    /// many attempts). Nothing leaves a terminal state: a redelivered job that
+    /// already finished must not be overwritten.
+    pub fn can_become(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        match (self, next) {
+            (Queued, Running | Failed) => true,
+            (Running, Running | Succeeded | Failed) => true,
+            (Queued, Queued | Succeeded) => false,
+            (Running, Queued) => false,
+            (Succeeded | Failed, _) => false,
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        JobError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// Per-stage wall-clock durations of one job, in milliseconds.
+///
+/// `queue` runs from acceptance to the worker starting the job (so it includes
+/// time spent on a worker that crashed); `total` from acceptance to the result
+/// being ready.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub queue_ms: f64,
+    /// Reading an out-of-band image from the store (0 for inline images).
+    pub fetch_ms: f64,
+    pub decode_ms: f64,
+    pub preprocess_ms: f64,
+    pub inference_ms: f64,
+    pub total_ms: f64,
+}
+
+/// The record of one job, as stored and as returned by `GET /v1/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub status: JobStatus,
+    pub model: String,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How many times a worker started this job (more than 1 after a crash).
+    pub attempts: u32,
+    /// Image size in bytes and pixels as validated on submission.
+    pub input: InputInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Prediction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+}
+
+/// What the API learned about the input without decoding it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputInfo {
+    pub format: String,
+    pub bytes: u64,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// A refused state change.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("job {id} cannot go from {from} to {to}")]
+pub struct TransitionError {
+    pub id: JobId,
+    pub from: JobStatus,
+    pub to: JobStatus,
+}
+
+impl JobRecord {
+    /// A freshly accepted job.
+    pub fn queued(id: JobId, model: &str, version: u64, input: InputInfo) -> Self {
+        JobRecord {
+            id,
+            status: JobStatus::Queued,
+            model: model.to_owned(),
+            version,
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            attempts: 0,
+            input,
+            result: None,
+            timings: None,
+            error: None,
+        }
+    }
+
+    fn transition(&mut self, to: JobStatus) -> Result<(), TransitionError> {
+        if !self.status.can_become(to) {
+            return Err(TransitionError {
+                id: self.id,
+                from: self.status,
+                to,
+            });
+        }
+        self.status = to;
+        Ok(())
+    }
+
+    /// A worker starts (or restarts) the job.
+    pub fn start(&mut self, now: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.transition(JobStatus::Running)?;
+        self.attempts += 1;
+        self.started_at = Some(now);
+        Ok(())
+    }
+
+    /// The job produced a result.
+    pub fn succeed(
+        &mut self,
+        prediction: Prediction,
+        timings: Timings,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        self.transition(JobStatus::Succeeded)?;
+        self.result = Some(prediction);
+        self.timings = Some(timings);
+        self.finished_at = Some(now);
+        Ok(())
+    }
+
+    /// The job failed for good.
+    pub fn fail(
+        &mut self,
+        error: JobError,
+        timings: Option<Timings>,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        self.transition(JobStatus::Failed)?;
+        self.error = Some(error);
+        self.timings = timings;
+        self.finished_at = Some(now);
+        Ok(())
+    }
+
+    /// Milliseconds from acceptance to `t`.
+    pub fn ms_since_created(&self, t: DateTime<Utc>) -> f64 {
+        (t - self.created_at)
+            .num_microseconds()
+            .map(|us| us as f64 / 1000.0)
+            .unwrap_or(0.0)
+            .max(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postprocess::{ClassScore, Prediction};
+
+    fn record() -> JobRecord {
+        JobRecord::queued(
+            JobId::new(),
+            "m",
+            1,
+            InputInfo {
+                format: "png".into(),
+                bytes: 10,
+                width: 1,
+                height: 1,
+            },
+        )
+    }
+
+    fn prediction() -> Prediction {
+        Prediction::Classification {
+            top_k: vec![ClassScore {
+                index: 1,
+                label: "x".into(),
+                probability: 1.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn happy_path_counts_attempts() {
+        let mut r = record();
+        r.start(Utc::now()).unwrap();
+        assert_eq!(r.status, JobStatus::Running);
+        assert_eq!(r.attempts, 1);
+        // A crashed worker's job is started again elsewhere.
+        r.start(Utc::now()).unwrap();
+        assert_eq!(r.attempts, 2);
+        r.succeed(prediction(), Timings::default(), Utc::now())
+            .unwrap();
+        assert_eq!(r.status, JobStatus::Succeeded);
+        assert!(r.finished_at.is_some());
+    }
+
+    #[test]
+    fn terminal_states_are_final() {
+        let mut r = record();
+        r.start(Utc::now()).unwrap();
+        r.fail(
+            JobError::new(ErrorCode::DecodeFailed, "bad"),
+            None,
+            Utc::now(),
+        )
+        .unwrap();
+        let err = r.start(Utc::now()).unwrap_err();
+        assert_eq!(err.from, JobStatus::Failed);
+        assert_eq!(err.to, JobStatus::Running);
+        assert!(
+            r.succeed(prediction(), Timings::default(), Utc::now())
+                .is_err()
+        );
+        assert_eq!(r.status, JobStatus::Failed);
+        assert_eq!(r.error.as_ref().unwrap().code, ErrorCode::DecodeFailed);
+    }
+
+    #[test]
+    fn queued_cannot_succeed_without_running() {
+        let mut r = record();
+        assert!(
+            r.succeed(prediction(), Timings::default(), Utc::now())
+                .is_err()
+        );
+        assert!(
+            r.fail(JobError::new(ErrorCode::Internal, "x"), None, Utc::now())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn id_roundtrips_and_is_random() {
+        let a = JobId::new();
+        let b = JobId::new();
+        assert_ne!(a, b);
+        assert_eq!(a.to_string().parse::<JobId>().unwrap(), a);
+        assert!("not-a-uuid".parse::<JobId>().is_err());
+    }
+
+    #[test]
+    fn record_json_shape() {
+        let r = record();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["status"], "queued");
+        assert_eq!(v["attempts"], 0);
+        assert!(v.get("result").is_none());
+    }
+}
