@@ -1,1 +1,121 @@
-//! placeholder
+//! The InferQ HTTP API.
+//!
+//! A thin front: it validates image jobs cheaply, enqueues them with
+//! publisher confirms and serves results. It never decodes pixels and never
+//! runs inference — that is the workers' job — so a burst of submissions
+//! cannot starve the event loop that also answers health checks and polls.
+//!
+//! [`app`] builds the router from an [`AppState`] (tests drive it with
+//! `oneshot` and in-memory backends); [`serve`] runs it on a listener until a
+//! shutdown future resolves; [`run`] wires the production backends
+//! (RabbitMQ, Redis) from an [`ApiConfig`].
+
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod jobs;
+pub mod state;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::Uri;
+use axum::routing::{get, post};
+use inferq_shared::broker::amqp::AmqpQueue;
+use inferq_shared::manifest::ModelRepository;
+use inferq_shared::store::redis::RedisStore;
+use tower_http::trace::TraceLayer;
+
+pub use config::ApiConfig;
+pub use error::ApiError;
+pub use state::{AppState, Settings};
+
+/// The API's routes.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/jobs", post(jobs::submit))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes the
+/// requests in progress.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Failures that stop the API from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Models(#[from] inferq_shared::manifest::ManifestError),
+    #[error(transparent)]
+    Store(#[from] inferq_shared::store::StoreError),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Loads the model manifests, logging the ones that cannot be used.
+pub fn load_models(dir: &Path, default_model: &str) -> Result<ModelRepository, RunError> {
+    let scan = ModelRepository::scan(dir)?;
+    for e in &scan.errors {
+        tracing::error!(error = %e, "model skipped");
+    }
+    if scan.repository.get(default_model, None).is_none() {
+        tracing::warn!(model = default_model, dir = %dir.display(),
+            "the default model is not in the repository; requests without ?model= will get 404");
+    }
+    Ok(scan.repository)
+}
+
+/// Runs the production API (RabbitMQ + Redis) until `shutdown` resolves.
+pub async fn run(
+    config: ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let models = load_models(&config.models.model_dir, &config.models.default_model)?;
+    let queue = AmqpQueue::new(&config.broker.amqp_url, &config.broker.queue, "inferq-api");
+    // Connect eagerly so a misconfiguration shows at start, but start anyway:
+    // readiness reports the broker until it is back.
+    if let Err(e) = inferq_shared::broker::JobQueue::check(&queue).await {
+        tracing::warn!(error = %e, "broker not reachable yet");
+    }
+    let store = RedisStore::new(&config.store.redis_url, &config.store.key_prefix)?;
+    let state = AppState {
+        queue: Arc::new(queue),
+        store: Arc::new(store),
+        models: Arc::new(models),
+        settings: Arc::new(Settings::from_config(
+            &config.http,
+            &config.models,
+            &config.limits,
+            &config.retention,
+        )),
+    };
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: config.http.listen.clone(),
+            source,
+        })?;
+    tracing::info!(addr = %config.http.listen, "inferq-api listening");
+    serve(listener, state, shutdown).await.map_err(RunError::Serve)
+}

@@ -21,6 +21,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod sniff;
 pub mod store;
+pub mod telemetry;
 
 pub use error::ErrorCode;
 pub use job::{JobId, JobRecord, JobStatus};

@@ -1,1 +1,115 @@
-//! placeholder
+//! The InferQ worker: consumes jobs and runs ONNX Runtime.
+//!
+//! - [`engine`]: pinned inference threads, each owning its sessions;
+//! - [`consumer`]: the consume → infer → store → ack loop;
+//! - [`embedded`]: API + engine in one process on in-memory backends;
+//! - [`run`]: the production worker on RabbitMQ and Redis.
+//!
+//! `run` and [`embedded::run`] take a shutdown future so tests (and `main`)
+//! decide when the process drains and stops.
+
+pub mod config;
+pub mod consumer;
+pub mod embedded;
+pub mod engine;
+pub mod pinning;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use inferq_shared::broker::amqp::AmqpQueue;
+use inferq_shared::manifest::ModelRepository;
+use inferq_shared::store::redis::RedisStore;
+
+pub use config::{EmbeddedConfig, WorkerConfig};
+use consumer::Processor;
+use engine::{Engine, EngineError};
+
+/// Failures that stop a worker from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Models(#[from] inferq_shared::manifest::ManifestError),
+    #[error("no models found under {0}")]
+    NoModels(String),
+    #[error(transparent)]
+    Store(#[from] inferq_shared::store::StoreError),
+    #[error(transparent)]
+    Api(#[from] inferq_api::RunError),
+}
+
+/// Scans the model repository; broken models are logged and skipped.
+pub fn load_models(dir: &std::path::Path) -> Result<ModelRepository, RunError> {
+    let scan = ModelRepository::scan(dir)?;
+    for e in &scan.errors {
+        tracing::error!(error = %e, "model skipped");
+    }
+    if scan.repository.is_empty() {
+        return Err(RunError::NoModels(dir.display().to_string()));
+    }
+    Ok(scan.repository)
+}
+
+/// Prefetch: explicit, or two per inference thread.
+pub fn prefetch_for(configured: u16, threads: usize) -> u16 {
+    if configured > 0 {
+        configured
+    } else {
+        (threads * 2).clamp(1, u16::MAX as usize) as u16
+    }
+}
+
+/// Runs a production worker until `shutdown` resolves and in-flight jobs
+/// are drained.
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let started = std::time::Instant::now();
+    let models = Arc::new(load_models(&config.models.model_dir)?);
+    let engine_cfg = config::engine_config(&config.inference, &config.limits);
+    // Loading sessions is blocking work: keep it off the runtime.
+    let repo = models.clone();
+    let engine = tokio::task::spawn_blocking(move || Engine::start(&engine_cfg, &repo))
+        .await
+        .expect("engine start task")?;
+    let engine = Arc::new(engine);
+    let queue = Arc::new(AmqpQueue::new(
+        &config.broker.amqp_url,
+        &config.broker.queue,
+        "inferq-worker",
+    ));
+    let store = Arc::new(RedisStore::new(&config.store.redis_url, &config.store.key_prefix)?);
+    let processor = Arc::new(Processor {
+        engine: engine.clone(),
+        store,
+        models,
+        result_ttl: Duration::from_secs(config.retention.result_ttl_secs.max(1)),
+        max_attempts: config.inference.max_attempts.max(1),
+    });
+    let prefetch = prefetch_for(config.consume.prefetch, engine.threads());
+    tracing::info!(
+        threads = engine.threads(),
+        prefetch,
+        startup_ms = started.elapsed().as_secs_f64() * 1e3,
+        "inferq-worker ready"
+    );
+    consumer::consume(
+        queue.clone(),
+        processor,
+        prefetch,
+        Duration::from_secs_f64(config.consume.drain_timeout_secs.max(0.0)),
+        shutdown,
+    )
+    .await;
+    queue.close().await;
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await
+        .ok();
+    tracing::info!("inferq-worker stopped");
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! Configuration of the `inferq-api` process.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use inferq_shared::config::{
+    BrokerConfig, HttpConfig, LimitConfig, LogConfig, ModelConfig, RetentionConfig, StoreConfig,
+};
+use serde::{Deserialize, Serialize};
+
+/// InferQ API: accepts image jobs over HTTP, validates them cheaply, enqueues
+/// them on RabbitMQ and serves results from Redis. Every option can also be
+/// set in the config file (key = option name with underscores) or in the
+/// environment variable shown.
+#[derive(Debug, Clone, Parser, Serialize, Deserialize)]
+#[command(name = "inferq-api", version)]
+pub struct ApiConfig {
+    /// Config file (TOML or JSON) with any of the options below.
+    #[arg(long, env = "INFERQ_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub broker: BrokerConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub store: StoreConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub retention: RetentionConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub models: ModelConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub limits: LimitConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub log: LogConfig,
+}

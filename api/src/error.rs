@@ -1,0 +1,199 @@
+//! The API's one error type and its single mapping to HTTP.
+//!
+//! Every failure a handler can produce is a variant of [`ApiError`]; the
+//! exhaustive `match` in [`ApiError::parts`] is the only place that decides
+//! status codes, so adding a variant forces a decision. Bodies follow RFC 9457
+//! (`application/problem+json`) and carry InferQ's stable `code`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use inferq_shared::ErrorCode;
+use inferq_shared::broker::BrokerError;
+use inferq_shared::sniff::SniffError;
+use inferq_shared::store::StoreError;
+use serde::Serialize;
+
+/// Media type of error bodies.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Everything that can go wrong in a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is empty; send the image bytes as the body")]
+    EmptyBody,
+    #[error("the body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    BadImage(SniffError),
+    #[error("no model named `{name}`{}", version.map(|v| format!(" with version {v}")).unwrap_or_default())]
+    ModelNotFound { name: String, version: Option<u64> },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("no job with id `{0}` (it may have expired)")]
+    JobNotFound(String),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Overloaded(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: ErrorCode,
+}
+
+impl ApiError {
+    /// Status, stable code, short title and the Retry-After hint (seconds).
+    fn parts(&self) -> (StatusCode, ErrorCode, &'static str, Option<u32>) {
+        use ApiError::*;
+        match self {
+            EmptyBody => (StatusCode::BAD_REQUEST, ErrorCode::EmptyBody, "Empty body", None),
+            PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                "Payload too large",
+                None,
+            ),
+            UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                "Unsupported media type",
+                None,
+            ),
+            BadImage(e) => match e {
+                SniffError::Empty => {
+                    (StatusCode::BAD_REQUEST, ErrorCode::EmptyBody, "Empty body", None)
+                }
+                SniffError::UnknownFormat => (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    ErrorCode::UnsupportedImageFormat,
+                    "Unsupported image format",
+                    None,
+                ),
+                SniffError::BadHeader(_) => (
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidImage,
+                    "Invalid image",
+                    None,
+                ),
+                SniffError::TooManyPixels { .. } => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorCode::TooManyPixels,
+                    "Image too large",
+                    None,
+                ),
+            },
+            ModelNotFound { .. } => (
+                StatusCode::NOT_FOUND,
+                ErrorCode::ModelNotFound,
+                "Model not found",
+                None,
+            ),
+            InvalidArgument(_) => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidArgument,
+                "Invalid argument",
+                None,
+            ),
+            JobNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                ErrorCode::JobNotFound,
+                "Job not found",
+                None,
+            ),
+            RouteNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                ErrorCode::InvalidArgument,
+                "Not found",
+                None,
+            ),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::InvalidArgument,
+                "Method not allowed",
+                None,
+            ),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "Service unavailable",
+                Some(2),
+            ),
+            Overloaded(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::Overloaded,
+                "Too many jobs waiting",
+                Some(1),
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "Internal error",
+                None,
+            ),
+        }
+    }
+
+    /// HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::Full => ApiError::Overloaded("the job queue is full; retry later".into()),
+            BrokerError::Unavailable(_) | BrokerError::Rejected(_) | BrokerError::Closed => {
+                ApiError::Unavailable(format!("the job could not be enqueued: {e}"))
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Full => ApiError::Overloaded("the result store is full; retry later".into()),
+            StoreError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            StoreError::Corrupt(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title, retry_after) = self.parts();
+        if status.is_server_error() {
+            tracing::warn!(%code, error = %self, "request failed");
+        }
+        let body = Problem {
+            kind: format!("urn:inferq:problem:{code}"),
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code,
+        };
+        let mut resp = (status, Json(body)).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}

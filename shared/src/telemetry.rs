@@ -1,0 +1,48 @@
+//! Logging set-up and process signals shared by the binaries.
+
+use std::future::Future;
+
+/// Installs the global tracing subscriber: human-readable text or one JSON
+/// object per line; levels from `RUST_LOG` (default `info`).
+pub fn init(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = if format.eq_ignore_ascii_case("json") {
+        builder.json().with_current_span(true).try_init()
+    } else {
+        builder.try_init()
+    };
+    // A second init (tests) keeps the first subscriber.
+    let _ = result;
+}
+
+/// Resolves on the first SIGTERM or Ctrl-C; a second one exits at once, so an
+/// operator can always stop a process whose drain hangs.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; draining (signal again to force exit)");
+        tokio::spawn(async {
+            wait_for_signal().await;
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        });
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

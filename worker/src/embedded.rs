@@ -1,0 +1,81 @@
+//! One process: the HTTP API, the inference threads, an in-memory queue and
+//! an in-memory result store.
+//!
+//! Only the two backend implementations differ from production; the API
+//! handlers, the consume loop and the engine are the same code. That keeps
+//! the first try (`make run`) honest: what works here works distributed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use inferq_api::{AppState, Settings};
+use inferq_shared::broker::memory::MemoryQueue;
+use inferq_shared::store::memory::MemoryStore;
+use tokio::sync::watch;
+
+use crate::config::{EmbeddedConfig, engine_config};
+use crate::consumer::{self, Processor};
+use crate::engine::Engine;
+use crate::{RunError, load_models, prefetch_for};
+
+/// Serves on `listener` until `shutdown` resolves: the API stops accepting,
+/// queued and in-flight jobs are worked off (bounded by the drain timeout),
+/// then the engine stops.
+pub async fn run(
+    config: EmbeddedConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let models = Arc::new(load_models(&config.models.model_dir)?);
+    let engine_cfg = engine_config(&config.inference, &config.limits);
+    let repo = models.clone();
+    let engine = tokio::task::spawn_blocking(move || Engine::start(&engine_cfg, &repo))
+        .await
+        .expect("engine start task")?;
+    let engine = Arc::new(engine);
+    let queue = Arc::new(MemoryQueue::new(config.queue_capacity));
+    let store = Arc::new(MemoryStore::new(config.store_capacity));
+    let processor = Arc::new(Processor {
+        engine: engine.clone(),
+        store: store.clone(),
+        models: models.clone(),
+        result_ttl: Duration::from_secs(config.retention.result_ttl_secs.max(1)),
+        max_attempts: config.inference.max_attempts.max(1),
+    });
+    let state = AppState {
+        queue: queue.clone(),
+        store,
+        models,
+        settings: Arc::new(Settings::from_config(
+            &config.http,
+            &config.models,
+            &config.limits,
+            &config.retention,
+        )),
+    };
+
+    // One signal fans out to the HTTP server and the consumer.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let prefetch = prefetch_for(config.consume.prefetch, engine.threads());
+    let drain = Duration::from_secs_f64(config.consume.drain_timeout_secs.max(0.0));
+    let consumer = tokio::spawn(consumer::consume(
+        queue,
+        processor,
+        prefetch,
+        drain,
+        stopped(stop_rx.clone()),
+    ));
+    tracing::info!(addr = ?listener.local_addr().ok(), threads = engine.threads(), "inferq (embedded) listening");
+    let served = inferq_api::serve(listener, state, stopped(stop_rx)).await;
+    let _ = consumer.await;
+    tokio::task::spawn_blocking(move || engine.shutdown()).await.ok();
+    served.map_err(|e| RunError::Api(inferq_api::RunError::Serve(e)))
+}

@@ -1,0 +1,361 @@
+//! The inference engine: ONNX Runtime on dedicated, pinned OS threads.
+//!
+//! Decoding, preprocessing and inference are CPU-bound and would stall the
+//! async runtime (and with it AMQP heartbeats, after which RabbitMQ drops the
+//! channel). So they run on plain `std::thread`s, one per core, each owning
+//! its own `ort::Session` per model (`Session::run` takes `&mut self`, and one
+//! intra-op thread per session avoids oversubscribing the cores). Async code
+//! talks to the engine through a bounded channel and gets the answer on a
+//! oneshot — the shape of text-embeddings-inference's backend.
+//!
+//! A panic while processing one image fails that job and leaves the thread
+//! serving; a model that cannot be loaded is reported and the others serve.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use inferq_shared::ErrorCode;
+use inferq_shared::job::{JobError, JobId};
+use inferq_shared::manifest::{ModelEntry, ModelRepository};
+use inferq_shared::postprocess::{self, Prediction};
+use inferq_shared::preprocess::{self, DecodeError, InputTensor, TensorData};
+use ort::session::{Session, SessionInputValue, builder::GraphOptimizationLevel};
+use ort::value::TensorRef;
+use tokio::sync::oneshot;
+
+use crate::pinning;
+
+/// How the engine is built.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// 0 = one per allowed core.
+    pub threads: usize,
+    pub cores: Vec<usize>,
+    pub pin: bool,
+    pub ort_library: Option<PathBuf>,
+    /// Decoder pixel limit.
+    pub max_pixels: u64,
+}
+
+/// Failures that stop the engine from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "ONNX Runtime library not configured: set --ort-library / INFERQ_ORT_LIBRARY or \
+         ORT_DYLIB_PATH to libonnxruntime.so (`make assets` installs it under .cache/venv)"
+    )]
+    NoRuntime,
+    #[error("ONNX Runtime library not found at {0} (run `make assets`)")]
+    RuntimeMissing(PathBuf),
+    #[error("cannot load ONNX Runtime: {0}")]
+    Runtime(String),
+    #[error("no model could be loaded: {0}")]
+    NoModels(String),
+    #[error("cannot start inference thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A job's result from the engine, with stage timings in milliseconds.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub prediction: Prediction,
+    pub decode_ms: f64,
+    pub preprocess_ms: f64,
+    pub inference_ms: f64,
+}
+
+/// Why [`Engine::infer`] produced no outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// The job itself is bad (or the model failed on it): fail the job.
+    #[error("{0}")]
+    Job(JobError),
+    /// The engine is shutting down: the job should be retried elsewhere.
+    #[error("inference engine stopped")]
+    Stopped,
+}
+
+/// One unit of work for an inference thread.
+struct Work {
+    job: JobId,
+    model: Arc<ModelEntry>,
+    image: Bytes,
+    top_k: Option<usize>,
+    reply: oneshot::Sender<Result<Outcome, JobError>>,
+}
+
+/// Handle to the inference threads.
+pub struct Engine {
+    tx: Mutex<Option<flume::Sender<Work>>>,
+    handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    threads: usize,
+    loaded: Vec<String>,
+}
+
+static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+
+/// The process-wide ONNX Runtime environment, loading the library on first use.
+pub fn ort_environment(library: Option<&Path>) -> Result<ort::environment::Environment, EngineError> {
+    let mut env = ENVIRONMENT.lock().expect("ort env lock");
+    if let Some(e) = env.as_ref() {
+        return Ok(e.clone());
+    }
+    let path = library
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .ok_or(EngineError::NoRuntime)?;
+    if !path.is_file() {
+        return Err(EngineError::RuntimeMissing(path));
+    }
+    let built = ort::init_from(&path)
+        .map_err(|e| EngineError::Runtime(e.to_string()))?
+        .with_name("inferq")
+        .build()
+        .map_err(|e| EngineError::Runtime(e.to_string()))?;
+    *env = Some(built.clone());
+    Ok(built)
+}
+
+/// Builds a single-threaded session for one model and checks it matches its
+/// manifest.
+fn load_session(env: &ort::environment::Environment, entry: &ModelEntry) -> Result<Session, String> {
+    let path = entry.model_path();
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let mut builder = Session::builder(env)
+        .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
+        .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+        .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
+        .and_then(|b| b.with_inter_op_spinning(false).map_err(Into::into))
+        .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All).map_err(Into::into))
+        .map_err(|e: ort::Error| fail(&e))?;
+    let session = builder.commit_from_file(&path).map_err(|e| fail(&e))?;
+    let m = &entry.manifest;
+    if !session.inputs().iter().any(|i| i.name() == m.input.name) {
+        return Err(fail(&format!("the model has no input named `{}`", m.input.name)));
+    }
+    if !session.outputs().iter().any(|o| o.name() == m.output.name) {
+        return Err(fail(&format!("the model has no output named `{}`", m.output.name)));
+    }
+    Ok(session)
+}
+
+impl Engine {
+    /// Starts the threads and loads (and warms) every model on each.
+    ///
+    /// Returns once all threads are ready, so the caller only starts
+    /// consuming when the first job can run at full speed.
+    pub fn start(config: &EngineConfig, models: &ModelRepository) -> Result<Engine, EngineError> {
+        let env = ort_environment(config.ort_library.as_deref())?;
+        let placement = pinning::plan(config.threads, &config.cores, &pinning::allowed_cores());
+        let threads = placement.len();
+        // Twice the threads: each thread has its next image waiting.
+        let (tx, rx) = flume::bounded::<Work>(threads * 2);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let entries: Vec<Arc<ModelEntry>> = models.entries().cloned().collect();
+        let mut handles = Vec::with_capacity(threads);
+        for (i, core) in placement.into_iter().enumerate() {
+            let rx = rx.clone();
+            let env = env.clone();
+            let entries = entries.clone();
+            let ready = ready_tx.clone();
+            let pin = config.pin;
+            let max_pixels = config.max_pixels;
+            let handle = std::thread::Builder::new()
+                .name(format!("inferq-infer-{i}"))
+                .spawn(move || {
+                    if pin {
+                        pinning::pin_current(core);
+                    }
+                    let mut sessions = HashMap::new();
+                    let mut errors = Vec::new();
+                    for entry in &entries {
+                        let started = Instant::now();
+                        match load_session(&env, entry).and_then(|mut s| warm_up(&mut s, entry).map(|_| s)) {
+                            Ok(s) => {
+                                tracing::debug!(thread = i, core, model = %entry.key(),
+                                    ms = started.elapsed().as_secs_f64() * 1e3, "session ready");
+                                sessions.insert(entry.key(), s);
+                            }
+                            Err(e) => errors.push((entry.key(), e)),
+                        }
+                    }
+                    let _ = ready.send((sessions.keys().cloned().collect::<Vec<_>>(), errors));
+                    drop(ready);
+                    serve(rx, sessions, max_pixels);
+                })
+                .map_err(EngineError::Thread)?;
+            handles.push(handle);
+        }
+        drop(ready_tx);
+        let mut loaded = Vec::new();
+        for _ in 0..threads {
+            let Ok((keys, errors)) = ready_rx.recv() else {
+                break;
+            };
+            for (model, e) in errors {
+                tracing::error!(%model, error = %e, "model failed to load; it will not be served here");
+            }
+            loaded = keys;
+        }
+        loaded.sort();
+        if loaded.is_empty() && !entries.is_empty() {
+            drop(tx);
+            return Err(EngineError::NoModels(
+                "every model failed to load (see the errors above)".into(),
+            ));
+        }
+        tracing::info!(threads, models = ?loaded, "inference engine ready");
+        Ok(Engine {
+            tx: Mutex::new(Some(tx)),
+            handles: Mutex::new(handles),
+            threads,
+            loaded,
+        })
+    }
+
+    /// Number of inference threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// `name:version` of every model the threads serve.
+    pub fn loaded_models(&self) -> &[String] {
+        &self.loaded
+    }
+
+    /// Runs one job; waits (asynchronously) for a free slot when all
+    /// threads are busy.
+    pub async fn infer(
+        &self,
+        job: JobId,
+        model: Arc<ModelEntry>,
+        image: Bytes,
+        top_k: Option<usize>,
+    ) -> Result<Outcome, InferError> {
+        let Some(tx) = self.tx.lock().expect("engine lock").clone() else {
+            return Err(InferError::Stopped);
+        };
+        if !self.loaded.contains(&model.key()) {
+            return Err(InferError::Job(JobError::new(
+                ErrorCode::ModelNotFound,
+                format!("model {} is not loaded on this worker", model.key()),
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        tx.send_async(Work {
+            job,
+            model,
+            image,
+            top_k,
+            reply,
+        })
+        .await
+        .map_err(|_| InferError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| InferError::Stopped)?
+            .map_err(InferError::Job)
+    }
+
+    /// Stops accepting work, lets the threads finish what they hold and
+    /// joins them.
+    pub fn shutdown(&self) {
+        self.tx.lock().expect("engine lock").take();
+        let handles = std::mem::take(&mut *self.handles.lock().expect("engine lock"));
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// One zero-filled run so the first real job does not pay for lazy
+/// allocations inside ONNX Runtime.
+fn warm_up(session: &mut Session, entry: &ModelEntry) -> Result<(), String> {
+    let m = &entry.manifest;
+    let blank = image::RgbImage::new(m.input.width, m.input.height);
+    let tensor = preprocess::to_tensor(&blank, m);
+    run(session, entry, &tensor)
+        .map(|_| ())
+        .map_err(|e| format!("{}: warm-up run failed: {e}", entry.model_path().display()))
+}
+
+/// Runs the session on one input and returns the output as f32 values.
+fn run(session: &mut Session, entry: &ModelEntry, tensor: &InputTensor) -> Result<Vec<f32>, ort::Error> {
+    let shape = tensor.shape;
+    let value: SessionInputValue = match &tensor.data {
+        TensorData::F32(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
+        TensorData::U8(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
+        TensorData::I32(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
+    };
+    let m = &entry.manifest;
+    let outputs = session.run(vec![(m.input.name.as_str(), value)])?;
+    let (_, data) = outputs[m.output.name.as_str()].try_extract_tensor::<f32>()?;
+    Ok(data.to_vec())
+}
+
+/// The inference thread's loop: until the channel closes.
+fn serve(rx: flume::Receiver<Work>, mut sessions: HashMap<String, Session>, max_pixels: u64) {
+    while let Ok(work) = rx.recv() {
+        let span = tracing::info_span!("infer", job_id = %work.job, model = %work.model.key());
+        let _guard = span.enter();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            process(&mut sessions, &work, max_pixels)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(panic = %what, "inference panicked; job failed, thread keeps serving");
+            Err(JobError::new(ErrorCode::Internal, format!("inference panicked: {what}")))
+        });
+        let _ = work.reply.send(result);
+    }
+}
+
+fn process(
+    sessions: &mut HashMap<String, Session>,
+    work: &Work,
+    max_pixels: u64,
+) -> Result<Outcome, JobError> {
+    let entry = &work.model;
+    let session = sessions.get_mut(&entry.key()).ok_or_else(|| {
+        JobError::new(ErrorCode::ModelNotFound, format!("model {} is not loaded", entry.key()))
+    })?;
+    let t0 = Instant::now();
+    let img = preprocess::decode(&work.image, max_pixels).map_err(|e| {
+        let code = match e {
+            DecodeError::UnknownFormat => ErrorCode::UnsupportedImageFormat,
+            DecodeError::Limits(_) => ErrorCode::TooManyPixels,
+            DecodeError::Corrupt(_) => ErrorCode::DecodeFailed,
+        };
+        JobError::new(code, e.to_string())
+    })?;
+    let t1 = Instant::now();
+    let (fitted, _geometry) = preprocess::fit(&img, &entry.manifest);
+    drop(img);
+    let tensor = preprocess::to_tensor(&fitted, &entry.manifest);
+    let t2 = Instant::now();
+    let values = run(session, entry, &tensor)
+        .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))?;
+    let t3 = Instant::now();
+    let prediction = postprocess::interpret(&values, &entry.manifest, &entry.labels, work.top_k)
+        .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))?;
+    let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+    Ok(Outcome {
+        prediction,
+        decode_ms: ms(t0, t1),
+        preprocess_ms: ms(t1, t2),
+        inference_ms: ms(t2, t3),
+    })
+}
