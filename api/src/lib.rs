@@ -86,11 +86,8 @@ pub fn load_models(dir: &Path, default_model: &str) -> Result<ModelRepository, R
     Ok(scan.repository)
 }
 
-/// Runs the production API (RabbitMQ + Redis) until `shutdown` resolves.
-pub async fn run(
-    config: ApiConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RunError> {
+/// Builds the production state: manifests, RabbitMQ queue, Redis store.
+pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> {
     let models = load_models(&config.models.model_dir, &config.models.default_model)?;
     let queue = AmqpQueue::new(&config.broker.amqp_url, &config.broker.queue, "inferq-api");
     // Connect eagerly so a misconfiguration shows at start, but start anyway:
@@ -99,7 +96,7 @@ pub async fn run(
         tracing::warn!(error = %e, "broker not reachable yet");
     }
     let store = RedisStore::new(&config.store.redis_url, &config.store.key_prefix)?;
-    let state = AppState {
+    Ok(AppState {
         queue: Arc::new(queue),
         store: Arc::new(store),
         models: Arc::new(models),
@@ -109,7 +106,15 @@ pub async fn run(
             &config.limits,
             &config.retention,
         )),
-    };
+    })
+}
+
+/// Runs the production API (RabbitMQ + Redis) until `shutdown` resolves.
+pub async fn run(
+    config: ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let state = production_state(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .map_err(|source| RunError::Bind {

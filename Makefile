@@ -1,0 +1,106 @@
+# InferQ developer / CI entry points (GNU make). `make` or `make help` lists the targets.
+#
+# Assets are file targets with stamps: a repeated `make assets` does nothing, and nothing
+# is downloaded again once .cache/ is populated.
+
+VENV   := .cache/venv
+PY     := $(VENV)/bin/python
+PYTHON ?= python3
+CARGO  ?= cargo
+LISTEN ?= 127.0.0.1:8080
+
+# The Rust `ort` crate (load-dynamic) loads the ONNX Runtime shipped in the onnxruntime wheel.
+ORT_DYLIB_PATH := $(CURDIR)/.cache/venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1
+export ORT_DYLIB_PATH
+
+VENV_STAMP  := $(VENV)/.installed
+MODEL_ONNX  := models/efficientnet-lite0/1/model.onnx
+TINY_NAMES  := tiny-mean tiny-slow tiny-nhwc-int32
+TINY_MODELS := $(foreach m,$(TINY_NAMES),tests/models/$(m)/1/model.onnx)
+
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+.PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
+        fmt lint verify-model clean-assets
+
+help: ## List the targets
+	@echo "InferQ make targets:"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Variables: CARGO=$(CARGO) LISTEN=$(LISTEN) PYTHON=$(PYTHON) (python 3.11)"
+
+# ---------------------------------------------------------------------------------------------
+# Assets
+
+venv: $(VENV_STAMP) ## Python venv for the asset scripts (.cache/venv, pinned requirements)
+
+$(VENV_STAMP): scripts/requirements.txt
+	@$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV) || { \
+	  echo "error: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	$(PY) -m pip install --disable-pip-version-check --cache-dir .cache/pip -r scripts/requirements.txt
+	@touch $@
+
+models: $(MODEL_ONNX) $(TINY_MODELS) ## Generate EfficientNet-Lite0 and the tiny test models (ONNX)
+
+$(MODEL_ONNX): scripts/convert_efficientnet_lite0.py $(VENV_STAMP)
+	$(PY) scripts/convert_efficientnet_lite0.py --out $@
+
+# One script run writes all tiny models. A pattern rule with several targets is "grouped"
+# in every GNU make version (unlike `&:`, which needs make >= 4.3): one run makes them all.
+$(foreach m,$(TINY_NAMES),tests/%/$(m)/1/model.onnx): scripts/make_test_models.py $(VENV_STAMP)
+	$(PY) scripts/make_test_models.py --out-dir tests/$*
+
+assets: venv models ## venv + models, and check that the ONNX Runtime library is present
+	@test -f "$(ORT_DYLIB_PATH)" || { echo "error: $(ORT_DYLIB_PATH) not found; the venv needs Python 3.11 and onnxruntime==1.31.1 (try: make clean-assets && make assets PYTHON=python3.11)" >&2; exit 1; }
+
+fetch-assets: $(VENV_STAMP) ## (maintainers) Re-fetch the committed labels.txt and test images
+	$(PY) scripts/fetch_labels.py
+	$(PY) scripts/fetch_test_images.py
+
+verify-model: $(VENV_STAMP) $(MODEL_ONNX) ## Check EfficientNet-Lite0 top-1 on the test images (Python ORT)
+	$(PY) scripts/verify_model.py
+
+clean-assets: ## Remove .cache (venv, pip cache) and the generated .onnx files
+	rm -rf .cache
+	rm -f $(MODEL_ONNX) $(TINY_MODELS)
+
+# ---------------------------------------------------------------------------------------------
+# Services, build, test
+
+services: ## Make sure Redis and RabbitMQ run on 127.0.0.1 (INFERQ_SKIP_SERVICES=1 skips)
+	@bash scripts/ensure-services.sh
+
+build: ## Debug build of all binaries and tests
+	$(CARGO) build --workspace --bins --tests
+
+# End-to-end tests must fail, not skip, when Redis/RabbitMQ are missing.
+test: export INFERQ_TEST_REQUIRE_SERVICES := 1
+test: export RUST_BACKTRACE := 1
+test: assets services ## Full test suite (unit + end-to-end against Redis/RabbitMQ/ORT)
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+# ---------------------------------------------------------------------------------------------
+# Run
+
+run: assets ## All-in-one server (in-process queue, no services needed), release, on LISTEN
+	@echo "InferQ on http://$(LISTEN) - in another shell:"
+	@echo "  curl -s -X POST --data-binary @tests/images/chelsea.png -H 'Content-Type: image/png' 'http://$(LISTEN)/v1/jobs'"
+	@echo "  curl -s 'http://$(LISTEN)/v1/jobs/<id>?wait=10'"
+	@echo
+	$(CARGO) run --release --bin inferq -- --listen $(LISTEN)
+
+run-api: assets services ## Production API (RabbitMQ + Redis), release build
+	$(CARGO) run --release --bin inferq-api
+
+run-worker: assets services ## Production worker (RabbitMQ + Redis), release build
+	$(CARGO) run --release --bin inferq-worker
+
+# ---------------------------------------------------------------------------------------------
+# Code hygiene
+
+fmt: ## Format all Rust code
+	$(CARGO) fmt --all
+
+lint: ## rustfmt check + clippy (warnings are errors)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
