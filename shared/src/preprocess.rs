@@ -30,8 +30,14 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(DecodeError::UnknownFormat);
+    match reader.format() {
+        None => return Err(DecodeError::UnknownFormat),
+        Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err(DecodeError::Corrupt(
+                "truncated JPEG: no end-of-image marker".into(),
+            ));
+        }
+        Some(_) => {}
     }
     let side = max_pixels.min(u32::MAX as u64) as u32;
     let mut limits = image::Limits::default();
@@ -54,6 +60,16 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
         img.apply_orientation(o);
     }
     Ok(img.into_rgb8())
+}
+
+/// Whether a JPEG ends with its end-of-image marker (FF D9), allowing a
+/// little trailing padding. The JPEG decoder silently fills a truncated scan
+/// with grey, which would turn a broken upload into a confident wrong answer;
+/// inside entropy-coded data FF is always escaped, so the marker cannot
+/// appear there by accident.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(256)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 fn classify(e: image::ImageError) -> DecodeError {
@@ -329,6 +345,13 @@ mod tests {
             decode(&png[..png.len() / 2], 1 << 20),
             Err(DecodeError::Corrupt(_))
         ));
+        let mut jpeg = Vec::new();
+        DynamicImage::ImageRgb8(RgbImage::from_pixel(256, 256, image::Rgb([9, 8, 7])))
+            .write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .unwrap();
+        assert!(decode(&jpeg, 1 << 20).is_ok());
+        let err = decode(&jpeg[..jpeg.len() - 300], 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("truncated JPEG"), "{err}");
         assert!(matches!(
             decode(b"definitely not an image", 1 << 20),
             Err(DecodeError::UnknownFormat)

@@ -1,0 +1,75 @@
+//! The real default model, EfficientNet-Lite0 (ImageNet-1k), on real photos,
+//! through both deployments: RabbitMQ + Redis, and the embedded process.
+
+use std::time::Duration;
+
+use inferq_tests::*;
+
+const CAT_CLASSES: [u64; 3] = [281, 282, 285]; // tabby, tiger cat, Egyptian cat
+const ESPRESSO: u64 = 967;
+
+fn real_model_present() -> bool {
+    let ok = real_models().join("efficientnet-lite0/1/model.onnx").is_file();
+    if !ok {
+        assert!(
+            std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_err(),
+            "models/efficientnet-lite0/1/model.onnx missing; run `make assets`"
+        );
+        eprintln!("SKIPPED: EfficientNet-Lite0 not converted; run `make assets`");
+    }
+    ok
+}
+
+async fn classify(client: &reqwest::Client, base: &str, file: &str, ct: &str) -> serde_json::Value {
+    let (status, body) = submit(client, base, "", ct, image(file)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["model"], "efficientnet-lite0");
+    wait_terminal(client, base, body["id"].as_str().unwrap(), Duration::from_secs(60)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn efficientnet_through_rabbitmq_and_redis() {
+    if !services_available() || !real_model_present() {
+        return;
+    }
+    let ns = Namespace::new();
+    let api = start_api(&ns, &real_models(), "efficientnet-lite0", &[]).await;
+    let worker = start_worker(&ns, &real_models(), &[]).await;
+    let client = reqwest::Client::new();
+    let base = api.url();
+
+    let cat = classify(&client, &base, "chelsea.png", "image/png").await;
+    assert_eq!(cat["status"], "succeeded", "{cat}");
+    assert!(CAT_CLASSES.contains(&top1(&cat)), "cat classified as {}", cat["result"]);
+    let labels: Vec<&str> = cat["result"]["top_k"].as_array().unwrap().iter().map(|c| c["label"].as_str().unwrap()).collect();
+    assert!(labels.iter().any(|l| l.contains("cat")), "{labels:?}");
+
+    let coffee = classify(&client, &base, "coffee.png", "image/png").await;
+    assert_eq!(top1(&coffee), ESPRESSO, "{}", coffee["result"]);
+    assert!(coffee["result"]["top_k"][0]["probability"].as_f64().unwrap() > 0.8);
+
+    // A JPEG larger than the inline threshold goes through the blob path.
+    let photo = classify(&client, &base, "photo-640x480.jpg", "image/jpeg").await;
+    assert_eq!(top1(&photo), ESPRESSO, "{}", photo["result"]);
+
+    worker.stop().await;
+    api.stop().await;
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn efficientnet_in_the_embedded_server() {
+    if !ort_library().is_file() || !real_model_present() {
+        assert!(std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_err(), "ONNX Runtime missing");
+        return;
+    }
+    let server = start_embedded(&real_models(), "efficientnet-lite0", &[]).await;
+    let client = reqwest::Client::new();
+    let base = server.url();
+    let cat = classify(&client, &base, "chelsea.png", "image/png").await;
+    assert!(CAT_CLASSES.contains(&top1(&cat)), "{}", cat["result"]);
+    let coffee = classify(&client, &base, "coffee.png", "image/png").await;
+    assert_eq!(top1(&coffee), ESPRESSO);
+    // Graceful shutdown returns.
+    server.stop().await;
+}
