@@ -61,7 +61,12 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, ErrorCode, &'static str, Option<u32>) {
         use ApiError::*;
         match self {
-            EmptyBody => (StatusCode::BAD_REQUEST, ErrorCode::EmptyBody, "Empty body", None),
+            EmptyBody => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::EmptyBody,
+                "Empty body",
+                None,
+            ),
             PayloadTooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::PayloadTooLarge,
@@ -75,9 +80,12 @@ impl ApiError {
                 None,
             ),
             BadImage(e) => match e {
-                SniffError::Empty => {
-                    (StatusCode::BAD_REQUEST, ErrorCode::EmptyBody, "Empty body", None)
-                }
+                SniffError::Empty => (
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::EmptyBody,
+                    "Empty body",
+                    None,
+                ),
                 SniffError::UnknownFormat => (
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     ErrorCode::UnsupportedImageFormat,
@@ -168,7 +176,9 @@ impl From<BrokerError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Full => ApiError::Overloaded("the result store is full; retry later".into()),
+            StoreError::Full => {
+                ApiError::Overloaded("the result store is full; retry later".into())
+            }
             StoreError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
             StoreError::Corrupt(_) => ApiError::Internal(e.to_string()),
         }

@@ -32,7 +32,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     let broker = describe(broker.map(|r| r.map_err(|e| e.to_string())));
     let store = describe(store.map(|r| r.map_err(|e| e.to_string())));
     match (broker, store) {
-        (None, None) => Ok(Json(json!({ "status": "ready", "broker": "ok", "store": "ok" }))),
+        (None, None) => Ok(Json(
+            json!({ "status": "ready", "broker": "ok", "store": "ok" }),
+        )),
         (b, s) => Err(ApiError::Unavailable(format!(
             "not ready: broker {}, store {}",
             b.unwrap_or_else(|| "ok".into()),

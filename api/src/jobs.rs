@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use inferq_shared::job::{InputInfo, JobId, JobRecord};
@@ -155,7 +155,9 @@ async fn enqueue(state: &AppState, q: SubmitQuery, image: Bytes) -> Result<Respo
             "top_k must be between 1 and {MAX_TOP_K}"
         )));
     }
-    let name = q.model.unwrap_or_else(|| state.settings.default_model.clone());
+    let name = q
+        .model
+        .unwrap_or_else(|| state.settings.default_model.clone());
     let not_found = || ApiError::ModelNotFound {
         name: name.clone(),
         version: q.version,
@@ -163,8 +165,13 @@ async fn enqueue(state: &AppState, q: SubmitQuery, image: Bytes) -> Result<Respo
     if !valid_model_name(&name) {
         return Err(not_found());
     }
-    let entry = state.models.get(&name, q.version).ok_or_else(not_found)?.clone();
-    let header = sniff::inspect(&image, state.settings.limits.max_pixels).map_err(ApiError::BadImage)?;
+    let entry = state
+        .models
+        .get(&name, q.version)
+        .ok_or_else(not_found)?
+        .clone();
+    let header =
+        sniff::inspect(&image, state.settings.limits.max_pixels).map_err(ApiError::BadImage)?;
 
     let id = JobId::new();
     let record = JobRecord::queued(

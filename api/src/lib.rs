@@ -122,5 +122,7 @@ pub async fn run(
             source,
         })?;
     tracing::info!(addr = %config.http.listen, "inferq-api listening");
-    serve(listener, state, shutdown).await.map_err(RunError::Serve)
+    serve(listener, state, shutdown)
+        .await
+        .map_err(RunError::Serve)
 }

@@ -5,8 +5,8 @@ use inferq_api::ApiConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config: ApiConfig = inferq_shared::config::load(std::env::args_os())
-        .unwrap_or_else(|e| match e {
+    let config: ApiConfig =
+        inferq_shared::config::load(std::env::args_os()).unwrap_or_else(|e| match e {
             inferq_shared::config::ConfigError::Cli(e) => e.exit(),
             other => {
                 eprintln!("inferq-api: {other}");

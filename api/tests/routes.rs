@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use inferq_api::{AppState, Settings, app};
+use inferq_shared::ErrorCode;
 use inferq_shared::broker::JobQueue;
 use inferq_shared::broker::memory::MemoryQueue;
 use inferq_shared::config::{HttpConfig, LimitConfig, ModelConfig, RetentionConfig};
@@ -20,7 +21,6 @@ use inferq_shared::manifest::ModelRepository;
 use inferq_shared::message::{ImageSource, JobMessage};
 use inferq_shared::store::ResultStore;
 use inferq_shared::store::memory::MemoryStore;
-use inferq_shared::ErrorCode;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -57,9 +57,15 @@ fn harness(max_body: usize, inline_max: usize) -> Harness {
         queue: Arc::new(queue.clone()),
         store: store.clone(),
         models: Arc::new(models),
-        settings: Arc::new(Settings::from_config(&http, &model_cfg, &limits, &retention)),
+        settings: Arc::new(Settings::from_config(
+            &http, &model_cfg, &limits, &retention,
+        )),
     };
-    Harness { state, queue, store }
+    Harness {
+        state,
+        queue,
+        store,
+    }
 }
 
 fn png(w: u32, h: u32) -> Vec<u8> {
@@ -144,7 +150,11 @@ async fn submit_enqueues_and_answers_202() {
 #[tokio::test]
 async fn large_images_travel_by_reference() {
     let h = harness(1 << 20, 100);
-    let resp = send(&h.state, post("/v1/jobs", "application/octet-stream", png(64, 64))).await;
+    let resp = send(
+        &h.state,
+        post("/v1/jobs", "application/octet-stream", png(64, 64)),
+    )
+    .await;
     assert_eq!(resp.0, StatusCode::ACCEPTED);
     let mut deliveries = h.queue.consume(1).await.unwrap();
     let msg = JobMessage::decode(deliveries.next().await.unwrap().unwrap().payload).unwrap();
@@ -158,9 +168,21 @@ async fn large_images_travel_by_reference() {
 async fn bad_inputs_get_problem_json() {
     let h = harness(4096, 1 << 20);
     let s = &h.state;
-    assert_problem(&send(s, post("/v1/jobs", "image/png", vec![])).await, StatusCode::BAD_REQUEST, "empty_body");
     assert_problem(
-        &send(s, post("/v1/jobs", "application/octet-stream", b"\x00\x01 random bytes, no image".to_vec())).await,
+        &send(s, post("/v1/jobs", "image/png", vec![])).await,
+        StatusCode::BAD_REQUEST,
+        "empty_body",
+    );
+    assert_problem(
+        &send(
+            s,
+            post(
+                "/v1/jobs",
+                "application/octet-stream",
+                b"\x00\x01 random bytes, no image".to_vec(),
+            ),
+        )
+        .await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_image_format",
     );
@@ -175,7 +197,11 @@ async fn bad_inputs_get_problem_json() {
         "model_not_found",
     );
     assert_problem(
-        &send(s, post("/v1/jobs?model=tiny-mean&version=9", "image/png", png(4, 4))).await,
+        &send(
+            s,
+            post("/v1/jobs?model=tiny-mean&version=9", "image/png", png(4, 4)),
+        )
+        .await,
         StatusCode::NOT_FOUND,
         "model_not_found",
     );
@@ -185,7 +211,11 @@ async fn bad_inputs_get_problem_json() {
         "payload_too_large",
     );
     assert_problem(
-        &send(s, post("/v1/jobs", "image/png", png_header(100_000, 100_000))).await,
+        &send(
+            s,
+            post("/v1/jobs", "image/png", png_header(100_000, 100_000)),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "too_many_pixels",
     );
@@ -213,7 +243,12 @@ async fn bad_inputs_get_problem_json() {
 async fn full_queue_is_429_with_retry_after() {
     let h = harness(1 << 20, 1 << 20);
     for _ in 0..8 {
-        assert_eq!(send(&h.state, post("/v1/jobs", "image/png", png(4, 4))).await.0, StatusCode::ACCEPTED);
+        assert_eq!(
+            send(&h.state, post("/v1/jobs", "image/png", png(4, 4)))
+                .await
+                .0,
+            StatusCode::ACCEPTED
+        );
     }
     let resp = send(&h.state, post("/v1/jobs", "image/png", png(4, 4))).await;
     assert_problem(&resp, StatusCode::TOO_MANY_REQUESTS, "overloaded");
@@ -226,14 +261,26 @@ async fn full_queue_is_429_with_retry_after() {
 async fn unknown_jobs_routes_and_bad_waits() {
     let h = harness(1 << 20, 1 << 20);
     let s = &h.state;
-    assert_problem(&send(s, get(&format!("/v1/jobs/{}", JobId::new()))).await, StatusCode::NOT_FOUND, "job_not_found");
-    assert_problem(&send(s, get("/v1/jobs/not-a-uuid")).await, StatusCode::NOT_FOUND, "job_not_found");
+    assert_problem(
+        &send(s, get(&format!("/v1/jobs/{}", JobId::new()))).await,
+        StatusCode::NOT_FOUND,
+        "job_not_found",
+    );
+    assert_problem(
+        &send(s, get("/v1/jobs/not-a-uuid")).await,
+        StatusCode::NOT_FOUND,
+        "job_not_found",
+    );
     assert_problem(
         &send(s, get(&format!("/v1/jobs/{}?wait=-1", JobId::new()))).await,
         StatusCode::BAD_REQUEST,
         "invalid_argument",
     );
-    assert_problem(&send(s, get("/v2/nothing")).await, StatusCode::NOT_FOUND, "invalid_argument");
+    assert_problem(
+        &send(s, get("/v2/nothing")).await,
+        StatusCode::NOT_FOUND,
+        "invalid_argument",
+    );
     let resp = send(s, Request::delete("/v1/jobs").body(Body::empty()).unwrap()).await;
     assert_eq!(resp.0, StatusCode::METHOD_NOT_ALLOWED);
 }
@@ -250,14 +297,21 @@ async fn long_poll_returns_when_the_job_finishes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut r: JobRecord = store.get(id).await.unwrap().unwrap();
         r.start(chrono::Utc::now()).unwrap();
-        r.fail(JobError::new(ErrorCode::DecodeFailed, "bad pixels"), None, chrono::Utc::now())
-            .unwrap();
+        r.fail(
+            JobError::new(ErrorCode::DecodeFailed, "bad pixels"),
+            None,
+            chrono::Utc::now(),
+        )
+        .unwrap();
         store.save(&r, Duration::from_secs(60)).await.unwrap();
     });
     let started = std::time::Instant::now();
     let got = send(&h.state, get(&format!("/v1/jobs/{id}?wait=5"))).await;
     assert_eq!(got.0, StatusCode::OK);
-    assert_eq!(got.2["status"], serde_json::to_value(JobStatus::Failed).unwrap());
+    assert_eq!(
+        got.2["status"],
+        serde_json::to_value(JobStatus::Failed).unwrap()
+    );
     assert_eq!(got.2["error"]["code"], "decode_failed");
     assert_eq!(got.2["attempts"], 1);
     // Woken by the completion, not by the 5 s cap.

@@ -20,7 +20,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct BrokerConfig {
     /// AMQP URL of the RabbitMQ broker.
-    #[arg(long, env = "INFERQ_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "INFERQ_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: String,
     /// Name of the durable (quorum) queue jobs are published to.
     #[arg(long, env = "INFERQ_QUEUE", default_value = "inferq.jobs")]
@@ -31,7 +35,11 @@ pub struct BrokerConfig {
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct StoreConfig {
     /// Redis URL for job records, results and out-of-band images.
-    #[arg(long, env = "INFERQ_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    #[arg(
+        long,
+        env = "INFERQ_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
     pub redis_url: String,
     /// Prefix of every Redis key and channel, so deployments can share a Redis.
     #[arg(long, env = "INFERQ_KEY_PREFIX", default_value = "inferq")]
@@ -56,7 +64,11 @@ pub struct ModelConfig {
     #[arg(long, env = "INFERQ_MODEL_DIR", default_value = "models")]
     pub model_dir: PathBuf,
     /// Model used when a request names none.
-    #[arg(long, env = "INFERQ_DEFAULT_MODEL", default_value = "efficientnet-lite0")]
+    #[arg(
+        long,
+        env = "INFERQ_DEFAULT_MODEL",
+        default_value = "efficientnet-lite0"
+    )]
     pub default_model: String,
 }
 
@@ -153,13 +165,16 @@ where
     let Some(path) = file else {
         return Ok(parsed);
     };
-    let mut value = serde_json::to_value(&parsed).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let mut value =
+        serde_json::to_value(&parsed).map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let overrides = read_file(&path)?;
     let known: BTreeSet<String> = T::command()
         .get_arguments()
         .map(|a| a.get_id().to_string())
         .collect();
-    let obj = value.as_object_mut().expect("config serialises to an object");
+    let obj = value
+        .as_object_mut()
+        .expect("config serialises to an object");
     for (key, v) in overrides {
         if !known.contains(&key) || key == "config" {
             return Err(ConfigError::UnknownKey { path, key });
@@ -181,13 +196,15 @@ fn set_explicitly(matches: &ArgMatches, id: &str) -> bool {
     )
 }
 
-fn read_file(path: &PathBuf) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+fn read_file(
+    path: &std::path::Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
     let err = |message: String| ConfigError::File {
-        path: path.clone(),
+        path: path.to_owned(),
         message,
     };
     config::Config::builder()
-        .add_source(config::File::from(path.as_path()))
+        .add_source(config::File::from(path))
         .build()
         .map_err(|e| err(e.to_string()))?
         .try_deserialize()
@@ -229,7 +246,14 @@ mod tests {
     #[test]
     fn file_overrides_default_and_flag_overrides_file() {
         let p = file("max_pixels = 1000\nmax_attempts = 7\ncores = [1, 0]\n");
-        let d: Demo = load(["demo", "--config", p.to_str().unwrap(), "--max-attempts", "9"]).unwrap();
+        let d: Demo = load([
+            "demo",
+            "--config",
+            p.to_str().unwrap(),
+            "--max-attempts",
+            "9",
+        ])
+        .unwrap();
         assert_eq!(d.limits.max_pixels, 1000);
         assert_eq!(d.inference.max_attempts, 9);
         assert_eq!(d.inference.cores, vec![1, 0]);

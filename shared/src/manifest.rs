@@ -272,11 +272,10 @@ impl ModelEntry {
         let labels = match &manifest.output.labels {
             Some(rel) => {
                 let lpath = dir.join(rel);
-                let text =
-                    std::fs::read_to_string(&lpath).map_err(|source| ManifestError::Io {
-                        path: lpath.clone(),
-                        source,
-                    })?;
+                let text = std::fs::read_to_string(&lpath).map_err(|source| ManifestError::Io {
+                    path: lpath.clone(),
+                    source,
+                })?;
                 text.lines().map(|l| l.trim().to_owned()).collect()
             }
             None => Vec::new(),

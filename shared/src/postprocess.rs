@@ -131,8 +131,7 @@ mod tests {
 
     #[test]
     fn large_logits_do_not_overflow() {
-        let Prediction::Classification { top_k } =
-            classify(&[1000.0, 0.0], true, &[], 1).unwrap();
+        let Prediction::Classification { top_k } = classify(&[1000.0, 0.0], true, &[], 1).unwrap();
         assert!((top_k[0].probability - 1.0).abs() < 1e-6);
     }
 }

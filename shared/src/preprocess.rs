@@ -254,12 +254,7 @@ mod tests {
 
     /// 2x2 image: red, green / blue, white.
     fn tiny() -> RgbImage {
-        RgbImage::from_raw(
-            2,
-            2,
-            vec![255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255],
-        )
-        .unwrap()
+        RgbImage::from_raw(2, 2, vec![255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255]).unwrap()
     }
 
     #[test]

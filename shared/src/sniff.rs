@@ -26,9 +26,21 @@ impl ImageFormat {
         match data {
             [0xFF, 0xD8, 0xFF, ..] => Some(ImageFormat::Jpeg),
             [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some(ImageFormat::Png),
-            [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => {
-                Some(ImageFormat::Webp)
-            }
+            [
+                b'R',
+                b'I',
+                b'F',
+                b'F',
+                _,
+                _,
+                _,
+                _,
+                b'W',
+                b'E',
+                b'B',
+                b'P',
+                ..,
+            ] => Some(ImageFormat::Webp),
             [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(ImageFormat::Gif),
             [b'B', b'M', ..] if data.len() >= 26 => Some(ImageFormat::Bmp),
             _ => None,
@@ -173,7 +185,10 @@ mod tests {
             ImageFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "),
             Some(ImageFormat::Webp)
         );
-        assert_eq!(ImageFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(ImageFormat::Jpeg));
+        assert_eq!(
+            ImageFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Some(ImageFormat::Jpeg)
+        );
         assert_eq!(ImageFormat::sniff(b"BM"), None);
     }
 }

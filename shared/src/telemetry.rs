@@ -1,7 +1,5 @@
 //! Logging set-up and process signals shared by the binaries.
 
-use std::future::Future;
-
 /// Installs the global tracing subscriber: human-readable text or one JSON
 /// object per line; levels from `RUST_LOG` (default `info`).
 pub fn init(format: &str) {
@@ -19,16 +17,14 @@ pub fn init(format: &str) {
 
 /// Resolves on the first SIGTERM or Ctrl-C; a second one exits at once, so an
 /// operator can always stop a process whose drain hangs.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    async {
+pub async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("shutdown requested; draining (signal again to force exit)");
+    tokio::spawn(async {
         wait_for_signal().await;
-        tracing::info!("shutdown requested; draining (signal again to force exit)");
-        tokio::spawn(async {
-            wait_for_signal().await;
-            tracing::warn!("second signal: exiting now");
-            std::process::exit(130);
-        });
-    }
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
 }
 
 async fn wait_for_signal() {

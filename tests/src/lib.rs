@@ -64,9 +64,16 @@ pub fn solid_png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
 /// `INFERQ_TEST_REQUIRE_SERVICES=1`.
 pub fn services_available() -> bool {
     let up = |port: u16| {
-        std::net::TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(1)).is_ok()
+        std::net::TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(1),
+        )
+        .is_ok()
     };
-    let ok = up(5672) && up(6379) && ort_library().is_file() && test_models().join("tiny-mean/1/model.onnx").is_file();
+    let ok = up(5672)
+        && up(6379)
+        && ort_library().is_file()
+        && test_models().join("tiny-mean/1/model.onnx").is_file();
     if !ok {
         let msg = "RabbitMQ (5672), Redis (6379), the ONNX Runtime library or the test models are missing; run `make test`";
         if std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
@@ -94,10 +101,15 @@ impl Namespace {
 
     /// Deletes the test queue and keys.
     pub async fn cleanup(&self) {
-        if let Ok(conn) = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await {
+        if let Ok(conn) =
+            lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await
+        {
             if let Ok(ch) = conn.create_channel().await {
                 let _ = ch
-                    .queue_delete(self.queue.as_str().into(), lapin::options::QueueDeleteOptions::default())
+                    .queue_delete(
+                        self.queue.as_str().into(),
+                        lapin::options::QueueDeleteOptions::default(),
+                    )
                     .await;
             }
             let _ = conn.close(200, "bye".into()).await;
@@ -166,7 +178,10 @@ impl InProcess {
     }
 }
 
-fn stopper() -> (oneshot::Sender<()>, impl std::future::Future<Output = ()> + Send + 'static) {
+fn stopper() -> (
+    oneshot::Sender<()>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
     let (tx, rx) = oneshot::channel::<()>();
     (tx, async move {
         let _ = rx.await;
@@ -174,17 +189,30 @@ fn stopper() -> (oneshot::Sender<()>, impl std::future::Future<Output = ()> + Se
 }
 
 /// Starts the production API (RabbitMQ + Redis) on an ephemeral port.
-pub async fn start_api(ns: &Namespace, model_dir: &Path, default_model: &str, extra: &[&str]) -> InProcess {
-    let mut args = vec!["inferq-api".to_string(), "--default-model".into(), default_model.into()];
+pub async fn start_api(
+    ns: &Namespace,
+    model_dir: &Path,
+    default_model: &str,
+    extra: &[&str],
+) -> InProcess {
+    let mut args = vec![
+        "inferq-api".to_string(),
+        "--default-model".into(),
+        default_model.into(),
+    ];
     args.extend(ns.flags(model_dir));
     args.extend(extra.iter().map(|s| s.to_string()));
     let config: inferq_api::ApiConfig = inferq_shared::config::load(args).expect("api config");
-    let state = inferq_api::production_state(&config).await.expect("api state");
+    let state = inferq_api::production_state(&config)
+        .await
+        .expect("api state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, shutdown) = stopper();
     let task = tokio::spawn(async move {
-        inferq_api::serve(listener, state, shutdown).await.expect("api serves");
+        inferq_api::serve(listener, state, shutdown)
+            .await
+            .expect("api serves");
     });
     InProcess {
         stop: Some(stop),
@@ -202,10 +230,13 @@ pub async fn start_worker(ns: &Namespace, model_dir: &Path, extra: &[&str]) -> I
     ];
     args.extend(ns.flags(model_dir));
     args.extend(extra.iter().map(|s| s.to_string()));
-    let config: inferq_worker::WorkerConfig = inferq_shared::config::load(args).expect("worker config");
+    let config: inferq_worker::WorkerConfig =
+        inferq_shared::config::load(args).expect("worker config");
     let (stop, shutdown) = stopper();
     let task = tokio::spawn(async move {
-        inferq_worker::run(config, shutdown).await.expect("worker runs");
+        inferq_worker::run(config, shutdown)
+            .await
+            .expect("worker runs");
     });
     InProcess {
         stop: Some(stop),
@@ -226,12 +257,15 @@ pub async fn start_embedded(model_dir: &Path, default_model: &str, extra: &[&str
         default_model.into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let config: inferq_worker::EmbeddedConfig = inferq_shared::config::load(args).expect("embedded config");
+    let config: inferq_worker::EmbeddedConfig =
+        inferq_shared::config::load(args).expect("embedded config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, shutdown) = stopper();
     let task = tokio::spawn(async move {
-        inferq_worker::embedded::run(config, listener, shutdown).await.expect("embedded runs");
+        inferq_worker::embedded::run(config, listener, shutdown)
+            .await
+            .expect("embedded runs");
     });
     InProcess {
         stop: Some(stop),
@@ -245,7 +279,11 @@ pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(path.is_file(), "{} not built; run `cargo build --workspace --bins`", path.display());
+    assert!(
+        path.is_file(),
+        "{} not built; run `cargo build --workspace --bins`",
+        path.display()
+    );
     path
 }
 
@@ -256,7 +294,10 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn spawn(ns: &Namespace, model_dir: &Path, extra: &[&str], log: &Path) -> Self {
-        let mut args = vec!["--ort-library".to_string(), ort_library().display().to_string()];
+        let mut args = vec![
+            "--ort-library".to_string(),
+            ort_library().display().to_string(),
+        ];
         args.extend(ns.flags(model_dir));
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = std::fs::File::create(log).unwrap();
@@ -297,7 +338,13 @@ impl Drop for WorkerProcess {
 }
 
 /// Submits raw image bytes; returns (status, body).
-pub async fn submit(client: &reqwest::Client, base: &str, query: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+pub async fn submit(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
     let resp = client
         .post(format!("{base}/v1/jobs{query}"))
         .header("content-type", content_type)
@@ -310,7 +357,12 @@ pub async fn submit(client: &reqwest::Client, base: &str, query: &str, content_t
 }
 
 /// Long-polls until the job is terminal (or `timeout` passes).
-pub async fn wait_terminal(client: &reqwest::Client, base: &str, id: &str, timeout: Duration) -> Value {
+pub async fn wait_terminal(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    timeout: Duration,
+) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
         let resp = client
@@ -324,11 +376,16 @@ pub async fn wait_terminal(client: &reqwest::Client, base: &str, id: &str, timeo
         if status == "succeeded" || status == "failed" {
             return body;
         }
-        assert!(Instant::now() < deadline, "job {id} not finished in {timeout:?}: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "job {id} not finished in {timeout:?}: {body}"
+        );
     }
 }
 
 /// The top-1 class index of a classification result.
 pub fn top1(job: &Value) -> u64 {
-    job["result"]["top_k"][0]["index"].as_u64().unwrap_or_else(|| panic!("no result: {job}"))
+    job["result"]["top_k"][0]["index"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no result: {job}"))
 }

@@ -14,7 +14,14 @@ async fn submit_slow_jobs(client: &reqwest::Client, base: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..JOBS {
         let rgb = [(i * 5) as u8, 0, 255];
-        let (status, body) = submit(client, base, "?model=tiny-slow", "image/png", solid_png(32, 32, rgb)).await;
+        let (status, body) = submit(
+            client,
+            base,
+            "?model=tiny-slow",
+            "image/png",
+            solid_png(32, 32, rgb),
+        )
+        .await;
         assert_eq!(status, 202, "{body}");
         ids.push(body["id"].as_str().unwrap().to_owned());
     }
@@ -25,7 +32,14 @@ async fn submit_slow_jobs(client: &reqwest::Client, base: &str) -> Vec<String> {
 async fn statuses(client: &reqwest::Client, base: &str, ids: &[String]) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for id in ids {
-        let body: serde_json::Value = client.get(format!("{base}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
+        let body: serde_json::Value = client
+            .get(format!("{base}/v1/jobs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         out.push(body);
     }
     out
@@ -47,17 +61,25 @@ async fn sigkilled_worker_loses_no_job() {
     let client = reqwest::Client::new();
     let base = api.url();
     let flags = ["--threads", "1", "--prefetch", "2"];
-    let mut victim = WorkerProcess::spawn(&ns, &test_models(), &flags, &log_path("sigkill-victim.log"));
+    let mut victim =
+        WorkerProcess::spawn(&ns, &test_models(), &flags, &log_path("sigkill-victim.log"));
     let ids = submit_slow_jobs(&client, &base).await;
 
     // Wait until the victim is mid-stream, then kill it without warning.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let done = statuses(&client, &base, &ids).await.iter().filter(|j| j["status"] == "succeeded").count();
+        let done = statuses(&client, &base, &ids)
+            .await
+            .iter()
+            .filter(|j| j["status"] == "succeeded")
+            .count();
         if done >= 5 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "victim never processed jobs");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "victim never processed jobs"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     victim.signal(libc::SIGKILL);
@@ -68,10 +90,18 @@ async fn sigkilled_worker_loses_no_job() {
         .filter(|j| j["status"] == "running")
         .map(|j| j["id"].as_str().unwrap().to_owned())
         .collect();
-    assert!(!before.is_empty() || ids.len() == JOBS, "nothing in flight when killed");
+    assert!(
+        !before.is_empty() || ids.len() == JOBS,
+        "nothing in flight when killed"
+    );
 
     // A survivor picks up everything, including what the victim held.
-    let survivor = WorkerProcess::spawn(&ns, &test_models(), &flags, &log_path("sigkill-survivor.log"));
+    let survivor = WorkerProcess::spawn(
+        &ns,
+        &test_models(),
+        &flags,
+        &log_path("sigkill-survivor.log"),
+    );
     let mut retried = 0;
     for id in &ids {
         let job = wait_terminal(&client, &base, id, Duration::from_secs(120)).await;
@@ -81,9 +111,19 @@ async fn sigkilled_worker_loses_no_job() {
         }
     }
     // The jobs the victim had started ran again on the survivor.
-    assert!(retried >= 1, "no job was retried; in flight at kill: {before:?}");
+    assert!(
+        retried >= 1,
+        "no job was retried; in flight at kill: {before:?}"
+    );
     for id in &before {
-        let job: serde_json::Value = client.get(format!("{base}/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
+        let job: serde_json::Value = client
+            .get(format!("{base}/v1/jobs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert!(job["attempts"].as_u64().unwrap() >= 2, "{job}");
     }
     eprintln!("sigkill: {JOBS} jobs all succeeded; {retried} ran twice");
@@ -102,19 +142,29 @@ async fn sigterm_drains_in_flight_jobs_and_exits() {
     let client = reqwest::Client::new();
     let base = api.url();
     let flags = ["--threads", "1", "--prefetch", "2"];
-    let mut worker = WorkerProcess::spawn(&ns, &test_models(), &flags, &log_path("sigterm-worker.log"));
+    let mut worker =
+        WorkerProcess::spawn(&ns, &test_models(), &flags, &log_path("sigterm-worker.log"));
     let ids = submit_slow_jobs(&client, &base).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let done = statuses(&client, &base, &ids).await.iter().filter(|j| j["status"] == "succeeded").count();
+        let done = statuses(&client, &base, &ids)
+            .await
+            .iter()
+            .filter(|j| j["status"] == "succeeded")
+            .count();
         if done >= 3 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "worker never processed jobs");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker never processed jobs"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     worker.signal(libc::SIGTERM);
-    let status = worker.wait_exit(Duration::from_secs(30)).expect("worker exits after draining");
+    let status = worker
+        .wait_exit(Duration::from_secs(30))
+        .expect("worker exits after draining");
     assert!(status.success(), "worker exit status {status}");
 
     // Nothing it started was abandoned: no job is left running.
@@ -122,7 +172,10 @@ async fn sigterm_drains_in_flight_jobs_and_exits() {
     let running: Vec<_> = after.iter().filter(|j| j["status"] == "running").collect();
     assert!(running.is_empty(), "left running after drain: {running:?}");
     let finished = after.iter().filter(|j| j["status"] == "succeeded").count();
-    assert!(finished < JOBS, "the worker should have stopped consuming before the end");
+    assert!(
+        finished < JOBS,
+        "the worker should have stopped consuming before the end"
+    );
 
     // The rest is still queued and a new worker finishes it, each job once.
     let _next = WorkerProcess::spawn(&ns, &test_models(), &flags, &log_path("sigterm-next.log"));

@@ -9,12 +9,22 @@ use inferq_tests::*;
 /// logits[k] = W[k]·(r, g, b)/255 + B[k].
 fn tiny_mean_probs(rgb: [u8; 3]) -> Vec<f64> {
     const W: [[f64; 3]; 10] = [
-        [4., 0., 0.], [0., 4., 0.], [0., 0., 4.], [2., 2., 2.], [-2., -2., -2.],
-        [3., 3., -3.], [-3., 3., 3.], [3., -3., 3.], [0., 0., 0.], [0., 0., 0.],
+        [4., 0., 0.],
+        [0., 4., 0.],
+        [0., 0., 4.],
+        [2., 2., 2.],
+        [-2., -2., -2.],
+        [3., 3., -3.],
+        [-3., 3., 3.],
+        [3., -3., 3.],
+        [0., 0., 0.],
+        [0., 0., 0.],
     ];
     const B: [f64; 10] = [0., 0., 0., 0., 2., 0., 0., 0., 1., 0.];
     let m: Vec<f64> = rgb.iter().map(|v| *v as f64 / 255.0).collect();
-    let logits: Vec<f64> = (0..10).map(|k| W[k][0] * m[0] + W[k][1] * m[1] + W[k][2] * m[2] + B[k]).collect();
+    let logits: Vec<f64> = (0..10)
+        .map(|k| W[k][0] * m[0] + W[k][1] * m[1] + W[k][2] * m[2] + B[k])
+        .collect();
     let sum: f64 = logits.iter().map(|l| l.exp()).sum();
     logits.iter().map(|l| l.exp() / sum).collect()
 }
@@ -26,12 +36,22 @@ async fn tiny_model_exact_results_through_rabbitmq_and_redis() {
     }
     let ns = Namespace::new();
     // A small inline limit so one of the jobs travels by blob reference.
-    let api = start_api(&ns, &test_models(), "tiny-mean", &["--inline-max-bytes", "2000"]).await;
+    let api = start_api(
+        &ns,
+        &test_models(),
+        "tiny-mean",
+        &["--inline-max-bytes", "2000"],
+    )
+    .await;
     let worker = start_worker(&ns, &test_models(), &["--threads", "2"]).await;
     let client = reqwest::Client::new();
     let base = api.url();
 
-    let cases = [([255u8, 0, 0], 16, "red"), ([255, 255, 0], 300, "yellow"), ([255, 255, 255], 8, "white")];
+    let cases = [
+        ([255u8, 0, 0], 16, "red"),
+        ([255, 255, 0], 300, "yellow"),
+        ([255, 255, 255], 8, "white"),
+    ];
     let mut ids = Vec::new();
     for (rgb, size, _) in cases {
         let png = solid_png(size, size, rgb);
@@ -51,11 +71,24 @@ async fn tiny_model_exact_results_through_rabbitmq_and_redis() {
         for entry in top {
             let k = entry["index"].as_u64().unwrap() as usize;
             let p = entry["probability"].as_f64().unwrap();
-            assert!((p - expected[k]).abs() < 1e-3, "class {k}: {p} vs {}", expected[k]);
+            assert!(
+                (p - expected[k]).abs() < 1e-3,
+                "class {k}: {p} vs {}",
+                expected[k]
+            );
         }
         let t = &job["timings"];
-        for stage in ["queue_ms", "decode_ms", "preprocess_ms", "inference_ms", "total_ms"] {
-            assert!(t[stage].as_f64().is_some_and(|v| v >= 0.0), "{stage} missing: {job}");
+        for stage in [
+            "queue_ms",
+            "decode_ms",
+            "preprocess_ms",
+            "inference_ms",
+            "total_ms",
+        ] {
+            assert!(
+                t[stage].as_f64().is_some_and(|v| v >= 0.0),
+                "{stage} missing: {job}"
+            );
         }
         assert!(t["total_ms"].as_f64().unwrap() >= t["inference_ms"].as_f64().unwrap());
     }
@@ -70,7 +103,13 @@ async fn bad_inputs_are_refused_or_fail_cleanly_and_the_worker_keeps_serving() {
         return;
     }
     let ns = Namespace::new();
-    let api = start_api(&ns, &test_models(), "tiny-mean", &["--max-body-bytes", "1000000"]).await;
+    let api = start_api(
+        &ns,
+        &test_models(),
+        "tiny-mean",
+        &["--max-body-bytes", "1000000"],
+    )
+    .await;
     let worker = start_worker(&ns, &test_models(), &["--threads", "1"]).await;
     let client = reqwest::Client::new();
     let base = api.url();
@@ -78,17 +117,41 @@ async fn bad_inputs_are_refused_or_fail_cleanly_and_the_worker_keeps_serving() {
     // Refused at the door, with problem+json.
     let refused: [(&str, &str, Vec<u8>, u16, &str); 5] = [
         ("", "image/png", vec![], 400, "empty_body"),
-        ("", "application/octet-stream", (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect(), 415, "unsupported_image_format"),
-        ("?model=no-such-model", "image/png", solid_png(4, 4, [1, 2, 3]), 404, "model_not_found"),
-        ("", "image/png", vec![0u8; 2_000_000], 413, "payload_too_large"),
-        ("", "image/png", {
-            let mut v = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
-            v.extend_from_slice(b"IHDR");
-            v.extend_from_slice(&100_000u32.to_be_bytes());
-            v.extend_from_slice(&100_000u32.to_be_bytes());
-            v.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
-            v
-        }, 422, "too_many_pixels"),
+        (
+            "",
+            "application/octet-stream",
+            (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect(),
+            415,
+            "unsupported_image_format",
+        ),
+        (
+            "?model=no-such-model",
+            "image/png",
+            solid_png(4, 4, [1, 2, 3]),
+            404,
+            "model_not_found",
+        ),
+        (
+            "",
+            "image/png",
+            vec![0u8; 2_000_000],
+            413,
+            "payload_too_large",
+        ),
+        (
+            "",
+            "image/png",
+            {
+                let mut v = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
+                v.extend_from_slice(b"IHDR");
+                v.extend_from_slice(&100_000u32.to_be_bytes());
+                v.extend_from_slice(&100_000u32.to_be_bytes());
+                v.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+                v
+            },
+            422,
+            "too_many_pixels",
+        ),
     ];
     for (query, ct, body, status, code) in refused {
         let resp = client
@@ -110,19 +173,42 @@ async fn bad_inputs_are_refused_or_fail_cleanly_and_the_worker_keeps_serving() {
     let truncated = jpeg[..jpeg.len() / 3].to_vec();
     let (status, body) = submit(&client, &base, "", "image/jpeg", truncated).await;
     assert_eq!(status, 202, "{body}");
-    let bad = wait_terminal(&client, &base, body["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    let bad = wait_terminal(
+        &client,
+        &base,
+        body["id"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(bad["status"], "failed", "{bad}");
     assert_eq!(bad["error"]["code"], "decode_failed", "{bad}");
     assert_eq!(bad["attempts"], 1);
 
-    let (status, body) = submit(&client, &base, "", "image/png", solid_png(8, 8, [0, 0, 255])).await;
+    let (status, body) = submit(
+        &client,
+        &base,
+        "",
+        "image/png",
+        solid_png(8, 8, [0, 0, 255]),
+    )
+    .await;
     assert_eq!(status, 202);
-    let good = wait_terminal(&client, &base, body["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    let good = wait_terminal(
+        &client,
+        &base,
+        body["id"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(good["status"], "succeeded", "{good}");
     assert_eq!(good["result"]["top_k"][0]["label"], "blue");
 
     // Unknown job ids are 404 problems.
-    let resp = client.get(format!("{base}/v1/jobs/{}", uuid::Uuid::new_v4())).send().await.unwrap();
+    let resp = client
+        .get(format!("{base}/v1/jobs/{}", uuid::Uuid::new_v4()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
 
     // Readiness sees both backends.

@@ -9,7 +9,9 @@ const CAT_CLASSES: [u64; 3] = [281, 282, 285]; // tabby, tiger cat, Egyptian cat
 const ESPRESSO: u64 = 967;
 
 fn real_model_present() -> bool {
-    let ok = real_models().join("efficientnet-lite0/1/model.onnx").is_file();
+    let ok = real_models()
+        .join("efficientnet-lite0/1/model.onnx")
+        .is_file();
     if !ok {
         assert!(
             std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_err(),
@@ -24,7 +26,13 @@ async fn classify(client: &reqwest::Client, base: &str, file: &str, ct: &str) ->
     let (status, body) = submit(client, base, "", ct, image(file)).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["model"], "efficientnet-lite0");
-    wait_terminal(client, base, body["id"].as_str().unwrap(), Duration::from_secs(60)).await
+    wait_terminal(
+        client,
+        base,
+        body["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,22 +41,42 @@ async fn efficientnet_through_rabbitmq_and_redis() {
         return;
     }
     let ns = Namespace::new();
-    let api = start_api(&ns, &real_models(), "efficientnet-lite0", &[]).await;
+    // PNG photos (> 100 kB) travel by blob reference, the 93 kB JPEG inline.
+    let api = start_api(
+        &ns,
+        &real_models(),
+        "efficientnet-lite0",
+        &["--inline-max-bytes", "100000"],
+    )
+    .await;
     let worker = start_worker(&ns, &real_models(), &[]).await;
     let client = reqwest::Client::new();
     let base = api.url();
 
     let cat = classify(&client, &base, "chelsea.png", "image/png").await;
     assert_eq!(cat["status"], "succeeded", "{cat}");
-    assert!(CAT_CLASSES.contains(&top1(&cat)), "cat classified as {}", cat["result"]);
-    let labels: Vec<&str> = cat["result"]["top_k"].as_array().unwrap().iter().map(|c| c["label"].as_str().unwrap()).collect();
+    assert!(
+        CAT_CLASSES.contains(&top1(&cat)),
+        "cat classified as {}",
+        cat["result"]
+    );
+    let labels: Vec<&str> = cat["result"]["top_k"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["label"].as_str().unwrap())
+        .collect();
     assert!(labels.iter().any(|l| l.contains("cat")), "{labels:?}");
 
     let coffee = classify(&client, &base, "coffee.png", "image/png").await;
     assert_eq!(top1(&coffee), ESPRESSO, "{}", coffee["result"]);
-    assert!(coffee["result"]["top_k"][0]["probability"].as_f64().unwrap() > 0.8);
+    assert!(
+        coffee["result"]["top_k"][0]["probability"]
+            .as_f64()
+            .unwrap()
+            > 0.8
+    );
 
-    // A JPEG larger than the inline threshold goes through the blob path.
     let photo = classify(&client, &base, "photo-640x480.jpg", "image/jpeg").await;
     assert_eq!(top1(&photo), ESPRESSO, "{}", photo["result"]);
 
@@ -60,7 +88,10 @@ async fn efficientnet_through_rabbitmq_and_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn efficientnet_in_the_embedded_server() {
     if !ort_library().is_file() || !real_model_present() {
-        assert!(std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_err(), "ONNX Runtime missing");
+        assert!(
+            std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_err(),
+            "ONNX Runtime missing"
+        );
         return;
     }
     let server = start_embedded(&real_models(), "efficientnet-lite0", &[]).await;

@@ -98,7 +98,10 @@ impl Processor {
         if record.attempts >= self.max_attempts {
             let err = JobError::new(
                 ErrorCode::TooManyAttempts,
-                format!("started {} times without finishing; giving up", record.attempts),
+                format!(
+                    "started {} times without finishing; giving up",
+                    record.attempts
+                ),
             );
             tracing::error!(attempts = record.attempts, "job failed: too many attempts");
             let _ = record.fail(err, None, Utc::now());
@@ -127,7 +130,10 @@ impl Processor {
             ImageSource::Blob(key) => match self.store.get_blob(key).await {
                 Ok(Some(b)) => Bytes::from(b),
                 Ok(None) => {
-                    let err = JobError::new(ErrorCode::BlobMissing, "the uploaded image expired before the job ran");
+                    let err = JobError::new(
+                        ErrorCode::BlobMissing,
+                        "the uploaded image expired before the job ran",
+                    );
                     let _ = record.fail(err, Some(timings), Utc::now());
                     return self.finish(&msg, &record).await;
                 }
@@ -142,7 +148,10 @@ impl Processor {
         let Some(entry) = self.models.get(&msg.model, Some(msg.version)).cloned() else {
             let err = JobError::new(
                 ErrorCode::ModelNotFound,
-                format!("model {}:{} is not served by this worker", msg.model, msg.version),
+                format!(
+                    "model {}:{} is not served by this worker",
+                    msg.model, msg.version
+                ),
             );
             let _ = record.fail(err, Some(timings), Utc::now());
             return self.finish(&msg, &record).await;
@@ -218,7 +227,11 @@ async fn settle(delivery: &Delivery, ack: bool) -> Settled {
         // The channel is gone; the broker redelivers the message anyway.
         tracing::warn!(error = %e, "could not settle delivery");
     }
-    if ack { Settled::Acked } else { Settled::Requeued }
+    if ack {
+        Settled::Acked
+    } else {
+        Settled::Requeued
+    }
 }
 
 /// Consumes until `shutdown` resolves, then stops taking new jobs, lets the
@@ -288,12 +301,13 @@ pub async fn consume(
     }
     let in_flight = tasks.len();
     tracing::info!(in_flight, "draining");
-    let drained = tokio::time::timeout(drain, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        tracing::warn!(left = tasks.len(), "drain deadline passed; unfinished jobs will be redelivered");
+        tracing::warn!(
+            left = tasks.len(),
+            "drain deadline passed; unfinished jobs will be redelivered"
+        );
         tasks.abort_all();
     } else {
         tracing::info!("drained");

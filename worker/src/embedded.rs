@@ -76,6 +76,8 @@ pub async fn run(
     tracing::info!(addr = ?listener.local_addr().ok(), threads = engine.threads(), "inferq (embedded) listening");
     let served = inferq_api::serve(listener, state, stopped(stop_rx)).await;
     let _ = consumer.await;
-    tokio::task::spawn_blocking(move || engine.shutdown()).await.ok();
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await
+        .ok();
     served.map_err(|e| RunError::Api(inferq_api::RunError::Serve(e)))
 }

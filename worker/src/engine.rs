@@ -98,7 +98,9 @@ pub struct Engine {
 static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
 
 /// The process-wide ONNX Runtime environment, loading the library on first use.
-pub fn ort_environment(library: Option<&Path>) -> Result<ort::environment::Environment, EngineError> {
+pub fn ort_environment(
+    library: Option<&Path>,
+) -> Result<ort::environment::Environment, EngineError> {
     let mut env = ENVIRONMENT.lock().expect("ort env lock");
     if let Some(e) = env.as_ref() {
         return Ok(e.clone());
@@ -121,7 +123,10 @@ pub fn ort_environment(library: Option<&Path>) -> Result<ort::environment::Envir
 
 /// Builds a single-threaded session for one model and checks it matches its
 /// manifest.
-fn load_session(env: &ort::environment::Environment, entry: &ModelEntry) -> Result<Session, String> {
+fn load_session(
+    env: &ort::environment::Environment,
+    entry: &ModelEntry,
+) -> Result<Session, String> {
     let path = entry.model_path();
     let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     let mut builder = Session::builder(env)
@@ -129,15 +134,24 @@ fn load_session(env: &ort::environment::Environment, entry: &ModelEntry) -> Resu
         .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
         .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
         .and_then(|b| b.with_inter_op_spinning(false).map_err(Into::into))
-        .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All).map_err(Into::into))
+        .and_then(|b| {
+            b.with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(Into::into)
+        })
         .map_err(|e: ort::Error| fail(&e))?;
     let session = builder.commit_from_file(&path).map_err(|e| fail(&e))?;
     let m = &entry.manifest;
     if !session.inputs().iter().any(|i| i.name() == m.input.name) {
-        return Err(fail(&format!("the model has no input named `{}`", m.input.name)));
+        return Err(fail(&format!(
+            "the model has no input named `{}`",
+            m.input.name
+        )));
     }
     if !session.outputs().iter().any(|o| o.name() == m.output.name) {
-        return Err(fail(&format!("the model has no output named `{}`", m.output.name)));
+        return Err(fail(&format!(
+            "the model has no output named `{}`",
+            m.output.name
+        )));
     }
     Ok(session)
 }
@@ -173,7 +187,9 @@ impl Engine {
                     let mut errors = Vec::new();
                     for entry in &entries {
                         let started = Instant::now();
-                        match load_session(&env, entry).and_then(|mut s| warm_up(&mut s, entry).map(|_| s)) {
+                        match load_session(&env, entry)
+                            .and_then(|mut s| warm_up(&mut s, entry).map(|_| s))
+                        {
                             Ok(s) => {
                                 tracing::debug!(thread = i, core, model = %entry.key(),
                                     ms = started.elapsed().as_secs_f64() * 1e3, "session ready");
@@ -289,7 +305,11 @@ fn warm_up(session: &mut Session, entry: &ModelEntry) -> Result<(), String> {
 }
 
 /// Runs the session on one input and returns the output as f32 values.
-fn run(session: &mut Session, entry: &ModelEntry, tensor: &InputTensor) -> Result<Vec<f32>, ort::Error> {
+fn run(
+    session: &mut Session,
+    entry: &ModelEntry,
+    tensor: &InputTensor,
+) -> Result<Vec<f32>, ort::Error> {
     let shape = tensor.shape;
     let value: SessionInputValue = match &tensor.data {
         TensorData::F32(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
@@ -317,7 +337,10 @@ fn serve(rx: flume::Receiver<Work>, mut sessions: HashMap<String, Session>, max_
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             tracing::error!(panic = %what, "inference panicked; job failed, thread keeps serving");
-            Err(JobError::new(ErrorCode::Internal, format!("inference panicked: {what}")))
+            Err(JobError::new(
+                ErrorCode::Internal,
+                format!("inference panicked: {what}"),
+            ))
         });
         let _ = work.reply.send(result);
     }
@@ -330,7 +353,10 @@ fn process(
 ) -> Result<Outcome, JobError> {
     let entry = &work.model;
     let session = sessions.get_mut(&entry.key()).ok_or_else(|| {
-        JobError::new(ErrorCode::ModelNotFound, format!("model {} is not loaded", entry.key()))
+        JobError::new(
+            ErrorCode::ModelNotFound,
+            format!("model {} is not loaded", entry.key()),
+        )
     })?;
     let t0 = Instant::now();
     let img = preprocess::decode(&work.image, max_pixels).map_err(|e| {

@@ -82,7 +82,10 @@ pub async fn run(
         &config.broker.queue,
         "inferq-worker",
     ));
-    let store = Arc::new(RedisStore::new(&config.store.redis_url, &config.store.key_prefix)?);
+    let store = Arc::new(RedisStore::new(
+        &config.store.redis_url,
+        &config.store.key_prefix,
+    )?);
     let processor = Arc::new(Processor {
         engine: engine.clone(),
         store,

@@ -37,7 +37,11 @@ pub fn plan(threads: usize, cores: &[usize], allowed: &[usize]) -> Vec<usize> {
     } else {
         let (ok, bad): (Vec<usize>, Vec<usize>) = cores.iter().partition(|c| allowed.contains(c));
         if !bad.is_empty() {
-            tracing::warn!(?bad, ?allowed, "configured cores are not available to this process; ignoring them");
+            tracing::warn!(
+                ?bad,
+                ?allowed,
+                "configured cores are not available to this process; ignoring them"
+            );
         }
         ok
     };

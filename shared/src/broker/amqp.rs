@@ -15,11 +15,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
+use lapin::Confirmation;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
-use lapin::Confirmation;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
@@ -77,10 +77,11 @@ impl AmqpQueue {
             let _ = old.connection.close(200, "reconnecting".into()).await;
         }
         let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
-        let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, props))
-            .await
-            .map_err(|_| unavailable("connect timed out"))?
-            .map_err(unavailable)?;
+        let connection =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, props))
+                .await
+                .map_err(|_| unavailable("connect timed out"))?
+                .map_err(unavailable)?;
         let publisher = connection.create_channel().await.map_err(unavailable)?;
         declare(&publisher, &self.queue).await?;
         publisher
@@ -116,7 +117,10 @@ impl AmqpQueue {
 /// restart loses nothing that was confirmed.
 async fn declare(channel: &Channel, queue: &str) -> Result<(), BrokerError> {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     channel
         .queue_declare(
             queue.into(),
@@ -155,9 +159,9 @@ impl JobQueue for AmqpQueue {
             match confirm.await.map_err(unavailable)? {
                 Confirmation::Ack(_) => Ok(()),
                 Confirmation::Nack(_) => Err(BrokerError::Rejected("broker nacked".into())),
-                Confirmation::NotRequested => {
-                    Err(BrokerError::Unavailable("channel is not in confirm mode".into()))
-                }
+                Confirmation::NotRequested => Err(BrokerError::Unavailable(
+                    "channel is not in confirm mode".into(),
+                )),
             }
         }
         .await;
@@ -170,7 +174,11 @@ impl JobQueue for AmqpQueue {
     async fn consume(&self, prefetch: u16) -> Result<Box<dyn Deliveries>, BrokerError> {
         let link = self.link().await?;
         let result = async {
-            let channel = link.connection.create_channel().await.map_err(unavailable)?;
+            let channel = link
+                .connection
+                .create_channel()
+                .await
+                .map_err(unavailable)?;
             // Per-consumer prefetch (global = false): quorum queues do not
             // support a channel-wide limit.
             channel

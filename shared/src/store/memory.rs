@@ -63,7 +63,7 @@ impl ResultStore for MemoryStore {
             let mut inner = self.inner.lock().expect("store lock");
             inner.writes += 1;
             // Sweeping is O(n); do it on every 1024th write or when full.
-            if inner.writes % 1024 == 0 || inner.records.len() >= self.capacity {
+            if inner.writes.is_multiple_of(1024) || inner.records.len() >= self.capacity {
                 inner.sweep(now);
             }
             match inner.records.get(&record.id) {
@@ -104,7 +104,9 @@ impl ResultStore for MemoryStore {
                 return Err(StoreError::Full);
             }
         }
-        inner.blobs.insert(key.to_owned(), (data.to_vec(), now + ttl));
+        inner
+            .blobs
+            .insert(key.to_owned(), (data.to_vec(), now + ttl));
         Ok(())
     }
 
@@ -138,8 +140,8 @@ impl ResultStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{InputInfo, JobError, JobStatus};
     use crate::ErrorCode;
+    use crate::job::{InputInfo, JobError, JobStatus};
     use std::sync::Arc;
 
     fn rec() -> JobRecord {
@@ -164,13 +166,20 @@ mod tests {
         let mut r = rec();
         assert_eq!(s.save(&r, TTL).await.unwrap(), Saved::Written);
         r.start(chrono::Utc::now()).unwrap();
-        r.fail(JobError::new(ErrorCode::DecodeFailed, "x"), None, chrono::Utc::now())
-            .unwrap();
+        r.fail(
+            JobError::new(ErrorCode::DecodeFailed, "x"),
+            None,
+            chrono::Utc::now(),
+        )
+        .unwrap();
         assert_eq!(s.save(&r, TTL).await.unwrap(), Saved::Written);
         let mut stale = rec();
         stale.id = r.id;
         assert_eq!(s.save(&stale, TTL).await.unwrap(), Saved::AlreadyFinished);
-        assert_eq!(s.get(r.id).await.unwrap().unwrap().status, JobStatus::Failed);
+        assert_eq!(
+            s.get(r.id).await.unwrap().unwrap().status,
+            JobStatus::Failed
+        );
     }
 
     #[tokio::test]
@@ -179,7 +188,11 @@ mod tests {
         let mut r = rec();
         s.save(&r, TTL).await.unwrap();
         // Times out with the current (queued) state.
-        let got = s.wait(r.id, Duration::from_millis(20)).await.unwrap().unwrap();
+        let got = s
+            .wait(r.id, Duration::from_millis(20))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.status, JobStatus::Queued);
         assert!(s.notifier().is_empty());
 
@@ -188,15 +201,24 @@ mod tests {
         let waiter = tokio::spawn(async move { s2.wait(id, Duration::from_secs(10)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         r.start(chrono::Utc::now()).unwrap();
-        r.fail(JobError::new(ErrorCode::Internal, "x"), None, chrono::Utc::now())
-            .unwrap();
+        r.fail(
+            JobError::new(ErrorCode::Internal, "x"),
+            None,
+            chrono::Utc::now(),
+        )
+        .unwrap();
         let started = std::time::Instant::now();
         s.save(&r, TTL).await.unwrap();
         let got = waiter.await.unwrap().unwrap().unwrap();
         assert_eq!(got.status, JobStatus::Failed);
         assert!(started.elapsed() < Duration::from_secs(5));
         // Unknown jobs answer at once.
-        assert!(s.wait(JobId::new(), Duration::from_secs(10)).await.unwrap().is_none());
+        assert!(
+            s.wait(JobId::new(), Duration::from_secs(10))
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]

@@ -115,7 +115,9 @@ pub struct Waiter<'a> {
 impl Notifier {
     pub fn register(&self, id: JobId) -> Waiter<'_> {
         let mut map = self.waiters.lock().expect("notifier lock");
-        let entry = map.entry(id).or_insert_with(|| (Arc::new(Notify::new()), 0));
+        let entry = map
+            .entry(id)
+            .or_insert_with(|| (Arc::new(Notify::new()), 0));
         entry.1 += 1;
         Waiter {
             notifier: self,

@@ -66,8 +66,8 @@ impl RedisStore {
             .set_response_timeout(Some(TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(unavailable)?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
         let notifier = Arc::new(Notifier::default());
         let channel = format!("{prefix}:done");
         let listener = tokio::spawn(listen(client, channel, notifier.clone()));
@@ -131,7 +131,11 @@ impl ResultStore for RedisStore {
             .key(format!("{}:done", self.prefix))
             .arg(json)
             .arg(ttl.as_millis().max(1) as u64)
-            .arg(if record.status.is_terminal() { "1" } else { "0" })
+            .arg(if record.status.is_terminal() {
+                "1"
+            } else {
+                "0"
+            })
             .arg(record.id.to_string())
             .invoke_async(&mut conn)
             .await

@@ -5,18 +5,23 @@ use inferq_worker::EmbeddedConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config: EmbeddedConfig = inferq_shared::config::load(std::env::args_os()).unwrap_or_else(|e| match e {
-        inferq_shared::config::ConfigError::Cli(e) => e.exit(),
-        other => {
-            eprintln!("inferq: {other}");
-            std::process::exit(2)
-        }
-    });
+    let config: EmbeddedConfig =
+        inferq_shared::config::load(std::env::args_os()).unwrap_or_else(|e| match e {
+            inferq_shared::config::ConfigError::Cli(e) => e.exit(),
+            other => {
+                eprintln!("inferq: {other}");
+                std::process::exit(2)
+            }
+        });
     inferq_shared::telemetry::init(&config.log.log_format);
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
-    inferq_worker::embedded::run(config, listener, inferq_shared::telemetry::shutdown_signal())
-        .await
-        .context("inferq failed")
+    inferq_worker::embedded::run(
+        config,
+        listener,
+        inferq_shared::telemetry::shutdown_signal(),
+    )
+    .await
+    .context("inferq failed")
 }
