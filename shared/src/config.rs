@@ -189,6 +189,22 @@ where
     })
 }
 
+/// [`load`] from the process arguments for a binary's `main`: prints help,
+/// version or a usage error and exits as a CLI should; any other config
+/// error exits with status 2.
+pub fn load_or_exit<T>() -> T
+where
+    T: CommandFactory + FromArgMatches + Serialize + DeserializeOwned,
+{
+    load(std::env::args_os()).unwrap_or_else(|e| match e {
+        ConfigError::Cli(e) => e.exit(),
+        other => {
+            eprintln!("{}: {other}", T::command().get_name());
+            std::process::exit(2)
+        }
+    })
+}
+
 fn set_explicitly(matches: &ArgMatches, id: &str) -> bool {
     matches!(
         matches.value_source(id),

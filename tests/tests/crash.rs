@@ -45,6 +45,22 @@ async fn statuses(client: &reqwest::Client, base: &str, ids: &[String]) -> Vec<s
     out
 }
 
+/// Waits until at least `n` of the jobs have succeeded.
+async fn wait_for_successes(client: &reqwest::Client, base: &str, ids: &[String], n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = statuses(client, base, ids).await;
+        if all.iter().filter(|j| j["status"] == "succeeded").count() >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never processed {n} jobs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn log_path(name: &str) -> std::path::PathBuf {
     let dir = root().join("target/test-logs");
     std::fs::create_dir_all(&dir).unwrap();
@@ -66,22 +82,7 @@ async fn sigkilled_worker_loses_no_job() {
     let ids = submit_slow_jobs(&client, &base).await;
 
     // Wait until the victim is mid-stream, then kill it without warning.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = statuses(&client, &base, &ids)
-            .await
-            .iter()
-            .filter(|j| j["status"] == "succeeded")
-            .count();
-        if done >= 5 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "victim never processed jobs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_successes(&client, &base, &ids, 5).await;
     victim.signal(libc::SIGKILL);
     victim.wait_exit(Duration::from_secs(10)).expect("killed");
     let before: HashSet<String> = statuses(&client, &base, &ids)
@@ -145,22 +146,7 @@ async fn sigterm_drains_in_flight_jobs_and_exits() {
     let mut worker =
         WorkerProcess::spawn(&ns, &test_models(), &flags, &log_path("sigterm-worker.log"));
     let ids = submit_slow_jobs(&client, &base).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = statuses(&client, &base, &ids)
-            .await
-            .iter()
-            .filter(|j| j["status"] == "succeeded")
-            .count();
-        if done >= 3 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker never processed jobs"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_successes(&client, &base, &ids, 3).await;
     worker.signal(libc::SIGTERM);
     let status = worker
         .wait_exit(Duration::from_secs(30))

@@ -5,14 +5,7 @@ use inferq_worker::EmbeddedConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config: EmbeddedConfig =
-        inferq_shared::config::load(std::env::args_os()).unwrap_or_else(|e| match e {
-            inferq_shared::config::ConfigError::Cli(e) => e.exit(),
-            other => {
-                eprintln!("inferq: {other}");
-                std::process::exit(2)
-            }
-        });
+    let config: EmbeddedConfig = inferq_shared::config::load_or_exit();
     inferq_shared::telemetry::init(&config.log.log_format);
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
