@@ -176,6 +176,11 @@ ensure_rabbitmq() {
     if ! is_root && [[ "$(id -un)" != rabbitmq ]] && grep -q "Only root or rabbitmq" "$server" 2>/dev/null; then
         die "RabbitMQ is not running on $HOST:$RABBITMQ_PORT and $server must be run as root or the rabbitmq user. Start it with \`sudo rabbitmq-server -detached\` (or your service manager), or set INFERQ_SKIP_SERVICES=1."
     fi
+    # The node is named rabbit@<short hostname>; in a fresh container that name
+    # often does not resolve and the node cannot start. localhost always does.
+    if [[ -z "${RABBITMQ_NODENAME:-}" ]] && ! getent hosts "$(hostname -s 2>/dev/null || echo none)" >/dev/null 2>&1; then
+        export RABBITMQ_NODENAME=rabbit@localhost
+    fi
     # Skip the start if the node is merely still booting (e.g. started by apt or a previous run).
     if diag_usable && rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
         log "rabbitmq node is running but $HOST:$RABBITMQ_PORT is not open yet; waiting"
