@@ -32,6 +32,18 @@ pub enum ErrorCode {
     JobNotFound,
     /// A large image stored out of band had expired or vanished.
     BlobMissing,
+    /// A storage reference (`gs://`, `s3://`, `https://`, `file://`) is malformed
+    /// or uses an unsupported scheme.
+    InvalidUri,
+    /// A storage reference points somewhere InferQ may not read or write
+    /// (private address, path outside the local root, bucket not allowed).
+    UriForbidden,
+    /// The referenced object does not exist.
+    InputNotFound,
+    /// The referenced object is larger than the size limit.
+    InputTooLarge,
+    /// Reading or writing a storage reference failed (network, auth, timeout).
+    FetchFailed,
     /// ONNX Runtime rejected the input or failed while running.
     InferenceFailed,
     /// The job was attempted too many times (e.g. it crashed workers).
@@ -59,6 +71,11 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => "invalid_argument",
             ErrorCode::JobNotFound => "job_not_found",
             ErrorCode::BlobMissing => "blob_missing",
+            ErrorCode::InvalidUri => "invalid_uri",
+            ErrorCode::UriForbidden => "uri_forbidden",
+            ErrorCode::InputNotFound => "input_not_found",
+            ErrorCode::InputTooLarge => "input_too_large",
+            ErrorCode::FetchFailed => "fetch_failed",
             ErrorCode::InferenceFailed => "inference_failed",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::Unavailable => "unavailable",
