@@ -32,8 +32,12 @@ pub enum ApiError {
     ModelNotFound { name: String, version: Option<u64> },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("{0}")]
+    InvalidUri(String),
     #[error("no job with id `{0}` (it may have expired)")]
     JobNotFound(String),
+    #[error("{0}")]
+    OutputNotFound(String),
     #[error("no route for {0}")]
     RouteNotFound(String),
     #[error("method not allowed")]
@@ -117,10 +121,22 @@ impl ApiError {
                 "Invalid argument",
                 None,
             ),
+            InvalidUri(_) => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidUri,
+                "Invalid URI",
+                None,
+            ),
             JobNotFound(_) => (
                 StatusCode::NOT_FOUND,
                 ErrorCode::JobNotFound,
                 "Job not found",
+                None,
+            ),
+            OutputNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                ErrorCode::OutputNotFound,
+                "No output",
                 None,
             ),
             RouteNotFound(_) => (

@@ -1,41 +1,34 @@
-//! `POST /v1/jobs` and `GET /v1/jobs/{id}`.
+//! `POST /v1/jobs`, `GET /v1/jobs/{id}` and `GET /v1/jobs/{id}/output`.
 //!
 //! Submitting is the hot path of the API and is kept cheap: read the body
-//! under a size limit, identify the format and dimensions from the header
-//! (no decoding), record the job, hand it to the broker and wait for the
+//! under a size limit (in any encoding, see [`crate::input`]), identify the
+//! image format and dimensions from the header (no decoding), record the job, hand it to the broker and wait for the
 //! broker's confirm. Only then does the client get `202 Accepted`, so a
 //! job that was accepted cannot be lost by a crash of this process.
 
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use inferq_shared::job::{InputInfo, JobId, JobRecord};
-use inferq_shared::manifest::valid_model_name;
+use inferq_shared::manifest::{DType, Layout, ModelManifest};
 use inferq_shared::message::{ImageSource, JobMessage};
+use inferq_shared::postprocess::Prediction;
+use inferq_shared::repository::valid_model_name;
 use inferq_shared::sniff;
 use inferq_shared::store::Saved;
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::input::{self, JobOptions, Payload, Submission};
 use crate::state::AppState;
 
 /// Largest `top_k` a client may ask for.
 const MAX_TOP_K: usize = 1000;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitQuery {
-    model: Option<String>,
-    version: Option<u64>,
-    top_k: Option<usize>,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,105 +42,63 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::InvalidArgument(e.body_text()))
 }
 
-/// Only raw image bodies are accepted here; anything declared as something
-/// else is refused before the body is read.
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let ct = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if ct.starts_with("image/") || ct == "application/octet-stream" {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(format!(
-            "content type `{ct}` is not accepted; send the raw image as image/jpeg, image/png, \
-             image/webp, image/gif, image/bmp or application/octet-stream"
-        )))
-    }
-}
-
-/// Bytes of an oversized body we still read (and discard) before answering
-/// 413. Answering while the client is still sending makes the kernel reset
-/// the connection, and most clients then report a broken pipe instead of the
-/// 413; draining a bounded amount lets them read the answer.
-const DRAIN_CAP: u64 = 32 * 1024 * 1024;
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::PayloadTooLarge { limit };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared {
-        if n > limit as u64 + DRAIN_CAP {
-            return Err(too_large());
-        }
-        if n > limit as u64 {
-            drain(body).await;
-            return Err(too_large());
-        }
-    }
-    let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::InvalidArgument(format!("the request body could not be read: {e}"))
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                drain(body).await;
-                return Err(too_large());
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
-}
-
-/// Reads and discards what is left of a body, within [`DRAIN_CAP`] and
-/// [`DRAIN_TIMEOUT`].
-async fn drain(mut body: Body) {
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        let mut seen = 0u64;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Ok(data) = frame.into_data() {
-                seen += data.len() as u64;
-                if seen > DRAIN_CAP {
-                    break;
-                }
-            }
-        }
-    })
-    .await;
-}
-
-/// `POST /v1/jobs?model=&version=&top_k=` with the image as the body.
+/// `POST /v1/jobs?model=&version=&top_k=` with the input in any accepted
+/// encoding (see [`crate::input`]).
 pub async fn submit(
     State(state): State<AppState>,
-    q: Result<Query<SubmitQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
+    q: Result<Query<JobOptions>, QueryRejection>,
+    req: Request,
 ) -> Result<Response, ApiError> {
-    let q = query(q)?;
-    check_content_type(&headers)?;
-    let image = read_body(&headers, body, state.settings.limits.max_body_bytes).await?;
+    let options = query(q)?;
+    let submission = input::parse(req, options, state.settings.limits.max_body_bytes).await?;
     let timeout = state.settings.request_timeout;
-    tokio::time::timeout(timeout, enqueue(&state, q, image))
+    tokio::time::timeout(timeout, enqueue(&state, submission))
         .await
         .map_err(|_| ApiError::Unavailable("timed out while enqueueing the job".into()))?
 }
 
-async fn enqueue(state: &AppState, q: SubmitQuery, image: Bytes) -> Result<Response, ApiError> {
-    if image.is_empty() {
-        return Err(ApiError::EmptyBody);
+/// Checks a tensor against the model's input and returns its normalised
+/// shape (`[1, …]`).
+fn check_tensor(
+    shape: &[usize],
+    values: &[f32],
+    m: &ModelManifest,
+) -> Result<Vec<usize>, ApiError> {
+    let (w, h) = (m.input.width as usize, m.input.height as usize);
+    let expected = match m.input.layout {
+        Layout::Nchw => vec![1, 3, h, w],
+        Layout::Nhwc => vec![1, h, w, 3],
+    };
+    let full: Vec<usize> = if shape.len() == 3 {
+        std::iter::once(1).chain(shape.iter().copied()).collect()
+    } else {
+        shape.to_vec()
+    };
+    if full != expected {
+        return Err(ApiError::InvalidArgument(format!(
+            "`tensor` has shape {shape:?}; this model takes {expected:?} ({:?}, batch dimension optional)",
+            m.input.layout
+        )));
     }
+    let integral = |v: &f32| v.fract() == 0.0;
+    match m.input.dtype {
+        DType::Float32 => {}
+        DType::Int32 if values.iter().all(integral) => {}
+        DType::Uint8
+            if values
+                .iter()
+                .all(|v| integral(v) && (0.0..=255.0).contains(v)) => {}
+        dtype => {
+            return Err(ApiError::InvalidArgument(format!(
+                "`tensor` values must be {dtype:?} for this model"
+            )));
+        }
+    }
+    Ok(full)
+}
+
+async fn enqueue(state: &AppState, sub: Submission) -> Result<Response, ApiError> {
+    let q = sub.options;
     if let Some(k) = q.top_k
         && !(1..=MAX_TOP_K).contains(&k)
     {
@@ -170,39 +121,73 @@ async fn enqueue(state: &AppState, q: SubmitQuery, image: Bytes) -> Result<Respo
         .get(&name, q.version)
         .ok_or_else(not_found)?
         .clone();
-    let header =
-        sniff::inspect(&image, state.settings.limits.max_pixels).map_err(ApiError::BadImage)?;
+
+    // What goes into the message, and what the record says about the input.
+    let (bytes, tensor, info) = match sub.payload {
+        Payload::Image { bytes, encoding } => {
+            if bytes.is_empty() {
+                return Err(ApiError::EmptyBody);
+            }
+            let header = sniff::inspect(&bytes, state.settings.limits.max_pixels)
+                .map_err(ApiError::BadImage)?;
+            let info = InputInfo {
+                encoding: encoding.into(),
+                format: Some(header.format.as_str().into()),
+                bytes: Some(bytes.len() as u64),
+                width: Some(header.width),
+                height: Some(header.height),
+                ..InputInfo::default()
+            };
+            (Some(bytes), None, info)
+        }
+        Payload::Uri(uri) => {
+            let info = InputInfo {
+                encoding: "uri".into(),
+                uri: Some(uri.clone()),
+                ..InputInfo::default()
+            };
+            (None, Some(Err(uri)), info)
+        }
+        Payload::Tensor { shape, values } => {
+            let full = check_tensor(&shape, &values, &entry.manifest)?;
+            let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let info = InputInfo {
+                encoding: "tensor".into(),
+                bytes: Some(data.len() as u64),
+                shape: Some(full.clone()),
+                ..InputInfo::default()
+            };
+            (Some(Bytes::from(data)), Some(Ok(full)), info)
+        }
+    };
 
     let id = JobId::new();
-    let record = JobRecord::queued(
-        id,
-        &entry.name,
-        entry.version,
-        InputInfo {
-            format: header.format.as_str().to_owned(),
-            bytes: image.len() as u64,
-            width: header.width,
-            height: header.height,
-        },
-    );
+    let record = JobRecord::queued(id, &entry.name, entry.version, info);
     let store = &state.store;
     let retention = &state.settings.retention;
     if store.save(&record, retention.result_ttl).await? != Saved::Written {
         return Err(ApiError::Internal(format!("job id {id} collided")));
     }
-    let source = if image.len() > state.settings.limits.inline_max_bytes {
-        let key = store.blob_key(id);
-        if let Err(e) = store.put_blob(&key, &image, retention.blob_ttl).await {
-            let _ = store.delete(id).await;
-            return Err(e.into());
+    let (source, tensor_shape) = match (bytes, tensor) {
+        (_, Some(Err(uri))) => (ImageSource::Uri(uri), None),
+        (Some(b), shape) => {
+            let shape = shape.and_then(Result::ok);
+            if b.len() > state.settings.limits.inline_max_bytes {
+                let key = store.blob_key(id);
+                if let Err(e) = store.put_blob(&key, &b, retention.blob_ttl).await {
+                    let _ = store.delete(id).await;
+                    return Err(e.into());
+                }
+                (ImageSource::Blob(key), shape)
+            } else {
+                (ImageSource::Inline(b), shape)
+            }
         }
-        ImageSource::Blob(key)
-    } else {
-        ImageSource::Inline(image)
+        (None, _) => return Err(ApiError::Internal("submission without input".into())),
     };
     let blob = match &source {
         ImageSource::Blob(k) => Some(k.clone()),
-        ImageSource::Inline(_) => None,
+        _ => None,
     };
     let message = JobMessage {
         id,
@@ -211,6 +196,8 @@ async fn enqueue(state: &AppState, q: SubmitQuery, image: Bytes) -> Result<Respo
         top_k: q.top_k,
         created_at: record.created_at,
         image: source,
+        tensor: tensor_shape,
+        output_uri: q.output_uri,
     };
     if let Err(e) = state.queue.publish(id, message.encode()).await {
         // Not accepted: forget the job so nobody polls a ghost.
@@ -221,7 +208,7 @@ async fn enqueue(state: &AppState, q: SubmitQuery, image: Bytes) -> Result<Respo
         return Err(e.into());
     }
     tracing::info!(job_id = %id, model = %entry.name, version = entry.version,
-        bytes = record.input.bytes, "job accepted");
+        encoding = %record.input.encoding, "job accepted");
     let mut resp = (StatusCode::ACCEPTED, Json(&record)).into_response();
     let location = HeaderValue::from_str(&format!("/v1/jobs/{id}")).expect("ascii location");
     resp.headers_mut().insert(header::LOCATION, location);
@@ -253,4 +240,33 @@ pub async fn get(
         state.store.wait(job_id, wait).await?
     };
     record.map(Json).ok_or(ApiError::JobNotFound(id))
+}
+
+/// `GET /v1/jobs/{id}/output`: the binary output of an image model (PNG).
+pub async fn output(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job_id: JobId = id.parse().map_err(|_| ApiError::JobNotFound(id.clone()))?;
+    let record = state
+        .store
+        .get(job_id)
+        .await?
+        .ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    let Some(Prediction::Image { content_type, .. }) = &record.result else {
+        return Err(ApiError::OutputNotFound(format!(
+            "job {id} has no output image (status {}; only finished image models have one)",
+            record.status
+        )));
+    };
+    let bytes = state
+        .store
+        .get_blob(&state.store.output_key(job_id))
+        .await?
+        .ok_or_else(|| ApiError::OutputNotFound(format!("the output of job {id} has expired")))?;
+    let mut resp = bytes.into_response();
+    let ct = HeaderValue::from_str(content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+    Ok(resp)
 }

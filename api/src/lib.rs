@@ -13,7 +13,10 @@
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod input;
 pub mod jobs;
+pub mod models;
+pub mod read;
 pub mod state;
 
 use std::future::Future;
@@ -21,10 +24,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::routing::{get, post};
 use inferq_shared::broker::amqp::AmqpQueue;
-use inferq_shared::manifest::ModelRepository;
+use inferq_shared::repository::ModelRepository;
 use inferq_shared::store::redis::RedisStore;
 use tower_http::trace::TraceLayer;
 
@@ -34,13 +38,24 @@ pub use state::{AppState, Settings};
 
 /// The API's routes.
 pub fn app(state: AppState) -> Router {
+    // Multipart bodies are read through axum's limit; raw and JSON bodies
+    // through our own reader with the same limit.
+    let body_limit = DefaultBodyLimit::max(state.settings.limits.max_body_bytes);
     Router::new()
         .route("/v1/jobs", post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/output", get(jobs::output))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{name}", get(models::get))
+        .route(
+            "/v1/models/{name}/versions/{version}",
+            get(models::get_version),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(body_limit)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

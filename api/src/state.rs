@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use inferq_shared::broker::JobQueue;
 use inferq_shared::config::LimitConfig;
-use inferq_shared::manifest::ModelRepository;
+use inferq_shared::repository::ModelRepository;
 use inferq_shared::store::ResultStore;
 
 /// Shared, cheaply clonable handler state.

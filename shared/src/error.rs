@@ -30,6 +30,8 @@ pub enum ErrorCode {
     InvalidArgument,
     /// No job with this id exists (or it has expired).
     JobNotFound,
+    /// The job has no binary output (not finished, not an image model, or expired).
+    OutputNotFound,
     /// A large image stored out of band had expired or vanished.
     BlobMissing,
     /// A storage reference (`gs://`, `s3://`, `https://`, `file://`) is malformed
@@ -70,6 +72,7 @@ impl ErrorCode {
             ErrorCode::ModelNotFound => "model_not_found",
             ErrorCode::InvalidArgument => "invalid_argument",
             ErrorCode::JobNotFound => "job_not_found",
+            ErrorCode::OutputNotFound => "output_not_found",
             ErrorCode::BlobMissing => "blob_missing",
             ErrorCode::InvalidUri => "invalid_uri",
             ErrorCode::UriForbidden => "uri_forbidden",

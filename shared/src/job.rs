@@ -163,12 +163,26 @@ pub struct JobRecord {
 }
 
 /// What the API learned about the input without decoding it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InputInfo {
-    pub format: String,
-    pub bytes: u64,
-    pub width: u32,
-    pub height: u32,
+    /// How the input was sent: `raw`, `multipart`, `b64`, `uri` or `tensor`.
+    pub encoding: String,
+    /// Image format from the header (`jpeg`, `png`, …), for images sent inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Bytes received (the encoded image, or the tensor's f32 data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// The storage reference, for `uri` inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// The tensor shape, for `tensor` inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Vec<usize>>,
 }
 
 /// A refused state change.
@@ -268,10 +282,8 @@ mod tests {
             "m",
             1,
             InputInfo {
-                format: "png".into(),
-                bytes: 10,
-                width: 1,
-                height: 1,
+                encoding: "raw".into(),
+                ..InputInfo::default()
             },
         )
     }

@@ -19,6 +19,7 @@ pub mod message;
 pub mod metrics;
 pub mod postprocess;
 pub mod preprocess;
+pub mod repository;
 pub mod sniff;
 pub mod store;
 pub mod telemetry;

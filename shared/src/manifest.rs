@@ -1,8 +1,7 @@
-//! Model manifests and the on-disk model repository.
+//! Model manifests (`model.toml`).
 //!
-//! A repository is a directory laid out as `<root>/<name>/<version>/` with a
-//! `model.onnx` and a `model.toml` manifest in each version directory
-//! (versions are positive integers; the highest is the default). The manifest
+//! Each model version directory (see [`crate::repository`]) holds a
+//! `model.onnx` and this manifest. The manifest
 //! says everything needed to feed and read the network: input tensor name,
 //! dtype, layout and size, how to resize/crop/normalise an image, and how to
 //! interpret the output. Preprocessing is driven entirely by it, so adding a
@@ -11,9 +10,7 @@
 //! The API reads only manifests (to validate model names cheaply); workers
 //! also load the ONNX files.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +23,46 @@ pub const MODEL_FILE: &str = "model.onnx";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
+    /// Class scores: top-k labels with probabilities.
     Classification,
+    /// Named points (pose estimation) with a skeleton.
+    Keypoints,
+    /// Boxes with classes and scores.
+    Detection,
+    /// An output tensor that is an image (image-to-image nets, heatmaps).
+    Image,
+    /// A feature vector.
+    Embedding,
+    /// Raw output tensors, for anything else.
+    Tensor,
+}
+
+/// How keypoint rows are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeypointFormat {
+    /// `(y, x, score)` per keypoint (MoveNet).
+    YxScore,
+    /// `(x, y, score)` per keypoint.
+    XyScore,
+}
+
+/// How detection rows are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectionFormat {
+    /// `(x1, y1, x2, y2, score, class)` per row.
+    XyxyScoreClass,
+}
+
+/// Unit of coordinates in a model's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coords {
+    /// Fractions 0..1 of the model input's width/height.
+    Normalized,
+    /// Pixels of the model input.
+    Pixels,
 }
 
 /// Element type of the input tensor.
@@ -135,19 +171,83 @@ fn default_std() -> [f32; 3] {
     [1.0; 3]
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How to read the output. Which fields apply depends on the model kind;
+/// [`ModelManifest::parse`] rejects fields that make no sense for the kind.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
-    pub name: String,
-    /// Apply softmax to the output (true when the network emits logits).
+    /// The output tensor to read (every kind but `tensor`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `tensor`: the outputs to return; empty means all.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// `classification`: apply softmax (true when the network emits logits).
     #[serde(default)]
     pub softmax: bool,
-    /// Labels file, one label per line, relative to the manifest.
+    /// `classification`, `detection`: labels file, one per line, relative
+    /// to the manifest.
     #[serde(default)]
     pub labels: Option<String>,
-    /// How many classes a result lists by default.
+    /// `classification`: how many classes a result lists by default.
     #[serde(default = "default_top_k")]
     pub top_k: usize,
+    /// `keypoints`, `detection`: row layout.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// `keypoints`, `detection`: coordinate unit.
+    #[serde(default)]
+    pub coords: Option<Coords>,
+    /// `keypoints`: point names, in output order.
+    #[serde(default)]
+    pub keypoints: Vec<String>,
+    /// `keypoints`: edges between points (indices into `keypoints`).
+    #[serde(default)]
+    pub skeleton: Vec<[usize; 2]>,
+    /// `keypoints`, `detection`: results scoring below this are dropped.
+    #[serde(default)]
+    pub score_threshold: f32,
+    /// `detection`: IoU above which a lower-scored box of the same class is
+    /// suppressed; absent means no non-maximum suppression.
+    #[serde(default)]
+    pub nms_iou: Option<f32>,
+    /// `detection`: most boxes returned.
+    #[serde(default = "default_max_detections")]
+    pub max_detections: usize,
+    /// `image`: layout of the output tensor.
+    #[serde(default)]
+    pub layout: Option<Layout>,
+    /// `image`: the output value range, mapped linearly onto 0..255.
+    #[serde(default)]
+    pub range: Option<[f32; 2]>,
+    /// `image`: channel order of the output.
+    #[serde(default)]
+    pub color: Option<ColorOrder>,
+    /// `embedding`: L2-normalise the vector.
+    #[serde(default)]
+    pub normalize: bool,
+}
+
+fn default_max_detections() -> usize {
+    100
+}
+
+impl OutputSpec {
+    /// Keypoint row layout (defaults to MoveNet's `yx_score`).
+    pub fn keypoint_format(&self) -> KeypointFormat {
+        match self.format.as_deref() {
+            Some("xy_score") => KeypointFormat::XyScore,
+            _ => KeypointFormat::YxScore,
+        }
+    }
+
+    /// The output tensors the engine must fetch (empty = all the model has).
+    pub fn wanted(&self) -> Vec<String> {
+        match &self.name {
+            Some(n) => vec![n.clone()],
+            None => self.names.clone(),
+        }
+    }
 }
 
 fn default_top_k() -> usize {
@@ -211,9 +311,10 @@ impl ModelManifest {
                 i.width, i.height
             ));
         }
-        if i.name.is_empty() || self.output.name.is_empty() {
-            return Err("input.name and output.name must not be empty".into());
+        if i.name.is_empty() {
+            return Err("input.name must not be empty".into());
         }
+        self.validate_output()?;
         let p = &self.preprocess;
         if p.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
             return Err("preprocess.std must be finite and non-zero".into());
@@ -237,163 +338,82 @@ impl ModelManifest {
         }
         Ok(())
     }
-}
 
-/// One servable model version.
-#[derive(Debug, Clone)]
-pub struct ModelEntry {
-    pub name: String,
-    pub version: u64,
-    pub dir: PathBuf,
-    pub manifest: ModelManifest,
-    /// Class labels (empty when the manifest names none).
-    pub labels: Arc<Vec<String>>,
-}
-
-impl ModelEntry {
-    /// Path of the ONNX file.
-    pub fn model_path(&self) -> PathBuf {
-        self.dir.join(MODEL_FILE)
-    }
-
-    /// `name:version`, for logs and errors.
-    pub fn key(&self) -> String {
-        format!("{}:{}", self.name, self.version)
-    }
-
-    /// Loads one version directory.
-    pub fn load(name: &str, version: u64, dir: &Path) -> Result<Self, ManifestError> {
-        let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let manifest = ModelManifest::parse(&text, &path)?;
-        let labels = match &manifest.output.labels {
-            Some(rel) => {
-                let lpath = dir.join(rel);
-                let text = std::fs::read_to_string(&lpath).map_err(|source| ManifestError::Io {
-                    path: lpath.clone(),
-                    source,
-                })?;
-                text.lines().map(|l| l.trim().to_owned()).collect()
+    fn validate_output(&self) -> Result<(), String> {
+        let o = &self.output;
+        let kind = self.kind;
+        match (kind, &o.name) {
+            (ModelKind::Tensor, Some(_)) => {
+                return Err(
+                    "a tensor model lists its outputs in output.names, not output.name".into(),
+                );
             }
-            None => Vec::new(),
-        };
-        Ok(ModelEntry {
-            name: name.to_owned(),
-            version,
-            dir: dir.to_owned(),
-            manifest,
-            labels: Arc::new(labels),
-        })
-    }
-}
-
-/// Model names are used in URLs, queue names and metric labels.
-pub fn valid_model_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-}
-
-/// All models found under a root directory.
-#[derive(Debug, Clone, Default)]
-pub struct ModelRepository {
-    /// name -> version -> entry
-    models: BTreeMap<String, BTreeMap<u64, Arc<ModelEntry>>>,
-}
-
-/// The result of scanning: the usable models plus what could not be loaded.
-/// A broken model must not take the others down, so errors are returned, not
-/// raised.
-pub struct Scan {
-    pub repository: ModelRepository,
-    pub errors: Vec<ManifestError>,
-}
-
-impl ModelRepository {
-    /// Scans `<root>/<name>/<version>/model.toml`.
-    pub fn scan(root: &Path) -> Result<Scan, ManifestError> {
-        let io = |source| ManifestError::Io {
-            path: root.to_owned(),
-            source,
-        };
-        let mut repo = ModelRepository::default();
-        let mut errors = Vec::new();
-        let mut names: Vec<_> = std::fs::read_dir(root)
-            .map_err(io)?
-            .filter_map(Result::ok)
-            .collect();
-        names.sort_by_key(|e| e.file_name());
-        for name_dir in names {
-            let name = name_dir.file_name().to_string_lossy().into_owned();
-            if !name_dir.path().is_dir() || name.starts_with('.') {
-                continue;
-            }
-            if !valid_model_name(&name) {
-                errors.push(ManifestError::Invalid {
-                    path: name_dir.path(),
-                    reason: "model names use a-z, 0-9, '-', '_' and '.'".into(),
-                });
-                continue;
-            }
-            let Ok(versions) = std::fs::read_dir(name_dir.path()) else {
-                continue;
-            };
-            for v in versions.filter_map(Result::ok) {
-                let Some(version) = v
-                    .file_name()
-                    .to_str()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .filter(|v| *v > 0)
-                else {
-                    continue;
-                };
-                if !v.path().join(MANIFEST_FILE).exists() {
-                    continue;
-                }
-                match ModelEntry::load(&name, version, &v.path()) {
-                    Ok(entry) => {
-                        repo.models
-                            .entry(name.clone())
-                            .or_default()
-                            .insert(version, Arc::new(entry));
-                    }
-                    Err(e) => errors.push(e),
+            (ModelKind::Tensor, None) => {}
+            (_, None) => return Err("output.name is required".into()),
+            (_, Some(n)) if n.is_empty() => return Err("output.name must not be empty".into()),
+            (_, Some(_)) => {
+                if !o.names.is_empty() {
+                    return Err("output.names is only for tensor models".into());
                 }
             }
         }
-        Ok(Scan {
-            repository: repo,
-            errors,
-        })
-    }
-
-    /// Finds a model version; `None` version means the newest.
-    pub fn get(&self, name: &str, version: Option<u64>) -> Option<&Arc<ModelEntry>> {
-        let versions = self.models.get(name)?;
-        match version {
-            Some(v) => versions.get(&v),
-            None => versions.values().next_back(),
+        let only = |set: bool, field: &str, kinds: &[ModelKind]| {
+            if set && !kinds.contains(&kind) {
+                Err(format!("output.{field} does not apply to a {kind:?} model"))
+            } else {
+                Ok(())
+            }
+        };
+        use ModelKind::*;
+        only(o.softmax, "softmax", &[Classification])?;
+        only(o.labels.is_some(), "labels", &[Classification, Detection])?;
+        only(o.format.is_some(), "format", &[Keypoints, Detection])?;
+        only(o.coords.is_some(), "coords", &[Keypoints, Detection])?;
+        only(!o.keypoints.is_empty(), "keypoints", &[Keypoints])?;
+        only(!o.skeleton.is_empty(), "skeleton", &[Keypoints])?;
+        only(o.nms_iou.is_some(), "nms_iou", &[Detection])?;
+        only(o.layout.is_some(), "layout", &[Image])?;
+        only(o.range.is_some(), "range", &[Image])?;
+        only(o.color.is_some(), "color", &[Image])?;
+        only(o.normalize, "normalize", &[Embedding])?;
+        match kind {
+            Keypoints => {
+                if !matches!(
+                    o.format.as_deref(),
+                    None | Some("yx_score") | Some("xy_score")
+                ) {
+                    return Err("output.format must be yx_score or xy_score".into());
+                }
+                if let Some(bad) = o
+                    .skeleton
+                    .iter()
+                    .flatten()
+                    .find(|i| **i >= o.keypoints.len())
+                {
+                    return Err(format!(
+                        "skeleton refers to keypoint {bad}, but only {} are named",
+                        o.keypoints.len()
+                    ));
+                }
+            }
+            Detection => {
+                if !matches!(o.format.as_deref(), None | Some("xyxy_score_class")) {
+                    return Err("output.format must be xyxy_score_class".into());
+                }
+                if o.nms_iou.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+                    return Err("output.nms_iou must be within 0..=1".into());
+                }
+            }
+            Image => {
+                if o.range
+                    .is_some_and(|[lo, hi]| !(hi > lo && lo.is_finite() && hi.is_finite()))
+                {
+                    return Err("output.range must be [low, high] with high > low".into());
+                }
+            }
+            Classification | Embedding | Tensor => {}
         }
-    }
-
-    /// Every loaded version of every model.
-    pub fn entries(&self) -> impl Iterator<Item = &Arc<ModelEntry>> {
-        self.models.values().flat_map(|v| v.values())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.models.is_empty()
-    }
-
-    /// Model names, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.models.keys().map(String::as_str)
+        Ok(())
     }
 }
 
@@ -446,39 +466,5 @@ softmax = true
     fn rejects_crop_larger_than_resize() {
         let bad = GOOD.replace("resize_to = 256", "resize_to = 100");
         assert!(ModelManifest::parse(&bad, Path::new("m.toml")).is_err());
-    }
-
-    #[test]
-    fn model_names() {
-        assert!(valid_model_name("efficientnet-lite0"));
-        assert!(valid_model_name("a.b_c"));
-        assert!(!valid_model_name(""));
-        assert!(!valid_model_name("-x"));
-        assert!(!valid_model_name("Upper"));
-        assert!(!valid_model_name("a/b"));
-    }
-
-    #[test]
-    fn scans_repository_and_picks_newest() {
-        let root = std::env::temp_dir().join(format!("inferq-repo-{}", uuid::Uuid::new_v4()));
-        for v in [1, 2] {
-            let d = root.join("m").join(v.to_string());
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join(MANIFEST_FILE), GOOD).unwrap();
-        }
-        // A broken model is reported, not fatal.
-        let d = root.join("broken").join("1");
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join(MANIFEST_FILE), "kind = 3").unwrap();
-
-        let scan = ModelRepository::scan(&root).unwrap();
-        assert_eq!(scan.errors.len(), 1);
-        assert!(scan.errors[0].to_string().contains("broken"));
-        let repo = scan.repository;
-        assert_eq!(repo.get("m", None).unwrap().version, 2);
-        assert_eq!(repo.get("m", Some(1)).unwrap().version, 1);
-        assert!(repo.get("m", Some(3)).is_none());
-        assert!(repo.get("broken", None).is_none());
-        std::fs::remove_dir_all(root).unwrap();
     }
 }

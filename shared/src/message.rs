@@ -23,13 +23,16 @@ use crate::job::JobId;
 const MAGIC: &[u8; 3] = b"IQ1";
 const MAX_HEADER: usize = 64 * 1024;
 
-/// Where the worker finds the image.
+/// Where the worker finds the input bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ImageSource {
     /// The bytes travel inside the message.
     Inline(Bytes),
     /// The bytes were stored under this key in the result store.
     Blob(String),
+    /// The worker fetches the bytes from storage (`gs://`, `s3://`,
+    /// `https://`, `file://`).
+    Uri(String),
 }
 
 /// One job as the worker receives it.
@@ -42,6 +45,11 @@ pub struct JobMessage {
     pub top_k: Option<usize>,
     pub created_at: DateTime<Utc>,
     pub image: ImageSource,
+    /// When set, the input bytes are not an encoded image but a ready model
+    /// input: little-endian f32 values of this shape.
+    pub tensor: Option<Vec<usize>>,
+    /// Where the result should also be written (a storage prefix).
+    pub output_uri: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,6 +62,12 @@ struct Header {
     created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     blob: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tensor: Option<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output_uri: Option<String>,
 }
 
 /// A message that cannot be understood. The worker acks these (retrying
@@ -71,9 +85,10 @@ pub enum DecodeError {
 impl JobMessage {
     /// Serialises the message for the broker.
     pub fn encode(&self) -> Vec<u8> {
-        let (blob, payload): (Option<String>, &[u8]) = match &self.image {
-            ImageSource::Inline(b) => (None, b),
-            ImageSource::Blob(k) => (Some(k.clone()), &[]),
+        let (blob, uri, payload): (Option<String>, Option<String>, &[u8]) = match &self.image {
+            ImageSource::Inline(b) => (None, None, b),
+            ImageSource::Blob(k) => (Some(k.clone()), None, &[]),
+            ImageSource::Uri(u) => (None, Some(u.clone()), &[]),
         };
         let header = Header {
             id: self.id,
@@ -82,6 +97,9 @@ impl JobMessage {
             top_k: self.top_k,
             created_at: self.created_at,
             blob,
+            uri,
+            tensor: self.tensor.clone(),
+            output_uri: self.output_uri.clone(),
         };
         let json = serde_json::to_vec(&header).expect("header serialises");
         let mut out = Vec::with_capacity(7 + json.len() + payload.len());
@@ -102,9 +120,10 @@ impl JobMessage {
             return Err(DecodeError::BadLength);
         }
         let header: Header = serde_json::from_slice(&data[7..7 + len])?;
-        let image = match header.blob {
-            Some(key) => ImageSource::Blob(key),
-            None => ImageSource::Inline(data.slice(7 + len..)),
+        let image = match (header.blob, header.uri) {
+            (Some(key), _) => ImageSource::Blob(key),
+            (None, Some(uri)) => ImageSource::Uri(uri),
+            (None, None) => ImageSource::Inline(data.slice(7 + len..)),
         };
         Ok(JobMessage {
             id: header.id,
@@ -113,6 +132,8 @@ impl JobMessage {
             top_k: header.top_k,
             created_at: header.created_at,
             image,
+            tensor: header.tensor,
+            output_uri: header.output_uri,
         })
     }
 }
@@ -129,6 +150,8 @@ mod tests {
             top_k: Some(2),
             created_at: Utc::now(),
             image,
+            tensor: None,
+            output_uri: None,
         }
     }
 
@@ -144,6 +167,17 @@ mod tests {
         let m = msg(ImageSource::Blob("inferq:blob:x".into()));
         let back = JobMessage::decode(Bytes::from(m.encode())).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn uri_tensor_and_output_roundtrip() {
+        let mut m = msg(ImageSource::Uri("gs://b/k.jpg".into()));
+        m.output_uri = Some("gs://out/prefix/".into());
+        let back = JobMessage::decode(Bytes::from(m.encode())).unwrap();
+        assert_eq!(back, m);
+        let mut t = msg(ImageSource::Inline(Bytes::from(vec![0u8; 12])));
+        t.tensor = Some(vec![1, 3, 1, 1]);
+        assert_eq!(JobMessage::decode(Bytes::from(t.encode())).unwrap(), t);
     }
 
     #[test]

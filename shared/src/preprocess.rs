@@ -105,6 +105,19 @@ pub struct Geometry {
     /// Source coordinate of the model's (0, 0), negative with letterboxing.
     pub offset_x: f32,
     pub offset_y: f32,
+    /// Size of the source image (after EXIF orientation).
+    pub source_width: u32,
+    pub source_height: u32,
+}
+
+impl Geometry {
+    /// Maps a point in model-input pixels to source-image pixels.
+    pub fn to_source(&self, mx: f32, my: f32) -> (f32, f32) {
+        (
+            self.offset_x + mx * self.scale_x,
+            self.offset_y + my * self.scale_y,
+        )
+    }
 }
 
 fn filter_type(f: Filter) -> FilterType {
@@ -143,6 +156,8 @@ pub fn fit(img: &RgbImage, m: &ModelManifest) -> (RgbImage, Geometry) {
                 scale_y: h as f32 / th as f32,
                 offset_x: x0 as f32,
                 offset_y: y0 as f32,
+                source_width: sw,
+                source_height: sh,
             };
             (out, geometry)
         }
@@ -160,6 +175,8 @@ pub fn fit(img: &RgbImage, m: &ModelManifest) -> (RgbImage, Geometry) {
                 scale_y: sh as f32 / rh as f32,
                 offset_x: -(dx as f32) * sw as f32 / rw as f32,
                 offset_y: -(dy as f32) * sh as f32 / rh as f32,
+                source_width: sw,
+                source_height: sh,
             };
             (canvas, geometry)
         }
@@ -176,6 +193,8 @@ pub fn fit(img: &RgbImage, m: &ModelManifest) -> (RgbImage, Geometry) {
                 scale_y: sh as f32 / th as f32,
                 offset_x: 0.0,
                 offset_y: 0.0,
+                source_width: sw,
+                source_height: sh,
             };
             (out, geometry)
         }
@@ -310,7 +329,9 @@ mod tests {
                 scale_x: 2.0,
                 scale_y: 2.0,
                 offset_x: 6.0,
-                offset_y: 2.0
+                offset_y: 2.0,
+                source_width: 16,
+                source_height: 8,
             }
         );
     }

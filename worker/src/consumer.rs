@@ -20,14 +20,17 @@ use chrono::Utc;
 use inferq_shared::ErrorCode;
 use inferq_shared::broker::{Delivery, JobQueue};
 use inferq_shared::job::{InputInfo, JobError, JobRecord, Timings};
-use inferq_shared::manifest::ModelRepository;
+use inferq_shared::manifest::{DType, ModelManifest};
 use inferq_shared::message::{ImageSource, JobMessage};
+use inferq_shared::postprocess::Prediction;
+use inferq_shared::preprocess::{InputTensor, TensorData};
+use inferq_shared::repository::ModelRepository;
 use inferq_shared::store::{ResultStore, Saved, StoreError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::engine::{Engine, InferError};
+use crate::engine::{Engine, InferError, WorkInput};
 
 /// Everything needed to process one delivery.
 pub struct Processor {
@@ -76,17 +79,7 @@ impl Processor {
         // The record may be gone (expired, or the store lost it); the
         // message alone is enough to run the job.
         let mut record = record.unwrap_or_else(|| {
-            let mut r = JobRecord::queued(
-                msg.id,
-                &msg.model,
-                msg.version,
-                InputInfo {
-                    format: "unknown".into(),
-                    bytes: 0,
-                    width: 0,
-                    height: 0,
-                },
-            );
+            let mut r = JobRecord::queued(msg.id, &msg.model, msg.version, InputInfo::default());
             r.created_at = msg.created_at;
             r
         });
@@ -125,8 +118,16 @@ impl Processor {
         };
 
         let fetch_start = std::time::Instant::now();
-        let image: Bytes = match &msg.image {
+        let bytes: Bytes = match &msg.image {
             ImageSource::Inline(b) => b.clone(),
+            ImageSource::Uri(uri) => {
+                let err = JobError::new(
+                    ErrorCode::FetchFailed,
+                    format!("cannot read {uri}: storage references are not enabled on this worker"),
+                );
+                let _ = record.fail(err, Some(timings), Utc::now());
+                return self.finish(&msg, &record).await;
+            }
             ImageSource::Blob(key) => match self.store.get_blob(key).await {
                 Ok(Some(b)) => Bytes::from(b),
                 Ok(None) => {
@@ -156,8 +157,32 @@ impl Processor {
             let _ = record.fail(err, Some(timings), Utc::now());
             return self.finish(&msg, &record).await;
         };
-        match self.engine.infer(msg.id, entry, image, msg.top_k).await {
-            Ok(outcome) => {
+        let input = match &msg.tensor {
+            None => WorkInput::Encoded(bytes),
+            Some(shape) => match tensor_input(shape, &bytes, &entry.manifest) {
+                Ok(t) => WorkInput::Tensor(t),
+                Err(err) => {
+                    let _ = record.fail(err, Some(timings), Utc::now());
+                    return self.finish(&msg, &record).await;
+                }
+            },
+        };
+        match self.engine.infer(msg.id, entry, input, msg.top_k).await {
+            Ok(mut outcome) => {
+                if let Some(artifact) = outcome.artifact.take() {
+                    let key = self.store.output_key(msg.id);
+                    if let Err(e) = self
+                        .store
+                        .put_blob(&key, &artifact.bytes, self.result_ttl)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "cannot store output; requeueing");
+                        return false;
+                    }
+                    if let Prediction::Image { href, .. } = &mut outcome.prediction {
+                        *href = format!("/v1/jobs/{}/output", msg.id);
+                    }
+                }
                 timings.decode_ms = outcome.decode_ms;
                 timings.preprocess_ms = outcome.preprocess_ms;
                 timings.inference_ms = outcome.inference_ms;
@@ -212,6 +237,26 @@ impl Processor {
             tracing::debug!(error = %e, "blob not deleted; it expires by itself");
         }
     }
+}
+
+/// Rebuilds a tensor sent as little-endian f32 values in the model's dtype.
+fn tensor_input(shape: &[usize], bytes: &[u8], m: &ModelManifest) -> Result<InputTensor, JobError> {
+    let bad = |msg: String| JobError::new(ErrorCode::InvalidArgument, msg);
+    let dims: [usize; 4] = shape
+        .try_into()
+        .map_err(|_| bad(format!("tensor shape {shape:?} is not 4-dimensional")))?;
+    if bytes.len() != dims.iter().product::<usize>() * 4 {
+        return Err(bad(format!("tensor data does not match shape {shape:?}")));
+    }
+    let values = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let data = match m.input.dtype {
+        DType::Float32 => TensorData::F32(values.collect()),
+        DType::Int32 => TensorData::I32(values.map(|v| v as i32).collect()),
+        DType::Uint8 => TensorData::U8(values.map(|v| v as u8).collect()),
+    };
+    Ok(InputTensor { shape: dims, data })
 }
 
 async fn settle(delivery: &Delivery, ack: bool) -> Settled {

@@ -19,9 +19,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use inferq_shared::ErrorCode;
 use inferq_shared::job::{JobError, JobId};
-use inferq_shared::manifest::{ModelEntry, ModelRepository};
-use inferq_shared::postprocess::{self, Prediction};
-use inferq_shared::preprocess::{self, DecodeError, InputTensor, TensorData};
+use inferq_shared::postprocess::{self, Artifact, Interpreted, Prediction, RawOutput};
+use inferq_shared::preprocess::{self, DecodeError, Geometry, InputTensor, TensorData};
+use inferq_shared::repository::{ModelEntry, ModelRepository};
 use ort::session::{Session, SessionInputValue, builder::GraphOptimizationLevel};
 use ort::value::TensorRef;
 use tokio::sync::oneshot;
@@ -62,6 +62,8 @@ pub enum EngineError {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub prediction: Prediction,
+    /// A binary result (an output image) to store beside the record.
+    pub artifact: Option<Artifact>,
     pub decode_ms: f64,
     pub preprocess_ms: f64,
     pub inference_ms: f64,
@@ -78,11 +80,20 @@ pub enum InferError {
     Stopped,
 }
 
+/// What a job feeds the model.
+#[derive(Debug, Clone)]
+pub enum WorkInput {
+    /// An encoded image to decode and preprocess.
+    Encoded(Bytes),
+    /// A ready model input (sent as a tensor); no decoding or resizing.
+    Tensor(InputTensor),
+}
+
 /// One unit of work for an inference thread.
 struct Work {
     job: JobId,
     model: Arc<ModelEntry>,
-    image: Bytes,
+    input: WorkInput,
     top_k: Option<usize>,
     reply: oneshot::Sender<Result<Outcome, JobError>>,
 }
@@ -147,11 +158,10 @@ fn load_session(
             m.input.name
         )));
     }
-    if !session.outputs().iter().any(|o| o.name() == m.output.name) {
-        return Err(fail(&format!(
-            "the model has no output named `{}`",
-            m.output.name
-        )));
+    for wanted in m.output.wanted() {
+        if !session.outputs().iter().any(|o| o.name() == wanted) {
+            return Err(fail(&format!("the model has no output named `{wanted}`")));
+        }
     }
     Ok(session)
 }
@@ -248,7 +258,7 @@ impl Engine {
         &self,
         job: JobId,
         model: Arc<ModelEntry>,
-        image: Bytes,
+        input: WorkInput,
         top_k: Option<usize>,
     ) -> Result<Outcome, InferError> {
         let Some(tx) = self.tx.lock().expect("engine lock").clone() else {
@@ -264,7 +274,7 @@ impl Engine {
         tx.send_async(Work {
             job,
             model,
-            image,
+            input,
             top_k,
             reply,
         })
@@ -304,12 +314,12 @@ fn warm_up(session: &mut Session, entry: &ModelEntry) -> Result<(), String> {
         .map_err(|e| format!("{}: warm-up run failed: {e}", entry.model_path().display()))
 }
 
-/// Runs the session on one input and returns the output as f32 values.
+/// Runs the session on one input and returns the wanted outputs as f32.
 fn run(
     session: &mut Session,
     entry: &ModelEntry,
     tensor: &InputTensor,
-) -> Result<Vec<f32>, ort::Error> {
+) -> Result<Vec<RawOutput>, ort::Error> {
     let shape = tensor.shape;
     let value: SessionInputValue = match &tensor.data {
         TensorData::F32(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
@@ -317,9 +327,37 @@ fn run(
         TensorData::I32(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
     };
     let m = &entry.manifest;
+    let mut wanted = m.output.wanted();
+    if wanted.is_empty() {
+        wanted = session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_owned())
+            .collect();
+    }
     let outputs = session.run(vec![(m.input.name.as_str(), value)])?;
-    let (_, data) = outputs[m.output.name.as_str()].try_extract_tensor::<f32>()?;
-    Ok(data.to_vec())
+    wanted
+        .into_iter()
+        .map(|name| {
+            let value = &outputs[name.as_str()];
+            let (shape, data) = extract_f32(value)?;
+            Ok(RawOutput { name, shape, data })
+        })
+        .collect()
+}
+
+/// Reads a numeric output tensor as f32, whatever its element type.
+fn extract_f32(value: &ort::value::DynValue) -> Result<(Vec<i64>, Vec<f32>), ort::Error> {
+    macro_rules! try_as {
+        ($($t:ty),*) => {
+            $(if let Ok((shape, data)) = value.try_extract_tensor::<$t>() {
+                return Ok((shape.to_vec(), data.iter().map(|v| *v as f32).collect()));
+            })*
+        };
+    }
+    try_as!(f32, f64, i64, i32, u8, i8);
+    let (shape, data) = value.try_extract_tensor::<f32>()?;
+    Ok((shape.to_vec(), data.to_vec()))
 }
 
 /// The inference thread's loop: until the channel closes.
@@ -359,27 +397,57 @@ fn process(
         )
     })?;
     let t0 = Instant::now();
-    let img = preprocess::decode(&work.image, max_pixels).map_err(|e| {
-        let code = match e {
-            DecodeError::UnknownFormat => ErrorCode::UnsupportedImageFormat,
-            DecodeError::Limits(_) => ErrorCode::TooManyPixels,
-            DecodeError::Corrupt(_) => ErrorCode::DecodeFailed,
-        };
-        JobError::new(code, e.to_string())
-    })?;
-    let t1 = Instant::now();
-    let (fitted, _geometry) = preprocess::fit(&img, &entry.manifest);
-    drop(img);
-    let tensor = preprocess::to_tensor(&fitted, &entry.manifest);
+    let (tensor, geometry, t1) = match &work.input {
+        WorkInput::Encoded(bytes) => {
+            let img = preprocess::decode(bytes, max_pixels).map_err(|e| {
+                let code = match e {
+                    DecodeError::UnknownFormat => ErrorCode::UnsupportedImageFormat,
+                    DecodeError::Limits(_) => ErrorCode::TooManyPixels,
+                    DecodeError::Corrupt(_) => ErrorCode::DecodeFailed,
+                };
+                JobError::new(code, e.to_string())
+            })?;
+            let t1 = Instant::now();
+            let (fitted, geometry) = preprocess::fit(&img, &entry.manifest);
+            drop(img);
+            (
+                preprocess::to_tensor(&fitted, &entry.manifest),
+                geometry,
+                t1,
+            )
+        }
+        WorkInput::Tensor(t) => {
+            let m = &entry.manifest.input;
+            let geometry = Geometry {
+                scale_x: 1.0,
+                scale_y: 1.0,
+                offset_x: 0.0,
+                offset_y: 0.0,
+                source_width: m.width,
+                source_height: m.height,
+            };
+            (t.clone(), geometry, t0)
+        }
+    };
     let t2 = Instant::now();
-    let values = run(session, entry, &tensor)
+    let outputs = run(session, entry, &tensor)
         .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))?;
     let t3 = Instant::now();
-    let prediction = postprocess::interpret(&values, &entry.manifest, &entry.labels, work.top_k)
-        .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))?;
+    let Interpreted {
+        prediction,
+        artifact,
+    } = postprocess::interpret(
+        &outputs,
+        &entry.manifest,
+        &entry.labels,
+        &geometry,
+        work.top_k,
+    )
+    .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))?;
     let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
     Ok(Outcome {
         prediction,
+        artifact,
         decode_ms: ms(t0, t1),
         preprocess_ms: ms(t1, t2),
         inference_ms: ms(t2, t3),

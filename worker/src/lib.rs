@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use inferq_shared::broker::amqp::AmqpQueue;
-use inferq_shared::manifest::ModelRepository;
+use inferq_shared::repository::ModelRepository;
 use inferq_shared::store::redis::RedisStore;
 
 pub use config::{EmbeddedConfig, WorkerConfig};

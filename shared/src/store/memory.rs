@@ -128,6 +128,10 @@ impl ResultStore for MemoryStore {
         format!("blob:{id}")
     }
 
+    fn output_key(&self, id: JobId) -> String {
+        format!("output:{id}")
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -145,17 +149,7 @@ mod tests {
     use std::sync::Arc;
 
     fn rec() -> JobRecord {
-        JobRecord::queued(
-            JobId::new(),
-            "m",
-            1,
-            InputInfo {
-                format: "png".into(),
-                bytes: 1,
-                width: 1,
-                height: 1,
-            },
-        )
+        JobRecord::queued(JobId::new(), "m", 1, InputInfo::default())
     }
 
     const TTL: Duration = Duration::from_secs(60);

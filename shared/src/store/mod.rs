@@ -65,6 +65,10 @@ pub trait ResultStore: Send + Sync + 'static {
     /// The key under which a job's out-of-band image is stored.
     fn blob_key(&self, id: JobId) -> String;
 
+    /// The key under which a job's binary output (e.g. a PNG) is stored,
+    /// with the blob methods and the result TTL.
+    fn output_key(&self, id: JobId) -> String;
+
     /// Checks the store is reachable (for readiness probes).
     async fn check(&self) -> Result<(), StoreError>;
 

@@ -3,6 +3,7 @@
 //! Layout, under a configurable prefix `P`:
 //! - `P:job:{id}` — the job record as JSON, with a TTL;
 //! - `P:blob:{id}` — an out-of-band image, with a TTL, deleted when the job ends;
+//! - `P:output:{id}` — a job's binary output (e.g. a PNG), with the result TTL;
 //! - channel `P:done` — a job id is published when its job finishes.
 //!
 //! Writes go through a small Lua script that refuses to replace a terminal
@@ -199,6 +200,10 @@ impl ResultStore for RedisStore {
 
     fn blob_key(&self, id: JobId) -> String {
         format!("{}:blob:{id}", self.prefix)
+    }
+
+    fn output_key(&self, id: JobId) -> String {
+        format!("{}:output:{id}", self.prefix)
     }
 
     async fn check(&self) -> Result<(), StoreError> {

@@ -1,12 +1,8 @@
-//! Turning raw model outputs into answers.
-//!
-//! The worker hands the output tensor and the manifest here; what comes back
-//! is what clients see in a job's `result`. Kept free of ONNX Runtime types so
-//! it is unit-testable with plain slices.
+//! Classification (top-k with optional softmax) and embeddings.
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{ModelKind, ModelManifest};
+use super::{OutputError, Prediction};
 
 /// One class of a classification result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,34 +10,6 @@ pub struct ClassScore {
     pub index: usize,
     pub label: String,
     pub probability: f32,
-}
-
-/// A model's answer for one image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Prediction {
-    /// The `k` most likely classes, most likely first.
-    Classification { top_k: Vec<ClassScore> },
-}
-
-/// The output did not have the shape the manifest promised.
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[error("model output: {0}")]
-pub struct OutputError(pub String);
-
-/// Interprets one image's output values (batch dimension already removed).
-pub fn interpret(
-    values: &[f32],
-    manifest: &ModelManifest,
-    labels: &[String],
-    top_k: Option<usize>,
-) -> Result<Prediction, OutputError> {
-    match manifest.kind {
-        ModelKind::Classification => {
-            let k = top_k.unwrap_or(manifest.output.top_k);
-            classify(values, manifest.output.softmax, labels, k)
-        }
-    }
 }
 
 /// Top-k classes, with a numerically stable softmax when asked for.
@@ -90,9 +58,44 @@ pub fn classify(
     Ok(Prediction::Classification { top_k })
 }
 
+/// A feature vector, optionally L2-normalised.
+pub fn embed(values: &[f32], normalize: bool) -> Result<Prediction, OutputError> {
+    if values.is_empty() {
+        return Err(OutputError("empty embedding".into()));
+    }
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(OutputError("embedding contains NaN or infinity".into()));
+    }
+    let mut out = values.to_vec();
+    if normalize {
+        let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            out.iter_mut().for_each(|v| *v /= norm);
+        }
+    }
+    Ok(Prediction::Embedding {
+        dimensions: out.len(),
+        normalized: normalize,
+        values: out,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embedding_is_l2_normalised() {
+        let Prediction::Embedding {
+            values, dimensions, ..
+        } = embed(&[3.0, 4.0, 0.0], true).unwrap()
+        else {
+            panic!("embedding expected")
+        };
+        assert_eq!(dimensions, 3);
+        assert_eq!(values, vec![0.6, 0.8, 0.0]);
+        assert!(embed(&[f32::NAN], false).is_err());
+    }
 
     fn labels(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("c{i}")).collect()
@@ -102,7 +105,10 @@ mod tests {
     fn softmax_top_k_exact() {
         // logits (ln 1, ln 2, ln 3, ln 4): probabilities 0.1, 0.2, 0.3, 0.4.
         let logits: Vec<f32> = [1.0f32, 2.0, 3.0, 4.0].iter().map(|v| v.ln()).collect();
-        let Prediction::Classification { top_k } = classify(&logits, true, &labels(4), 2).unwrap();
+        let Prediction::Classification { top_k } = classify(&logits, true, &labels(4), 2).unwrap()
+        else {
+            panic!("classification expected")
+        };
         assert_eq!(top_k.len(), 2);
         assert_eq!(top_k[0].index, 3);
         assert_eq!(top_k[0].label, "c3");
@@ -114,7 +120,10 @@ mod tests {
     #[test]
     fn no_softmax_passes_values_and_k_is_clamped() {
         let Prediction::Classification { top_k } =
-            classify(&[0.5, 0.25, 0.25], false, &[], 10).unwrap();
+            classify(&[0.5, 0.25, 0.25], false, &[], 10).unwrap()
+        else {
+            panic!("classification expected")
+        };
         assert_eq!(top_k.len(), 3);
         assert_eq!(top_k[0].label, "0");
         assert_eq!(top_k[0].probability, 0.5);
@@ -131,7 +140,10 @@ mod tests {
 
     #[test]
     fn large_logits_do_not_overflow() {
-        let Prediction::Classification { top_k } = classify(&[1000.0, 0.0], true, &[], 1).unwrap();
+        let Prediction::Classification { top_k } = classify(&[1000.0, 0.0], true, &[], 1).unwrap()
+        else {
+            panic!("classification expected")
+        };
         assert!((top_k[0].probability - 1.0).abs() < 1e-6);
     }
 }

@@ -1,0 +1,401 @@
+//! Reading a job submission in any of the encodings clients send.
+//!
+//! - a raw image body (`image/*`, `application/octet-stream`);
+//! - `multipart/form-data`: a file part (`file` or `image`) plus optional
+//!   `model`, `version`, `top_k` and `output_uri` fields;
+//! - JSON: `{"model", "version", "top_k", "input": {...}, "output": {"uri"}}`
+//!   where `input` is exactly one of `{"b64": "<base64 or data: URL>"}` (the
+//!   TF Serving convention), `{"uri": "gs://…|s3://…|https://…|file:///…"}`
+//!   or `{"tensor": [[[…]]]}` (a nested list in the model's input layout).
+//!
+//! Everything here is cheap: images are only sniffed, URIs only checked
+//! syntactically (the worker fetches them), tensors only flattened. Model
+//! specific checks (tensor shape and dtype) happen once the model is known.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::read::read_body;
+
+/// Longest storage reference accepted.
+pub const MAX_URI_LEN: usize = 2048;
+/// Deepest nesting accepted in a tensor (batch, 3 spatial/channel axes).
+const MAX_TENSOR_DEPTH: usize = 4;
+
+/// Per-job options, from the query string and/or the body (the body wins).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobOptions {
+    pub model: Option<String>,
+    pub version: Option<u64>,
+    pub top_k: Option<usize>,
+    pub output_uri: Option<String>,
+}
+
+impl JobOptions {
+    fn overlay(&mut self, body: JobOptions) {
+        self.model = body.model.or(self.model.take());
+        self.version = body.version.or(self.version);
+        self.top_k = body.top_k.or(self.top_k);
+        self.output_uri = body.output_uri.or(self.output_uri.take());
+    }
+}
+
+/// The input itself.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// Encoded image bytes; `encoding` says how they arrived.
+    Image {
+        bytes: Bytes,
+        encoding: &'static str,
+    },
+    /// A storage reference the worker will fetch.
+    Uri(String),
+    /// A ready model input: row-major values and their shape.
+    Tensor { shape: Vec<usize>, values: Vec<f32> },
+}
+
+/// A parsed submission.
+#[derive(Debug)]
+pub struct Submission {
+    pub options: JobOptions,
+    pub payload: Payload,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonJob {
+    model: Option<String>,
+    version: Option<u64>,
+    top_k: Option<usize>,
+    input: JsonInput,
+    output: Option<JsonOutput>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonInput {
+    b64: Option<String>,
+    uri: Option<String>,
+    tensor: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonOutput {
+    uri: String,
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Reads the request body in whichever encoding it declares.
+pub async fn parse(
+    req: Request,
+    mut options: JobOptions,
+    max_body: usize,
+) -> Result<Submission, ApiError> {
+    let ct = media_type(req.headers());
+    let payload = if ct.starts_with("image/") || ct == "application/octet-stream" {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(&parts.headers, body, max_body).await?;
+        Payload::Image {
+            bytes,
+            encoding: "raw",
+        }
+    } else if ct == "multipart/form-data" {
+        let (form, payload) = multipart(req).await?;
+        options.overlay(form);
+        payload
+    } else if ct == "application/json" {
+        let (parts, body): (_, Body) = req.into_parts();
+        let bytes = read_body(&parts.headers, body, max_body).await?;
+        let job: JsonJob = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::InvalidArgument(format!("invalid JSON job: {e}")))?;
+        options.overlay(JobOptions {
+            model: job.model,
+            version: job.version,
+            top_k: job.top_k,
+            output_uri: job.output.map(|o| o.uri),
+        });
+        json_input(job.input)?
+    } else {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "content type `{ct}` is not accepted; send a raw image (image/*, \
+             application/octet-stream), multipart/form-data or application/json"
+        )));
+    };
+    if let Some(uri) = &options.output_uri {
+        check_uri(uri)?;
+    }
+    Ok(Submission { options, payload })
+}
+
+async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
+    let mut form = Multipart::from_request(req, &()).await.map_err(|e| {
+        ApiError::InvalidArgument(format!("invalid multipart body: {}", e.body_text()))
+    })?;
+    let mut options = JobOptions::default();
+    let mut image = None;
+    let too_large = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit: 0 }
+        } else {
+            ApiError::InvalidArgument(format!("invalid multipart body: {}", e.body_text()))
+        }
+    };
+    while let Some(field) = form.next_field().await.map_err(too_large)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let is_file = field.file_name().is_some();
+        match name.as_str() {
+            "file" | "image" => image = Some(field.bytes().await.map_err(too_large)?),
+            _ if is_file => image = Some(field.bytes().await.map_err(too_large)?),
+            "model" | "version" | "top_k" | "output_uri" => {
+                let text = field.text().await.map_err(too_large)?;
+                let text = text.trim().to_owned();
+                let number = |t: &str| {
+                    t.parse().map_err(|_| {
+                        ApiError::InvalidArgument(format!("field `{name}` must be a number"))
+                    })
+                };
+                match name.as_str() {
+                    "model" => options.model = Some(text),
+                    "version" => options.version = Some(number(&text)?),
+                    "top_k" => options.top_k = Some(number(&text)? as usize),
+                    _ => options.output_uri = Some(text),
+                }
+            }
+            other => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "unknown form field `{other}`; expected file, model, version, top_k, output_uri"
+                )));
+            }
+        }
+    }
+    let bytes = image.ok_or_else(|| {
+        ApiError::InvalidArgument("the form has no `file` part with the image".into())
+    })?;
+    Ok((
+        options,
+        Payload::Image {
+            bytes,
+            encoding: "multipart",
+        },
+    ))
+}
+
+fn json_input(input: JsonInput) -> Result<Payload, ApiError> {
+    match (input.b64, input.uri, input.tensor) {
+        (Some(b64), None, None) => Ok(Payload::Image {
+            bytes: decode_b64(&b64)?,
+            encoding: "b64",
+        }),
+        (None, Some(uri), None) if uri.starts_with("data:") => Ok(Payload::Image {
+            bytes: decode_b64(&uri)?,
+            encoding: "b64",
+        }),
+        (None, Some(uri), None) => {
+            check_uri(&uri)?;
+            Ok(Payload::Uri(uri))
+        }
+        (None, None, Some(tensor)) => {
+            let (shape, values) = flatten(&tensor)?;
+            Ok(Payload::Tensor { shape, values })
+        }
+        _ => Err(ApiError::InvalidArgument(
+            "`input` must have exactly one of `b64`, `uri` or `tensor`".into(),
+        )),
+    }
+}
+
+/// Standard or URL-safe base64, padded or not, or a `data:…;base64,` URL.
+pub fn decode_b64(text: &str) -> Result<Bytes, ApiError> {
+    let data = if let Some(rest) = text.strip_prefix("data:") {
+        let (meta, data) = rest.split_once(',').ok_or_else(|| {
+            ApiError::InvalidArgument("a data: URL needs a comma before the data".into())
+        })?;
+        if !meta.ends_with(";base64") {
+            return Err(ApiError::InvalidArgument(
+                "only base64 data: URLs are accepted (data:image/png;base64,…)".into(),
+            ));
+        }
+        data
+    } else {
+        text
+    };
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, config);
+    let url_safe = GeneralPurpose::new(&base64::alphabet::URL_SAFE, config);
+    let data = data.trim();
+    standard
+        .decode(data)
+        .or_else(|_| url_safe.decode(data))
+        .map(Bytes::from)
+        .map_err(|e| ApiError::InvalidArgument(format!("`b64` is not valid base64: {e}")))
+}
+
+/// Syntax of a storage reference: scheme, length, a host or bucket, no
+/// control characters. Policy (allow-lists, private addresses, local root)
+/// is enforced where the bytes are fetched.
+pub fn check_uri(uri: &str) -> Result<(), ApiError> {
+    if uri.len() > MAX_URI_LEN {
+        return Err(ApiError::InvalidUri(format!(
+            "a URI may be at most {MAX_URI_LEN} bytes"
+        )));
+    }
+    if uri.chars().any(char::is_control) {
+        return Err(ApiError::InvalidUri(
+            "the URI contains control characters".into(),
+        ));
+    }
+    let (scheme, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| ApiError::InvalidUri(format!("`{uri}` is not a URI (scheme://…)")))?;
+    match scheme {
+        "gs" | "s3" | "http" | "https" => {
+            let host = rest.split('/').next().unwrap_or_default();
+            if host.is_empty() {
+                return Err(ApiError::InvalidUri(format!(
+                    "`{uri}` names no bucket or host"
+                )));
+            }
+            Ok(())
+        }
+        "file" if rest.starts_with('/') => Ok(()),
+        "file" => Err(ApiError::InvalidUri(
+            "file URIs must be absolute (file:///path)".into(),
+        )),
+        other => Err(ApiError::InvalidUri(format!(
+            "scheme `{other}` is not supported; use gs, s3, http, https or file"
+        ))),
+    }
+}
+
+/// Flattens a rectangular nested list of numbers (row-major).
+pub fn flatten(value: &serde_json::Value) -> Result<(Vec<usize>, Vec<f32>), ApiError> {
+    let bad = |m: &str| ApiError::InvalidArgument(format!("`tensor`: {m}"));
+    let mut shape = Vec::new();
+    let mut probe = value;
+    while let serde_json::Value::Array(items) = probe {
+        if shape.len() == MAX_TENSOR_DEPTH {
+            return Err(bad(&format!("more than {MAX_TENSOR_DEPTH} dimensions")));
+        }
+        shape.push(items.len());
+        match items.first() {
+            Some(first) => probe = first,
+            None => return Err(bad("empty dimension")),
+        }
+    }
+    if shape.is_empty() {
+        return Err(bad("expected a nested list of numbers"));
+    }
+    let total: usize = shape.iter().product();
+    let mut values = Vec::with_capacity(total);
+    fn walk(
+        v: &serde_json::Value,
+        depth: usize,
+        shape: &[usize],
+        out: &mut Vec<f32>,
+    ) -> Result<(), String> {
+        match v {
+            serde_json::Value::Array(items) if depth < shape.len() => {
+                if items.len() != shape[depth] {
+                    return Err(format!(
+                        "ragged at depth {depth}: {} items, expected {}",
+                        items.len(),
+                        shape[depth]
+                    ));
+                }
+                items
+                    .iter()
+                    .try_for_each(|i| walk(i, depth + 1, shape, out))
+            }
+            serde_json::Value::Number(n) if depth == shape.len() => {
+                let f = n
+                    .as_f64()
+                    .filter(|f| f.is_finite())
+                    .ok_or("a value is not a finite number")?;
+                out.push(f as f32);
+                Ok(())
+            }
+            _ => Err(format!(
+                "unexpected element at depth {depth}; expected a rectangular list of numbers"
+            )),
+        }
+    }
+    walk(value, 0, &shape, &mut values).map_err(|m| bad(&m))?;
+    Ok((shape, values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flattens_rectangular_lists() {
+        let (shape, values) = flatten(&json!([[[1, 2], [3, 4]], [[5, 6], [7, 8.5]]])).unwrap();
+        assert_eq!(shape, vec![2, 2, 2]);
+        assert_eq!(values, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.5]);
+    }
+
+    #[test]
+    fn rejects_ragged_deep_and_non_numeric() {
+        assert!(flatten(&json!([[1, 2], [3]])).is_err());
+        assert!(flatten(&json!([[1, "x"]])).is_err());
+        assert!(flatten(&json!([[[[[1]]]]])).is_err());
+        assert!(flatten(&json!([])).is_err());
+        assert!(flatten(&json!(3)).is_err());
+    }
+
+    #[test]
+    fn base64_variants_and_data_urls() {
+        assert_eq!(&decode_b64("aGk=").unwrap()[..], b"hi");
+        assert_eq!(&decode_b64("aGk").unwrap()[..], b"hi");
+        assert_eq!(
+            &decode_b64("data:image/png;base64,aGk=").unwrap()[..],
+            b"hi"
+        );
+        assert_eq!(&decode_b64("-_8").unwrap()[..], [0xfb, 0xff]);
+        assert!(decode_b64("data:text/plain,hi").is_err());
+        assert!(decode_b64("not base64!").is_err());
+    }
+
+    #[test]
+    fn uri_syntax() {
+        for ok in [
+            "gs://b/k.jpg",
+            "s3://b/k",
+            "https://example.com/a.png",
+            "file:///data/x.png",
+        ] {
+            check_uri(ok).unwrap();
+        }
+        for bad in [
+            "ftp://x/y",
+            "gs:///k",
+            "file://relative",
+            "nope",
+            "https://a/\n",
+        ] {
+            assert!(check_uri(bad).is_err(), "{bad}");
+        }
+        assert!(check_uri(&format!("gs://b/{}", "k".repeat(MAX_URI_LEN))).is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! `GET /v1/models` and `GET /v1/models/{name}[/versions/{v}]`: what is
+//! served, with each version's manifest, so clients can discover input
+//! sizes, output kinds and label counts without reading files.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use inferq_shared::manifest::ModelManifest;
+use inferq_shared::repository::ModelEntry;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct VersionView<'a> {
+    version: u64,
+    #[serde(flatten)]
+    manifest: &'a ModelManifest,
+    /// Number of labels loaded (0 when the model has none).
+    label_count: usize,
+}
+
+#[derive(Serialize)]
+pub struct ModelView<'a> {
+    name: &'a str,
+    /// The version used when a request names none (the newest).
+    default_version: u64,
+    versions: Vec<VersionView<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct ModelList<'a> {
+    default_model: &'a str,
+    models: Vec<ModelView<'a>>,
+}
+
+fn version_view(e: &ModelEntry) -> VersionView<'_> {
+    VersionView {
+        version: e.version,
+        manifest: &e.manifest,
+        label_count: e.labels.len(),
+    }
+}
+
+fn model_view<'a>(state: &'a AppState, name: &'a str) -> Option<ModelView<'a>> {
+    let versions: Vec<VersionView> = state
+        .models
+        .versions(name)?
+        .map(|e| version_view(e))
+        .collect();
+    let default_version = versions.last()?.version;
+    Some(ModelView {
+        name,
+        default_version,
+        versions,
+    })
+}
+
+/// `GET /v1/models`
+pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let models = state
+        .models
+        .names()
+        .filter_map(|n| model_view(&state, n))
+        .collect();
+    let list = ModelList {
+        default_model: &state.settings.default_model,
+        models,
+    };
+    Json(serde_json::to_value(list).expect("model list serialises"))
+}
+
+/// `GET /v1/models/{name}`
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let view = model_view(&state, &name).ok_or_else(|| ApiError::ModelNotFound {
+        name: name.clone(),
+        version: None,
+    })?;
+    Ok(Json(serde_json::to_value(view).expect("model serialises")))
+}
+
+/// `GET /v1/models/{name}/versions/{version}`
+pub async fn get_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, u64)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let entry = state
+        .models
+        .get(&name, Some(version))
+        .ok_or(ApiError::ModelNotFound {
+            name: name.clone(),
+            version: Some(version),
+        })?;
+    Ok(Json(
+        serde_json::to_value(version_view(entry)).expect("version serialises"),
+    ))
+}
