@@ -84,7 +84,7 @@ pub fn keypoints(
     g: &Geometry,
 ) -> Result<Prediction, OutputError> {
     let o = &manifest.output;
-    if values.is_empty() || values.len() % 3 != 0 {
+    if values.is_empty() || !values.len().is_multiple_of(3) {
         return Err(OutputError(format!(
             "{} values are not (y, x, score) triples",
             values.len()
@@ -131,7 +131,7 @@ pub fn detect(
     g: &Geometry,
 ) -> Result<Prediction, OutputError> {
     let o = &manifest.output;
-    if values.len() % 6 != 0 {
+    if !values.len().is_multiple_of(6) {
         return Err(OutputError(format!(
             "{} values are not rows of 6",
             values.len()
@@ -141,8 +141,8 @@ pub fn detect(
         .chunks_exact(6)
         .filter(|r| r[4].is_finite() && r[4] >= o.score_threshold)
         .map(|r| {
-            let (x1, y1) = clamp(g, g.to_source_px(manifest, r[0], r[1]));
-            let (x2, y2) = clamp(g, g.to_source_px(manifest, r[2], r[3]));
+            let (x1, y1) = clamp(g, g.map_output_point(manifest, r[0], r[1]));
+            let (x2, y2) = clamp(g, g.map_output_point(manifest, r[2], r[3]));
             let class = r[5].max(0.0).round() as usize;
             Detection {
                 class,
@@ -179,7 +179,7 @@ pub fn detect(
 
 impl Geometry {
     /// A point in the manifest's output unit mapped to source pixels.
-    fn to_source_px(&self, manifest: &ModelManifest, x: f32, y: f32) -> (f32, f32) {
+    fn map_output_point(&self, manifest: &ModelManifest, x: f32, y: f32) -> (f32, f32) {
         let (mx, my) = to_input_px(manifest, x, y);
         self.to_source(mx, my)
     }
