@@ -15,7 +15,7 @@ export ORT_DYLIB_PATH
 
 VENV_STAMP  := $(VENV)/.installed
 MODEL_ONNX  := models/efficientnet-lite0/1/model.onnx
-TINY_NAMES  := tiny-mean tiny-slow tiny-nhwc-int32
+TINY_NAMES  := tiny-mean tiny-slow tiny-nhwc-int32 tiny-pose tiny-detect tiny-invert tiny-embed tiny-tensor
 TINY_MODELS := $(foreach m,$(TINY_NAMES),tests/models/$(m)/1/model.onnx)
 
 .DEFAULT_GOAL := help
