@@ -10,7 +10,10 @@ use serde_json::json;
 
 fn top(job: &serde_json::Value) -> (String, f64) {
     let first = &job["result"]["top_k"][0];
-    (first["label"].as_str().unwrap().to_owned(), first["probability"].as_f64().unwrap())
+    (
+        first["label"].as_str().unwrap().to_owned(),
+        first["probability"].as_f64().unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,7 +36,10 @@ async fn all_encodings_agree() {
 
     for (name, input) in [
         ("b64", json!({"b64": b64})),
-        ("data-url", json!({"b64": format!("data:image/png;base64,{b64}")})),
+        (
+            "data-url",
+            json!({"b64": format!("data:image/png;base64,{b64}")}),
+        ),
         ("tensor", {
             // tiny-mean's input is pixel / 255 in NCHW: red = ones in R.
             let ones = vec![vec![1.0f32; 224]; 224];
@@ -54,8 +60,16 @@ async fn all_encodings_agree() {
 
     let form = reqwest::multipart::Form::new()
         .text("model", "tiny-mean")
-        .part("file", reqwest::multipart::Part::bytes(red.clone()).file_name("red.png"));
-    let resp = client.post(format!("{base}/v1/jobs")).multipart(form).send().await.unwrap();
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(red.clone()).file_name("red.png"),
+        );
+    let resp = client
+        .post(format!("{base}/v1/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 202);
     let body: serde_json::Value = resp.json().await.unwrap();
     ids.push(("multipart", body["id"].as_str().unwrap().to_owned()));

@@ -1,0 +1,210 @@
+//! Every output kind end to end through RabbitMQ and Redis, on generated
+//! models whose outputs are known exactly (scripts/make_test_models.py),
+//! plus the real MoveNet pose model when it was built (`make models-extra`).
+
+use std::time::Duration;
+
+use inferq_tests::*;
+use serde_json::Value;
+
+async fn run_job(client: &reqwest::Client, base: &str, model: &str, png: Vec<u8>) -> Value {
+    let (status, body) = submit(client, base, &format!("?model={model}"), "image/png", png).await;
+    assert_eq!(status, 202, "{model}: {body}");
+    let job = wait_terminal(
+        client,
+        base,
+        body["id"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{model}: {job}");
+    job
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-4
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_output_kind() {
+    if !services_available() {
+        return;
+    }
+    let ns = Namespace::new();
+    let api = start_api(&ns, &test_models(), "tiny-mean", &[]).await;
+    let worker = start_worker(&ns, &test_models(), &["--threads", "2"]).await;
+    let client = reqwest::Client::new();
+    let base = api.url();
+    let red = solid_png(64, 48, [255, 0, 0]);
+
+    // Keypoints: normalised (y, x) in a 64x64 input, stretched from 64x48.
+    let pose = run_job(&client, &base, "tiny-pose", red.clone()).await;
+    let r = &pose["result"];
+    assert_eq!(r["kind"], "keypoints");
+    let points: Vec<(String, f64, f64, f64)> = r["keypoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let f = |n: &str| k[n].as_f64().unwrap();
+            (
+                k["name"].as_str().unwrap().to_owned(),
+                f("x"),
+                f("y"),
+                f("score"),
+            )
+        })
+        .collect();
+    let expected = [
+        ("head", 32.0, 12.0, 0.9),
+        ("left_hand", 16.0, 24.0, 0.8),
+        ("right_hand", 48.0, 36.0, 0.1),
+    ];
+    assert_eq!(points.len(), 3, "{r}");
+    for ((name, x, y, s), (en, ex, ey, es)) in points.iter().zip(expected) {
+        assert_eq!(name, en);
+        assert!(
+            close(*x, ex) && close(*y, ey) && close(*s, es),
+            "{name}: {x},{y},{s}"
+        );
+    }
+    assert_eq!(r["skeleton"], serde_json::json!([[0, 1], [0, 2]]));
+
+    // Detection: threshold 0.3 drops one box, NMS 0.5 another; pixels of a
+    // 100x100 input mapped back to 64x48.
+    let det = run_job(&client, &base, "tiny-detect", red.clone()).await;
+    let found = det["result"]["detections"].as_array().unwrap();
+    assert_eq!(found.len(), 2, "{}", det["result"]);
+    assert_eq!(found[0]["label"], "dog");
+    assert!(close(found[0]["score"].as_f64().unwrap(), 0.9));
+    let b = &found[0]["box"];
+    let coords: Vec<f64> = ["x1", "y1", "x2", "y2"]
+        .iter()
+        .map(|k| b[*k].as_f64().unwrap())
+        .collect();
+    assert_eq!(coords, vec![16.0, 12.0, 48.0, 36.0]);
+    assert_eq!(found[1]["label"], "cat");
+    let b = &found[1]["box"];
+    let coords: Vec<f64> = ["x1", "y1", "x2", "y2"]
+        .iter()
+        .map(|k| b[*k].as_f64().unwrap())
+        .collect();
+    assert_eq!(coords, vec![0.0, 0.0, 8.0, 24.0]);
+
+    // Embedding: raw [3, 4, 0, 0], L2-normalised.
+    let emb = run_job(&client, &base, "tiny-embed", red.clone()).await;
+    let values: Vec<f64> = emb["result"]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(emb["result"]["dimensions"], 4);
+    for (v, e) in values.iter().zip([0.6, 0.8, 0.0, 0.0]) {
+        assert!(close(*v, e), "{values:?}");
+    }
+
+    // Image: 1 - x, served as PNG at the job's output URL.
+    let dark = solid_png(20, 10, [10, 20, 30]);
+    let inv = run_job(&client, &base, "tiny-invert", dark.clone()).await;
+    let r = &inv["result"];
+    assert_eq!(
+        (
+            r["kind"].as_str(),
+            r["width"].as_u64(),
+            r["height"].as_u64()
+        ),
+        (Some("image"), Some(32), Some(32))
+    );
+    let href = r["href"].as_str().unwrap();
+    let resp = client.get(format!("{base}{href}")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    let png = image::load_from_memory(&resp.bytes().await.unwrap())
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(png.dimensions(), (32, 32));
+    assert!(
+        png.pixels().all(|p| p.0 == [245, 235, 225]),
+        "{:?}",
+        png.get_pixel(0, 0)
+    );
+
+    // Tensor: both raw outputs with shapes.
+    let t = run_job(&client, &base, "tiny-tensor", dark).await;
+    let outputs = t["result"]["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(outputs[0]["name"], "mean");
+    assert_eq!(outputs[0]["shape"], serde_json::json!([1, 3]));
+    let mean: Vec<f64> = outputs[0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let double: Vec<f64> = outputs[1]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for (i, c) in [10.0, 20.0, 30.0].iter().enumerate() {
+        assert!((mean[i] - c / 255.0).abs() < 1e-6, "{mean:?}");
+        assert!((double[i] - 2.0 * c / 255.0).abs() < 1e-6, "{double:?}");
+    }
+
+    worker.stop().await;
+    api.stop().await;
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn movenet_finds_the_astronauts_face_and_shoulders() {
+    if !real_models()
+        .join("movenet-lightning/1/model.onnx")
+        .is_file()
+    {
+        eprintln!("SKIPPED: MoveNet not built; run `make models-extra` to include this test");
+        return;
+    }
+    if !ort_library().is_file() {
+        assert!(
+            std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_err(),
+            "ONNX Runtime missing"
+        );
+        return;
+    }
+    let server = start_embedded(&real_models(), "movenet-lightning", &[]).await;
+    let client = reqwest::Client::new();
+    let base = server.url();
+    let job = run_job(&client, &base, "movenet-lightning", image("astronaut.png")).await;
+    let points = job["result"]["keypoints"].as_array().unwrap();
+    assert_eq!(points.len(), 17);
+    // Reference positions (original 512x512 pixels) from the Python ORT
+    // pipeline; resize filters differ, so allow a few pixels.
+    let expected = [
+        ("nose", 221.9, 121.2),
+        ("left_eye", 246.5, 101.1),
+        ("right_eye", 203.9, 98.8),
+        ("left_shoulder", 317.8, 271.2),
+        ("right_shoulder", 108.9, 255.9),
+    ];
+    for (name, ex, ey) in expected {
+        let p = points
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        let (x, y, s) = (
+            p["x"].as_f64().unwrap(),
+            p["y"].as_f64().unwrap(),
+            p["score"].as_f64().unwrap(),
+        );
+        assert!(
+            (x - ex).abs() < 10.0 && (y - ey).abs() < 10.0,
+            "{name} at ({x:.1}, {y:.1}), expected ({ex}, {ey})"
+        );
+        assert!(s > 0.3, "{name} score {s}");
+    }
+    assert!(!job["result"]["skeleton"].as_array().unwrap().is_empty());
+    server.stop().await;
+}
