@@ -118,9 +118,9 @@ async fn enqueue(state: &AppState, sub: Submission) -> Result<Response, ApiError
     }
     let entry = state
         .models
-        .get(&name, q.version)
-        .ok_or_else(not_found)?
-        .clone();
+        .find(&name, q.version)
+        .await
+        .ok_or_else(not_found)?;
 
     // What goes into the message, and what the record says about the input.
     let (bytes, tensor, info) = match sub.payload {

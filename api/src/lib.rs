@@ -28,13 +28,14 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::routing::{get, post};
 use inferq_shared::broker::amqp::AmqpQueue;
-use inferq_shared::repository::ModelRepository;
+use inferq_shared::repository::{LiveRepository, ModelRepository};
 use inferq_shared::store::redis::RedisStore;
+use inferq_shared::telemetry::ReloadTrigger;
 use tower_http::trace::TraceLayer;
 
 pub use config::ApiConfig;
 pub use error::ApiError;
-pub use state::{AppState, Settings};
+pub use state::{ApiCatalog, AppState, ModelCatalog, Settings};
 
 /// The API's routes.
 pub fn app(state: AppState) -> Router {
@@ -88,6 +89,11 @@ pub enum RunError {
     Serve(std::io::Error),
 }
 
+/// The model poll interval from its config value (0 = off).
+pub fn poll_interval(secs: f64) -> Option<std::time::Duration> {
+    (secs > 0.0 && secs.is_finite()).then(|| std::time::Duration::from_secs_f64(secs))
+}
+
 /// Loads the model manifests, logging the ones that cannot be used.
 pub fn load_models(dir: &Path, default_model: &str) -> Result<ModelRepository, RunError> {
     let scan = ModelRepository::scan(dir)?;
@@ -104,6 +110,7 @@ pub fn load_models(dir: &Path, default_model: &str) -> Result<ModelRepository, R
 /// Builds the production state: manifests, RabbitMQ queue, Redis store.
 pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> {
     let models = load_models(&config.models.model_dir, &config.models.default_model)?;
+    let live = Arc::new(LiveRepository::new(&config.models.model_dir, models));
     let queue = AmqpQueue::new(&config.broker.amqp_url, &config.broker.queue, "inferq-api");
     // Connect eagerly so a misconfiguration shows at start, but start anyway:
     // readiness reports the broker until it is back.
@@ -114,7 +121,7 @@ pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> 
     Ok(AppState {
         queue: Arc::new(queue),
         store: Arc::new(store),
-        models: Arc::new(models),
+        models: Arc::new(ApiCatalog(live)),
         settings: Arc::new(Settings::from_config(
             &config.http,
             &config.models,
@@ -130,6 +137,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let state = production_state(&config).await?;
+    let catalog = state.models.clone();
+    let poll = poll_interval(config.models.model_poll_secs);
+    tokio::spawn(async move {
+        let mut trigger = ReloadTrigger::new(poll);
+        loop {
+            trigger.next().await;
+            catalog.refresh().await;
+        }
+    });
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .map_err(|source| RunError::Bind {

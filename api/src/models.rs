@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use inferq_shared::manifest::ModelManifest;
-use inferq_shared::repository::ModelEntry;
+use inferq_shared::repository::{ModelEntry, ModelRepository};
 use serde::Serialize;
 
 use crate::error::ApiError;
@@ -42,12 +42,8 @@ fn version_view(e: &ModelEntry) -> VersionView<'_> {
     }
 }
 
-fn model_view<'a>(state: &'a AppState, name: &'a str) -> Option<ModelView<'a>> {
-    let versions: Vec<VersionView> = state
-        .models
-        .versions(name)?
-        .map(|e| version_view(e))
-        .collect();
+fn model_view<'a>(repo: &'a ModelRepository, name: &'a str) -> Option<ModelView<'a>> {
+    let versions: Vec<VersionView> = repo.versions(name)?.map(|e| version_view(e)).collect();
     let default_version = versions.last()?.version;
     Some(ModelView {
         name,
@@ -58,11 +54,8 @@ fn model_view<'a>(state: &'a AppState, name: &'a str) -> Option<ModelView<'a>> {
 
 /// `GET /v1/models`
 pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let models = state
-        .models
-        .names()
-        .filter_map(|n| model_view(&state, n))
-        .collect();
+    let repo = state.models.current();
+    let models = repo.names().filter_map(|n| model_view(&repo, n)).collect();
     let list = ModelList {
         default_model: &state.settings.default_model,
         models,
@@ -75,7 +68,9 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let view = model_view(&state, &name).ok_or_else(|| ApiError::ModelNotFound {
+    state.models.find(&name, None).await;
+    let repo = state.models.current();
+    let view = model_view(&repo, &name).ok_or_else(|| ApiError::ModelNotFound {
         name: name.clone(),
         version: None,
     })?;
@@ -89,12 +84,13 @@ pub async fn get_version(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let entry = state
         .models
-        .get(&name, Some(version))
+        .find(&name, Some(version))
+        .await
         .ok_or(ApiError::ModelNotFound {
             name: name.clone(),
             version: Some(version),
         })?;
     Ok(Json(
-        serde_json::to_value(version_view(entry)).expect("version serialises"),
+        serde_json::to_value(version_view(&entry)).expect("version serialises"),
     ))
 }

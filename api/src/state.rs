@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use inferq_shared::broker::JobQueue;
 use inferq_shared::config::LimitConfig;
-use inferq_shared::repository::ModelRepository;
+use inferq_shared::repository::{LiveRepository, ModelEntry, ModelRepository};
 use inferq_shared::store::ResultStore;
 
 /// Shared, cheaply clonable handler state.
@@ -13,8 +13,62 @@ use inferq_shared::store::ResultStore;
 pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     pub store: Arc<dyn ResultStore>,
-    pub models: Arc<ModelRepository>,
+    pub models: Arc<dyn ModelCatalog>,
     pub settings: Arc<Settings>,
+}
+
+/// The models the API knows, kept current as the repository changes.
+#[async_trait::async_trait]
+pub trait ModelCatalog: Send + Sync + 'static {
+    /// The repository as of now.
+    fn current(&self) -> Arc<ModelRepository>;
+
+    /// Rescans now (rate-limited); returns whether anything changed.
+    async fn refresh(&self) -> bool;
+
+    /// Finds a model version, rescanning once when it is not known yet (a
+    /// model registered a moment ago must not be a 404).
+    async fn find(&self, name: &str, version: Option<u64>) -> Option<Arc<ModelEntry>> {
+        if let Some(e) = self.current().get(name, version) {
+            return Some(e.clone());
+        }
+        if self.refresh().await {
+            return self.current().get(name, version).cloned();
+        }
+        None
+    }
+}
+
+/// The API's catalog: a [`LiveRepository`] published as soon as scanned (the
+/// API loads no sessions, so there is nothing to prepare).
+pub struct ApiCatalog(pub Arc<LiveRepository>);
+
+#[async_trait::async_trait]
+impl ModelCatalog for ApiCatalog {
+    fn current(&self) -> Arc<ModelRepository> {
+        self.0.current()
+    }
+
+    async fn refresh(&self) -> bool {
+        if !self.0.may_rescan() {
+            return false;
+        }
+        let live = self.0.clone();
+        let scanned = tokio::task::spawn_blocking(move || live.scan_if_changed()).await;
+        match scanned {
+            Ok(Ok(Some(repo))) => {
+                tracing::info!(models = ?repo.names().collect::<Vec<_>>(), "model repository changed");
+                self.0.publish(Arc::new(repo));
+                true
+            }
+            Ok(Ok(None)) => false,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "model rescan failed");
+                false
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// Request-handling settings distilled from the config.

@@ -70,6 +70,10 @@ pub struct ModelConfig {
         default_value = "efficientnet-lite0"
     )]
     pub default_model: String,
+    /// Seconds between rescans of the model directory for new or changed
+    /// models (SIGHUP rescans at once); 0 disables polling.
+    #[arg(long, env = "INFERQ_MODEL_POLL_SECS", default_value_t = 10.0)]
+    pub model_poll_secs: f64,
 }
 
 /// Input limits, checked cheaply by the API and again by the decoder.

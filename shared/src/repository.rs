@@ -6,6 +6,7 @@
 //! errors next to the usable models, so the rest keeps serving.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +21,10 @@ pub struct ModelEntry {
     pub manifest: ModelManifest,
     /// Class labels (empty when the manifest names none).
     pub labels: Arc<Vec<String>>,
+    /// Changes whenever the manifest, the labels or the ONNX file change
+    /// (content of the text files; size and modification time of the
+    /// network), so a reload can tell which sessions must be rebuilt.
+    pub fingerprint: u64,
 }
 
 impl ModelEntry {
@@ -41,6 +46,8 @@ impl ModelEntry {
             source,
         })?;
         let manifest = ModelManifest::parse(&text, &path)?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut hasher);
         let labels = match &manifest.output.labels {
             Some(rel) => {
                 let lpath = dir.join(rel);
@@ -48,16 +55,22 @@ impl ModelEntry {
                     path: lpath.clone(),
                     source,
                 })?;
+                text.hash(&mut hasher);
                 text.lines().map(|l| l.trim().to_owned()).collect()
             }
             None => Vec::new(),
         };
+        if let Ok(meta) = std::fs::metadata(dir.join(MODEL_FILE)) {
+            meta.len().hash(&mut hasher);
+            meta.modified().ok().hash(&mut hasher);
+        }
         Ok(ModelEntry {
             name: name.to_owned(),
             version,
             dir: dir.to_owned(),
             manifest,
             labels: Arc::new(labels),
+            fingerprint: hasher.finish(),
         })
     }
 }
@@ -175,9 +188,74 @@ impl ModelRepository {
         self.models.is_empty()
     }
 
+    /// `(name:version, fingerprint)` of every entry: equal sets mean
+    /// nothing changed on disk.
+    pub fn fingerprints(&self) -> Vec<(String, u64)> {
+        self.entries().map(|e| (e.key(), e.fingerprint)).collect()
+    }
+
     /// Model names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.models.keys().map(String::as_str)
+    }
+}
+
+/// A repository that follows the directory: rescanned on demand (SIGHUP, a
+/// poll interval, or a request for a model not seen yet) and swapped
+/// atomically, so readers never see a half-loaded state.
+pub struct LiveRepository {
+    dir: PathBuf,
+    current: arc_swap::ArcSwap<ModelRepository>,
+    last_scan: std::sync::Mutex<std::time::Instant>,
+}
+
+/// Least time between two on-demand rescans (a flood of requests for an
+/// unknown model must not turn into a flood of directory scans).
+const MIN_RESCAN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl LiveRepository {
+    pub fn new(dir: &Path, initial: ModelRepository) -> Self {
+        LiveRepository {
+            dir: dir.to_owned(),
+            current: arc_swap::ArcSwap::from_pointee(initial),
+            last_scan: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// The repository as of the last publish.
+    pub fn current(&self) -> Arc<ModelRepository> {
+        self.current.load_full()
+    }
+
+    /// The model root directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Scans the directory (blocking I/O) and returns the new repository if
+    /// anything changed; nothing is published yet, so the caller can
+    /// prepare (load sessions) first. Broken models are logged.
+    pub fn scan_if_changed(&self) -> Result<Option<ModelRepository>, ManifestError> {
+        *self.last_scan.lock().expect("scan lock") = std::time::Instant::now();
+        let scan = ModelRepository::scan(&self.dir)?;
+        for e in &scan.errors {
+            tracing::error!(error = %e, "model skipped");
+        }
+        let mut old = self.current().fingerprints();
+        let mut new = scan.repository.fingerprints();
+        old.sort();
+        new.sort();
+        Ok((old != new).then_some(scan.repository))
+    }
+
+    /// Makes `repo` the current repository.
+    pub fn publish(&self, repo: Arc<ModelRepository>) {
+        self.current.store(repo);
+    }
+
+    /// Whether an on-demand rescan is allowed now.
+    pub fn may_rescan(&self) -> bool {
+        self.last_scan.lock().expect("scan lock").elapsed() >= MIN_RESCAN_INTERVAL
     }
 }
 

@@ -42,3 +42,54 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Fires on SIGHUP and, when `poll` is set, every `poll`: the triggers for
+/// rescanning the model directory.
+pub struct ReloadTrigger {
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+    interval: Option<tokio::time::Interval>,
+}
+
+impl ReloadTrigger {
+    pub fn new(poll: Option<std::time::Duration>) -> Self {
+        let interval = poll.filter(|p| !p.is_zero()).map(|p| {
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+        ReloadTrigger {
+            #[cfg(unix)]
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+            interval,
+        }
+    }
+
+    /// Waits for the next trigger; never returns if there is none.
+    pub async fn next(&mut self) {
+        let tick = async {
+            match &mut self.interval {
+                Some(i) => {
+                    i.tick().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(unix)]
+        let hup = async {
+            match &mut self.hangup {
+                Some(s) => {
+                    s.recv().await;
+                    tracing::info!("SIGHUP: rescanning models");
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<()>();
+        tokio::select! {
+            _ = tick => {}
+            _ = hup => {}
+        }
+    }
+}

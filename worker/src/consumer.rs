@@ -24,19 +24,19 @@ use inferq_shared::manifest::{DType, ModelManifest};
 use inferq_shared::message::{ImageSource, JobMessage};
 use inferq_shared::postprocess::Prediction;
 use inferq_shared::preprocess::{InputTensor, TensorData};
-use inferq_shared::repository::ModelRepository;
 use inferq_shared::store::{ResultStore, Saved, StoreError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::engine::{Engine, InferError, WorkInput};
+use crate::models::ModelSet;
 
 /// Everything needed to process one delivery.
 pub struct Processor {
     pub engine: Arc<Engine>,
     pub store: Arc<dyn ResultStore>,
-    pub models: Arc<ModelRepository>,
+    pub models: Arc<ModelSet>,
     pub result_ttl: Duration,
     pub max_attempts: u32,
 }
@@ -146,7 +146,7 @@ impl Processor {
         };
         timings.fetch_ms = fetch_start.elapsed().as_secs_f64() * 1e3;
 
-        let Some(entry) = self.models.get(&msg.model, Some(msg.version)).cloned() else {
+        let Some(entry) = self.models.get(&msg.model, msg.version).await else {
             let err = JobError::new(
                 ErrorCode::ModelNotFound,
                 format!(

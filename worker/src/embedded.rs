@@ -14,10 +14,10 @@ use inferq_shared::broker::memory::MemoryQueue;
 use inferq_shared::store::memory::MemoryStore;
 use tokio::sync::watch;
 
-use crate::config::{EmbeddedConfig, engine_config};
+use crate::config::EmbeddedConfig;
 use crate::consumer::{self, Processor};
-use crate::engine::Engine;
-use crate::{RunError, load_models, prefetch_for};
+use crate::models::EmbeddedCatalog;
+use crate::{RunError, prefetch_for, start_engine, stopped};
 
 /// Serves on `listener` until `shutdown` resolves: the API stops accepting,
 /// queued and in-flight jobs are worked off (bounded by the drain timeout),
@@ -27,13 +27,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let models = Arc::new(load_models(&config.models.model_dir)?);
-    let engine_cfg = engine_config(&config.inference, &config.limits);
-    let repo = models.clone();
-    let engine = tokio::task::spawn_blocking(move || Engine::start(&engine_cfg, &repo))
-        .await
-        .expect("engine start task")?;
-    let engine = Arc::new(engine);
+    let (engine, models) = start_engine(&config.models, &config.inference, &config.limits).await?;
     let queue = Arc::new(MemoryQueue::new(config.queue_capacity));
     let store = Arc::new(MemoryStore::new(config.store_capacity));
     let processor = Arc::new(Processor {
@@ -46,7 +40,7 @@ pub async fn run(
     let state = AppState {
         queue: queue.clone(),
         store,
-        models,
+        models: Arc::new(EmbeddedCatalog(models.clone())),
         settings: Arc::new(Settings::from_config(
             &config.http,
             &config.models,
@@ -61,11 +55,12 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let prefetch = prefetch_for(config.consume.prefetch, engine.threads());
     let drain = Duration::from_secs_f64(config.consume.drain_timeout_secs.max(0.0));
+    let watcher = tokio::spawn(models.watch(
+        inferq_api::poll_interval(config.models.model_poll_secs),
+        stopped(stop_rx.clone()),
+    ));
     let consumer = tokio::spawn(consumer::consume(
         queue,
         processor,
@@ -76,6 +71,7 @@ pub async fn run(
     tracing::info!(addr = ?listener.local_addr().ok(), threads = engine.threads(), "inferq (embedded) listening");
     let served = inferq_api::serve(listener, state, stopped(stop_rx)).await;
     let _ = consumer.await;
+    let _ = watcher.await;
     tokio::task::spawn_blocking(move || engine.shutdown())
         .await
         .ok();

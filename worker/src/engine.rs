@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -101,9 +101,47 @@ struct Work {
 /// Handle to the inference threads.
 pub struct Engine {
     tx: Mutex<Option<flume::Sender<Work>>>,
+    /// One control channel per thread, for reloads.
+    controls: Vec<flume::Sender<Control>>,
     handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
     threads: usize,
+    loaded: RwLock<Vec<String>>,
+}
+
+/// Longest an idle inference thread waits before checking for control
+/// messages.
+const CONTROL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Messages to one inference thread, besides work.
+enum Control {
+    /// Load/replace/drop sessions to match these entries, then report.
+    Apply(Vec<Arc<ModelEntry>>, std::sync::mpsc::Sender<LoadReport>),
+}
+
+/// What a thread has loaded, and what failed.
+struct LoadReport {
     loaded: Vec<String>,
+    errors: Vec<(String, String)>,
+}
+
+impl LoadReport {
+    /// Logs the failures and returns the sorted loaded keys.
+    fn log(self) -> Vec<String> {
+        for (model, e) in self.errors {
+            tracing::error!(%model, error = %e, "model failed to load; it will not be served here");
+        }
+        let mut loaded = self.loaded;
+        loaded.sort();
+        loaded
+    }
+}
+
+/// An inference thread's own state: its sessions, keyed by `name:version`
+/// with the fingerprint they were built from.
+struct ThreadState {
+    env: ort::environment::Environment,
+    sessions: HashMap<String, (u64, Session)>,
+    max_pixels: u64,
 }
 
 static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
@@ -180,37 +218,28 @@ impl Engine {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let entries: Vec<Arc<ModelEntry>> = models.entries().cloned().collect();
         let mut handles = Vec::with_capacity(threads);
+        let mut controls = Vec::with_capacity(threads);
         for (i, core) in placement.into_iter().enumerate() {
             let rx = rx.clone();
-            let env = env.clone();
+            let (ctrl_tx, ctrl_rx) = flume::bounded::<Control>(1);
+            controls.push(ctrl_tx);
+            let mut state = ThreadState {
+                env: env.clone(),
+                sessions: HashMap::new(),
+                max_pixels: config.max_pixels,
+            };
             let entries = entries.clone();
             let ready = ready_tx.clone();
             let pin = config.pin;
-            let max_pixels = config.max_pixels;
             let handle = std::thread::Builder::new()
                 .name(format!("inferq-infer-{i}"))
                 .spawn(move || {
                     if pin {
                         pinning::pin_current(core);
                     }
-                    let mut sessions = HashMap::new();
-                    let mut errors = Vec::new();
-                    for entry in &entries {
-                        let started = Instant::now();
-                        match load_session(&env, entry)
-                            .and_then(|mut s| warm_up(&mut s, entry).map(|_| s))
-                        {
-                            Ok(s) => {
-                                tracing::debug!(thread = i, core, model = %entry.key(),
-                                    ms = started.elapsed().as_secs_f64() * 1e3, "session ready");
-                                sessions.insert(entry.key(), s);
-                            }
-                            Err(e) => errors.push((entry.key(), e)),
-                        }
-                    }
-                    let _ = ready.send((sessions.keys().cloned().collect::<Vec<_>>(), errors));
+                    let _ = ready.send(state.apply(&entries));
                     drop(ready);
-                    serve(rx, sessions, max_pixels);
+                    state.serve(rx, ctrl_rx);
                 })
                 .map_err(EngineError::Thread)?;
             handles.push(handle);
@@ -218,15 +247,11 @@ impl Engine {
         drop(ready_tx);
         let mut loaded = Vec::new();
         for _ in 0..threads {
-            let Ok((keys, errors)) = ready_rx.recv() else {
+            let Ok(report) = ready_rx.recv() else {
                 break;
             };
-            for (model, e) in errors {
-                tracing::error!(%model, error = %e, "model failed to load; it will not be served here");
-            }
-            loaded = keys;
+            loaded = report.log();
         }
-        loaded.sort();
         if loaded.is_empty() && !entries.is_empty() {
             drop(tx);
             return Err(EngineError::NoModels(
@@ -236,9 +261,10 @@ impl Engine {
         tracing::info!(threads, models = ?loaded, "inference engine ready");
         Ok(Engine {
             tx: Mutex::new(Some(tx)),
+            controls,
             handles: Mutex::new(handles),
             threads,
-            loaded,
+            loaded: RwLock::new(loaded),
         })
     }
 
@@ -248,8 +274,37 @@ impl Engine {
     }
 
     /// `name:version` of every model the threads serve.
-    pub fn loaded_models(&self) -> &[String] {
-        &self.loaded
+    pub fn loaded_models(&self) -> Vec<String> {
+        self.loaded.read().expect("engine lock").clone()
+    }
+
+    /// Brings every thread's sessions in line with `entries`: new or changed
+    /// models are loaded and warmed *before* they replace the old session
+    /// (a thread finishes its current job first and jobs queued meanwhile
+    /// wait, so none fails), models no longer listed are dropped, and a
+    /// model that fails to load keeps its previous session if it had one.
+    /// Blocking: call from a blocking thread.
+    pub fn reload(&self, entries: &[Arc<ModelEntry>]) -> Vec<String> {
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        let mut sent = 0;
+        for control in &self.controls {
+            if control
+                .send(Control::Apply(entries.to_vec(), ack_tx.clone()))
+                .is_ok()
+            {
+                sent += 1;
+            }
+        }
+        drop(ack_tx);
+        let mut loaded = self.loaded_models();
+        for _ in 0..sent {
+            match ack_rx.recv() {
+                Ok(report) => loaded = report.log(),
+                Err(_) => break,
+            }
+        }
+        *self.loaded.write().expect("engine lock") = loaded.clone();
+        loaded
     }
 
     /// Runs one job; waits (asynchronously) for a free slot when all
@@ -264,7 +319,12 @@ impl Engine {
         let Some(tx) = self.tx.lock().expect("engine lock").clone() else {
             return Err(InferError::Stopped);
         };
-        if !self.loaded.contains(&model.key()) {
+        if !self
+            .loaded
+            .read()
+            .expect("engine lock")
+            .contains(&model.key())
+        {
             return Err(InferError::Job(JobError::new(
                 ErrorCode::ModelNotFound,
                 format!("model {} is not loaded on this worker", model.key()),
@@ -360,13 +420,59 @@ fn extract_f32(value: &ort::value::DynValue) -> Result<(Vec<i64>, Vec<f32>), ort
     Ok((shape.to_vec(), data.to_vec()))
 }
 
-/// The inference thread's loop: until the channel closes.
-fn serve(rx: flume::Receiver<Work>, mut sessions: HashMap<String, Session>, max_pixels: u64) {
-    while let Ok(work) = rx.recv() {
+impl ThreadState {
+    fn apply(&mut self, entries: &[Arc<ModelEntry>]) -> LoadReport {
+        let mut errors = Vec::new();
+        for entry in entries {
+            let key = entry.key();
+            if self
+                .sessions
+                .get(&key)
+                .is_some_and(|(fp, _)| *fp == entry.fingerprint)
+            {
+                continue;
+            }
+            let started = Instant::now();
+            match load_session(&self.env, entry).and_then(|mut s| warm_up(&mut s, entry).map(|_| s))
+            {
+                Ok(session) => {
+                    tracing::info!(model = %key, ms = started.elapsed().as_secs_f64() * 1e3, "session ready");
+                    // The old session (if any) is dropped only now.
+                    self.sessions.insert(key, (entry.fingerprint, session));
+                }
+                Err(e) => errors.push((key, e)),
+            }
+        }
+        let wanted: std::collections::HashSet<String> = entries.iter().map(|e| e.key()).collect();
+        self.sessions.retain(|k, _| wanted.contains(k));
+        LoadReport {
+            loaded: self.sessions.keys().cloned().collect(),
+            errors,
+        }
+    }
+
+    /// The thread's loop: work until the work channel closes, with control
+    /// messages checked between jobs and at least every
+    /// [`CONTROL_POLL`] when idle. (Polling keeps the loop simple and
+    /// costs a few wake-ups a second; a reload waits at most that long.)
+    fn serve(mut self, rx: flume::Receiver<Work>, control: flume::Receiver<Control>) {
+        loop {
+            while let Ok(Control::Apply(entries, ack)) = control.try_recv() {
+                let _ = ack.send(self.apply(&entries));
+            }
+            match rx.recv_timeout(CONTROL_POLL) {
+                Ok(work) => self.run_one(work),
+                Err(flume::RecvTimeoutError::Timeout) => {}
+                Err(flume::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn run_one(&mut self, work: Work) {
         let span = tracing::info_span!("infer", job_id = %work.job, model = %work.model.key());
         let _guard = span.enter();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            process(&mut sessions, &work, max_pixels)
+            process(&mut self.sessions, &work, self.max_pixels)
         }))
         .unwrap_or_else(|panic| {
             let what = panic
@@ -385,12 +491,12 @@ fn serve(rx: flume::Receiver<Work>, mut sessions: HashMap<String, Session>, max_
 }
 
 fn process(
-    sessions: &mut HashMap<String, Session>,
+    sessions: &mut HashMap<String, (u64, Session)>,
     work: &Work,
     max_pixels: u64,
 ) -> Result<Outcome, JobError> {
     let entry = &work.model;
-    let session = sessions.get_mut(&entry.key()).ok_or_else(|| {
+    let (_, session) = sessions.get_mut(&entry.key()).ok_or_else(|| {
         JobError::new(
             ErrorCode::ModelNotFound,
             format!("model {} is not loaded", entry.key()),

@@ -12,6 +12,7 @@ pub mod config;
 pub mod consumer;
 pub mod embedded;
 pub mod engine;
+pub mod models;
 pub mod pinning;
 
 use std::future::Future;
@@ -19,12 +20,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use inferq_shared::broker::amqp::AmqpQueue;
-use inferq_shared::repository::ModelRepository;
+use inferq_shared::repository::{LiveRepository, ModelRepository};
 use inferq_shared::store::redis::RedisStore;
 
 pub use config::{EmbeddedConfig, WorkerConfig};
 use consumer::Processor;
 use engine::{Engine, EngineError};
+use models::ModelSet;
 
 /// Failures that stop a worker from starting.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,29 @@ pub fn load_models(dir: &std::path::Path) -> Result<ModelRepository, RunError> {
     Ok(scan.repository)
 }
 
+/// Resolves once the flag turns true (or its sender is gone).
+pub(crate) async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Scans the models and starts the engine on them (blocking work, kept off
+/// the runtime); returns the engine and the live model set.
+pub(crate) async fn start_engine(
+    models: &inferq_shared::config::ModelConfig,
+    inference: &inferq_shared::config::InferenceConfig,
+    limits: &inferq_shared::config::LimitConfig,
+) -> Result<(Arc<Engine>, Arc<ModelSet>), RunError> {
+    let repo = load_models(&models.model_dir)?;
+    let engine_cfg = config::engine_config(inference, limits);
+    let (engine, repo) =
+        tokio::task::spawn_blocking(move || Engine::start(&engine_cfg, &repo).map(|e| (e, repo)))
+            .await
+            .expect("engine start task")?;
+    let engine = Arc::new(engine);
+    let live = LiveRepository::new(&models.model_dir, repo);
+    Ok((engine.clone(), ModelSet::new(live, engine)))
+}
+
 /// Prefetch: explicit, or two per inference thread.
 pub fn prefetch_for(configured: u16, threads: usize) -> u16 {
     if configured > 0 {
@@ -69,14 +94,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let started = std::time::Instant::now();
-    let models = Arc::new(load_models(&config.models.model_dir)?);
-    let engine_cfg = config::engine_config(&config.inference, &config.limits);
-    // Loading sessions is blocking work: keep it off the runtime.
-    let repo = models.clone();
-    let engine = tokio::task::spawn_blocking(move || Engine::start(&engine_cfg, &repo))
-        .await
-        .expect("engine start task")?;
-    let engine = Arc::new(engine);
+    let (engine, models) = start_engine(&config.models, &config.inference, &config.limits).await?;
     let queue = Arc::new(AmqpQueue::new(
         &config.broker.amqp_url,
         &config.broker.queue,
@@ -89,7 +107,7 @@ pub async fn run(
     let processor = Arc::new(Processor {
         engine: engine.clone(),
         store,
-        models,
+        models: models.clone(),
         result_ttl: Duration::from_secs(config.retention.result_ttl_secs.max(1)),
         max_attempts: config.inference.max_attempts.max(1),
     });
@@ -100,6 +118,11 @@ pub async fn run(
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         "inferq-worker ready"
     );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(models.clone().watch(
+        inferq_api::poll_interval(config.models.model_poll_secs),
+        stopped(stop_rx),
+    ));
     consumer::consume(
         queue.clone(),
         processor,
@@ -108,6 +131,8 @@ pub async fn run(
         shutdown,
     )
     .await;
+    let _ = stop_tx.send(true);
+    let _ = watcher.await;
     queue.close().await;
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || engine.shutdown())

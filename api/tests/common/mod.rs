@@ -9,10 +9,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use inferq_api::{AppState, Settings, app};
+use inferq_api::{ApiCatalog, AppState, Settings, app};
 use inferq_shared::broker::memory::MemoryQueue;
 use inferq_shared::config::{HttpConfig, LimitConfig, ModelConfig, RetentionConfig};
-use inferq_shared::repository::ModelRepository;
+use inferq_shared::repository::{LiveRepository, ModelRepository};
 use inferq_shared::store::memory::MemoryStore;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -25,7 +25,8 @@ pub struct Harness {
 
 pub fn harness(max_body: usize, inline_max: usize) -> Harness {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/models");
-    let models = ModelRepository::scan(&dir).unwrap().repository;
+    let repo = ModelRepository::scan(&dir).unwrap().repository;
+    let models = ApiCatalog(Arc::new(LiveRepository::new(&dir, repo)));
     let queue = MemoryQueue::new(8);
     let store = Arc::new(MemoryStore::new(100));
     let http = HttpConfig {
@@ -36,6 +37,7 @@ pub fn harness(max_body: usize, inline_max: usize) -> Harness {
     let model_cfg = ModelConfig {
         model_dir: dir,
         default_model: "tiny-mean".into(),
+        model_poll_secs: 0.0,
     };
     let limits = LimitConfig {
         max_body_bytes: max_body,
