@@ -136,24 +136,35 @@ pub async fn run(
     config: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let state = production_state(&config).await?;
-    let catalog = state.models.clone();
-    let poll = poll_interval(config.models.model_poll_secs);
-    tokio::spawn(async move {
-        let mut trigger = ReloadTrigger::new(poll);
-        loop {
-            trigger.next().await;
-            catalog.refresh().await;
-        }
-    });
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .map_err(|source| RunError::Bind {
             addr: config.http.listen.clone(),
             source,
         })?;
-    tracing::info!(addr = %config.http.listen, "inferq-api listening");
-    serve(listener, state, shutdown)
+    run_on(listener, config, shutdown).await
+}
+
+/// [`run`] on an already bound listener (tests bind port 0).
+pub async fn run_on(
+    listener: tokio::net::TcpListener,
+    config: ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let state = production_state(&config).await?;
+    let catalog = state.models.clone();
+    let poll = poll_interval(config.models.model_poll_secs);
+    let watcher = tokio::spawn(async move {
+        let mut trigger = ReloadTrigger::new(poll);
+        loop {
+            trigger.next().await;
+            catalog.refresh().await;
+        }
+    });
+    tracing::info!(addr = ?listener.local_addr().ok(), "inferq-api listening");
+    let served = serve(listener, state, shutdown)
         .await
-        .map_err(RunError::Serve)
+        .map_err(RunError::Serve);
+    watcher.abort();
+    served
 }

@@ -203,14 +203,11 @@ pub async fn start_api(
     args.extend(ns.flags(model_dir));
     args.extend(extra.iter().map(|s| s.to_string()));
     let config: inferq_api::ApiConfig = inferq_shared::config::load(args).expect("api config");
-    let state = inferq_api::production_state(&config)
-        .await
-        .expect("api state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, shutdown) = stopper();
     let task = tokio::spawn(async move {
-        inferq_api::serve(listener, state, shutdown)
+        inferq_api::run_on(listener, config, shutdown)
             .await
             .expect("api serves");
     });

@@ -72,10 +72,12 @@ impl ModelSet {
         if let Some(e) = self.current().get(name, Some(version)) {
             return Some(e.clone());
         }
-        if self.live.may_rescan() && self.reload().await {
-            return self.current().get(name, Some(version)).cloned();
-        }
-        None
+        // Not rate-limited like the API's on-demand rescan: the API only
+        // enqueues versions it has seen on disk, so a miss here means this
+        // worker is behind, and failing the job would be wrong. Reloads are
+        // serialised, and an unchanged directory costs only a scan.
+        self.reload().await;
+        self.current().get(name, Some(version)).cloned()
     }
 
     /// Rescans on SIGHUP and every `poll` until `shutdown` resolves.
