@@ -34,6 +34,16 @@ pub enum ApiError {
     InvalidArgument(String),
     #[error("{0}")]
     InvalidUri(String),
+    #[error(
+        "model {name} version {version} already exists; versions are immutable, upload a new one"
+    )]
+    VersionExists { name: String, version: u64 },
+    #[error("{0}")]
+    Forbidden(String),
+    /// Internal marker for a lost race; mapped to a specific error before
+    /// it reaches a client.
+    #[error("conflict")]
+    Conflict,
     #[error("no job with id `{0}` (it may have expired)")]
     JobNotFound(String),
     #[error("{0}")]
@@ -119,6 +129,24 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidArgument,
                 "Invalid argument",
+                None,
+            ),
+            VersionExists { .. } => (
+                StatusCode::CONFLICT,
+                ErrorCode::VersionExists,
+                "Version exists",
+                None,
+            ),
+            Conflict => (
+                StatusCode::CONFLICT,
+                ErrorCode::VersionExists,
+                "Conflict",
+                None,
+            ),
+            Forbidden(_) => (
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "Forbidden",
                 None,
             ),
             InvalidUri(_) => (

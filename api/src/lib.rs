@@ -17,6 +17,7 @@ pub mod input;
 pub mod jobs;
 pub mod models;
 pub mod read;
+pub mod register;
 pub mod state;
 
 use std::future::Future;
@@ -50,7 +51,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/models/{name}", get(models::get))
         .route(
             "/v1/models/{name}/versions/{version}",
-            get(models::get_version),
+            get(models::get_version)
+                .put(register::put_version)
+                .layer(DefaultBodyLimit::max(state.settings.models.max_model_bytes)),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -158,7 +161,7 @@ pub async fn run_on(
         let mut trigger = ReloadTrigger::new(poll);
         loop {
             trigger.next().await;
-            catalog.refresh().await;
+            catalog.rescan().await;
         }
     });
     tracing::info!(addr = ?listener.local_addr().ok(), "inferq-api listening");

@@ -23,8 +23,13 @@ pub trait ModelCatalog: Send + Sync + 'static {
     /// The repository as of now.
     fn current(&self) -> Arc<ModelRepository>;
 
-    /// Rescans now (rate-limited); returns whether anything changed.
-    async fn refresh(&self) -> bool;
+    /// Whether an on-demand rescan is allowed now (they are rate-limited,
+    /// so a flood of requests for an unknown model does not become a flood
+    /// of directory scans).
+    fn may_rescan(&self) -> bool;
+
+    /// Rescans now; returns whether anything changed.
+    async fn rescan(&self) -> bool;
 
     /// Finds a model version, rescanning once when it is not known yet (a
     /// model registered a moment ago must not be a 404).
@@ -32,7 +37,7 @@ pub trait ModelCatalog: Send + Sync + 'static {
         if let Some(e) = self.current().get(name, version) {
             return Some(e.clone());
         }
-        if self.refresh().await {
+        if self.may_rescan() && self.rescan().await {
             return self.current().get(name, version).cloned();
         }
         None
@@ -49,10 +54,11 @@ impl ModelCatalog for ApiCatalog {
         self.0.current()
     }
 
-    async fn refresh(&self) -> bool {
-        if !self.0.may_rescan() {
-            return false;
-        }
+    fn may_rescan(&self) -> bool {
+        self.0.may_rescan()
+    }
+
+    async fn rescan(&self) -> bool {
         let live = self.0.clone();
         let scanned = tokio::task::spawn_blocking(move || live.scan_if_changed()).await;
         match scanned {
@@ -75,6 +81,8 @@ impl ModelCatalog for ApiCatalog {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub default_model: String,
+    /// Model repository settings (directory, uploads).
+    pub models: inferq_shared::config::ModelConfig,
     pub limits: LimitConfig,
     pub retention: Retention,
     /// Cap on `?wait=`.
@@ -100,6 +108,7 @@ impl Settings {
     ) -> Self {
         Settings {
             default_model: models.default_model.clone(),
+            models: models.clone(),
             limits: limits.clone(),
             retention: Retention {
                 result_ttl: Duration::from_secs(retention.result_ttl_secs.max(1)),

@@ -74,6 +74,14 @@ pub struct ModelConfig {
     /// models (SIGHUP rescans at once); 0 disables polling.
     #[arg(long, env = "INFERQ_MODEL_POLL_SECS", default_value_t = 10.0)]
     pub model_poll_secs: f64,
+    /// Accept new model versions over HTTP (`PUT /v1/models/{name}/versions/{v}`),
+    /// written into the model directory (which workers must share). Off by
+    /// default: until API keys exist, anyone who can reach the API could upload.
+    #[arg(long, env = "INFERQ_ALLOW_MODEL_UPLOAD", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_model_upload: bool,
+    /// Largest model upload, in bytes.
+    #[arg(long, env = "INFERQ_MAX_MODEL_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_model_bytes: usize,
 }
 
 /// Input limits, checked cheaply by the API and again by the decoder.

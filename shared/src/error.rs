@@ -28,6 +28,10 @@ pub enum ErrorCode {
     ModelNotFound,
     /// A query parameter or option is malformed.
     InvalidArgument,
+    /// The model version already exists (versions are immutable).
+    VersionExists,
+    /// The operation is switched off in this deployment's configuration.
+    Forbidden,
     /// No job with this id exists (or it has expired).
     JobNotFound,
     /// The job has no binary output (not finished, not an image model, or expired).
@@ -71,6 +75,8 @@ impl ErrorCode {
             ErrorCode::DecodeFailed => "decode_failed",
             ErrorCode::ModelNotFound => "model_not_found",
             ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::VersionExists => "version_exists",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::JobNotFound => "job_not_found",
             ErrorCode::OutputNotFound => "output_not_found",
             ErrorCode::BlobMissing => "blob_missing",

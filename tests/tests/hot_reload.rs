@@ -108,3 +108,121 @@ async fn new_version_is_picked_up_without_failures() {
     ns.cleanup().await;
     let _ = std::fs::remove_dir_all(repo);
 }
+
+fn upload_form(model: &Path, labels_rel: Option<&str>) -> reqwest::multipart::Form {
+    let mut manifest = std::fs::read_to_string(model.join("model.toml")).unwrap();
+    if let Some(rel) = labels_rel {
+        manifest = manifest.replace("[output]", &format!("[output]\nlabels = \"{rel}\""));
+    }
+    let mut form = reqwest::multipart::Form::new()
+        .part(
+            "model",
+            reqwest::multipart::Part::bytes(std::fs::read(model.join("model.onnx")).unwrap()),
+        )
+        .text("manifest", manifest);
+    if labels_rel.is_some() {
+        form = form.text("labels", "a\nb\n");
+    }
+    form
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_registered_over_http_are_served() {
+    if !services_available() {
+        return;
+    }
+    let repo = std::env::temp_dir().join(format!("inferq-put-{}", uuid::Uuid::new_v4().simple()));
+    copy_version(&test_models().join("tiny-embed/1"), &repo.join("base/1"));
+    let ns = Namespace::new();
+    // Polling off: the worker must find the new model on demand.
+    let api = start_api(
+        &ns,
+        &repo,
+        "base",
+        &["--allow-model-upload", "true", "--model-poll-secs", "0"],
+    )
+    .await;
+    let worker = start_worker(&ns, &repo, &["--threads", "1", "--model-poll-secs", "0"]).await;
+    let client = reqwest::Client::new();
+    let base = api.url();
+    let put = |name: &str, v: u64| format!("{base}/v1/models/{name}/versions/{v}");
+
+    let resp = client
+        .put(put("uploaded", 1))
+        .multipart(upload_form(&test_models().join("tiny-invert/1"), None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    assert!(repo.join("uploaded/1/model.onnx").is_file());
+
+    let (status, body) = submit(
+        &client,
+        &base,
+        "?model=uploaded",
+        "image/png",
+        solid_png(8, 8, [10, 20, 30]),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let job = wait_terminal(
+        &client,
+        &base,
+        body["id"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["kind"], "image");
+
+    // Versions are immutable.
+    let again = client
+        .put(put("uploaded", 1))
+        .multipart(upload_form(&test_models().join("tiny-invert/1"), None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let problem: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(problem["code"], "version_exists");
+    // Labels may not escape the model's directory.
+    let escape = client
+        .put(put("uploaded", 2))
+        .multipart(upload_form(
+            &test_models().join("tiny-detect/1"),
+            Some("../../../etc/x.txt"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(escape.status(), 400);
+    assert!(!repo.join("uploaded/2").exists());
+    // A broken manifest is refused before anything is written.
+    let broken = reqwest::multipart::Form::new()
+        .part("model", reqwest::multipart::Part::bytes(vec![0x08, 0x07]))
+        .text("manifest", "kind = \"nonsense\"");
+    let resp = client
+        .put(put("broken", 1))
+        .multipart(broken)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(!repo.join("broken").join("1").exists());
+
+    worker.stop().await;
+    api.stop().await;
+
+    // Uploads are off by default.
+    let api = start_api(&ns, &repo, "base", &[]).await;
+    let resp = client
+        .put(format!("{}/v1/models/other/versions/1", api.url()))
+        .multipart(upload_form(&test_models().join("tiny-invert/1"), None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    api.stop().await;
+    ns.cleanup().await;
+    let _ = std::fs::remove_dir_all(repo);
+}

@@ -107,7 +107,11 @@ impl inferq_api::ModelCatalog for EmbeddedCatalog {
         self.0.current()
     }
 
-    async fn refresh(&self) -> bool {
-        self.0.live.may_rescan() && self.0.reload().await
+    fn may_rescan(&self) -> bool {
+        self.0.live.may_rescan()
+    }
+
+    async fn rescan(&self) -> bool {
+        self.0.reload().await
     }
 }

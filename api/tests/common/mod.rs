@@ -38,6 +38,8 @@ pub fn harness(max_body: usize, inline_max: usize) -> Harness {
         model_dir: dir,
         default_model: "tiny-mean".into(),
         model_poll_secs: 0.0,
+        allow_model_upload: false,
+        max_model_bytes: 1 << 20,
     };
     let limits = LimitConfig {
         max_body_bytes: max_body,
