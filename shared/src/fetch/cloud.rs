@@ -14,6 +14,8 @@
 //! S3. When a custom endpoint is set (an emulator, MinIO) and no credentials
 //! are configured, requests are sent unsigned (anonymous): emulators need
 //! no credentials, and asking a metadata server for them would only stall.
+//! GCS emulators (a plain-`http://` endpoint) also get the compatibility
+//! layer of [`super::gcs_compat`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,10 +24,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder};
 use object_store::path::Path as ObjectPath;
 use object_store::{
     Attribute, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutOptions, RetryConfig,
+    StaticCredentialProvider,
 };
 
 use super::config::{FetchConfig, gcs_endpoint, non_empty_env, s3_endpoint, s3_region};
@@ -169,6 +172,9 @@ impl CloudStores {
             .with_retry(self.retry());
         if let Some(e) = endpoint {
             b = b.with_base_url(e);
+            if e.starts_with("http://") {
+                b = b.with_http_connector(super::gcs_compat::EmulatorConnector);
+            }
             let has_credentials = [
                 "GOOGLE_APPLICATION_CREDENTIALS",
                 "GOOGLE_SERVICE_ACCOUNT",
@@ -178,7 +184,15 @@ impl CloudStores {
             .iter()
             .any(|v| non_empty_env(v).is_some());
             if !has_credentials {
-                b = b.with_skip_signature(true);
+                // Uploads fetch a bearer token even with skip_signature
+                // (object_store 0.14), so give them an empty static one
+                // rather than let them ask a metadata server.
+                let anonymous = StaticCredentialProvider::new(GcpCredential {
+                    bearer: String::new(),
+                });
+                b = b
+                    .with_skip_signature(true)
+                    .with_credentials(Arc::new(anonymous));
             }
         }
         let store = b

@@ -17,13 +17,15 @@
 //!   `--fetch-max-bytes` and never buffers more than that.
 //!
 //! `gs://` and `s3://` use `object_store` ([`cloud`]), `file://` uses its
-//! `LocalFileSystem` rooted at the local root ([`local`]). Plain
+//! `LocalFileSystem` rooted at the local root ([`local`]); GCS emulators
+//! get a small compatibility layer ([`gcs_compat`]). Plain
 //! `http(s)://` URLs use `reqwest` directly, because the SSRF guard must
 //! check the resolved addresses and then connect to exactly those, which
 //! `object_store`'s `HttpStore` cannot do ([`http`], [`ssrf`]).
 
 mod cloud;
 mod config;
+mod gcs_compat;
 mod http;
 mod local;
 pub mod ssrf;

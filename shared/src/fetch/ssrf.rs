@@ -137,7 +137,7 @@ impl HostPolicy {
     /// True when the operator allowed this host name.
     pub fn name_allowed(&self, host: &str) -> bool {
         let host = normalise_name(host);
-        self.names.iter().any(|n| *n == host)
+        self.names.contains(&host)
     }
 
     /// Checks one address that `host` (a name, or the address itself) stands for.
