@@ -68,6 +68,7 @@ pub struct Emulator {
     /// `http://127.0.0.1:<port>`
     pub endpoint: String,
     http: reqwest::Client,
+    log: PathBuf,
 }
 
 impl Emulator {
@@ -98,6 +99,7 @@ impl Emulator {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("client"),
+            log: log.clone(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -212,6 +214,9 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
