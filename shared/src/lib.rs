@@ -6,13 +6,15 @@
 //! model manifests ([`manifest`]), cheap header-only image validation
 //! ([`sniff`]), full decoding and manifest-driven preprocessing
 //! ([`preprocess`]), turning raw model outputs into answers ([`postprocess`]),
-//! configuration ([`config`]), metric names ([`metrics`]) and the two
+//! configuration ([`config`]), metric names ([`metrics`]), reading and
+//! writing storage references such as `gs://` and `s3://` ([`fetch`]) and the two
 //! abstractions every deployment plugs into: the job [`broker`] and the result
 //! [`store`], each with an in-memory and a networked implementation.
 
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod job;
 pub mod manifest;
 pub mod message;

@@ -9,6 +9,8 @@
 //! unless `INFERQ_TEST_REQUIRE_SERVICES=1` (set by `make test`), where a
 //! missing service is a failure.
 
+pub mod emulators;
+
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
