@@ -6,6 +6,7 @@ use clap::Parser;
 use inferq_shared::config::{
     BrokerConfig, HttpConfig, LimitConfig, LogConfig, ModelConfig, RetentionConfig, StoreConfig,
 };
+use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
 
 /// InferQ API: accepts image jobs over HTTP, validates them cheaply, enqueues
@@ -37,6 +38,9 @@ pub struct ApiConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub limits: LimitConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub fetch: FetchConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub log: LogConfig,

@@ -34,6 +34,8 @@ pub enum ApiError {
     InvalidArgument(String),
     #[error("{0}")]
     InvalidUri(String),
+    #[error("{0}")]
+    Fetch(inferq_shared::fetch::FetchError),
     #[error(
         "model {name} version {version} already exists; versions are immutable, upload a new one"
     )]
@@ -149,6 +151,17 @@ impl ApiError {
                 "Forbidden",
                 None,
             ),
+            Fetch(e) => {
+                use inferq_shared::fetch::FetchError as F;
+                let (status, title) = match e {
+                    F::InvalidUri(_) => (StatusCode::BAD_REQUEST, "Invalid URI"),
+                    F::Forbidden(_) => (StatusCode::FORBIDDEN, "URI not allowed"),
+                    F::NotFound(_) => (StatusCode::NOT_FOUND, "Input not found"),
+                    F::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "Input too large"),
+                    F::Failed(_) => (StatusCode::BAD_GATEWAY, "Fetch failed"),
+                };
+                (status, e.code(), title, None)
+            }
             InvalidUri(_) => (
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidUri,
@@ -214,6 +227,12 @@ impl From<BrokerError> for ApiError {
                 ApiError::Unavailable(format!("the job could not be enqueued: {e}"))
             }
         }
+    }
+}
+
+impl From<inferq_shared::fetch::FetchError> for ApiError {
+    fn from(e: inferq_shared::fetch::FetchError) -> Self {
+        ApiError::Fetch(e)
     }
 }
 

@@ -22,9 +22,8 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::read::read_body;
+use inferq_shared::fetch::StorageUri;
 
-/// Longest storage reference accepted.
-pub const MAX_URI_LEN: usize = 2048;
 /// Deepest nesting accepted in a tensor (batch, 3 spatial/channel axes).
 const MAX_TENSOR_DEPTH: usize = 4;
 
@@ -140,9 +139,6 @@ pub async fn parse(
              application/octet-stream), multipart/form-data or application/json"
         )));
     };
-    if let Some(uri) = &options.output_uri {
-        check_uri(uri)?;
-    }
     Ok(Submission { options, payload })
 }
 
@@ -250,41 +246,11 @@ pub fn decode_b64(text: &str) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::InvalidArgument(format!("`b64` is not valid base64: {e}")))
 }
 
-/// Syntax of a storage reference: scheme, length, a host or bucket, no
-/// control characters. Policy (allow-lists, private addresses, local root)
-/// is enforced where the bytes are fetched.
-pub fn check_uri(uri: &str) -> Result<(), ApiError> {
-    if uri.len() > MAX_URI_LEN {
-        return Err(ApiError::InvalidUri(format!(
-            "a URI may be at most {MAX_URI_LEN} bytes"
-        )));
-    }
-    if uri.chars().any(char::is_control) {
-        return Err(ApiError::InvalidUri(
-            "the URI contains control characters".into(),
-        ));
-    }
-    let (scheme, rest) = uri
-        .split_once("://")
-        .ok_or_else(|| ApiError::InvalidUri(format!("`{uri}` is not a URI (scheme://…)")))?;
-    match scheme {
-        "gs" | "s3" | "http" | "https" => {
-            let host = rest.split('/').next().unwrap_or_default();
-            if host.is_empty() {
-                return Err(ApiError::InvalidUri(format!(
-                    "`{uri}` names no bucket or host"
-                )));
-            }
-            Ok(())
-        }
-        "file" if rest.starts_with('/') => Ok(()),
-        "file" => Err(ApiError::InvalidUri(
-            "file URIs must be absolute (file:///path)".into(),
-        )),
-        other => Err(ApiError::InvalidUri(format!(
-            "scheme `{other}` is not supported; use gs, s3, http, https or file"
-        ))),
-    }
+/// Syntax of a storage reference (scheme, bucket or host, length). Policy
+/// (allow-lists, private addresses, local root) is checked by the caller
+/// against the fetcher, and enforced again where the bytes are fetched.
+pub fn check_uri(uri: &str) -> Result<StorageUri, ApiError> {
+    StorageUri::parse(uri).map_err(ApiError::from)
 }
 
 /// Flattens a rectangular nested list of numbers (row-major).
@@ -396,6 +362,6 @@ mod tests {
         ] {
             assert!(check_uri(bad).is_err(), "{bad}");
         }
-        assert!(check_uri(&format!("gs://b/{}", "k".repeat(MAX_URI_LEN))).is_err());
+        assert!(check_uri(&format!("gs://b/{}", "k".repeat(5000))).is_err());
     }
 }

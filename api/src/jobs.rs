@@ -141,6 +141,7 @@ async fn enqueue(state: &AppState, sub: Submission) -> Result<Response, ApiError
             (Some(bytes), None, info)
         }
         Payload::Uri(uri) => {
+            state.fetcher.check(&input::check_uri(&uri)?)?;
             let info = InputInfo {
                 encoding: "uri".into(),
                 uri: Some(uri.clone()),

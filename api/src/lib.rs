@@ -29,6 +29,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::routing::{get, post};
 use inferq_shared::broker::amqp::AmqpQueue;
+use inferq_shared::fetch::Fetcher;
 use inferq_shared::repository::{LiveRepository, ModelRepository};
 use inferq_shared::store::redis::RedisStore;
 use inferq_shared::telemetry::ReloadTrigger;
@@ -88,6 +89,8 @@ pub enum RunError {
     Models(#[from] inferq_shared::manifest::ManifestError),
     #[error(transparent)]
     Store(#[from] inferq_shared::store::StoreError),
+    #[error("storage configuration: {0}")]
+    Fetch(#[from] inferq_shared::fetch::FetchError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -125,6 +128,7 @@ pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> 
         queue: Arc::new(queue),
         store: Arc::new(store),
         models: Arc::new(ApiCatalog(live)),
+        fetcher: Arc::new(Fetcher::new(&config.fetch)?),
         settings: Arc::new(Settings::from_config(
             &config.http,
             &config.models,

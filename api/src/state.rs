@@ -14,6 +14,8 @@ pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     pub store: Arc<dyn ResultStore>,
     pub models: Arc<dyn ModelCatalog>,
+    /// Policy for storage references (checked at submission; the worker fetches).
+    pub fetcher: Arc<inferq_shared::fetch::Fetcher>,
     pub settings: Arc<Settings>,
 }
 

@@ -160,6 +160,19 @@ pub struct JobRecord {
     pub timings: Option<Timings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,
+    /// Where the result was also written, when the job asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputDelivery>,
+}
+
+/// The outcome of writing a result to the job's output URI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputDelivery {
+    /// The objects written (result JSON, and the image for image models).
+    pub uris: Vec<String>,
+    /// Why writing failed; the result itself is still in the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
 }
 
 /// What the API learned about the input without decoding it.
@@ -210,6 +223,7 @@ impl JobRecord {
             result: None,
             timings: None,
             error: None,
+            output: None,
         }
     }
 

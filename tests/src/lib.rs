@@ -163,13 +163,18 @@ pub struct InProcess {
 
 impl InProcess {
     pub async fn stop(mut self) {
+        let what = if self.addr.is_some() {
+            "server"
+        } else {
+            "worker"
+        };
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(60), t)
                 .await
-                .expect("stopped within 60 s")
+                .unwrap_or_else(|_| panic!("{what} did not stop within 60 s"))
                 .expect("task did not panic");
         }
     }

@@ -7,6 +7,7 @@ use inferq_shared::config::{
     BrokerConfig, HttpConfig, InferenceConfig, LimitConfig, LogConfig, ModelConfig,
     RetentionConfig, StoreConfig,
 };
+use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineConfig;
@@ -58,6 +59,9 @@ pub struct WorkerConfig {
     pub consume: ConsumeConfig,
     #[command(flatten)]
     #[serde(flatten)]
+    pub fetch: FetchConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub log: LogConfig,
 }
 
@@ -95,6 +99,9 @@ pub struct EmbeddedConfig {
     /// Job records the in-memory store holds (expired ones are evicted first).
     #[arg(long, env = "INFERQ_STORE_CAPACITY", default_value_t = 100_000)]
     pub store_capacity: usize,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub fetch: FetchConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub log: LogConfig,

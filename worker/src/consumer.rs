@@ -29,14 +29,18 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::deliver;
 use crate::engine::{Engine, InferError, WorkInput};
 use crate::models::ModelSet;
+use inferq_shared::fetch::Fetcher;
 
 /// Everything needed to process one delivery.
 pub struct Processor {
     pub engine: Arc<Engine>,
     pub store: Arc<dyn ResultStore>,
     pub models: Arc<ModelSet>,
+    /// Reads `uri` inputs and writes results to output URIs.
+    pub fetcher: Arc<Fetcher>,
     pub result_ttl: Duration,
     pub max_attempts: u32,
 }
@@ -120,14 +124,14 @@ impl Processor {
         let fetch_start = std::time::Instant::now();
         let bytes: Bytes = match &msg.image {
             ImageSource::Inline(b) => b.clone(),
-            ImageSource::Uri(uri) => {
-                let err = JobError::new(
-                    ErrorCode::FetchFailed,
-                    format!("cannot read {uri}: storage references are not enabled on this worker"),
-                );
-                let _ = record.fail(err, Some(timings), Utc::now());
-                return self.finish(&msg, &record).await;
-            }
+            ImageSource::Uri(uri) => match deliver::fetch_input(&self.fetcher, uri).await {
+                Ok(b) => b,
+                Err(err) => {
+                    tracing::info!(code = %err.code, error = %err.message, "input fetch failed");
+                    let _ = record.fail(err, Some(timings), Utc::now());
+                    return self.finish(&msg, &record).await;
+                }
+            },
             ImageSource::Blob(key) => match self.store.get_blob(key).await {
                 Ok(Some(b)) => Bytes::from(b),
                 Ok(None) => {
@@ -169,7 +173,8 @@ impl Processor {
         };
         match self.engine.infer(msg.id, entry, input, msg.top_k).await {
             Ok(mut outcome) => {
-                if let Some(artifact) = outcome.artifact.take() {
+                let artifact = outcome.artifact.take();
+                if let Some(artifact) = &artifact {
                     let key = self.store.output_key(msg.id);
                     if let Err(e) = self
                         .store
@@ -189,6 +194,11 @@ impl Processor {
                 let now = Utc::now();
                 timings.total_ms = record.ms_since_created(now);
                 let _ = record.succeed(outcome.prediction, timings, now);
+                if let Some(uri) = &msg.output_uri {
+                    let delivery =
+                        deliver::write_output(&self.fetcher, uri, &record, artifact.as_ref()).await;
+                    record.output = Some(delivery);
+                }
             }
             Err(InferError::Job(err)) => {
                 tracing::info!(code = %err.code, error = %err.message, "job failed");
@@ -279,6 +289,17 @@ async fn settle(delivery: &Delivery, ack: bool) -> Settled {
     }
 }
 
+/// Cancels a consumer, giving up after a few seconds: a broker that does
+/// not answer must not keep the process from draining and exiting.
+async fn cancel(deliveries: &mut dyn inferq_shared::broker::Deliveries) {
+    if tokio::time::timeout(Duration::from_secs(5), deliveries.cancel())
+        .await
+        .is_err()
+    {
+        tracing::warn!("consumer cancel timed out");
+    }
+}
+
 /// Consumes until `shutdown` resolves, then stops taking new jobs, lets the
 /// in-flight ones finish (at most `drain` long) and returns.
 pub async fn consume(
@@ -314,11 +335,11 @@ pub async fn consume(
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
-                _ = &mut shutdown => { deliveries.cancel().await; break 'outer; }
+                _ = &mut shutdown => { cancel(deliveries.as_mut()).await; break 'outer; }
                 p = slots.clone().acquire_owned() => p.expect("semaphore open"),
             };
             let next = tokio::select! {
-                _ = &mut shutdown => { deliveries.cancel().await; break 'outer; }
+                _ = &mut shutdown => { cancel(deliveries.as_mut()).await; break 'outer; }
                 n = deliveries.next() => n,
             };
             match next {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use inferq_api::{AppState, Settings};
 use inferq_shared::broker::memory::MemoryQueue;
+use inferq_shared::fetch::Fetcher;
 use inferq_shared::store::memory::MemoryStore;
 use tokio::sync::watch;
 
@@ -30,10 +31,12 @@ pub async fn run(
     let (engine, models) = start_engine(&config.models, &config.inference, &config.limits).await?;
     let queue = Arc::new(MemoryQueue::new(config.queue_capacity));
     let store = Arc::new(MemoryStore::new(config.store_capacity));
+    let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
     let processor = Arc::new(Processor {
         engine: engine.clone(),
         store: store.clone(),
         models: models.clone(),
+        fetcher: fetcher.clone(),
         result_ttl: Duration::from_secs(config.retention.result_ttl_secs.max(1)),
         max_attempts: config.inference.max_attempts.max(1),
     });
@@ -41,6 +44,7 @@ pub async fn run(
         queue: queue.clone(),
         store,
         models: Arc::new(EmbeddedCatalog(models.clone())),
+        fetcher,
         settings: Arc::new(Settings::from_config(
             &config.http,
             &config.models,

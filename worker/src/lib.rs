@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod deliver;
 pub mod embedded;
 pub mod engine;
 pub mod models;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use inferq_shared::broker::amqp::AmqpQueue;
+use inferq_shared::fetch::Fetcher;
 use inferq_shared::repository::{LiveRepository, ModelRepository};
 use inferq_shared::store::redis::RedisStore;
 
@@ -41,6 +43,8 @@ pub enum RunError {
     Store(#[from] inferq_shared::store::StoreError),
     #[error(transparent)]
     Api(#[from] inferq_api::RunError),
+    #[error("storage configuration: {0}")]
+    Fetch(#[from] inferq_shared::fetch::FetchError),
 }
 
 /// Scans the model repository; broken models are logged and skipped.
@@ -108,6 +112,7 @@ pub async fn run(
         engine: engine.clone(),
         store,
         models: models.clone(),
+        fetcher: Arc::new(Fetcher::new(&config.fetch)?),
         result_ttl: Duration::from_secs(config.retention.result_ttl_secs.max(1)),
         max_attempts: config.inference.max_attempts.max(1),
     });

@@ -54,6 +54,7 @@ pub fn harness(max_body: usize, inline_max: usize) -> Harness {
         queue: Arc::new(queue.clone()),
         store: store.clone(),
         models: Arc::new(models),
+        fetcher: Arc::new(inferq_shared::fetch::Fetcher::new(&Default::default()).unwrap()),
         settings: Arc::new(Settings::from_config(
             &http, &model_cfg, &limits, &retention,
         )),

@@ -108,7 +108,9 @@ impl AmqpQueue {
     /// Closes the connection (pending acks are flushed first by the broker).
     pub async fn close(&self) {
         if let Some(link) = self.link.lock().await.take() {
-            let _ = link.connection.close(200, "shutdown".into()).await;
+            // Bounded: a broker that does not answer must not block exit.
+            let close = link.connection.close(200, "shutdown".into());
+            let _ = tokio::time::timeout(CONNECT_TIMEOUT, close).await;
         }
     }
 }

@@ -41,6 +41,23 @@ pub use config::{DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_SECS, FetchConfig};
 pub use http::MAX_REDIRECTS;
 pub use uri::{MAX_URI_LEN, StorageUri};
 
+/// Where a job's result goes, given its output URI: `(json, image)`.
+///
+/// A URI ending in `/` is a prefix: `<prefix><id>.json` and `<prefix><id>.png`.
+/// Any other URI names the JSON object itself; an image goes beside it with
+/// a `.png` extension.
+pub fn result_targets(output_uri: &str, id: &str) -> (String, String) {
+    if output_uri.ends_with('/') {
+        (
+            format!("{output_uri}{id}.json"),
+            format!("{output_uri}{id}.png"),
+        )
+    } else {
+        let stem = output_uri.strip_suffix(".json").unwrap_or(output_uri);
+        (output_uri.to_owned(), format!("{stem}.png"))
+    }
+}
+
 use crate::ErrorCode;
 use cloud::{CloudStores, Provider};
 use http::HttpFetcher;

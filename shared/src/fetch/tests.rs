@@ -185,3 +185,21 @@ fn bad_allow_host_is_a_config_error() {
     };
     assert!(matches!(Fetcher::new(&cfg), Err(FetchError::Failed(_))));
 }
+
+#[test]
+fn result_targets_for_prefixes_and_exact_names() {
+    assert_eq!(
+        super::result_targets("gs://out/cats/", "42"),
+        (
+            "gs://out/cats/42.json".into(),
+            "gs://out/cats/42.png".into()
+        )
+    );
+    assert_eq!(
+        super::result_targets("s3://out/a/result.json", "42"),
+        (
+            "s3://out/a/result.json".into(),
+            "s3://out/a/result.png".into()
+        )
+    );
+}
