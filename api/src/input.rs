@@ -346,8 +346,8 @@ mod tests {
     #[test]
     fn uri_syntax() {
         for ok in [
-            "gs://b/k.jpg",
-            "s3://b/k",
+            "gs://bucket/k.jpg",
+            "s3://bucket/k",
             "https://example.com/a.png",
             "file:///data/x.png",
         ] {
@@ -362,6 +362,6 @@ mod tests {
         ] {
             assert!(check_uri(bad).is_err(), "{bad}");
         }
-        assert!(check_uri(&format!("gs://b/{}", "k".repeat(5000))).is_err());
+        assert!(check_uri(&format!("gs://bucket/{}", "k".repeat(5000))).is_err());
     }
 }
