@@ -373,4 +373,116 @@ mod tests {
             Err(DecodeError::UnknownFormat)
         ));
     }
+
+    fn encode(img: DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), format).unwrap();
+        out
+    }
+
+    #[test]
+    fn decodes_every_supported_format_to_rgb() {
+        let rgb = RgbImage::from_fn(16, 8, |x, _| {
+            if x < 8 {
+                image::Rgb([250, 10, 10])
+            } else {
+                image::Rgb([10, 10, 250])
+            }
+        });
+        let rgba = DynamicImage::ImageRgba8(DynamicImage::ImageRgb8(rgb.clone()).to_rgba8());
+        let gray16 = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(
+            16,
+            8,
+            image::Luma([40_000u16]),
+        ));
+        let cases = [
+            ("png rgba", encode(rgba.clone(), image::ImageFormat::Png)),
+            ("png 16-bit gray", encode(gray16, image::ImageFormat::Png)),
+            (
+                "webp lossless",
+                encode(rgba.clone(), image::ImageFormat::WebP),
+            ),
+            ("gif", encode(rgba.clone(), image::ImageFormat::Gif)),
+            (
+                "bmp",
+                encode(
+                    DynamicImage::ImageRgb8(rgb.clone()),
+                    image::ImageFormat::Bmp,
+                ),
+            ),
+            (
+                "jpeg",
+                encode(
+                    DynamicImage::ImageRgb8(rgb.clone()),
+                    image::ImageFormat::Jpeg,
+                ),
+            ),
+        ];
+        for (name, bytes) in cases {
+            let img = decode(&bytes, 1 << 20).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(img.dimensions(), (16, 8), "{name}");
+            let left = img.get_pixel(2, 4).0;
+            if name.contains("gray") {
+                // 40000/65535 of full scale, on every channel.
+                assert!(
+                    left.iter().all(|c| (*c as i32 - 156).abs() <= 1),
+                    "{name}: {left:?}"
+                );
+            } else {
+                assert!(left[0] > 200 && left[2] < 60, "{name}: left {left:?}");
+                let right = img.get_pixel(13, 4).0;
+                assert!(right[2] > 200 && right[0] < 60, "{name}: right {right:?}");
+            }
+        }
+    }
+
+    /// A JPEG with an EXIF APP1 segment declaring `orientation`.
+    fn jpeg_with_orientation(img: &RgbImage, orientation: u16) -> Vec<u8> {
+        let jpeg = encode(
+            DynamicImage::ImageRgb8(img.clone()),
+            image::ImageFormat::Jpeg,
+        );
+        let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+        tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
+        tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+        tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+        tiff.extend_from_slice(&1u32.to_be_bytes());
+        tiff.extend_from_slice(&orientation.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // padding + next IFD = 0
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&tiff);
+        let mut out = jpeg[..2].to_vec();
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&app1);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // 16x8, red on the left half: rotated 90 degrees clockwise
+        // (orientation 6) it becomes 8x16 with red on the top half.
+        let img = RgbImage::from_fn(16, 8, |x, _| {
+            if x < 8 {
+                image::Rgb([250, 10, 10])
+            } else {
+                image::Rgb([10, 10, 250])
+            }
+        });
+        let upright = decode(&jpeg_with_orientation(&img, 1), 1 << 20).unwrap();
+        assert_eq!(upright.dimensions(), (16, 8));
+        let rotated = decode(&jpeg_with_orientation(&img, 6), 1 << 20).unwrap();
+        assert_eq!(rotated.dimensions(), (8, 16));
+        assert!(
+            rotated.get_pixel(4, 2).0[0] > 200,
+            "{:?}",
+            rotated.get_pixel(4, 2)
+        );
+        assert!(
+            rotated.get_pixel(4, 13).0[2] > 200,
+            "{:?}",
+            rotated.get_pixel(4, 13)
+        );
+    }
 }
