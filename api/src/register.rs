@@ -1,8 +1,12 @@
 //! `PUT /v1/models/{name}/versions/{version}`: registering a model version
 //! over HTTP.
 //!
-//! The body is `multipart/form-data` with a `model` part (the ONNX file), a
-//! `manifest` part (the `model.toml` text) and optionally a `labels` part.
+//! The body is either `multipart/form-data` with a `model` part (the ONNX
+//! file), a `manifest` part (the `model.toml` text) and optionally a
+//! `labels` part, or JSON naming where the API should fetch them:
+//! `{"model": "gs://…/model.onnx", "manifest": "gs://…/model.toml",
+//! "labels": "gs://…/labels.txt"}` (same storage policy and size cap as job
+//! inputs, see `--fetch-*`).
 //! The version is written into the shared model directory under a hidden
 //! temporary name and renamed into place in one step, so a worker scanning
 //! the directory never sees half a model; workers pick it up on their next
@@ -26,6 +30,37 @@ struct Upload {
     model: Bytes,
     manifest: String,
     labels: Option<Bytes>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadRefs {
+    model: String,
+    manifest: String,
+    labels: Option<String>,
+}
+
+/// Fetches the files a JSON registration names.
+async fn fetch_upload(state: &AppState, body: Bytes) -> Result<Upload, ApiError> {
+    let refs: UploadRefs = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidArgument(format!("invalid registration JSON: {e}")))?;
+    let fetch = |uri: String| async move {
+        let parsed = crate::input::check_uri(&uri)?;
+        state.fetcher.check(&parsed)?;
+        state.fetcher.get(&parsed).await.map_err(ApiError::from)
+    };
+    let model = fetch(refs.model).await?;
+    let manifest = String::from_utf8(fetch(refs.manifest).await?.to_vec())
+        .map_err(|_| ApiError::InvalidArgument("the manifest is not UTF-8 text".into()))?;
+    let labels = match refs.labels {
+        Some(uri) => Some(fetch(uri).await?),
+        None => None,
+    };
+    Ok(Upload {
+        model,
+        manifest,
+        labels,
+    })
 }
 
 async fn read_upload(req: Request) -> Result<Upload, ApiError> {
@@ -115,7 +150,18 @@ pub async fn put_version(
             "model names use a-z, 0-9, '-', '_', '.'; versions are positive integers".into(),
         ));
     }
-    let upload = read_upload(req).await?;
+    let is_json = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let upload = if is_json {
+        let (parts, body) = req.into_parts();
+        let body = crate::read::read_body(&parts.headers, body, 64 * 1024).await?;
+        fetch_upload(&state, body).await?
+    } else {
+        read_upload(req).await?
+    };
     let manifest = ModelManifest::parse(&upload.manifest, Path::new(MANIFEST_FILE))
         .map_err(|e| ApiError::InvalidArgument(format!("invalid manifest: {e}")))?;
     // An ONNX file is a protobuf ModelProto; its first field is ir_version (tag 0x08).

@@ -36,6 +36,16 @@ async fn bucket_round_trip(kind: Kind) {
         Kind::Gcs => ("gs", "--gcs-endpoint"),
         Kind::S3 => ("s3", "--s3-endpoint"),
     };
+    // A private repository (models get registered into it below).
+    let repo = std::env::temp_dir().join(format!("inferq-st-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(repo.join("tiny-mean/1")).unwrap();
+    for f in ["1/model.onnx", "1/model.toml", "labels.txt"] {
+        std::fs::copy(
+            test_models().join("tiny-mean").join(f),
+            repo.join("tiny-mean").join(f),
+        )
+        .unwrap();
+    }
     let ns = Namespace::new();
     let storage = [
         flag,
@@ -43,10 +53,12 @@ async fn bucket_round_trip(kind: Kind) {
         "--fetch-allow-buckets",
         "photos,results",
     ];
-    let api = start_api(&ns, &test_models(), "tiny-mean", &storage).await;
+    let mut api_flags = vec!["--allow-model-upload", "true"];
+    api_flags.extend(storage);
+    let api = start_api(&ns, &repo, "tiny-mean", &api_flags).await;
     let mut worker_flags = vec!["--threads", "1"];
     worker_flags.extend(storage);
-    let worker = start_worker(&ns, &test_models(), &worker_flags).await;
+    let worker = start_worker(&ns, &repo, &worker_flags).await;
     let client = reqwest::Client::new();
     let base = api.url();
 
@@ -88,6 +100,48 @@ async fn bucket_round_trip(kind: Kind) {
     assert_eq!(missing["status"], "failed");
     assert_eq!(missing["error"]["code"], "input_not_found", "{missing}");
 
+    // A model registered from the bucket by reference is served.
+    let model_dir = test_models().join("tiny-embed/1");
+    emu.upload(
+        "photos",
+        "models/embed/model.onnx",
+        std::fs::read(model_dir.join("model.onnx")).unwrap(),
+    )
+    .await;
+    emu.upload(
+        "photos",
+        "models/embed/model.toml",
+        std::fs::read(model_dir.join("model.toml")).unwrap(),
+    )
+    .await;
+    let resp = client
+        .put(format!("{base}/v1/models/from-bucket/versions/1"))
+        .json(&json!({
+            "model": format!("{scheme}://photos/models/embed/model.onnx"),
+            "manifest": format!("{scheme}://photos/models/embed/model.toml"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let (status, body) = submit(
+        &client,
+        &base,
+        "?model=from-bucket",
+        "image/png",
+        solid_png(4, 4, [255, 0, 0]),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let embedded = wait_terminal(
+        &client,
+        &base,
+        body["id"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(embedded["result"]["kind"], "embedding", "{embedded}");
+
     // A bucket outside the allow-list is refused at the door.
     let (status, body) = submit_json(
         &client,
@@ -101,6 +155,7 @@ async fn bucket_round_trip(kind: Kind) {
     worker.stop().await;
     api.stop().await;
     ns.cleanup().await;
+    let _ = std::fs::remove_dir_all(repo);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
