@@ -387,6 +387,17 @@ pub async fn wait_terminal(
     }
 }
 
+/// Submits raw image bytes for `query` (e.g. `?model=x`), expects 202 and
+/// waits for the job to succeed; returns the finished job.
+pub async fn run_job(client: &reqwest::Client, base: &str, query: &str, png: Vec<u8>) -> Value {
+    let (status, body) = submit(client, base, query, "image/png", png).await;
+    assert_eq!(status, 202, "{query}: {body}");
+    let id = body["id"].as_str().expect("job id");
+    let job = wait_terminal(client, base, id, Duration::from_secs(30)).await;
+    assert_eq!(job["status"], "succeeded", "{query}: {job}");
+    job
+}
+
 /// The top-1 class index of a classification result.
 pub fn top1(job: &Value) -> u64 {
     job["result"]["top_k"][0]["index"]

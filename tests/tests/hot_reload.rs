@@ -156,23 +156,13 @@ async fn models_registered_over_http_are_served() {
     assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     assert!(repo.join("uploaded/1/model.onnx").is_file());
 
-    let (status, body) = submit(
+    let job = run_job(
         &client,
         &base,
         "?model=uploaded",
-        "image/png",
         solid_png(8, 8, [10, 20, 30]),
     )
     .await;
-    assert_eq!(status, 202, "{body}");
-    let job = wait_terminal(
-        &client,
-        &base,
-        body["id"].as_str().unwrap(),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["kind"], "image");
 
     // Versions are immutable.

@@ -2,24 +2,7 @@
 //! models whose outputs are known exactly (scripts/make_test_models.py),
 //! plus the real MoveNet pose model when it was built (`make models-extra`).
 
-use std::time::Duration;
-
 use inferq_tests::*;
-use serde_json::Value;
-
-async fn run_job(client: &reqwest::Client, base: &str, model: &str, png: Vec<u8>) -> Value {
-    let (status, body) = submit(client, base, &format!("?model={model}"), "image/png", png).await;
-    assert_eq!(status, 202, "{model}: {body}");
-    let job = wait_terminal(
-        client,
-        base,
-        body["id"].as_str().unwrap(),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(job["status"], "succeeded", "{model}: {job}");
-    job
-}
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-4
@@ -38,7 +21,7 @@ async fn every_output_kind() {
     let red = solid_png(64, 48, [255, 0, 0]);
 
     // Keypoints: normalised (y, x) in a 64x64 input, stretched from 64x48.
-    let pose = run_job(&client, &base, "tiny-pose", red.clone()).await;
+    let pose = run_job(&client, &base, "?model=tiny-pose", red.clone()).await;
     let r = &pose["result"];
     assert_eq!(r["kind"], "keypoints");
     let points: Vec<(String, f64, f64, f64)> = r["keypoints"]
@@ -72,7 +55,7 @@ async fn every_output_kind() {
 
     // Detection: threshold 0.3 drops one box, NMS 0.5 another; pixels of a
     // 100x100 input mapped back to 64x48.
-    let det = run_job(&client, &base, "tiny-detect", red.clone()).await;
+    let det = run_job(&client, &base, "?model=tiny-detect", red.clone()).await;
     let found = det["result"]["detections"].as_array().unwrap();
     assert_eq!(found.len(), 2, "{}", det["result"]);
     assert_eq!(found[0]["label"], "dog");
@@ -92,7 +75,7 @@ async fn every_output_kind() {
     assert_eq!(coords, vec![0.0, 0.0, 8.0, 24.0]);
 
     // Embedding: raw [3, 4, 0, 0], L2-normalised.
-    let emb = run_job(&client, &base, "tiny-embed", red.clone()).await;
+    let emb = run_job(&client, &base, "?model=tiny-embed", red.clone()).await;
     let values: Vec<f64> = emb["result"]["values"]
         .as_array()
         .unwrap()
@@ -106,7 +89,7 @@ async fn every_output_kind() {
 
     // Image: 1 - x, served as PNG at the job's output URL.
     let dark = solid_png(20, 10, [10, 20, 30]);
-    let inv = run_job(&client, &base, "tiny-invert", dark.clone()).await;
+    let inv = run_job(&client, &base, "?model=tiny-invert", dark.clone()).await;
     let r = &inv["result"];
     assert_eq!(
         (
@@ -131,7 +114,7 @@ async fn every_output_kind() {
     );
 
     // Tensor: both raw outputs with shapes.
-    let t = run_job(&client, &base, "tiny-tensor", dark).await;
+    let t = run_job(&client, &base, "?model=tiny-tensor", dark).await;
     let outputs = t["result"]["outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 2);
     assert_eq!(outputs[0]["name"], "mean");
@@ -177,7 +160,13 @@ async fn movenet_finds_the_astronauts_face_and_shoulders() {
     let server = start_embedded(&real_models(), "movenet-lightning", &[]).await;
     let client = reqwest::Client::new();
     let base = server.url();
-    let job = run_job(&client, &base, "movenet-lightning", image("astronaut.png")).await;
+    let job = run_job(
+        &client,
+        &base,
+        "?model=movenet-lightning",
+        image("astronaut.png"),
+    )
+    .await;
     let points = job["result"]["keypoints"].as_array().unwrap();
     assert_eq!(points.len(), 17);
     // Reference positions (original 512x512 pixels) from the Python ORT

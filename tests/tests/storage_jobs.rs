@@ -124,20 +124,11 @@ async fn bucket_round_trip(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-    let (status, body) = submit(
+    let embedded = run_job(
         &client,
         &base,
         "?model=from-bucket",
-        "image/png",
         solid_png(4, 4, [255, 0, 0]),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    let embedded = wait_terminal(
-        &client,
-        &base,
-        body["id"].as_str().unwrap(),
-        Duration::from_secs(30),
     )
     .await;
     assert_eq!(embedded["result"]["kind"], "embedding", "{embedded}");
