@@ -96,6 +96,8 @@ test: export RUST_BACKTRACE := 1
 test: assets services ## Full test suite (unit + end-to-end against Redis/RabbitMQ/ORT)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	@test -f models/movenet-lightning/1/model.onnx || \
+	  echo "NOTE: the MoveNet pose test (tests/tests/output_kinds.rs) was SKIPPED: run 'make models-extra' to include it"
 
 # ---------------------------------------------------------------------------------------------
 # Run
