@@ -50,6 +50,8 @@ pub enum ApiError {
     JobNotFound(String),
     #[error("{0}")]
     OutputNotFound(String),
+    #[error("job {id} already finished ({status}); only queued or running jobs can be canceled")]
+    JobFinished { id: String, status: String },
     #[error("no route for {0}")]
     RouteNotFound(String),
     #[error("method not allowed")]
@@ -172,6 +174,12 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 ErrorCode::JobNotFound,
                 "Job not found",
+                None,
+            ),
+            JobFinished { .. } => (
+                StatusCode::CONFLICT,
+                ErrorCode::JobFinished,
+                "Job already finished",
                 None,
             ),
             OutputNotFound(_) => (

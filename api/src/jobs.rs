@@ -271,3 +271,40 @@ pub async fn output(
     resp.headers_mut().insert(header::CONTENT_TYPE, ct);
     Ok(resp)
 }
+
+/// `POST /v1/jobs/{id}/cancel`: a queued job will be skipped when a worker
+/// dequeues it; a running one has its result discarded. The store refuses
+/// to overwrite a finished record, so a cancel racing the job's completion
+/// either wins (the result is dropped) or loses with 409, never both.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    let job_id: JobId = id.parse().map_err(|_| ApiError::JobNotFound(id.clone()))?;
+    let mut record = state
+        .store
+        .get(job_id)
+        .await?
+        .ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    let finished = |r: &JobRecord| ApiError::JobFinished {
+        id: id.clone(),
+        status: r.status.to_string(),
+    };
+    record
+        .cancel(chrono::Utc::now())
+        .map_err(|_| finished(&record))?;
+    match state
+        .store
+        .save(&record, state.settings.retention.result_ttl)
+        .await?
+    {
+        Saved::Written => {
+            tracing::info!(job_id = %job_id, "job canceled");
+            Ok(Json(record))
+        }
+        Saved::AlreadyFinished => {
+            let now = state.store.get(job_id).await?.unwrap_or(record);
+            Err(finished(&now))
+        }
+    }
+}

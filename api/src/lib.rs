@@ -48,6 +48,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs", post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/output", get(jobs::output))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{name}", get(models::get))
         .route(

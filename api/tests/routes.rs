@@ -222,3 +222,34 @@ async fn health_and_readiness() {
     assert_eq!(ready.0, StatusCode::OK);
     assert_eq!(ready.2["broker"], "ok");
 }
+
+#[tokio::test]
+async fn cancel_queued_job_then_409() {
+    let h = harness(1 << 20, 1 << 20);
+    let resp = send(&h.state, post("/v1/jobs", "image/png", png(4, 4))).await;
+    let id = resp.2["id"].as_str().unwrap().to_owned();
+    let cancel = || {
+        Request::post(format!("/v1/jobs/{id}/cancel"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let first = send(&h.state, cancel()).await;
+    assert_eq!(first.0, StatusCode::OK, "{}", first.2);
+    assert_eq!(first.2["status"], "canceled");
+    // Long-polls see it as finished at once.
+    let got = send(&h.state, get(&format!("/v1/jobs/{id}?wait=5"))).await;
+    assert_eq!(got.2["status"], "canceled");
+    assert_problem(
+        &send(&h.state, cancel()).await,
+        StatusCode::CONFLICT,
+        "job_finished",
+    );
+    let unknown = Request::post(format!("/v1/jobs/{}/cancel", JobId::new()))
+        .body(Body::empty())
+        .unwrap();
+    assert_problem(
+        &send(&h.state, unknown).await,
+        StatusCode::NOT_FOUND,
+        "job_not_found",
+    );
+}

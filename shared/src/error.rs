@@ -34,6 +34,8 @@ pub enum ErrorCode {
     Forbidden,
     /// No job with this id exists (or it has expired).
     JobNotFound,
+    /// The job already finished, so it cannot be canceled.
+    JobFinished,
     /// The job has no binary output (not finished, not an image model, or expired).
     OutputNotFound,
     /// A large image stored out of band had expired or vanished.
@@ -79,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::JobNotFound => "job_not_found",
             ErrorCode::OutputNotFound => "output_not_found",
+            ErrorCode::JobFinished => "job_finished",
             ErrorCode::BlobMissing => "blob_missing",
             ErrorCode::InvalidUri => "invalid_uri",
             ErrorCode::UriForbidden => "uri_forbidden",

@@ -61,12 +61,18 @@ pub enum JobStatus {
     Succeeded,
     /// Finished with an error code; it will not be retried.
     Failed,
+    /// Canceled by the client: not run if still queued, result discarded
+    /// if it was running.
+    Canceled,
 }
 
 impl JobStatus {
     /// Terminal states never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Succeeded | JobStatus::Failed)
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled
+        )
     }
 
     /// Whether a record may move from `self` to `next`.
@@ -79,11 +85,11 @@ impl JobStatus {
     pub fn can_become(self, next: JobStatus) -> bool {
         use JobStatus::*;
         match (self, next) {
-            (Queued, Running | Failed) => true,
-            (Running, Running | Succeeded | Failed) => true,
+            (Queued, Running | Failed | Canceled) => true,
+            (Running, Running | Succeeded | Failed | Canceled) => true,
             (Queued, Queued | Succeeded) => false,
             (Running, Queued) => false,
-            (Succeeded | Failed, _) => false,
+            (Succeeded | Failed | Canceled, _) => false,
         }
     }
 }
@@ -95,6 +101,7 @@ impl fmt::Display for JobStatus {
             JobStatus::Running => "running",
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
+            JobStatus::Canceled => "canceled",
         };
         f.write_str(s)
     }
@@ -275,6 +282,13 @@ impl JobRecord {
         Ok(())
     }
 
+    /// The client canceled the job.
+    pub fn cancel(&mut self, now: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.transition(JobStatus::Canceled)?;
+        self.finished_at = Some(now);
+        Ok(())
+    }
+
     /// Milliseconds from acceptance to `t`.
     pub fn ms_since_created(&self, t: DateTime<Utc>) -> f64 {
         (t - self.created_at)
@@ -346,6 +360,27 @@ mod tests {
         );
         assert_eq!(r.status, JobStatus::Failed);
         assert_eq!(r.error.as_ref().unwrap().code, ErrorCode::DecodeFailed);
+    }
+
+    #[test]
+    fn cancel_from_queued_or_running_only() {
+        let mut q = record();
+        q.cancel(Utc::now()).unwrap();
+        assert_eq!(q.status, JobStatus::Canceled);
+        assert!(q.status.is_terminal());
+        assert!(q.start(Utc::now()).is_err());
+        let mut r = record();
+        r.start(Utc::now()).unwrap();
+        r.cancel(Utc::now()).unwrap();
+        assert!(
+            r.succeed(prediction(), Timings::default(), Utc::now())
+                .is_err()
+        );
+        let mut done = record();
+        done.start(Utc::now()).unwrap();
+        done.succeed(prediction(), Timings::default(), Utc::now())
+            .unwrap();
+        assert!(done.cancel(Utc::now()).is_err());
     }
 
     #[test]

@@ -377,7 +377,7 @@ pub async fn wait_terminal(
         assert_eq!(resp.status(), 200, "job {id} vanished");
         let body: Value = resp.json().await.unwrap();
         let status = body["status"].as_str().unwrap_or_default();
-        if status == "succeeded" || status == "failed" {
+        if matches!(status, "succeeded" | "failed" | "canceled") {
             return body;
         }
         assert!(

@@ -219,3 +219,55 @@ async fn bad_inputs_are_refused_or_fail_cleanly_and_the_worker_keeps_serving() {
     api.stop().await;
     ns.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceled_jobs_are_not_run() {
+    if !services_available() {
+        return;
+    }
+    let ns = Namespace::new();
+    let api = start_api(&ns, &test_models(), "tiny-mean", &[]).await;
+    let client = reqwest::Client::new();
+    let base = api.url();
+    // No worker yet: both jobs wait in RabbitMQ; one is canceled there.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = submit(
+            &client,
+            &base,
+            "",
+            "image/png",
+            solid_png(8, 8, [0, 255, 0]),
+        )
+        .await;
+        assert_eq!(status, 202);
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let resp = client
+        .post(format!("{base}/v1/jobs/{}/cancel", ids[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let worker = start_worker(&ns, &test_models(), &["--threads", "1"]).await;
+    let done = wait_terminal(&client, &base, &ids[1], Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    // The worker dequeued the canceled one after it (FIFO) and skipped it.
+    let canceled = wait_terminal(&client, &base, &ids[0], Duration::from_secs(5)).await;
+    assert_eq!(canceled["status"], "canceled");
+    assert_eq!(
+        canceled["attempts"], 0,
+        "a canceled job must not run: {canceled}"
+    );
+    assert!(canceled.get("result").is_none());
+    // Finished jobs cannot be canceled.
+    let resp = client
+        .post(format!("{base}/v1/jobs/{}/cancel", ids[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    worker.stop().await;
+    api.stop().await;
+    ns.cleanup().await;
+}

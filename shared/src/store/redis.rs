@@ -30,7 +30,7 @@ const SAVE_SCRIPT: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
-  if ok and (rec['status'] == 'succeeded' or rec['status'] == 'failed') then
+  if ok and (rec['status'] == 'succeeded' or rec['status'] == 'failed' or rec['status'] == 'canceled') then
     return 0
   end
 end

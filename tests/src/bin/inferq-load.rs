@@ -85,6 +85,7 @@ async fn one_job(client: &reqwest::Client, args: &Args, submit_url: &str) -> any
         match job["status"].as_str() {
             Some("succeeded") => return Ok(()),
             Some("failed") => anyhow::bail!("job failed: {}", job["error"]),
+            Some("canceled") => anyhow::bail!("job canceled"),
             _ => {}
         }
     }
