@@ -61,6 +61,37 @@ async fn wait_for_successes(client: &reqwest::Client, base: &str, ids: &[String]
     }
 }
 
+/// One worker process (1 thread, prefetch 2) per test run.
+const FLAGS: [&str; 4] = ["--threads", "1", "--prefetch", "2"];
+
+/// An API, a worker process and `JOBS` slow jobs, `successes` of them done.
+struct Scenario {
+    ns: Namespace,
+    api: InProcess,
+    client: reqwest::Client,
+    base: String,
+    ids: Vec<String>,
+    worker: WorkerProcess,
+}
+
+async fn mid_stream(log: &str, successes: usize) -> Scenario {
+    let ns = Namespace::new();
+    let api = start_api(&ns, &test_models(), "tiny-mean", &[]).await;
+    let client = reqwest::Client::new();
+    let base = api.url();
+    let worker = WorkerProcess::spawn(&ns, &test_models(), &FLAGS, &log_path(log));
+    let ids = submit_slow_jobs(&client, &base).await;
+    wait_for_successes(&client, &base, &ids, successes).await;
+    Scenario {
+        ns,
+        api,
+        client,
+        base,
+        ids,
+        worker,
+    }
+}
+
 fn log_path(name: &str) -> std::path::PathBuf {
     let dir = root().join("target/test-logs");
     std::fs::create_dir_all(&dir).unwrap();
@@ -72,17 +103,16 @@ async fn sigkilled_worker_loses_no_job() {
     if !services_available() {
         return;
     }
-    let ns = Namespace::new();
-    let api = start_api(&ns, &test_models(), "tiny-mean", &[]).await;
-    let client = reqwest::Client::new();
-    let base = api.url();
-    let flags = ["--threads", "1", "--prefetch", "2"];
-    let mut victim =
-        WorkerProcess::spawn(&ns, &test_models(), &flags, &log_path("sigkill-victim.log"));
-    let ids = submit_slow_jobs(&client, &base).await;
-
     // Wait until the victim is mid-stream, then kill it without warning.
-    wait_for_successes(&client, &base, &ids, 5).await;
+    let Scenario {
+        ns,
+        api,
+        client,
+        base,
+        ids,
+        worker: mut victim,
+    } = mid_stream("sigkill-victim.log", 5).await;
+    let flags = FLAGS;
     victim.signal(libc::SIGKILL);
     victim.wait_exit(Duration::from_secs(10)).expect("killed");
     let before: HashSet<String> = statuses(&client, &base, &ids)
@@ -138,15 +168,15 @@ async fn sigterm_drains_in_flight_jobs_and_exits() {
     if !services_available() {
         return;
     }
-    let ns = Namespace::new();
-    let api = start_api(&ns, &test_models(), "tiny-mean", &[]).await;
-    let client = reqwest::Client::new();
-    let base = api.url();
-    let flags = ["--threads", "1", "--prefetch", "2"];
-    let mut worker =
-        WorkerProcess::spawn(&ns, &test_models(), &flags, &log_path("sigterm-worker.log"));
-    let ids = submit_slow_jobs(&client, &base).await;
-    wait_for_successes(&client, &base, &ids, 3).await;
+    let Scenario {
+        ns,
+        api,
+        client,
+        base,
+        ids,
+        mut worker,
+    } = mid_stream("sigterm-worker.log", 3).await;
+    let flags = FLAGS;
     worker.signal(libc::SIGTERM);
     let status = worker
         .wait_exit(Duration::from_secs(30))
