@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use inferq_shared::config::{
-    BrokerConfig, HttpConfig, LimitConfig, LogConfig, ModelConfig, RetentionConfig, StoreConfig,
+    AdmissionConfig, BrokerConfig, DeliveryConfig, HttpConfig, LimitConfig, LogConfig, ModelConfig,
+    RetentionConfig, StoreConfig,
 };
 use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,12 @@ pub struct ApiConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub broker: BrokerConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub delivery: DeliveryConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub admission: AdmissionConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub store: StoreConfig,

@@ -60,6 +60,23 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Overloaded(String),
+    #[error(
+        "{backlog} jobs of model {model} are waiting or running (the limit is {max}); retry in {retry_after} s"
+    )]
+    BacklogFull {
+        model: String,
+        backlog: u64,
+        max: u64,
+        retry_after: u32,
+    },
+    #[error("the server is handling as many requests as it may; retry shortly")]
+    Busy,
+    #[error("job {id} is {status}, not dead-lettered; only dead-lettered jobs can be replayed")]
+    NotDeadLettered { id: String, status: String },
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
+    #[error("the first request with this Idempotency-Key is still in progress; retry shortly")]
+    IdempotencyKeyInUse,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -210,6 +227,36 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::Overloaded,
                 "Too many jobs waiting",
+                Some(1),
+            ),
+            BacklogFull { retry_after, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::Overloaded,
+                "Too many jobs waiting",
+                Some(*retry_after),
+            ),
+            Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Overloaded,
+                "Server busy",
+                Some(1),
+            ),
+            NotDeadLettered { .. } => (
+                StatusCode::CONFLICT,
+                ErrorCode::NotDeadLettered,
+                "Not dead-lettered",
+                None,
+            ),
+            IdempotencyKeyReused(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+                "Idempotency key reused",
+                None,
+            ),
+            IdempotencyKeyInUse => (
+                StatusCode::CONFLICT,
+                ErrorCode::IdempotencyKeyInUse,
+                "Idempotency key in use",
                 Some(1),
             ),
             Internal(_) => (

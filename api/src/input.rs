@@ -2,8 +2,9 @@
 //!
 //! - a raw image body (`image/*`, `application/octet-stream`);
 //! - `multipart/form-data`: a file part (`file` or `image`) plus optional
-//!   `model`, `version`, `top_k` and `output_uri` fields;
-//! - JSON: `{"model", "version", "top_k", "input": {...}, "output": {"uri"}}`
+//!   `model`, `version`, `top_k`, `output_uri`, `deadline` and `timeout` fields;
+//! - JSON: `{"model", "version", "top_k", "deadline", "timeout", "input": {...},
+//!   "output": {"uri"}}`
 //!   where `input` is exactly one of `{"b64": "<base64 or data: URL>"}` (the
 //!   TF Serving convention), `{"uri": "gs://…|s3://…|https://…|file:///…"}`
 //!   or `{"tensor": [[[…]]]}` (a nested list in the model's input layout).
@@ -35,6 +36,10 @@ pub struct JobOptions {
     pub version: Option<u64>,
     pub top_k: Option<usize>,
     pub output_uri: Option<String>,
+    /// The job must start by this instant (RFC 3339) or it ends `expired`.
+    pub deadline: Option<String>,
+    /// The job must start within this many seconds of acceptance.
+    pub timeout: Option<f64>,
 }
 
 impl JobOptions {
@@ -43,6 +48,8 @@ impl JobOptions {
         self.version = body.version.or(self.version);
         self.top_k = body.top_k.or(self.top_k);
         self.output_uri = body.output_uri.or(self.output_uri.take());
+        self.deadline = body.deadline.or(self.deadline.take());
+        self.timeout = body.timeout.or(self.timeout);
     }
 }
 
@@ -73,6 +80,8 @@ struct JsonJob {
     model: Option<String>,
     version: Option<u64>,
     top_k: Option<usize>,
+    deadline: Option<String>,
+    timeout: Option<f64>,
     input: JsonInput,
     output: Option<JsonOutput>,
 }
@@ -131,6 +140,8 @@ pub async fn parse(
             version: job.version,
             top_k: job.top_k,
             output_uri: job.output.map(|o| o.uri),
+            deadline: job.deadline,
+            timeout: job.timeout,
         });
         json_input(job.input)?
     } else {
@@ -161,7 +172,7 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
         match name.as_str() {
             "file" | "image" => image = Some(field.bytes().await.map_err(too_large)?),
             _ if is_file => image = Some(field.bytes().await.map_err(too_large)?),
-            "model" | "version" | "top_k" | "output_uri" => {
+            "model" | "version" | "top_k" | "output_uri" | "deadline" | "timeout" => {
                 let text = field.text().await.map_err(too_large)?;
                 let text = text.trim().to_owned();
                 let number = |t: &str| {
@@ -173,12 +184,18 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
                     "model" => options.model = Some(text),
                     "version" => options.version = Some(number(&text)?),
                     "top_k" => options.top_k = Some(number(&text)? as usize),
+                    "timeout" => {
+                        options.timeout = Some(text.parse().map_err(|_| {
+                            ApiError::InvalidArgument("field `timeout` must be a number".into())
+                        })?)
+                    }
+                    "deadline" => options.deadline = Some(text),
                     _ => options.output_uri = Some(text),
                 }
             }
             other => {
                 return Err(ApiError::InvalidArgument(format!(
-                    "unknown form field `{other}`; expected file, model, version, top_k, output_uri"
+                    "unknown form field `{other}`; expected file, model, version, top_k, output_uri, deadline, timeout"
                 )));
             }
         }

@@ -10,15 +10,19 @@
 //! shutdown future resolves; [`run`] wires the production backends
 //! (RabbitMQ, Redis) from an [`ApiConfig`].
 
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod idempotency;
 pub mod input;
 pub mod jobs;
+pub mod limit;
 pub mod models;
 pub mod read;
 pub mod register;
 pub mod state;
+pub mod submit;
 
 use std::future::Future;
 use std::path::Path;
@@ -45,11 +49,17 @@ pub fn app(state: AppState) -> Router {
     // through our own reader with the same limit.
     let body_limit = DefaultBodyLimit::max(state.settings.limits.max_body_bytes);
     Router::new()
-        .route("/v1/jobs", post(jobs::submit))
+        .route("/v1/jobs", post(submit::submit))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/output", get(jobs::output))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/models", get(models::list))
+        .route("/v1/admin/dead-letters", get(admin::list))
+        .route("/v1/admin/dead-letters/replay", post(admin::replay_many))
+        .route(
+            "/v1/admin/dead-letters/{id}/replay",
+            post(admin::replay_one),
+        )
         .route("/v1/models/{name}", get(models::get))
         .route(
             "/v1/models/{name}/versions/{version}",
@@ -57,25 +67,51 @@ pub fn app(state: AppState) -> Router {
                 .put(register::put_version)
                 .layer(DefaultBodyLimit::max(state.settings.models.max_model_bytes)),
         )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
         .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            limit::InFlight::new(state.settings.max_inflight_requests),
+            limit::in_flight,
+        ))
+        // Probes are added after the in-flight limit: a busy server is
+        // still alive and must not be restarted for being busy.
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .layer(body_limit)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then finishes the
-/// requests in progress.
+/// Serves the API on `listener` until `shutdown` resolves, then stops
+/// accepting connections, answers long-polls at once with the job's current
+/// state, and gives the requests in progress the configured grace period to
+/// finish before returning.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let grace = state.settings.shutdown_grace;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        tracing::info!(grace = ?grace, "shutting down: finishing requests in progress");
+        let _ = tx.send(true);
+    };
+    let router = app(state).layer(axum::Extension(limit::Draining(rx.clone())));
+    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+    let mut rx = rx;
+    let deadline = async move {
+        let _ = rx.wait_for(|d| *d).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served,
+        _ = deadline => {
+            tracing::warn!("shutdown grace period over; dropping the requests still in progress");
+            Ok(())
+        }
+    }
 }
 
 /// Failures that stop the API from starting.
@@ -118,7 +154,12 @@ pub fn load_models(dir: &Path, default_model: &str) -> Result<ModelRepository, R
 pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> {
     let models = load_models(&config.models.model_dir, &config.models.default_model)?;
     let live = Arc::new(LiveRepository::new(&config.models.model_dir, models));
-    let queue = AmqpQueue::new(&config.broker.amqp_url, &config.broker.queue, "inferq-api");
+    let queue = AmqpQueue::new(
+        &config.broker.amqp_url,
+        &config.broker.queue,
+        "inferq-api",
+        config.delivery.delivery_limit,
+    );
     // Connect eagerly so a misconfiguration shows at start, but start anyway:
     // readiness reports the broker until it is back.
     if let Err(e) = inferq_shared::broker::JobQueue::check(&queue).await {
@@ -135,6 +176,7 @@ pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> 
             &config.models,
             &config.limits,
             &config.retention,
+            &config.admission,
         )),
     })
 }

@@ -91,6 +91,12 @@ pub struct Settings {
     pub max_wait: Duration,
     /// Deadline for enqueueing a job.
     pub request_timeout: Duration,
+    /// Jobs per model accepted and not yet final before 429 (0 = no limit).
+    pub max_backlog: u64,
+    /// Requests handled at once before 503.
+    pub max_inflight_requests: usize,
+    /// Time requests in progress get to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
 }
 
 /// Record and blob lifetimes.
@@ -98,6 +104,10 @@ pub struct Settings {
 pub struct Retention {
     pub result_ttl: Duration,
     pub blob_ttl: Duration,
+    /// How long a dead-lettered job stays parked (and a replay possible).
+    pub dead_letter_ttl: Duration,
+    /// How long an `Idempotency-Key` names its job.
+    pub idempotency_ttl: Duration,
 }
 
 impl Settings {
@@ -107,6 +117,7 @@ impl Settings {
         models: &inferq_shared::config::ModelConfig,
         limits: &LimitConfig,
         retention: &inferq_shared::config::RetentionConfig,
+        admission: &inferq_shared::config::AdmissionConfig,
     ) -> Self {
         Settings {
             default_model: models.default_model.clone(),
@@ -115,9 +126,14 @@ impl Settings {
             retention: Retention {
                 result_ttl: Duration::from_secs(retention.result_ttl_secs.max(1)),
                 blob_ttl: Duration::from_secs(retention.blob_ttl_secs.max(1)),
+                dead_letter_ttl: Duration::from_secs(retention.dead_letter_ttl_secs.max(1)),
+                idempotency_ttl: Duration::from_secs(retention.idempotency_ttl_secs.max(1)),
             },
             max_wait: Duration::from_secs_f64(http.max_wait_secs.clamp(0.0, 3600.0)),
             request_timeout: Duration::from_secs_f64(http.request_timeout_secs.clamp(0.1, 3600.0)),
+            max_backlog: admission.max_backlog,
+            max_inflight_requests: admission.max_inflight_requests.max(1),
+            shutdown_grace: Duration::from_secs_f64(http.shutdown_grace_secs.clamp(0.0, 3600.0)),
         }
     }
 }

@@ -55,6 +55,12 @@ pub struct RetentionConfig {
     /// Seconds an out-of-band image is kept (it is deleted once its job ends).
     #[arg(long, env = "INFERQ_BLOB_TTL_SECS", default_value_t = 3_600)]
     pub blob_ttl_secs: u64,
+    /// Seconds an `Idempotency-Key` keeps naming the job it created.
+    #[arg(long, env = "INFERQ_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
+    pub idempotency_ttl_secs: u64,
+    /// Seconds a dead-lettered job (record and message, for a replay) is kept.
+    #[arg(long, env = "INFERQ_DEAD_LETTER_TTL_SECS", default_value_t = 7 * 86_400)]
+    pub dead_letter_ttl_secs: u64,
 }
 
 /// Which models are served.
@@ -112,6 +118,10 @@ pub struct HttpConfig {
     /// Seconds a request (other than a long-poll) may take before it is answered 503.
     #[arg(long, env = "INFERQ_REQUEST_TIMEOUT_SECS", default_value_t = 30.0)]
     pub request_timeout_secs: f64,
+    /// Seconds requests in progress may take to finish after a shutdown
+    /// signal (long-polls are answered at once); then the server exits.
+    #[arg(long, env = "INFERQ_SHUTDOWN_GRACE_SECS", default_value_t = 10.0)]
+    pub shutdown_grace_secs: f64,
 }
 
 /// The inference threads.
@@ -133,10 +143,31 @@ pub struct InferenceConfig {
     #[arg(long, env = "INFERQ_ORT_LIBRARY")]
     #[serde(default)]
     pub ort_library: Option<PathBuf>,
-    /// A job started this many times without finishing (it keeps crashing
-    /// workers) is failed instead of being run again.
-    #[arg(long, env = "INFERQ_MAX_ATTEMPTS", default_value_t = 3)]
-    pub max_attempts: u32,
+}
+
+/// How often a job may be tried before it is dead-lettered.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct DeliveryConfig {
+    /// A job started this many times without finishing, or returned to the
+    /// queue more often than this (its workers keep dying), is dead-lettered
+    /// instead of being run again. Also the queue's `x-delivery-limit`: the
+    /// API and every worker must use the same value.
+    #[arg(long, env = "INFERQ_DELIVERY_LIMIT", default_value_t = 3)]
+    pub delivery_limit: u32,
+}
+
+/// Admission control: refusing work honestly instead of queueing it forever.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct AdmissionConfig {
+    /// Jobs of one model that may be accepted and not yet finished (waiting
+    /// or running); beyond it submissions get 429 with a Retry-After computed
+    /// from the backlog and the model's recent completion rate. 0 = no limit.
+    #[arg(long, env = "INFERQ_MAX_BACKLOG", default_value_t = 10_000)]
+    pub max_backlog: u64,
+    /// HTTP requests handled at once (long-polls included); more get 503
+    /// with Retry-After at once instead of piling up. Probes are exempt.
+    #[arg(long, env = "INFERQ_MAX_INFLIGHT_REQUESTS", default_value_t = 1024)]
+    pub max_inflight_requests: usize,
 }
 
 /// Logging.
@@ -255,6 +286,9 @@ mod tests {
         #[command(flatten)]
         #[serde(flatten)]
         inference: InferenceConfig,
+        #[command(flatten)]
+        #[serde(flatten)]
+        delivery: DeliveryConfig,
     }
 
     fn file(text: &str) -> PathBuf {
@@ -267,23 +301,23 @@ mod tests {
     fn defaults_apply() {
         let d: Demo = load(["demo"]).unwrap();
         assert_eq!(d.limits.max_pixels, 40_000_000);
-        assert_eq!(d.inference.max_attempts, 3);
+        assert_eq!(d.delivery.delivery_limit, 3);
         assert!(d.inference.cores.is_empty());
     }
 
     #[test]
     fn file_overrides_default_and_flag_overrides_file() {
-        let p = file("max_pixels = 1000\nmax_attempts = 7\ncores = [1, 0]\n");
+        let p = file("max_pixels = 1000\ndelivery_limit = 7\ncores = [1, 0]\n");
         let d: Demo = load([
             "demo",
             "--config",
             p.to_str().unwrap(),
-            "--max-attempts",
+            "--delivery-limit",
             "9",
         ])
         .unwrap();
         assert_eq!(d.limits.max_pixels, 1000);
-        assert_eq!(d.inference.max_attempts, 9);
+        assert_eq!(d.delivery.delivery_limit, 9);
         assert_eq!(d.inference.cores, vec![1, 0]);
         std::fs::remove_file(p).unwrap();
     }

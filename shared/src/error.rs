@@ -56,9 +56,17 @@ pub enum ErrorCode {
     InferenceFailed,
     /// The job was attempted too many times (e.g. it crashed workers).
     TooManyAttempts,
+    /// The job's deadline passed before a worker could start it.
+    DeadlineExceeded,
+    /// Only dead-lettered jobs can be replayed.
+    NotDeadLettered,
+    /// An `Idempotency-Key` was reused for a different request.
+    IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` is still being handled.
+    IdempotencyKeyInUse,
     /// A dependency (broker or store) is unavailable; retry later.
     Unavailable,
-    /// The queue is full; retry later.
+    /// Too much work is waiting (for this model, or in the API); retry later.
     Overloaded,
     /// A bug or an unexpected condition.
     Internal,
@@ -90,6 +98,10 @@ impl ErrorCode {
             ErrorCode::FetchFailed => "fetch_failed",
             ErrorCode::InferenceFailed => "inference_failed",
             ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::DeadlineExceeded => "deadline_exceeded",
+            ErrorCode::NotDeadLettered => "not_dead_lettered",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",
@@ -114,6 +126,9 @@ mod tests {
             ErrorCode::TooManyPixels,
             ErrorCode::DecodeFailed,
             ErrorCode::TooManyAttempts,
+            ErrorCode::DeadlineExceeded,
+            ErrorCode::NotDeadLettered,
+            ErrorCode::IdempotencyKeyReused,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_string(&code).unwrap();

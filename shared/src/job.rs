@@ -1,7 +1,10 @@
 //! Jobs: identity, lifecycle and the record clients poll.
 //!
 //! A job is created by the API in state `queued`, moved to `running` by the
-//! worker that picked it up, and ends `succeeded` or `failed`. The record is
+//! worker that picked it up, and ends `succeeded` or `failed` — or
+//! `canceled` (by its client), `expired` (its deadline passed before a
+//! worker started it) or `dead_lettered` (it used up its delivery limit; an
+//! operator can replay it, the one way out of a final state). The record is
 //! the single source of truth a client sees through `GET /v1/jobs/{id}`; the
 //! state machine lives here so the API, the worker and both store
 //! implementations enforce the same rules.
@@ -64,6 +67,12 @@ pub enum JobStatus {
     /// Canceled by the client: not run if still queued, result discarded
     /// if it was running.
     Canceled,
+    /// Its deadline passed while it waited in the queue; it was not run.
+    Expired,
+    /// Delivered (or started) as often as the delivery limit allows without
+    /// finishing — it probably crashes workers. Parked for an operator, who
+    /// can list and replay it.
+    DeadLettered,
 }
 
 impl JobStatus {
@@ -71,7 +80,11 @@ impl JobStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled
+            JobStatus::Succeeded
+                | JobStatus::Failed
+                | JobStatus::Canceled
+                | JobStatus::Expired
+                | JobStatus::DeadLettered
         )
     }
 
@@ -80,16 +93,18 @@ impl JobStatus {
     /// `Running -> Running` is allowed because a worker that crashed leaves
     /// the job running and the broker hands it to another worker. Queued may
     /// jump straight to failed (a job rejected before it ran, e.g. after too
-    /// many attempts). Nothing leaves a terminal state: a redelivered job that
-    /// already finished must not be overwritten.
+    /// many attempts). Nothing leaves a terminal state through this check: a
+    /// redelivered job that already finished must not be overwritten. (A
+    /// dead-lettered job is requeued only by [`JobRecord::replay`], an explicit
+    /// operator action.)
     pub fn can_become(self, next: JobStatus) -> bool {
         use JobStatus::*;
         match (self, next) {
-            (Queued, Running | Failed | Canceled) => true,
-            (Running, Running | Succeeded | Failed | Canceled) => true,
+            (Queued, Running | Failed | Canceled | Expired | DeadLettered) => true,
+            (Running, Running | Succeeded | Failed | Canceled | Expired | DeadLettered) => true,
             (Queued, Queued | Succeeded) => false,
             (Running, Queued) => false,
-            (Succeeded | Failed | Canceled, _) => false,
+            (Succeeded | Failed | Canceled | Expired | DeadLettered, _) => false,
         }
     }
 }
@@ -102,6 +117,8 @@ impl fmt::Display for JobStatus {
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
             JobStatus::Canceled => "canceled",
+            JobStatus::Expired => "expired",
+            JobStatus::DeadLettered => "dead_lettered",
         };
         f.write_str(s)
     }
@@ -159,6 +176,12 @@ pub struct JobRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// How many times a worker started this job (more than 1 after a crash).
     pub attempts: u32,
+    /// The job must start before this instant or it ends `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+    /// How often an operator replayed this job out of the dead-letter queue.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replays: u32,
     /// Image size in bytes and pixels as validated on submission.
     pub input: InputInfo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +193,10 @@ pub struct JobRecord {
     /// Where the result was also written, when the job asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputDelivery>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The outcome of writing a result to the job's output URI.
@@ -226,6 +253,8 @@ impl JobRecord {
             started_at: None,
             finished_at: None,
             attempts: 0,
+            deadline: None,
+            replays: 0,
             input,
             result: None,
             timings: None,
@@ -287,6 +316,55 @@ impl JobRecord {
         self.transition(JobStatus::Canceled)?;
         self.finished_at = Some(now);
         Ok(())
+    }
+
+    /// The deadline passed before a worker could start the job.
+    pub fn expire(&mut self, now: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.transition(JobStatus::Expired)?;
+        let deadline = self.deadline.map(|d| d.to_rfc3339()).unwrap_or_default();
+        self.error = Some(JobError::new(
+            ErrorCode::DeadlineExceeded,
+            format!("the job's deadline ({deadline}) passed before a worker could start it"),
+        ));
+        self.finished_at = Some(now);
+        Ok(())
+    }
+
+    /// The job used up its delivery limit; `error` says why it was given up.
+    pub fn dead_letter(
+        &mut self,
+        error: JobError,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        self.transition(JobStatus::DeadLettered)?;
+        self.error = Some(error);
+        self.finished_at = Some(now);
+        Ok(())
+    }
+
+    /// An operator sends a dead-lettered job round again: it is queued
+    /// afresh with its attempt count reset (the replay is counted).
+    pub fn replay(&mut self) -> Result<(), TransitionError> {
+        if self.status != JobStatus::DeadLettered {
+            return Err(TransitionError {
+                id: self.id,
+                from: self.status,
+                to: JobStatus::Queued,
+            });
+        }
+        self.status = JobStatus::Queued;
+        self.attempts = 0;
+        self.replays += 1;
+        self.started_at = None;
+        self.finished_at = None;
+        self.error = None;
+        self.timings = None;
+        Ok(())
+    }
+
+    /// Whether the deadline passed by `now`.
+    pub fn past_deadline(&self, now: DateTime<Utc>) -> bool {
+        self.deadline.is_some_and(|d| now > d)
     }
 
     /// Milliseconds from acceptance to `t`.
@@ -381,6 +459,32 @@ mod tests {
         done.succeed(prediction(), Timings::default(), Utc::now())
             .unwrap();
         assert!(done.cancel(Utc::now()).is_err());
+    }
+
+    #[test]
+    fn expiry_and_dead_letter_are_final_but_dead_letters_replay() {
+        let mut e = record();
+        e.deadline = Some(Utc::now() - chrono::Duration::seconds(1));
+        assert!(e.past_deadline(Utc::now()));
+        e.expire(Utc::now()).unwrap();
+        assert_eq!(e.status, JobStatus::Expired);
+        assert_eq!(e.error.as_ref().unwrap().code, ErrorCode::DeadlineExceeded);
+        assert!(e.start(Utc::now()).is_err());
+        assert!(e.replay().is_err(), "only dead letters replay");
+
+        let mut d = record();
+        d.start(Utc::now()).unwrap();
+        d.start(Utc::now()).unwrap();
+        d.dead_letter(JobError::new(ErrorCode::TooManyAttempts, "x"), Utc::now())
+            .unwrap();
+        assert!(d.status.is_terminal());
+        assert!(d.start(Utc::now()).is_err());
+        assert_eq!(d.attempts, 2);
+        d.replay().unwrap();
+        assert_eq!(d.status, JobStatus::Queued);
+        assert_eq!((d.attempts, d.replays), (0, 1));
+        assert!(d.error.is_none());
+        d.start(Utc::now()).unwrap();
     }
 
     #[test]

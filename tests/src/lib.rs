@@ -107,10 +107,18 @@ impl Namespace {
             lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await
         {
             if let Ok(ch) = conn.create_channel().await {
+                for q in [self.queue.clone(), format!("{}.dead", self.queue)] {
+                    let _ = ch
+                        .queue_delete(
+                            q.as_str().into(),
+                            lapin::options::QueueDeleteOptions::default(),
+                        )
+                        .await;
+                }
                 let _ = ch
-                    .queue_delete(
-                        self.queue.as_str().into(),
-                        lapin::options::QueueDeleteOptions::default(),
+                    .exchange_delete(
+                        format!("{}.dlx", self.queue).as_str().into(),
+                        lapin::options::ExchangeDeleteOptions::default(),
                     )
                     .await;
             }
@@ -377,7 +385,10 @@ pub async fn wait_terminal(
         assert_eq!(resp.status(), 200, "job {id} vanished");
         let body: Value = resp.json().await.unwrap();
         let status = body["status"].as_str().unwrap_or_default();
-        if matches!(status, "succeeded" | "failed" | "canceled") {
+        if matches!(
+            status,
+            "succeeded" | "failed" | "canceled" | "expired" | "dead_lettered"
+        ) {
             return body;
         }
         assert!(

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use inferq_shared::config::{
-    BrokerConfig, HttpConfig, InferenceConfig, LimitConfig, LogConfig, ModelConfig,
-    RetentionConfig, StoreConfig,
+    AdmissionConfig, BrokerConfig, DeliveryConfig, HttpConfig, InferenceConfig, LimitConfig,
+    LogConfig, ModelConfig, RetentionConfig, StoreConfig,
 };
 use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,9 @@ pub struct WorkerConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub broker: BrokerConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub delivery: DeliveryConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub store: StoreConfig,
@@ -78,6 +81,12 @@ pub struct EmbeddedConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub http: HttpConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub delivery: DeliveryConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub admission: AdmissionConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub retention: RetentionConfig,

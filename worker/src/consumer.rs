@@ -5,11 +5,16 @@
 //! the message unacked; the broker redelivers it, and the next worker finds
 //! either a finished record (acks without rerunning) or a running one (runs
 //! it again, counting the attempt). A job that keeps killing workers is
-//! failed after `max_attempts` instead of looping forever.
+//! rejected into the dead-letter queue once it has been started
+//! `delivery_limit` times (the broker does the same on its own when a
+//! message keeps coming back); [`crate::dead`] parks it for an operator.
 //!
-//! Bad input is not retried: a job whose image cannot be decoded is marked
-//! failed with an error code and acked. Only infrastructure failures (the
-//! store is down, the engine is stopping) put a message back on the queue.
+//! A job whose deadline passed while it waited is not run: it ends
+//! `expired`. Bad input is not retried: a job whose image cannot be decoded
+//! is marked failed with an error code and acked. Only infrastructure
+//! failures put a message back on the queue — and a store outage is first
+//! waited out for a while, holding the message, because every requeue
+//! counts against the delivery limit.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,7 +47,12 @@ pub struct Processor {
     /// Reads `uri` inputs and writes results to output URIs.
     pub fetcher: Arc<Fetcher>,
     pub result_ttl: Duration,
-    pub max_attempts: u32,
+    /// Starts after which a job is dead-lettered (see the module docs).
+    pub delivery_limit: u32,
+    /// How long a store outage is waited out before a message is requeued.
+    pub store_patience: Duration,
+    /// How long a dead-lettered job is kept for a replay.
+    pub dead_letter_ttl: Duration,
 }
 
 /// How a delivery was settled (for logs and tests).
@@ -50,8 +60,11 @@ pub struct Processor {
 pub enum Settled {
     Acked,
     Requeued,
+    /// Sent to the dead-letter queue.
+    Rejected,
 }
 
+/// Retries of a final write before the message is requeued.
 const STORE_RETRIES: u32 = 5;
 
 impl Processor {
@@ -62,58 +75,80 @@ impl Processor {
             Err(e) => {
                 // Retrying cannot fix a message nobody can read.
                 tracing::error!(error = %e, "unreadable message dropped");
-                return settle(&delivery, true).await;
+                return settle(&delivery, Settle::Ack).await;
             }
         };
         let span = tracing::info_span!("job", job_id = %msg.id, model = %msg.model,
-            version = msg.version, redelivered = delivery.redelivered);
-        let ack = self.process(msg).instrument(span).await;
-        settle(&delivery, ack).await
+            version = msg.version, redelivered = delivery.redelivered,
+            delivery_count = delivery.delivery_count);
+        let outcome = self.process(msg).instrument(span).await;
+        settle(&delivery, outcome).await
     }
 
-    /// Returns whether to ack (true) or requeue (false).
-    async fn process(&self, msg: JobMessage) -> bool {
-        let record = match self.store.get(msg.id).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "store unavailable; requeueing");
-                return false;
+    /// Reads a record, waiting out a store outage for up to `store_patience`.
+    pub(crate) async fn read_record(
+        &self,
+        id: inferq_shared::job::JobId,
+    ) -> Result<Option<JobRecord>, ()> {
+        let give_up = tokio::time::Instant::now() + self.store_patience;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.store.get(id).await {
+                Ok(r) => return Ok(r),
+                Err(e) if tokio::time::Instant::now() + delay < give_up => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "store unavailable; waiting");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "store still unavailable; requeueing");
+                    return Err(());
+                }
             }
+        }
+    }
+
+    /// Runs the job as far as it should go and says how to settle it.
+    async fn process(&self, msg: JobMessage) -> Settle {
+        let Ok(record) = self.read_record(msg.id).await else {
+            return Settle::Requeue;
         };
         // The record may be gone (expired, or the store lost it); the
         // message alone is enough to run the job.
         let mut record = record.unwrap_or_else(|| {
             let mut r = JobRecord::queued(msg.id, &msg.model, msg.version, InputInfo::default());
             r.created_at = msg.created_at;
+            r.deadline = msg.deadline;
             r
         });
         if record.status.is_terminal() {
             tracing::info!(status = %record.status, "job already finished; acking redelivery");
             self.drop_blob(&msg).await;
-            return true;
+            return Settle::Ack;
         }
-        if record.attempts >= self.max_attempts {
-            let err = JobError::new(
-                ErrorCode::TooManyAttempts,
-                format!(
-                    "started {} times without finishing; giving up",
-                    record.attempts
-                ),
-            );
-            tracing::error!(attempts = record.attempts, "job failed: too many attempts");
-            let _ = record.fail(err, None, Utc::now());
+        let now = Utc::now();
+        if record.past_deadline(now) {
+            tracing::info!(deadline = ?record.deadline, "deadline passed in the queue; job expired");
+            let _ = record.expire(now);
             return self.finish(&msg, &record).await;
+        }
+        if record.attempts >= self.delivery_limit {
+            tracing::error!(
+                attempts = record.attempts,
+                "job keeps failing to finish; dead-lettering"
+            );
+            return Settle::Reject;
         }
         let started = Utc::now();
         if record.start(started).is_err() {
-            return true;
+            return Settle::Ack;
         }
         match self.store.save(&record, self.result_ttl).await {
             Ok(Saved::Written) => {}
-            Ok(Saved::AlreadyFinished) => return true,
+            Ok(Saved::AlreadyFinished) => return Settle::Ack,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot mark job running; requeueing");
-                return false;
+                return Settle::Requeue;
             }
         }
         let mut timings = Timings {
@@ -144,7 +179,7 @@ impl Processor {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot fetch image; requeueing");
-                    return false;
+                    return Settle::Requeue;
                 }
             },
         };
@@ -182,7 +217,7 @@ impl Processor {
                         .await
                     {
                         tracing::warn!(error = %e, "cannot store output; requeueing");
-                        return false;
+                        return Settle::Requeue;
                     }
                     if let Prediction::Image { href, .. } = &mut outcome.prediction {
                         *href = format!("/v1/jobs/{}/output", msg.id);
@@ -206,14 +241,14 @@ impl Processor {
                 timings.total_ms = record.ms_since_created(now);
                 let _ = record.fail(err, Some(timings), now);
             }
-            Err(InferError::Stopped) => return false,
+            Err(InferError::Stopped) => return Settle::Requeue,
         }
         self.finish(&msg, &record).await
     }
 
     /// Stores a terminal record (retrying while the store is flaky) and
-    /// frees the image; returns whether the message may be acked.
-    async fn finish(&self, msg: &JobMessage, record: &JobRecord) -> bool {
+    /// frees the image; acks if stored, requeues otherwise.
+    async fn finish(&self, msg: &JobMessage, record: &JobRecord) -> Settle {
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=STORE_RETRIES {
             match self.store.save(record, self.result_ttl).await {
@@ -223,11 +258,11 @@ impl Processor {
                             inference_ms = t.inference_ms, "job finished");
                     }
                     self.drop_blob(msg).await;
-                    return true;
+                    return Settle::Ack;
                 }
                 Err(StoreError::Corrupt(e)) => {
                     tracing::error!(error = %e, "cannot serialise result");
-                    return true;
+                    return Settle::Ack;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "cannot store result; retrying");
@@ -237,7 +272,7 @@ impl Processor {
             }
         }
         // The result is lost but the job is not: the broker will redeliver.
-        false
+        Settle::Requeue
     }
 
     async fn drop_blob(&self, msg: &JobMessage) {
@@ -269,23 +304,47 @@ fn tensor_input(shape: &[usize], bytes: &[u8], m: &ModelManifest) -> Result<Inpu
     Ok(InputTensor { shape: dims, data })
 }
 
-async fn settle(delivery: &Delivery, ack: bool) -> Settled {
-    let result = if ack {
-        delivery.acker.ack().await
-    } else {
-        // A short pause so a store outage does not turn into a hot
-        // redelivery loop.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        delivery.acker.requeue().await
+/// What to do with a delivery once processing is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    /// The job is final and stored.
+    Ack,
+    /// Infrastructure trouble; try again later.
+    Requeue,
+    /// Out of attempts: to the dead-letter queue.
+    Reject,
+}
+
+async fn settle(delivery: &Delivery, how: Settle) -> Settled {
+    let result = match how {
+        Settle::Ack => delivery.acker.ack().await,
+        Settle::Requeue => {
+            // A short pause so an outage does not turn into a hot
+            // redelivery loop.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            delivery.acker.requeue().await
+        }
+        Settle::Reject => delivery.acker.reject().await,
     };
     if let Err(e) = result {
         // The channel is gone; the broker redelivers the message anyway.
         tracing::warn!(error = %e, "could not settle delivery");
     }
-    if ack {
-        Settled::Acked
-    } else {
-        Settled::Requeued
+    match how {
+        Settle::Ack => Settled::Acked,
+        Settle::Requeue => Settled::Requeued,
+        Settle::Reject => Settled::Rejected,
+    }
+}
+
+async fn open(
+    queue: &dyn JobQueue,
+    lane: Lane,
+    prefetch: u16,
+) -> Result<Box<dyn inferq_shared::broker::Deliveries>, inferq_shared::broker::BrokerError> {
+    match lane {
+        Lane::Jobs => queue.consume(prefetch).await,
+        Lane::Dead => queue.consume_dead(prefetch).await,
     }
 }
 
@@ -300,11 +359,22 @@ async fn cancel(deliveries: &mut dyn inferq_shared::broker::Deliveries) {
     }
 }
 
-/// Consumes until `shutdown` resolves, then stops taking new jobs, lets the
-/// in-flight ones finish (at most `drain` long) and returns.
+/// Which queue a consume loop reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The job queue: run jobs.
+    Jobs,
+    /// The dead-letter queue: park dead letters (see [`crate::dead`]).
+    Dead,
+}
+
+/// Consumes `lane` until `shutdown` resolves, then stops taking new
+/// deliveries, lets the in-flight ones finish (at most `drain` long) and
+/// returns.
 pub async fn consume(
     queue: Arc<dyn JobQueue>,
     processor: Arc<Processor>,
+    lane: Lane,
     prefetch: u16,
     drain: Duration,
     shutdown: impl Future<Output = ()>,
@@ -318,7 +388,7 @@ pub async fn consume(
     'outer: loop {
         let mut deliveries = tokio::select! {
             _ = &mut shutdown => break 'outer,
-            d = queue.consume(prefetch) => match d {
+            d = open(queue.as_ref(), lane, prefetch) => match d {
                 Ok(d) => { backoff = Duration::from_millis(200); d }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "cannot consume; retrying");
@@ -331,7 +401,7 @@ pub async fn consume(
                 }
             },
         };
-        tracing::info!(prefetch, "consuming");
+        tracing::info!(prefetch, ?lane, "consuming");
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -346,7 +416,15 @@ pub async fn consume(
                 Some(Ok(delivery)) => {
                     let p = processor.clone();
                     tasks.spawn(async move {
-                        p.handle(delivery).await;
+                        match lane {
+                            Lane::Jobs => {
+                                p.handle(delivery).await;
+                            }
+                            Lane::Dead => {
+                                let how = p.park(&delivery).await;
+                                settle(&delivery, how).await;
+                            }
+                        }
                         drop(permit);
                     });
                 }

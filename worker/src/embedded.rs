@@ -16,9 +16,8 @@ use inferq_shared::store::memory::MemoryStore;
 use tokio::sync::watch;
 
 use crate::config::EmbeddedConfig;
-use crate::consumer::{self, Processor};
 use crate::models::EmbeddedCatalog;
-use crate::{RunError, prefetch_for, start_engine, stopped};
+use crate::{RunError, consume_all, prefetch_for, processor, start_engine, stopped};
 
 /// Serves on `listener` until `shutdown` resolves: the API stops accepting,
 /// queued and in-flight jobs are worked off (bounded by the drain timeout),
@@ -29,17 +28,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let (engine, models) = start_engine(&config.models, &config.inference, &config.limits).await?;
-    let queue = Arc::new(MemoryQueue::new(config.queue_capacity));
+    let queue = Arc::new(MemoryQueue::new(
+        config.queue_capacity,
+        config.delivery.delivery_limit,
+    ));
     let store = Arc::new(MemoryStore::new(config.store_capacity));
     let fetcher = Arc::new(Fetcher::new(&config.fetch)?);
-    let processor = Arc::new(Processor {
-        engine: engine.clone(),
-        store: store.clone(),
-        models: models.clone(),
-        fetcher: fetcher.clone(),
-        result_ttl: Duration::from_secs(config.retention.result_ttl_secs.max(1)),
-        max_attempts: config.inference.max_attempts.max(1),
-    });
+    let processor = processor(
+        engine.clone(),
+        store.clone(),
+        models.clone(),
+        fetcher.clone(),
+        &config.retention,
+        &config.delivery,
+    );
     let state = AppState {
         queue: queue.clone(),
         store,
@@ -50,6 +52,7 @@ pub async fn run(
             &config.models,
             &config.limits,
             &config.retention,
+            &config.admission,
         )),
     };
 
@@ -65,12 +68,12 @@ pub async fn run(
         inferq_api::poll_interval(config.models.model_poll_secs),
         stopped(stop_rx.clone()),
     ));
-    let consumer = tokio::spawn(consumer::consume(
+    let consumer = tokio::spawn(consume_all(
         queue,
         processor,
         prefetch,
         drain,
-        stopped(stop_rx.clone()),
+        stop_rx.clone(),
     ));
     tracing::info!(addr = ?listener.local_addr().ok(), threads = engine.threads(), "inferq (embedded) listening");
     let served = inferq_api::serve(listener, state, stopped(stop_rx)).await;

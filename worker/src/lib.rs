@@ -2,6 +2,7 @@
 //!
 //! - [`engine`]: pinned inference threads, each owning its sessions;
 //! - [`consumer`]: the consume → infer → store → ack loop;
+//! - [`dead`]: parks dead-lettered jobs for an operator's replay;
 //! - [`embedded`]: API + engine in one process on in-memory backends;
 //! - [`run`]: the production worker on RabbitMQ and Redis.
 //!
@@ -10,6 +11,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod dead;
 pub mod deliver;
 pub mod embedded;
 pub mod engine;
@@ -82,6 +84,54 @@ pub(crate) async fn start_engine(
     Ok((engine.clone(), ModelSet::new(live, engine)))
 }
 
+/// Dead letters a worker holds at once (they are rare and cheap).
+const DEAD_PREFETCH: u16 = 4;
+
+/// How long a worker waits out a store outage before requeueing a job.
+const STORE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The processor both worker flavours run.
+pub(crate) fn processor(
+    engine: Arc<Engine>,
+    store: Arc<dyn inferq_shared::store::ResultStore>,
+    models: Arc<ModelSet>,
+    fetcher: Arc<Fetcher>,
+    retention: &inferq_shared::config::RetentionConfig,
+    delivery: &inferq_shared::config::DeliveryConfig,
+) -> Arc<Processor> {
+    Arc::new(Processor {
+        engine,
+        store,
+        models,
+        fetcher,
+        result_ttl: Duration::from_secs(retention.result_ttl_secs.max(1)),
+        delivery_limit: delivery.delivery_limit.max(1),
+        store_patience: STORE_PATIENCE,
+        dead_letter_ttl: Duration::from_secs(retention.dead_letter_ttl_secs.max(1)),
+    })
+}
+
+/// Runs the job and dead-letter consume loops until `stop` turns true.
+pub(crate) async fn consume_all(
+    queue: Arc<dyn inferq_shared::broker::JobQueue>,
+    processor: Arc<Processor>,
+    prefetch: u16,
+    drain: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use consumer::Lane;
+    let dead = tokio::spawn(consumer::consume(
+        queue.clone(),
+        processor.clone(),
+        Lane::Dead,
+        DEAD_PREFETCH,
+        drain,
+        stopped(stop.clone()),
+    ));
+    consumer::consume(queue, processor, Lane::Jobs, prefetch, drain, stopped(stop)).await;
+    let _ = dead.await;
+}
+
 /// Prefetch: explicit, or two per inference thread.
 pub fn prefetch_for(configured: u16, threads: usize) -> u16 {
     if configured > 0 {
@@ -103,19 +153,20 @@ pub async fn run(
         &config.broker.amqp_url,
         &config.broker.queue,
         "inferq-worker",
+        config.delivery.delivery_limit,
     ));
     let store = Arc::new(RedisStore::new(
         &config.store.redis_url,
         &config.store.key_prefix,
     )?);
-    let processor = Arc::new(Processor {
-        engine: engine.clone(),
+    let processor = processor(
+        engine.clone(),
         store,
-        models: models.clone(),
-        fetcher: Arc::new(Fetcher::new(&config.fetch)?),
-        result_ttl: Duration::from_secs(config.retention.result_ttl_secs.max(1)),
-        max_attempts: config.inference.max_attempts.max(1),
-    });
+        models.clone(),
+        Arc::new(Fetcher::new(&config.fetch)?),
+        &config.retention,
+        &config.delivery,
+    );
     let prefetch = prefetch_for(config.consume.prefetch, engine.threads());
     tracing::info!(
         threads = engine.threads(),
@@ -126,16 +177,23 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(models.clone().watch(
         inferq_api::poll_interval(config.models.model_poll_secs),
-        stopped(stop_rx),
+        stopped(stop_rx.clone()),
     ));
-    consumer::consume(
+    let consumers = consume_all(
         queue.clone(),
         processor,
         prefetch,
         Duration::from_secs_f64(config.consume.drain_timeout_secs.max(0.0)),
-        shutdown,
-    )
-    .await;
+        stop_rx,
+    );
+    tokio::pin!(consumers);
+    tokio::select! {
+        _ = shutdown => {
+            let _ = stop_tx.send(true);
+            consumers.await;
+        }
+        _ = &mut consumers => {}
+    }
     let _ = stop_tx.send(true);
     let _ = watcher.await;
     queue.close().await;

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use inferq_api::{ApiCatalog, AppState, Settings, app};
+use inferq_api::{ApiCatalog, ApiConfig, AppState, Settings, app};
 use inferq_shared::broker::memory::MemoryQueue;
-use inferq_shared::config::{HttpConfig, LimitConfig, ModelConfig, RetentionConfig};
 use inferq_shared::repository::{LiveRepository, ModelRepository};
 use inferq_shared::store::memory::MemoryStore;
 use serde_json::Value;
@@ -24,39 +23,54 @@ pub struct Harness {
 }
 
 pub fn harness(max_body: usize, inline_max: usize) -> Harness {
+    harness_with(&[
+        "--max-body-bytes",
+        &max_body.to_string(),
+        "--inline-max-bytes",
+        &inline_max.to_string(),
+    ])
+}
+
+/// The harness with extra `inferq-api` flags (defaults otherwise, as the
+/// production binary would parse them).
+pub fn harness_with(flags: &[&str]) -> Harness {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/models");
+    let mut args = vec![
+        "inferq-api",
+        "--max-wait-secs",
+        "5",
+        "--request-timeout-secs",
+        "5",
+        "--default-model",
+        "tiny-mean",
+        "--model-poll-secs",
+        "0",
+        "--max-model-bytes",
+        "1048576",
+        "--result-ttl-secs",
+        "60",
+        "--blob-ttl-secs",
+        "60",
+        "--model-dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(flags);
+    let config: ApiConfig = inferq_shared::config::load(args).unwrap();
     let repo = ModelRepository::scan(&dir).unwrap().repository;
     let models = ApiCatalog(Arc::new(LiveRepository::new(&dir, repo)));
-    let queue = MemoryQueue::new(8);
+    let queue = MemoryQueue::new(8, config.delivery.delivery_limit);
     let store = Arc::new(MemoryStore::new(100));
-    let http = HttpConfig {
-        listen: "127.0.0.1:0".into(),
-        max_wait_secs: 5.0,
-        request_timeout_secs: 5.0,
-    };
-    let model_cfg = ModelConfig {
-        model_dir: dir,
-        default_model: "tiny-mean".into(),
-        model_poll_secs: 0.0,
-        allow_model_upload: false,
-        max_model_bytes: 1 << 20,
-    };
-    let limits = LimitConfig {
-        max_body_bytes: max_body,
-        max_pixels: 40_000_000,
-        inline_max_bytes: inline_max,
-    };
-    let retention = RetentionConfig {
-        result_ttl_secs: 60,
-        blob_ttl_secs: 60,
-    };
     let state = AppState {
         queue: Arc::new(queue.clone()),
         store: store.clone(),
         models: Arc::new(models),
         fetcher: Arc::new(inferq_shared::fetch::Fetcher::new(&Default::default()).unwrap()),
         settings: Arc::new(Settings::from_config(
-            &http, &model_cfg, &limits, &retention,
+            &config.http,
+            &config.models,
+            &config.limits,
+            &config.retention,
+            &config.admission,
         )),
     };
     Harness {

@@ -8,6 +8,19 @@
 //! The connection is opened lazily and re-opened after it breaks, so a broker
 //! restart makes calls fail fast with [`BrokerError::Unavailable`] (the API
 //! answers 503) and the next call after the broker is back succeeds.
+//!
+//! Topology, declared by every process on connect (declaring is idempotent):
+//! - `Q` — the job queue: quorum, with `x-delivery-limit` (a message
+//!   returned more often than that — its consumers keep dying — is
+//!   dead-lettered instead of looping forever) and at-least-once
+//!   dead-lettering into `Q.dlx`, so a dead letter cannot be lost between
+//!   the two queues;
+//! - `Q.dlx` — a fanout exchange; `Q.dead` — the quorum queue behind it,
+//!   drained by the workers' dead-letter consumer.
+//!
+//! Every process must declare `Q` with the same arguments: RabbitMQ refuses
+//! a declaration that differs from the existing queue (PRECONDITION_FAILED),
+//! which is reported with a hint rather than retried silently.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +31,11 @@ use futures::StreamExt;
 use lapin::Confirmation;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
 
 use super::{Acker, BrokerError, Deliveries, Delivery, JobQueue};
@@ -49,6 +63,7 @@ pub struct AmqpQueue {
     url: String,
     queue: String,
     name: String,
+    delivery_limit: u32,
     link: Mutex<Option<Arc<Link>>>,
 }
 
@@ -57,12 +72,15 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 }
 
 impl AmqpQueue {
-    /// `name` identifies the connection in the RabbitMQ management UI.
-    pub fn new(url: &str, queue: &str, name: &str) -> Self {
+    /// `name` identifies the connection in the RabbitMQ management UI;
+    /// `delivery_limit` is how often a message may return to the queue
+    /// before it is dead-lettered.
+    pub fn new(url: &str, queue: &str, name: &str, delivery_limit: u32) -> Self {
         AmqpQueue {
             url: url.to_owned(),
             queue: queue.to_owned(),
             name: name.to_owned(),
+            delivery_limit: delivery_limit.max(1),
             link: Mutex::new(None),
         }
     }
@@ -83,7 +101,7 @@ impl AmqpQueue {
                 .map_err(|_| unavailable("connect timed out"))?
                 .map_err(unavailable)?;
         let publisher = connection.create_channel().await.map_err(unavailable)?;
-        declare(&publisher, &self.queue).await?;
+        declare(&publisher, &self.queue, self.delivery_limit).await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -105,6 +123,49 @@ impl AmqpQueue {
         }
     }
 
+    /// A consumer on `queue` (the job queue or its dead-letter queue).
+    async fn consume_from(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<Box<dyn Deliveries>, BrokerError> {
+        let link = self.link().await?;
+        let result = async {
+            let channel = link
+                .connection
+                .create_channel()
+                .await
+                .map_err(unavailable)?;
+            // Per-consumer prefetch (global = false): quorum queues do not
+            // support a channel-wide limit.
+            channel
+                .basic_qos(prefetch.max(1), BasicQosOptions { global: false })
+                .await
+                .map_err(unavailable)?;
+            let tag = format!("{}-{}", self.name, uuid::Uuid::new_v4().simple());
+            let consumer = channel
+                .basic_consume(
+                    queue.into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok::<_, BrokerError>(Box::new(AmqpDeliveries {
+                channel,
+                consumer,
+                tag,
+                done: false,
+            }) as Box<dyn Deliveries>)
+        }
+        .await;
+        if result.is_err() {
+            self.drop_link(&link).await;
+        }
+        result
+    }
+
     /// Closes the connection (pending acks are flushed first by the broker).
     pub async fn close(&self) {
         if let Some(link) = self.link.lock().await.take() {
@@ -115,26 +176,114 @@ impl AmqpQueue {
     }
 }
 
-/// Declares the job queue: durable, replicated (quorum), so a broker node
-/// restart loses nothing that was confirmed.
-async fn declare(channel: &Channel, queue: &str) -> Result<(), BrokerError> {
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
+/// The dead-letter queue of job queue `queue`.
+pub fn dead_queue(queue: &str) -> String {
+    format!("{queue}.dead")
+}
+
+fn dead_exchange(queue: &str) -> String {
+    format!("{queue}.dlx")
+}
+
+fn declare_error(queue: &str, e: lapin::Error) -> BrokerError {
+    let text = e.to_string();
+    if text.contains("PRECONDITION_FAILED") {
+        tracing::error!(queue, error = %text, "queue exists with other arguments");
+        return BrokerError::Unavailable(format!(
+            "queue {queue} exists with different arguments (an older InferQ, or another \
+             --delivery-limit); delete it or use another --queue: {text}"
+        ));
+    }
+    unavailable(text)
+}
+
+/// Declares the topology described in the module docs. Queues are durable
+/// and replicated (quorum), so a broker node restart loses nothing that was
+/// confirmed.
+async fn declare(channel: &Channel, queue: &str, delivery_limit: u32) -> Result<(), BrokerError> {
+    let quorum = || {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        args
+    };
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let dlx = dead_exchange(queue);
+    let dead = dead_queue(queue);
     channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
+        .exchange_declare(
+            dlx.as_str().into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
                 durable: true,
                 ..Default::default()
             },
-            args,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| declare_error(&dlx, e))?;
+    channel
+        .queue_declare(dead.as_str().into(), durable, quorum())
+        .await
+        .map_err(|e| declare_error(&dead, e))?;
+    channel
+        .queue_bind(
+            dead.as_str().into(),
+            dlx.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
         )
         .await
         .map_err(unavailable)?;
+    let mut args = quorum();
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongInt(delivery_limit.min(i32::MAX as u32) as i32),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(dlx.as_str().into()),
+    );
+    // At-least-once dead-lettering needs the queue to reject publishes
+    // when over a length limit instead of dropping its head.
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    channel
+        .queue_declare(queue.into(), durable, args)
+        .await
+        .map_err(|e| declare_error(queue, e))?;
     Ok(())
+}
+
+/// How often a delivered message went back to its quorum queue before.
+fn delivery_count(props: &BasicProperties) -> u32 {
+    let Some(headers) = props.headers() else {
+        return 0;
+    };
+    let Some(v) = headers.inner().get("x-delivery-count") else {
+        return 0;
+    };
+    let n = match v {
+        AMQPValue::LongLongInt(n) => *n,
+        AMQPValue::LongInt(n) => i64::from(*n),
+        AMQPValue::LongUInt(n) => i64::from(*n),
+        AMQPValue::ShortInt(n) => i64::from(*n),
+        AMQPValue::ShortUInt(n) => i64::from(*n),
+        _ => 0,
+    };
+    n.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 #[async_trait]
@@ -174,41 +323,11 @@ impl JobQueue for AmqpQueue {
     }
 
     async fn consume(&self, prefetch: u16) -> Result<Box<dyn Deliveries>, BrokerError> {
-        let link = self.link().await?;
-        let result = async {
-            let channel = link
-                .connection
-                .create_channel()
-                .await
-                .map_err(unavailable)?;
-            // Per-consumer prefetch (global = false): quorum queues do not
-            // support a channel-wide limit.
-            channel
-                .basic_qos(prefetch.max(1), BasicQosOptions { global: false })
-                .await
-                .map_err(unavailable)?;
-            let tag = format!("{}-{}", self.name, uuid::Uuid::new_v4().simple());
-            let consumer = channel
-                .basic_consume(
-                    self.queue.as_str().into(),
-                    tag.as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(unavailable)?;
-            Ok::<_, BrokerError>(Box::new(AmqpDeliveries {
-                channel,
-                consumer,
-                tag,
-                done: false,
-            }) as Box<dyn Deliveries>)
-        }
-        .await;
-        if result.is_err() {
-            self.drop_link(&link).await;
-        }
-        result
+        self.consume_from(&self.queue, prefetch).await
+    }
+
+    async fn consume_dead(&self, prefetch: u16) -> Result<Box<dyn Deliveries>, BrokerError> {
+        self.consume_from(&dead_queue(&self.queue), prefetch).await
     }
 
     async fn check(&self) -> Result<(), BrokerError> {
@@ -231,6 +350,7 @@ impl Deliveries for AmqpDeliveries {
         }
         match self.consumer.next().await {
             Some(Ok(d)) => Some(Ok(Delivery {
+                delivery_count: delivery_count(&d.properties),
                 payload: Bytes::from(d.data),
                 redelivered: d.redelivered,
                 acker: Box::new(AmqpAcker(d.acker)),
@@ -274,6 +394,17 @@ impl Acker for AmqpAcker {
             .nack(BasicNackOptions {
                 multiple: false,
                 requeue: true,
+            })
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn reject(&self) -> Result<(), BrokerError> {
+        self.0
+            .nack(BasicNackOptions {
+                multiple: false,
+                requeue: false,
             })
             .await
             .map(|_| ())

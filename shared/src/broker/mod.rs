@@ -8,7 +8,10 @@
 //!
 //! Semantics both honour: `publish` returns only once the job is safely
 //! queued (for RabbitMQ: the broker confirmed it); a [`Delivery`] that is
-//! neither acked nor requeued is redelivered when its consumer goes away.
+//! neither acked nor requeued is redelivered when its consumer goes away; a
+//! message returned to the queue more often than the *delivery limit*, or
+//! rejected by its consumer, moves to the dead-letter queue, which a
+//! separate consumer ([`JobQueue::consume_dead`]) drains.
 
 pub mod amqp;
 pub mod memory;
@@ -44,6 +47,10 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Starts consuming with at most `prefetch` unacknowledged deliveries.
     async fn consume(&self, prefetch: u16) -> Result<Box<dyn Deliveries>, BrokerError>;
 
+    /// Starts consuming the dead-letter queue: messages that exceeded the
+    /// delivery limit or were rejected.
+    async fn consume_dead(&self, prefetch: u16) -> Result<Box<dyn Deliveries>, BrokerError>;
+
     /// Checks the broker is reachable (for readiness probes).
     async fn check(&self) -> Result<(), BrokerError>;
 }
@@ -64,6 +71,9 @@ pub struct Delivery {
     pub payload: Bytes,
     /// The broker delivered this message before (to a consumer that died).
     pub redelivered: bool,
+    /// How often the message went back to the queue before this delivery
+    /// (0 on the first delivery).
+    pub delivery_count: u32,
     pub acker: Box<dyn Acker>,
 }
 
@@ -76,4 +86,6 @@ pub trait Acker: Send + Sync {
     async fn ack(&self) -> Result<(), BrokerError>;
     /// Processing could not complete (e.g. the store is down); put it back.
     async fn requeue(&self) -> Result<(), BrokerError>;
+    /// Give up on the message: it moves to the dead-letter queue.
+    async fn reject(&self) -> Result<(), BrokerError>;
 }

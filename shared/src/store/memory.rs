@@ -5,20 +5,33 @@
 //! jobs cannot grow the process without limit; when full (after sweeping) new
 //! jobs are refused with [`StoreError::Full`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Notifier, ResultStore, Saved, StoreError};
-use crate::job::{JobId, JobRecord};
+use super::{
+    Admission, Claim, Notifier, RATE_BUCKET_SECS, RATE_BUCKETS, ResultStore, Saved, StoreError,
+    rate_bucket,
+};
+use crate::job::{JobId, JobRecord, JobStatus};
 
 #[derive(Default)]
 struct Inner {
     records: HashMap<JobId, (JobRecord, Instant)>,
     blobs: HashMap<String, (Vec<u8>, Instant)>,
     writes: u64,
+    /// Model → jobs accepted and not yet final.
+    backlog: HashMap<String, u64>,
+    /// (model, bucket) → jobs finished; old buckets are dropped on write.
+    completions: HashMap<(String, u64), u64>,
+    /// Parked dead letters: index by (parked order) and the messages.
+    dead: BTreeMap<u64, JobId>,
+    dead_messages: HashMap<JobId, (u64, Vec<u8>, Instant)>,
+    dead_seq: u64,
+    /// Idempotency key → (job, request fingerprint, expiry).
+    idempotency: HashMap<String, (JobId, String, Instant)>,
 }
 
 /// The in-memory store.
@@ -52,33 +65,209 @@ impl Inner {
     fn sweep(&mut self, now: Instant) {
         self.records.retain(|_, (_, exp)| *exp > now);
         self.blobs.retain(|_, (_, exp)| *exp > now);
+        self.idempotency.retain(|_, (_, _, exp)| *exp > now);
+        let dead = &mut self.dead;
+        self.dead_messages.retain(|_, (seq, _, exp)| {
+            let keep = *exp > now;
+            if !keep {
+                dead.remove(seq);
+            }
+            keep
+        });
+    }
+
+    fn live(&self, id: &JobId, now: Instant) -> Option<&JobRecord> {
+        self.records
+            .get(id)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(r, _)| r)
+    }
+
+    /// The write every mode of [`MemoryStore`] shares; mirrors the Redis
+    /// script (see `redis.rs`).
+    fn write(
+        &mut self,
+        record: &JobRecord,
+        ttl: Duration,
+        capacity: usize,
+        revive: bool,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        self.writes += 1;
+        // Sweeping is O(n); do it on every 1024th write or when full.
+        if self.writes.is_multiple_of(1024) || self.records.len() >= capacity {
+            self.sweep(now);
+        }
+        let current = self.live(&record.id, now).map(|r| r.status);
+        match current {
+            _ if revive && current != Some(JobStatus::DeadLettered) => return Ok(false),
+            Some(s) if !revive && s.is_terminal() => return Ok(false),
+            None if self.records.len() >= capacity => return Err(StoreError::Full),
+            _ => {}
+        }
+        self.records.insert(record.id, (record.clone(), now + ttl));
+        let backlog = self.backlog.entry(record.model.clone()).or_default();
+        if record.status.is_terminal() {
+            *backlog = backlog.saturating_sub(1);
+            let bucket = rate_bucket(std::time::SystemTime::now());
+            *self
+                .completions
+                .entry((record.model.clone(), bucket))
+                .or_default() += 1;
+            self.completions
+                .retain(|(_, b), _| b + RATE_BUCKETS > bucket);
+        } else if revive {
+            *backlog += 1;
+        }
+        Ok(true)
     }
 }
 
 #[async_trait]
 impl ResultStore for MemoryStore {
     async fn save(&self, record: &JobRecord, ttl: Duration) -> Result<Saved, StoreError> {
-        let now = Instant::now();
-        {
-            let mut inner = self.inner.lock().expect("store lock");
-            inner.writes += 1;
-            // Sweeping is O(n); do it on every 1024th write or when full.
-            if inner.writes.is_multiple_of(1024) || inner.records.len() >= self.capacity {
-                inner.sweep(now);
-            }
-            match inner.records.get(&record.id) {
-                Some((cur, exp)) if *exp > now && cur.status.is_terminal() => {
-                    return Ok(Saved::AlreadyFinished);
-                }
-                None if inner.records.len() >= self.capacity => return Err(StoreError::Full),
-                _ => {}
-            }
-            inner.records.insert(record.id, (record.clone(), now + ttl));
+        let written =
+            self.inner
+                .lock()
+                .expect("store lock")
+                .write(record, ttl, self.capacity, false)?;
+        if !written {
+            return Ok(Saved::AlreadyFinished);
         }
         if record.status.is_terminal() {
             self.notifier.notify(record.id);
         }
         Ok(Saved::Written)
+    }
+
+    async fn admit(&self, model: &str, max: u64) -> Result<Admission, StoreError> {
+        let mut inner = self.inner.lock().expect("store lock");
+        let backlog = inner.backlog.get(model).copied().unwrap_or(0);
+        if max > 0 && backlog >= max {
+            let newest = rate_bucket(std::time::SystemTime::now());
+            let done: u64 = inner
+                .completions
+                .iter()
+                .filter(|((m, b), _)| m == model && b + RATE_BUCKETS > newest)
+                .map(|(_, n)| n)
+                .sum();
+            return Ok(Admission::Full {
+                backlog,
+                completions_per_sec: done as f64 / (RATE_BUCKETS * RATE_BUCKET_SECS) as f64,
+            });
+        }
+        inner.backlog.insert(model.to_owned(), backlog + 1);
+        Ok(Admission::Admitted {
+            backlog: backlog + 1,
+        })
+    }
+
+    async fn release(&self, model: &str) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().expect("store lock");
+        if let Some(n) = inner.backlog.get_mut(model) {
+            *n = n.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    async fn backlog(&self, model: &str) -> Result<u64, StoreError> {
+        let inner = self.inner.lock().expect("store lock");
+        Ok(inner.backlog.get(model).copied().unwrap_or(0))
+    }
+
+    async fn dead_letter(
+        &self,
+        record: &JobRecord,
+        message: &[u8],
+        ttl: Duration,
+    ) -> Result<Saved, StoreError> {
+        {
+            let mut inner = self.inner.lock().expect("store lock");
+            if !inner.write(record, ttl, self.capacity, false)? {
+                return Ok(Saved::AlreadyFinished);
+            }
+            inner.dead_seq += 1;
+            let seq = inner.dead_seq;
+            if let Some((old, _, _)) = inner
+                .dead_messages
+                .insert(record.id, (seq, message.to_vec(), Instant::now() + ttl))
+            {
+                inner.dead.remove(&old);
+            }
+            inner.dead.insert(seq, record.id);
+        }
+        self.notifier.notify(record.id);
+        Ok(Saved::Written)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        let inner = self.inner.lock().expect("store lock");
+        Ok(inner.dead.values().take(limit).copied().collect())
+    }
+
+    async fn dead_message(&self, id: JobId) -> Result<Option<Vec<u8>>, StoreError> {
+        let inner = self.inner.lock().expect("store lock");
+        Ok(inner
+            .dead_messages
+            .get(&id)
+            .filter(|(_, _, exp)| *exp > Instant::now())
+            .map(|(_, m, _)| m.clone()))
+    }
+
+    async fn revive(&self, record: &JobRecord, ttl: Duration) -> Result<bool, StoreError> {
+        self.inner
+            .lock()
+            .expect("store lock")
+            .write(record, ttl, self.capacity, true)
+    }
+
+    async fn forget_dead(&self, id: JobId) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().expect("store lock");
+        if let Some((seq, _, _)) = inner.dead_messages.remove(&id) {
+            inner.dead.remove(&seq);
+        }
+        Ok(())
+    }
+
+    async fn claim_idempotency(
+        &self,
+        key: &str,
+        job: JobId,
+        fingerprint: &str,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.inner.lock().expect("store lock");
+        if let Some((id, fp, exp)) = inner.idempotency.get(key)
+            && *exp > now
+        {
+            return Ok(Claim::Taken {
+                job: *id,
+                fingerprint: fp.clone(),
+            });
+        }
+        if inner.idempotency.len() >= self.capacity {
+            inner.sweep(now);
+            if inner.idempotency.len() >= self.capacity {
+                return Err(StoreError::Full);
+            }
+        }
+        inner
+            .idempotency
+            .insert(key.to_owned(), (job, fingerprint.to_owned(), now + ttl));
+        Ok(Claim::New)
+    }
+
+    async fn release_idempotency(&self, key: &str, job: JobId) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().expect("store lock");
+        if inner
+            .idempotency
+            .get(key)
+            .is_some_and(|(id, _, _)| *id == job)
+        {
+            inner.idempotency.remove(key);
+        }
+        Ok(())
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -213,6 +402,100 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    fn finished(mut r: JobRecord) -> JobRecord {
+        r.start(chrono::Utc::now()).unwrap();
+        r.fail(
+            JobError::new(ErrorCode::DecodeFailed, "x"),
+            None,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        r
+    }
+
+    #[tokio::test]
+    async fn backlog_admits_up_to_the_limit_and_final_writes_release() {
+        let s = MemoryStore::new(10);
+        assert!(matches!(
+            s.admit("m", 2).await.unwrap(),
+            Admission::Admitted { backlog: 1 }
+        ));
+        assert!(matches!(
+            s.admit("m", 2).await.unwrap(),
+            Admission::Admitted { backlog: 2 }
+        ));
+        let Admission::Full {
+            backlog,
+            completions_per_sec,
+        } = s.admit("m", 2).await.unwrap()
+        else {
+            panic!("a full backlog admitted a job");
+        };
+        assert_eq!((backlog, completions_per_sec), (2, 0.0));
+        // Another model has its own backlog; 0 means no limit.
+        assert!(matches!(
+            s.admit("other", 0).await.unwrap(),
+            Admission::Admitted { .. }
+        ));
+        // A job that ends leaves the backlog once, and counts as a completion.
+        let r = finished(rec());
+        s.save(&r, TTL).await.unwrap();
+        s.save(&r, TTL).await.unwrap();
+        assert_eq!(s.backlog("m").await.unwrap(), 1);
+        s.release("m").await.unwrap();
+        s.release("m").await.unwrap();
+        assert_eq!(s.backlog("m").await.unwrap(), 0);
+        s.admit("m", 1).await.unwrap();
+        let Admission::Full {
+            completions_per_sec,
+            ..
+        } = s.admit("m", 1).await.unwrap()
+        else {
+            panic!("full");
+        };
+        assert!(completions_per_sec > 0.0);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_park_list_and_revive_once() {
+        let s = MemoryStore::new(10);
+        let mut r = rec();
+        s.admit("m", 0).await.unwrap();
+        s.save(&r, TTL).await.unwrap();
+        r.start(chrono::Utc::now()).unwrap();
+        r.dead_letter(
+            JobError::new(ErrorCode::TooManyAttempts, "x"),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.dead_letter(&r, b"message", TTL).await.unwrap(),
+            Saved::Written
+        );
+        assert_eq!(s.backlog("m").await.unwrap(), 0);
+        assert_eq!(s.dead_letters(10).await.unwrap(), vec![r.id]);
+        assert_eq!(s.dead_message(r.id).await.unwrap().unwrap(), b"message");
+        // A finished job cannot be dead-lettered over.
+        let done = finished(rec());
+        s.save(&done, TTL).await.unwrap();
+        let mut late = done.clone();
+        late.status = JobStatus::DeadLettered;
+        assert_eq!(
+            s.dead_letter(&late, b"m", TTL).await.unwrap(),
+            Saved::AlreadyFinished
+        );
+        // Replay: only the first revive wins, and the job is back in the backlog.
+        let mut again = r.clone();
+        again.replay().unwrap();
+        assert!(s.revive(&again, TTL).await.unwrap());
+        assert!(!s.revive(&again, TTL).await.unwrap());
+        assert!(!s.revive(&done, TTL).await.unwrap());
+        assert_eq!(s.backlog("m").await.unwrap(), 1);
+        s.forget_dead(r.id).await.unwrap();
+        assert!(s.dead_letters(10).await.unwrap().is_empty());
+        assert!(s.dead_message(r.id).await.unwrap().is_none());
     }
 
     #[tokio::test]

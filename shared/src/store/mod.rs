@@ -5,6 +5,16 @@
 //! refuse to overwrite a finished job (so a redelivered job cannot clobber
 //! its result), and push a notification when a job finishes so long-polls
 //! wake at once instead of polling.
+//!
+//! The store also keeps the two numbers admission control needs, per model:
+//! the *backlog* (jobs accepted and not yet final — waiting or running) and
+//! recent *completions* (to turn an excess backlog into a `Retry-After`).
+//! Both move inside the same atomic write that makes a job final, so they
+//! cannot drift from the records as long as the store keeps its data.
+//!
+//! Dead-lettered jobs are parked here too: the record (status
+//! `dead_lettered`), the original queue message (so it can be replayed) and
+//! an index ordered by when they were parked.
 
 pub mod memory;
 pub mod redis;
@@ -40,12 +50,107 @@ pub enum Saved {
     AlreadyFinished,
 }
 
+/// Outcome of [`ResultStore::admit`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Admission {
+    /// Counted in the model's backlog, which is now `backlog`.
+    Admitted { backlog: u64 },
+    /// The backlog is at its limit; nothing was counted.
+    Full {
+        backlog: u64,
+        /// Jobs of this model finished per second, over the last minute.
+        completions_per_sec: f64,
+    },
+}
+
+/// Outcome of [`ResultStore::claim_idempotency`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was free and now names the caller's job.
+    New,
+    /// The key already names `job`, created by a request with `fingerprint`.
+    Taken { job: JobId, fingerprint: String },
+}
+
+/// Width of one completion-counting bucket.
+pub const RATE_BUCKET_SECS: u64 = 10;
+/// Buckets summed for the completion rate (one minute).
+pub const RATE_BUCKETS: u64 = 6;
+
+/// The current completion bucket number.
+pub fn rate_bucket(now: std::time::SystemTime) -> u64 {
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / RATE_BUCKET_SECS)
+        .unwrap_or(0)
+}
+
+/// Seconds a client should wait before resubmitting when `backlog` jobs wait
+/// and at most `max` may: the time the workers need, at their recent pace,
+/// to make room — at least 1 s, at most a minute. With no recent completion
+/// (workers stalled or just started) a middling 30 s.
+pub fn retry_after_secs(backlog: u64, max: u64, completions_per_sec: f64) -> u32 {
+    let excess = backlog.saturating_sub(max) + 1;
+    if completions_per_sec <= 0.0 || !completions_per_sec.is_finite() {
+        return 30;
+    }
+    (excess as f64 / completions_per_sec)
+        .ceil()
+        .clamp(1.0, 60.0) as u32
+}
+
 /// Durable-enough storage of job records and image blobs.
 #[async_trait]
 pub trait ResultStore: Send + Sync + 'static {
     /// Writes a record with the given TTL unless the stored one is terminal;
-    /// a terminal record also wakes waiters (see [`ResultStore::wait`]).
+    /// a terminal record also wakes waiters (see [`ResultStore::wait`]),
+    /// leaves its model's backlog and counts as a completion.
     async fn save(&self, record: &JobRecord, ttl: Duration) -> Result<Saved, StoreError>;
+
+    /// Counts one more job in `model`'s backlog unless it already holds
+    /// `max` (0 = no limit).
+    async fn admit(&self, model: &str, max: u64) -> Result<Admission, StoreError>;
+
+    /// Takes back an [`ResultStore::admit`] whose job was not enqueued after all.
+    async fn release(&self, model: &str) -> Result<(), StoreError>;
+
+    /// Jobs of `model` accepted and not yet final.
+    async fn backlog(&self, model: &str) -> Result<u64, StoreError>;
+
+    /// Marks a job dead-lettered (unless it is already final) and keeps its
+    /// queue `message` for a replay; both live for `ttl`.
+    async fn dead_letter(
+        &self,
+        record: &JobRecord,
+        message: &[u8],
+        ttl: Duration,
+    ) -> Result<Saved, StoreError>;
+
+    /// Up to `limit` dead-lettered job ids, oldest first.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<JobId>, StoreError>;
+
+    /// The queue message kept for a dead-lettered job.
+    async fn dead_message(&self, id: JobId) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Replaces a dead-lettered record with `record` (queued again by an
+    /// operator) and counts it back into its model's backlog; `false` if the
+    /// stored record is not dead-lettered (someone else replayed it).
+    async fn revive(&self, record: &JobRecord, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Drops a replayed job's parked message and index entry.
+    async fn forget_dead(&self, id: JobId) -> Result<(), StoreError>;
+
+    /// Binds an idempotency `key` (already scoped to its tenant) to `job`
+    /// for `ttl`, unless it is bound already.
+    async fn claim_idempotency(
+        &self,
+        key: &str,
+        job: JobId,
+        fingerprint: &str,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError>;
+
+    /// Unbinds `key` if it still names `job` (its request was not accepted).
+    async fn release_idempotency(&self, key: &str, job: JobId) -> Result<(), StoreError>;
 
     /// Reads a record.
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
@@ -164,5 +269,21 @@ impl Drop for Waiter<'_> {
                 map.remove(&self.id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_follows_the_completion_rate() {
+        // 100 waiting over a limit of 100, 10 jobs/s: room in 0.1 s -> 1 s.
+        assert_eq!(retry_after_secs(100, 100, 10.0), 1);
+        // 40 over the limit at 2 jobs/s: ~21 s.
+        assert_eq!(retry_after_secs(140, 100, 2.0), 21);
+        // Capped at a minute; a stalled pool gets the middling default.
+        assert_eq!(retry_after_secs(10_000, 100, 1.0), 60);
+        assert_eq!(retry_after_secs(100, 100, 0.0), 30);
     }
 }

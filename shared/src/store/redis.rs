@@ -4,11 +4,20 @@
 //! - `P:job:{id}` — the job record as JSON, with a TTL;
 //! - `P:blob:{id}` — an out-of-band image, with a TTL, deleted when the job ends;
 //! - `P:output:{id}` — a job's binary output (e.g. a PNG), with the result TTL;
+//! - `P:backlog` — a hash: model name → jobs accepted and not yet final;
+//! - `P:rate:{model}:{bucket}` — jobs of a model finished in one 10 s bucket
+//!   (expires after two minutes);
+//! - `P:idem:{hash}` — `"{job id} {request fingerprint}"` for an
+//!   `Idempotency-Key` (hashed with its tenant), with the idempotency TTL;
+//! - `P:dead` — a sorted set of dead-lettered job ids, scored by when they
+//!   were parked; `P:dead:{id}` — the queue message kept for a replay;
 //! - channel `P:done` — a job id is published when its job finishes.
 //!
-//! Writes go through a small Lua script that refuses to replace a terminal
-//! record and publishes the completion in the same atomic step, so a waiter
-//! that sees no notification can trust the record it reads.
+//! Record writes go through one Lua script that refuses to replace a
+//! terminal record and, in the same atomic step, publishes the completion,
+//! takes the job out of its model's backlog and counts it in the rate
+//! bucket — so a waiter that sees no notification can trust the record it
+//! reads, and the backlog moves exactly once per job.
 //!
 //! One pub/sub connection per process feeds the [`Notifier`]; it reconnects
 //! with backoff and, after a reconnect, wakes every waiter to re-read its
@@ -21,22 +30,72 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Notifier, ResultStore, Saved, StoreError};
+use super::{
+    Admission, Claim, Notifier, RATE_BUCKET_SECS, RATE_BUCKETS, ResultStore, Saved, StoreError,
+    rate_bucket,
+};
 use crate::job::{JobId, JobRecord};
 
-/// Sets KEYS[1] = ARGV[1] with TTL ARGV[2] unless the stored record is
-/// terminal; if ARGV[3] == "1" also publishes ARGV[4] on channel KEYS[2].
+/// Writes a job record. KEYS: record, done channel, backlog hash, rate
+/// bucket, dead index, dead message. ARGV: record JSON, TTL ms, "1" if the
+/// record is final, job id, model, mode, dead message, now (ms).
+///
+/// Modes: `save` refuses to replace a final record; `revive` writes only
+/// over a dead-lettered one and counts the job back into the backlog;
+/// `dead` is `save` that also parks the message and indexes the job.
 const SAVE_SCRIPT: &str = r#"
+local final = {succeeded=true, failed=true, canceled=true, expired=true, dead_lettered=true}
 local cur = redis.call('GET', KEYS[1])
+local status = nil
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
-  if ok and (rec['status'] == 'succeeded' or rec['status'] == 'failed' or rec['status'] == 'canceled') then
-    return 0
-  end
+  if ok then status = rec['status'] end
+end
+if ARGV[6] == 'revive' then
+  if status ~= 'dead_lettered' then return 0 end
+elseif status and final[status] then
+  return 0
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if ARGV[3] == '1' then
+  if redis.call('HINCRBY', KEYS[3], ARGV[5], -1) < 0 then
+    redis.call('HSET', KEYS[3], ARGV[5], 0)
+  end
+  redis.call('INCR', KEYS[4])
+  redis.call('EXPIRE', KEYS[4], 120)
   redis.call('PUBLISH', KEYS[2], ARGV[4])
+elseif ARGV[6] == 'revive' then
+  redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+end
+if ARGV[6] == 'dead' then
+  redis.call('SET', KEYS[6], ARGV[7], 'PX', ARGV[2])
+  redis.call('ZADD', KEYS[5], ARGV[8], ARGV[4])
+end
+return 1
+"#;
+
+/// Counts a job into KEYS[1] (the backlog hash) field ARGV[1] unless it
+/// already holds ARGV[2] (0 = no limit). Returns {admitted, backlog}.
+const ADMIT_SCRIPT: &str = r#"
+local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local max = tonumber(ARGV[2])
+if max > 0 and n >= max then return {0, n} end
+return {1, redis.call('HINCRBY', KEYS[1], ARGV[1], 1)}
+"#;
+
+/// Deletes KEYS[1] if it still starts with ARGV[1] (a job id).
+const RELEASE_IDEM_SCRIPT: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"#;
+
+/// Takes one job out of the backlog, never below zero.
+const RELEASE_SCRIPT: &str = r#"
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) < 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], 0)
 end
 return 1
 "#;
@@ -52,6 +111,9 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
     script: redis::Script,
+    admit_script: redis::Script,
+    release_script: redis::Script,
+    release_idem_script: redis::Script,
     notifier: Arc<Notifier>,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -76,6 +138,9 @@ impl RedisStore {
             conn,
             prefix: prefix.to_owned(),
             script: redis::Script::new(SAVE_SCRIPT),
+            admit_script: redis::Script::new(ADMIT_SCRIPT),
+            release_script: redis::Script::new(RELEASE_SCRIPT),
+            release_idem_script: redis::Script::new(RELEASE_IDEM_SCRIPT),
             notifier,
             listener,
         })
@@ -83,6 +148,67 @@ impl RedisStore {
 
     fn job_key(&self, id: JobId) -> String {
         format!("{}:job:{id}", self.prefix)
+    }
+
+    fn backlog_key(&self) -> String {
+        format!("{}:backlog", self.prefix)
+    }
+
+    fn rate_key(&self, model: &str, bucket: u64) -> String {
+        format!("{}:rate:{model}:{bucket}", self.prefix)
+    }
+
+    fn dead_index(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
+
+    fn idem_key(&self, key: &str) -> String {
+        format!("{}:idem:{key}", self.prefix)
+    }
+
+    fn dead_key(&self, id: JobId) -> String {
+        format!("{}:dead:{id}", self.prefix)
+    }
+
+    /// Runs [`SAVE_SCRIPT`]; returns whether the record was written.
+    async fn write(
+        &self,
+        record: &JobRecord,
+        ttl: Duration,
+        mode: &str,
+        message: &[u8],
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let now = std::time::SystemTime::now();
+        let now_ms = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut conn = self.conn.clone();
+        let written: i64 = self
+            .script
+            .key(self.job_key(record.id))
+            .key(format!("{}:done", self.prefix))
+            .key(self.backlog_key())
+            .key(self.rate_key(&record.model, rate_bucket(now)))
+            .key(self.dead_index())
+            .key(self.dead_key(record.id))
+            .arg(json)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(if record.status.is_terminal() {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(record.id.to_string())
+            .arg(&record.model)
+            .arg(mode)
+            .arg(message)
+            .arg(now_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(written == 1)
     }
 }
 
@@ -124,28 +250,155 @@ async fn listen(client: redis::Client, channel: String, notifier: Arc<Notifier>)
 #[async_trait]
 impl ResultStore for RedisStore {
     async fn save(&self, record: &JobRecord, ttl: Duration) -> Result<Saved, StoreError> {
-        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn.clone();
-        let written: i64 = self
-            .script
-            .key(self.job_key(record.id))
-            .key(format!("{}:done", self.prefix))
-            .arg(json)
-            .arg(ttl.as_millis().max(1) as u64)
-            .arg(if record.status.is_terminal() {
-                "1"
-            } else {
-                "0"
-            })
-            .arg(record.id.to_string())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(if written == 1 {
+        Ok(if self.write(record, ttl, "save", b"").await? {
             Saved::Written
         } else {
             Saved::AlreadyFinished
         })
+    }
+
+    async fn admit(&self, model: &str, max: u64) -> Result<Admission, StoreError> {
+        let mut conn = self.conn.clone();
+        let (admitted, backlog): (i64, u64) = self
+            .admit_script
+            .key(self.backlog_key())
+            .arg(model)
+            .arg(max)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if admitted == 1 {
+            return Ok(Admission::Admitted { backlog });
+        }
+        // Only refused submissions pay for reading the rate.
+        let newest = rate_bucket(std::time::SystemTime::now());
+        let keys: Vec<String> = (0..RATE_BUCKETS)
+            .map(|i| self.rate_key(model, newest.saturating_sub(i)))
+            .collect();
+        let counts: Vec<Option<u64>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let done: u64 = counts.into_iter().flatten().sum();
+        Ok(Admission::Full {
+            backlog,
+            completions_per_sec: done as f64 / (RATE_BUCKETS * RATE_BUCKET_SECS) as f64,
+        })
+    }
+
+    async fn release(&self, model: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.release_script
+            .key(self.backlog_key())
+            .arg(model)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn backlog(&self, model: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: Option<i64> = redis::cmd("HGET")
+            .arg(self.backlog_key())
+            .arg(model)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn dead_letter(
+        &self,
+        record: &JobRecord,
+        message: &[u8],
+        ttl: Duration,
+    ) -> Result<Saved, StoreError> {
+        Ok(if self.write(record, ttl, "dead", message).await? {
+            Saved::Written
+        } else {
+            Saved::AlreadyFinished
+        })
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.dead_index())
+            .arg(0)
+            .arg(limit.max(1) as i64 - 1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
+    }
+
+    async fn dead_message(&self, id: JobId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_blob(&self.dead_key(id)).await
+    }
+
+    async fn revive(&self, record: &JobRecord, ttl: Duration) -> Result<bool, StoreError> {
+        self.write(record, ttl, "revive", b"").await
+    }
+
+    async fn forget_dead(&self, id: JobId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .cmd("ZREM")
+            .arg(self.dead_index())
+            .arg(id.to_string())
+            .ignore()
+            .cmd("DEL")
+            .arg(self.dead_key(id))
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn claim_idempotency(
+        &self,
+        key: &str,
+        job: JobId,
+        fingerprint: &str,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        let mut conn = self.conn.clone();
+        // SET NX GET: one round trip that either binds the key or returns
+        // the binding that won.
+        let prior: Option<String> = redis::cmd("SET")
+            .arg(self.idem_key(key))
+            .arg(format!("{job} {fingerprint}"))
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let Some(prior) = prior else {
+            return Ok(Claim::New);
+        };
+        let (id, fp) = prior.split_once(' ').unwrap_or((prior.as_str(), ""));
+        let job = id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("idempotency binding {prior:?}")))?;
+        Ok(Claim::Taken {
+            job,
+            fingerprint: fp.to_owned(),
+        })
+    }
+
+    async fn release_idempotency(&self, key: &str, job: JobId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.release_idem_script
+            .key(self.idem_key(key))
+            .arg(job.to_string())
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
