@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use inferq_shared::auth::AuthConfig;
 use inferq_shared::config::{
     BrokerConfig, HttpConfig, LimitConfig, LogConfig, ModelConfig, RetentionConfig, StoreConfig,
 };
@@ -41,6 +42,9 @@ pub struct ApiConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub fetch: FetchConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub auth: AuthConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub log: LogConfig,

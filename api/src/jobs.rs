@@ -23,6 +23,7 @@ use inferq_shared::sniff;
 use inferq_shared::store::Saved;
 use serde::Deserialize;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::input::{self, JobOptions, Payload, Submission};
 use crate::state::AppState;
@@ -46,13 +47,14 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 /// encoding (see [`crate::input`]).
 pub async fn submit(
     State(state): State<AppState>,
+    principal: Principal,
     q: Result<Query<JobOptions>, QueryRejection>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let options = query(q)?;
     let submission = input::parse(req, options, state.settings.limits.max_body_bytes).await?;
     let timeout = state.settings.request_timeout;
-    tokio::time::timeout(timeout, enqueue(&state, submission))
+    tokio::time::timeout(timeout, enqueue(&state, submission, principal.tenant()))
         .await
         .map_err(|_| ApiError::Unavailable("timed out while enqueueing the job".into()))?
 }
@@ -97,7 +99,11 @@ fn check_tensor(
     Ok(full)
 }
 
-async fn enqueue(state: &AppState, sub: Submission) -> Result<Response, ApiError> {
+async fn enqueue(
+    state: &AppState,
+    sub: Submission,
+    owner: Option<&str>,
+) -> Result<Response, ApiError> {
     let q = sub.options;
     if let Some(k) = q.top_k
         && !(1..=MAX_TOP_K).contains(&k)
@@ -163,7 +169,8 @@ async fn enqueue(state: &AppState, sub: Submission) -> Result<Response, ApiError
     };
 
     let id = JobId::new();
-    let record = JobRecord::queued(id, &entry.name, entry.version, info);
+    let mut record = JobRecord::queued(id, &entry.name, entry.version, info);
+    record.owner = owner.map(str::to_owned);
     let store = &state.store;
     let retention = &state.settings.retention;
     if store.save(&record, retention.result_ttl).await? != Saved::Written {
@@ -199,6 +206,7 @@ async fn enqueue(state: &AppState, sub: Submission) -> Result<Response, ApiError
         image: source,
         tensor: tensor_shape,
         output_uri: q.output_uri,
+        owner: record.owner.clone(),
     };
     if let Err(e) = state.queue.publish(id, message.encode()).await {
         // Not accepted: forget the job so nobody polls a ghost.
@@ -209,7 +217,7 @@ async fn enqueue(state: &AppState, sub: Submission) -> Result<Response, ApiError
         return Err(e.into());
     }
     tracing::info!(job_id = %id, model = %entry.name, version = entry.version,
-        encoding = %record.input.encoding, "job accepted");
+        encoding = %record.input.encoding, tenant = owner, "job accepted");
     let mut resp = (StatusCode::ACCEPTED, Json(&record)).into_response();
     let location = HeaderValue::from_str(&format!("/v1/jobs/{id}")).expect("ascii location");
     resp.headers_mut().insert(header::LOCATION, location);
@@ -219,6 +227,7 @@ async fn enqueue(state: &AppState, sub: Submission) -> Result<Response, ApiError
 /// `GET /v1/jobs/{id}?wait=SECONDS`.
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
     q: Result<Query<GetQuery>, QueryRejection>,
 ) -> Result<Json<JobRecord>, ApiError> {
@@ -238,22 +247,36 @@ pub async fn get(
     let record = if wait.is_zero() {
         state.store.get(job_id).await?
     } else {
+        // Waiting on another tenant's job and then answering 404 would
+        // reveal by the delay that it exists: check before waiting.
+        if !principal.sees_every_job() {
+            visible(&principal, state.store.get(job_id).await?, &id)?;
+        }
         state.store.wait(job_id, wait).await?
     };
-    record.map(Json).ok_or(ApiError::JobNotFound(id))
+    visible(&principal, record, &id).map(Json)
+}
+
+/// The record if the caller may see it. Another tenant's job is reported
+/// exactly like a job that does not exist, so ids cannot be probed.
+fn visible(
+    principal: &Principal,
+    record: Option<JobRecord>,
+    id: &str,
+) -> Result<JobRecord, ApiError> {
+    record
+        .filter(|r| principal.can_see(r.owner.as_deref()))
+        .ok_or_else(|| ApiError::JobNotFound(id.to_owned()))
 }
 
 /// `GET /v1/jobs/{id}/output`: the binary output of an image model (PNG).
 pub async fn output(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job_id: JobId = id.parse().map_err(|_| ApiError::JobNotFound(id.clone()))?;
-    let record = state
-        .store
-        .get(job_id)
-        .await?
-        .ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    let record = visible(&principal, state.store.get(job_id).await?, &id)?;
     let Some(Prediction::Image { content_type, .. }) = &record.result else {
         return Err(ApiError::OutputNotFound(format!(
             "job {id} has no output image (status {}; only finished image models have one)",
@@ -278,14 +301,11 @@ pub async fn output(
 /// either wins (the result is dropped) or loses with 409, never both.
 pub async fn cancel(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
     let job_id: JobId = id.parse().map_err(|_| ApiError::JobNotFound(id.clone()))?;
-    let mut record = state
-        .store
-        .get(job_id)
-        .await?
-        .ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    let mut record = visible(&principal, state.store.get(job_id).await?, &id)?;
     let finished = |r: &JobRecord| ApiError::JobFinished {
         id: id.clone(),
         status: r.status.to_string(),

@@ -50,6 +50,9 @@ pub struct JobMessage {
     pub tensor: Option<Vec<usize>>,
     /// Where the result should also be written (a storage prefix).
     pub output_uri: Option<String>,
+    /// The submitting tenant, so a worker that has to recreate a lost job
+    /// record keeps it visible to its owner only.
+    pub owner: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -68,6 +71,8 @@ struct Header {
     tensor: Option<Vec<usize>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     output_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 /// A message that cannot be understood. The worker acks these (retrying
@@ -100,6 +105,7 @@ impl JobMessage {
             uri,
             tensor: self.tensor.clone(),
             output_uri: self.output_uri.clone(),
+            owner: self.owner.clone(),
         };
         let json = serde_json::to_vec(&header).expect("header serialises");
         let mut out = Vec::with_capacity(7 + json.len() + payload.len());
@@ -134,6 +140,7 @@ impl JobMessage {
             image,
             tensor: header.tensor,
             output_uri: header.output_uri,
+            owner: header.owner,
         })
     }
 }
@@ -152,6 +159,7 @@ mod tests {
             image,
             tensor: None,
             output_uri: None,
+            owner: None,
         }
     }
 
@@ -173,6 +181,7 @@ mod tests {
     fn uri_tensor_and_output_roundtrip() {
         let mut m = msg(ImageSource::Uri("gs://b/k.jpg".into()));
         m.output_uri = Some("gs://out/prefix/".into());
+        m.owner = Some("acme".into());
         let back = JobMessage::decode(Bytes::from(m.encode())).unwrap();
         assert_eq!(back, m);
         let mut t = msg(ImageSource::Inline(Bytes::from(vec![0u8; 12])));

@@ -85,6 +85,7 @@ impl Processor {
         let mut record = record.unwrap_or_else(|| {
             let mut r = JobRecord::queued(msg.id, &msg.model, msg.version, InputInfo::default());
             r.created_at = msg.created_at;
+            r.owner = msg.owner.clone();
             r
         });
         if record.status.is_terminal() {
