@@ -190,7 +190,7 @@ fn warn_if_world_readable(_: &Path) {}
 mod tests {
     use super::*;
     use crate::auth::{Scope, digest};
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbb";
@@ -216,8 +216,8 @@ mod tests {
         auth: AuthConfig,
     }
 
-    fn temp(text: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("inferq-keys-{}", uuid::Uuid::new_v4()));
+    fn temp(text: &str, ext: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("inferq-keys-{}{ext}", uuid::Uuid::new_v4()));
         std::fs::write(&p, text).unwrap();
         p
     }
@@ -263,14 +263,20 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let keys = temp(&format!(
-            "# production keys\n\n  acme:read:{A}  \n# rotated 2024\nops:admin:sha256:{hex}\n"
-        ));
-        let cfg = temp(&format!(
-            "api_keys = [\"inline:submit:{}\"]\napi_keys_file = \"{}\"\n",
-            "c".repeat(20),
-            keys.display()
-        ));
+        let keys = temp(
+            &format!(
+                "# production keys\n\n  acme:read:{A}  \n# rotated 2024\nops:admin:sha256:{hex}\n"
+            ),
+            "",
+        );
+        let cfg = temp(
+            &format!(
+                "api_keys = [\"inline:submit:{}\"]\napi_keys_file = \"{}\"\n",
+                "c".repeat(20),
+                keys.display()
+            ),
+            ".toml",
+        );
         let d: Demo = load(&["--config", cfg.to_str().unwrap()]);
         let parsed = d.auth.keys().unwrap();
         let tenants: Vec<&str> = parsed.iter().map(|k| k.tenant.as_str()).collect();
@@ -282,17 +288,17 @@ mod tests {
 
     #[test]
     fn bad_line_is_reported_by_number_without_the_secret() {
-        let path = temp(&format!("# keys\nacme:read:{A}\n\nacme:write:{B}\n"));
+        let path = temp(&format!("# keys\nacme:read:{A}\n\nacme:write:{B}\n"), "");
         let d: Demo = load(&["--api-keys-file", path.to_str().unwrap()]);
         let err = d.auth.keys().unwrap_err().to_string();
         assert!(err.contains(" line 4: unknown scope `write`"), "{err}");
         assert!(!err.contains(B), "{err}");
         std::fs::remove_file(path).unwrap();
 
-        let d: Demo = load(&["--api-keys", &format!("a:read:{A},b:read:short")]);
+        let d: Demo = load(&["--api-keys", &format!("a:read:{A},b:read:tiny-key")]);
         let err = d.auth.keys().unwrap_err().to_string();
         assert!(err.starts_with("api_keys entry 2: "), "{err}");
-        assert!(!err.contains("short"), "{err}");
+        assert!(!err.contains("tiny-key"), "{err}");
     }
 
     #[test]
@@ -315,10 +321,7 @@ mod tests {
         assert!(!shown.contains(A) && !shown.contains(B), "{shown}");
 
         // clap prints environment values in --help unless told not to.
-        let help = {
-            use clap::CommandFactory;
-            Demo::command().render_long_help().to_string()
-        };
+        let help = Demo::command().render_long_help().to_string();
         assert!(help.contains("INFERQ_API_KEYS"), "{help}");
         let arg = Demo::command()
             .get_arguments()
