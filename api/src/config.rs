@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use inferq_shared::auth::AuthConfig;
 use inferq_shared::config::{
     AdmissionConfig, BrokerConfig, DeliveryConfig, HttpConfig, LimitConfig, LogConfig, ModelConfig,
     RetentionConfig, StoreConfig,
@@ -48,6 +49,9 @@ pub struct ApiConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub fetch: FetchConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub auth: AuthConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub log: LogConfig,

@@ -42,6 +42,9 @@ pub enum ApiError {
     VersionExists { name: String, version: u64 },
     #[error("{0}")]
     Forbidden(String),
+    /// No valid API key; answered with `WWW-Authenticate: Bearer`.
+    #[error("{0}")]
+    Unauthorized(String),
     /// Internal marker for a lost race; mapped to a specific error before
     /// it reaches a client.
     #[error("conflict")]
@@ -168,6 +171,12 @@ impl ApiError {
                 StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
                 "Forbidden",
+                None,
+            ),
+            Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "Unauthorized",
                 None,
             ),
             Fetch(e) => {
@@ -321,6 +330,13 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 requires the challenge on every 401.
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"inferq\""),
+            );
         }
         resp
     }

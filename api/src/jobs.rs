@@ -14,6 +14,7 @@ use inferq_shared::postprocess::Prediction;
 use inferq_shared::store::Saved;
 use serde::Deserialize;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -32,6 +33,7 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
 /// `GET /v1/jobs/{id}?wait=SECONDS`.
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
     draining: Option<axum::Extension<crate::limit::Draining>>,
     q: Result<Query<GetQuery>, QueryRejection>,
@@ -49,6 +51,11 @@ pub async fn get(
             ));
         }
     };
+    // Waiting on another tenant's job and then answering 404 would reveal
+    // by the delay that it exists: check before waiting.
+    if !wait.is_zero() && !principal.sees_every_job() {
+        visible(&principal, state.store.get(job_id).await?, &id)?;
+    }
     let record = if wait.is_zero() {
         state.store.get(job_id).await?
     } else if let Some(axum::Extension(draining)) = draining {
@@ -61,20 +68,29 @@ pub async fn get(
     } else {
         state.store.wait(job_id, wait).await?
     };
-    record.map(Json).ok_or(ApiError::JobNotFound(id))
+    visible(&principal, record, &id).map(Json)
+}
+
+/// The record if the caller may see it. Another tenant's job is reported
+/// exactly like a job that does not exist, so ids cannot be probed.
+fn visible(
+    principal: &Principal,
+    record: Option<JobRecord>,
+    id: &str,
+) -> Result<JobRecord, ApiError> {
+    record
+        .filter(|r| principal.can_see(r.owner.as_deref()))
+        .ok_or_else(|| ApiError::JobNotFound(id.to_owned()))
 }
 
 /// `GET /v1/jobs/{id}/output`: the binary output of an image model (PNG).
 pub async fn output(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job_id: JobId = id.parse().map_err(|_| ApiError::JobNotFound(id.clone()))?;
-    let record = state
-        .store
-        .get(job_id)
-        .await?
-        .ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    let record = visible(&principal, state.store.get(job_id).await?, &id)?;
     let Some(Prediction::Image { content_type, .. }) = &record.result else {
         return Err(ApiError::OutputNotFound(format!(
             "job {id} has no output image (status {}; only finished image models have one)",
@@ -99,14 +115,11 @@ pub async fn output(
 /// either wins (the result is dropped) or loses with 409, never both.
 pub async fn cancel(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
     let job_id: JobId = id.parse().map_err(|_| ApiError::JobNotFound(id.clone()))?;
-    let mut record = state
-        .store
-        .get(job_id)
-        .await?
-        .ok_or_else(|| ApiError::JobNotFound(id.clone()))?;
+    let mut record = visible(&principal, state.store.get(job_id).await?, &id)?;
     let finished = |r: &JobRecord| ApiError::JobFinished {
         id: id.clone(),
         status: r.status.to_string(),

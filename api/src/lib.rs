@@ -11,6 +11,7 @@
 //! (RabbitMQ, Redis) from an [`ApiConfig`].
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod health;
@@ -31,7 +32,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
-use axum::routing::{get, post};
+use axum::middleware;
+use axum::routing::{get, post, put};
 use inferq_shared::broker::amqp::AmqpQueue;
 use inferq_shared::fetch::Fetcher;
 use inferq_shared::repository::{LiveRepository, ModelRepository};
@@ -44,39 +46,66 @@ pub use error::ApiError;
 pub use state::{ApiCatalog, AppState, ModelCatalog, Settings};
 
 /// The API's routes.
+///
+/// Every `/v1` route, and the 404/405 fallbacks, sit behind
+/// [`auth::authenticate`]; each route names the scope it needs with
+/// [`auth::require`]. Only the health probes are outside, because
+/// orchestrators call them without credentials.
 pub fn app(state: AppState) -> Router {
+    use auth::{Scope, require};
     // Multipart bodies are read through axum's limit; raw and JSON bodies
     // through our own reader with the same limit.
     let body_limit = DefaultBodyLimit::max(state.settings.limits.max_body_bytes);
-    Router::new()
-        .route("/v1/jobs", post(submit::submit))
-        .route("/v1/jobs/{id}", get(jobs::get))
-        .route("/v1/jobs/{id}/output", get(jobs::output))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/models", get(models::list))
-        .route("/v1/admin/dead-letters", get(admin::list))
-        .route("/v1/admin/dead-letters/replay", post(admin::replay_many))
+    let method_not_allowed = || async { ApiError::MethodNotAllowed };
+    let v1 = Router::new()
+        .route("/v1/jobs", require(Scope::Submit, post(submit::submit)))
+        .route("/v1/jobs/{id}", require(Scope::Read, get(jobs::get)))
+        .route(
+            "/v1/jobs/{id}/output",
+            require(Scope::Read, get(jobs::output)),
+        )
+        .route(
+            "/v1/jobs/{id}/cancel",
+            require(Scope::Submit, post(jobs::cancel)),
+        )
+        .route("/v1/models", require(Scope::Read, get(models::list)))
+        .route(
+            "/v1/admin/dead-letters",
+            require(Scope::Admin, get(admin::list)),
+        )
+        .route(
+            "/v1/admin/dead-letters/replay",
+            require(Scope::Admin, post(admin::replay_many)),
+        )
         .route(
             "/v1/admin/dead-letters/{id}/replay",
-            post(admin::replay_one),
+            require(Scope::Admin, post(admin::replay_one)),
         )
-        .route("/v1/models/{name}", get(models::get))
+        .route("/v1/models/{name}", require(Scope::Read, get(models::get)))
         .route(
             "/v1/models/{name}/versions/{version}",
-            get(models::get_version)
-                .put(register::put_version)
+            require(Scope::Read, get(models::get_version))
+                .merge(require(Scope::Admin, put(register::put_version)))
                 .layer(DefaultBodyLimit::max(state.settings.models.max_model_bytes)),
         )
         .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::authenticate,
+        ))
+        // Outside auth: a busy server sheds load before spending a hash.
+        .layer(middleware::from_fn_with_state(
             limit::InFlight::new(state.settings.max_inflight_requests),
             limit::in_flight,
-        ))
-        // Probes are added after the in-flight limit: a busy server is
-        // still alive and must not be restarted for being busy.
+        ));
+    // Probes are outside auth and the in-flight limit: a busy server is
+    // still alive and must not be restarted for being busy.
+    let probes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .method_not_allowed_fallback(method_not_allowed);
+    v1.merge(probes)
         .layer(body_limit)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -128,6 +157,8 @@ pub enum RunError {
     Store(#[from] inferq_shared::store::StoreError),
     #[error("storage configuration: {0}")]
     Fetch(#[from] inferq_shared::fetch::FetchError),
+    #[error("API keys: {0}")]
+    Auth(#[from] inferq_shared::auth::AuthConfigError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -152,6 +183,8 @@ pub fn load_models(dir: &Path, default_model: &str) -> Result<ModelRepository, R
 
 /// Builds the production state: manifests, RabbitMQ queue, Redis store.
 pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> {
+    // Keys first: a bad key file should stop the start before any connection.
+    let auth = Arc::new(auth::Authenticator::from_config(&config.auth)?);
     let models = load_models(&config.models.model_dir, &config.models.default_model)?;
     let live = Arc::new(LiveRepository::new(&config.models.model_dir, models));
     let queue = AmqpQueue::new(
@@ -178,6 +211,7 @@ pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> 
             &config.retention,
             &config.admission,
         )),
+        auth,
     })
 }
 

@@ -17,6 +17,8 @@ pub struct AppState {
     /// Policy for storage references (checked at submission; the worker fetches).
     pub fetcher: Arc<inferq_shared::fetch::Fetcher>,
     pub settings: Arc<Settings>,
+    /// API keys, or authentication off (see [`crate::auth`]).
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 /// The models the API knows, kept current as the repository changes.

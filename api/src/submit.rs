@@ -24,6 +24,7 @@ use inferq_shared::repository::{ModelEntry, valid_model_name};
 use inferq_shared::sniff;
 use inferq_shared::store::{Admission, Claim, Saved, retry_after_secs};
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::idempotency::{self, IdempotencyKey};
 use crate::input::{self, JobOptions, Payload, Submission};
@@ -37,15 +38,16 @@ const MAX_TOP_K: usize = 1000;
 /// in any accepted encoding (see [`crate::input`]).
 pub async fn submit(
     State(state): State<AppState>,
+    principal: Principal,
     q: Result<Query<JobOptions>, QueryRejection>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let options = query(q)?;
-    let tenant: Option<&str> = None;
-    let key = IdempotencyKey::from_headers(req.headers(), tenant)?;
+    let owner = principal.tenant();
+    let key = IdempotencyKey::from_headers(req.headers(), owner)?;
     let submission = input::parse(req, options, state.settings.limits.max_body_bytes).await?;
     let timeout = state.settings.request_timeout;
-    tokio::time::timeout(timeout, enqueue(&state, submission, key))
+    tokio::time::timeout(timeout, enqueue(&state, submission, owner, key))
         .await
         .map_err(|_| ApiError::Unavailable("timed out while enqueueing the job".into()))?
 }
@@ -227,10 +229,12 @@ async fn prepare(state: &AppState, sub: Submission) -> Result<Prepared, ApiError
 async fn enqueue(
     state: &AppState,
     sub: Submission,
+    owner: Option<&str>,
     key: Option<IdempotencyKey>,
 ) -> Result<Response, ApiError> {
     let fingerprint = key.as_ref().map(|_| idempotency::fingerprint(&sub));
-    let job = prepare(state, sub).await?;
+    let mut job = prepare(state, sub).await?;
+    job.record.owner = owner.map(str::to_owned);
     let id = job.record.id;
     let store = &state.store;
     if let (Some(key), Some(fp)) = (&key, &fingerprint) {
@@ -337,6 +341,7 @@ async fn accept(state: &AppState, job: Prepared) -> Result<JobRecord, ApiError> 
         tensor: tensor_shape,
         output_uri: q.output_uri,
         deadline: record.deadline,
+        owner: record.owner.clone(),
     };
     if let Err(e) = state.queue.publish(id, message.encode()).await {
         // Not accepted: forget the job so nobody polls a ghost.
@@ -344,6 +349,7 @@ async fn accept(state: &AppState, job: Prepared) -> Result<JobRecord, ApiError> 
         return Err(e.into());
     }
     tracing::info!(job_id = %id, model = %entry.name, version = entry.version,
-        encoding = %record.input.encoding, "job accepted");
+        encoding = %record.input.encoding, tenant = record.owner.as_deref().unwrap_or("-"),
+        "job accepted");
     Ok(record)
 }

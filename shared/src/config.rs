@@ -82,7 +82,7 @@ pub struct ModelConfig {
     pub model_poll_secs: f64,
     /// Accept new model versions over HTTP (`PUT /v1/models/{name}/versions/{v}`),
     /// written into the model directory (which workers must share). Off by
-    /// default: until API keys exist, anyone who can reach the API could upload.
+    /// default; when on and API keys are on, only `admin` keys may upload.
     #[arg(long, env = "INFERQ_ALLOW_MODEL_UPLOAD", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_model_upload: bool,
     /// Largest model upload, in bytes.

@@ -30,8 +30,11 @@ pub enum ErrorCode {
     InvalidArgument,
     /// The model version already exists (versions are immutable).
     VersionExists,
-    /// The operation is switched off in this deployment's configuration.
+    /// The operation is switched off in this deployment's configuration, or
+    /// the API key lacks the scope it needs.
     Forbidden,
+    /// No API key, or an unknown one, was presented (authentication is on).
+    Unauthorized,
     /// No job with this id exists (or it has expired).
     JobNotFound,
     /// The job already finished, so it cannot be canceled.
@@ -87,6 +90,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => "invalid_argument",
             ErrorCode::VersionExists => "version_exists",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::JobNotFound => "job_not_found",
             ErrorCode::OutputNotFound => "output_not_found",
             ErrorCode::JobFinished => "job_finished",
@@ -129,6 +133,7 @@ mod tests {
             ErrorCode::DeadlineExceeded,
             ErrorCode::NotDeadLettered,
             ErrorCode::IdempotencyKeyReused,
+            ErrorCode::Unauthorized,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_string(&code).unwrap();

@@ -193,6 +193,11 @@ pub struct JobRecord {
     /// Where the result was also written, when the job asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputDelivery>,
+    /// The tenant whose API key submitted the job; with authentication on,
+    /// only that tenant (and admin keys) can see or cancel it. `None` when
+    /// authentication was off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -260,6 +265,7 @@ impl JobRecord {
             timings: None,
             error: None,
             output: None,
+            owner: None,
         }
     }
 
@@ -516,5 +522,18 @@ mod tests {
         assert_eq!(v["status"], "queued");
         assert_eq!(v["attempts"], 0);
         assert!(v.get("result").is_none());
+        assert!(v.get("owner").is_none(), "no owner without auth: {v}");
+    }
+
+    #[test]
+    fn records_without_owner_still_parse() {
+        let mut r = record();
+        let mut v = serde_json::to_value(&r).unwrap();
+        v.as_object_mut().unwrap().remove("owner");
+        assert_eq!(serde_json::from_value::<JobRecord>(v).unwrap().owner, None);
+        r.owner = Some("acme".into());
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["owner"], "acme");
+        assert_eq!(serde_json::from_value::<JobRecord>(v).unwrap(), r);
     }
 }

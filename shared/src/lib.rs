@@ -6,11 +6,12 @@
 //! model manifests ([`manifest`]), cheap header-only image validation
 //! ([`sniff`]), full decoding and manifest-driven preprocessing
 //! ([`preprocess`]), turning raw model outputs into answers ([`postprocess`]),
-//! configuration ([`config`]), metric names ([`metrics`]), reading and
+//! configuration ([`config`]), API keys and scopes ([`auth`]), metric names ([`metrics`]), reading and
 //! writing storage references such as `gs://` and `s3://` ([`fetch`]) and the two
 //! abstractions every deployment plugs into: the job [`broker`] and the result
 //! [`store`], each with an in-memory and a networked implementation.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod error;

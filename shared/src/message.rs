@@ -53,6 +53,9 @@ pub struct JobMessage {
     /// The job must start before this instant (a copy of the record's, so
     /// a worker can expire a job even when its record is gone).
     pub deadline: Option<DateTime<Utc>>,
+    /// The submitting tenant, so a worker that has to recreate a lost job
+    /// record keeps it visible to its owner only.
+    pub owner: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,6 +76,7 @@ struct Header {
     output_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deadline: Option<DateTime<Utc>>,
+    owner: Option<String>,
 }
 
 /// A message that cannot be understood. The worker acks these (retrying
@@ -106,6 +110,7 @@ impl JobMessage {
             tensor: self.tensor.clone(),
             output_uri: self.output_uri.clone(),
             deadline: self.deadline,
+            owner: self.owner.clone(),
         };
         let json = serde_json::to_vec(&header).expect("header serialises");
         let mut out = Vec::with_capacity(7 + json.len() + payload.len());
@@ -141,6 +146,7 @@ impl JobMessage {
             tensor: header.tensor,
             output_uri: header.output_uri,
             deadline: header.deadline,
+            owner: header.owner,
         })
     }
 }
@@ -160,6 +166,7 @@ mod tests {
             tensor: None,
             output_uri: None,
             deadline: None,
+            owner: None,
         }
     }
 
@@ -182,6 +189,7 @@ mod tests {
         let mut m = msg(ImageSource::Uri("gs://b/k.jpg".into()));
         m.output_uri = Some("gs://out/prefix/".into());
         m.deadline = Some(Utc::now());
+        m.owner = Some("acme".into());
         let back = JobMessage::decode(Bytes::from(m.encode())).unwrap();
         assert_eq!(back, m);
         let mut t = msg(ImageSource::Inline(Bytes::from(vec![0u8; 12])));

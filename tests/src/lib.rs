@@ -204,6 +204,10 @@ fn stopper() -> (
 }
 
 /// Starts the production API (RabbitMQ + Redis) on an ephemeral port.
+///
+/// The API requires keys by default; unless `extra` says otherwise
+/// (`--auth true` with `--api-keys …`), it runs here with authentication
+/// off so tests about other things need no key.
 pub async fn start_api(
     ns: &Namespace,
     model_dir: &Path,
@@ -216,6 +220,9 @@ pub async fn start_api(
         default_model.into(),
     ];
     args.extend(ns.flags(model_dir));
+    if !extra.iter().any(|a| a.starts_with("--auth")) {
+        args.extend(["--auth".into(), "false".into()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     let config: inferq_api::ApiConfig = inferq_shared::config::load(args).expect("api config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -347,6 +354,19 @@ impl Drop for WorkerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An HTTP client that sends `Authorization: Bearer <key>` on every request.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value: reqwest::header::HeaderValue =
+        format!("Bearer {key}").parse().expect("ASCII key");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 /// Submits raw image bytes; returns (status, body).

@@ -29,6 +29,7 @@ fn message(id: JobId) -> JobMessage {
         tensor: None,
         output_uri: None,
         deadline: None,
+        owner: None,
     }
 }
 

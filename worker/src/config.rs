@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use inferq_shared::auth::AuthConfig;
 use inferq_shared::config::{
     AdmissionConfig, BrokerConfig, DeliveryConfig, HttpConfig, InferenceConfig, LimitConfig,
     LogConfig, ModelConfig, RetentionConfig, StoreConfig,
@@ -71,8 +72,14 @@ pub struct WorkerConfig {
 /// InferQ embedded: the API and the inference threads in one process, with
 /// an in-memory queue and result store — for a first try, a laptop, a demo.
 /// Nothing survives a restart; use inferq-api + inferq-worker for that.
+///
+/// API keys are off by default here (unlike inferq-api): turn them on with
+/// `--auth true` and `--api-keys` before exposing it beyond localhost.
 #[derive(Debug, Clone, Parser, Serialize, Deserialize)]
 #[command(name = "inferq", version)]
+// The shared `auth` group defaults to on, which suits the production API;
+// a first try on a laptop should not need a key.
+#[command(mut_arg("auth", |a| a.default_value("false")))]
 pub struct EmbeddedConfig {
     /// Config file (TOML or JSON) with any of the options below.
     #[arg(long, env = "INFERQ_CONFIG")]
@@ -113,6 +120,9 @@ pub struct EmbeddedConfig {
     pub fetch: FetchConfig,
     #[command(flatten)]
     #[serde(flatten)]
+    pub auth: AuthConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub log: LogConfig,
 }
 
@@ -124,5 +134,29 @@ pub fn engine_config(inference: &InferenceConfig, limits: &LimitConfig) -> Engin
         pin: inference.pin_threads,
         ort_library: inference.ort_library.clone(),
         max_pixels: limits.max_pixels,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_server_has_api_keys_off_unless_asked() {
+        let cfg: EmbeddedConfig = inferq_shared::config::load(["inferq"]).unwrap();
+        assert!(!cfg.auth.auth);
+        assert!(cfg.auth.keys().unwrap().is_empty());
+        let on: EmbeddedConfig = inferq_shared::config::load([
+            "inferq",
+            "--auth",
+            "true",
+            "--api-keys",
+            "me:read:0123456789abcdef0123",
+        ])
+        .unwrap();
+        assert_eq!(on.auth.keys().unwrap()[0].tenant, "me");
+        let no_keys: EmbeddedConfig =
+            inferq_shared::config::load(["inferq", "--auth", "true"]).unwrap();
+        assert!(no_keys.auth.keys().is_err());
     }
 }

@@ -27,6 +27,8 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let auth = inferq_api::auth::Authenticator::from_config(&config.auth)
+        .map_err(inferq_api::RunError::from)?;
     let (engine, models) = start_engine(&config.models, &config.inference, &config.limits).await?;
     let queue = Arc::new(MemoryQueue::new(
         config.queue_capacity,
@@ -54,6 +56,7 @@ pub async fn run(
             &config.retention,
             &config.admission,
         )),
+        auth: Arc::new(auth),
     };
 
     // One signal fans out to the HTTP server and the consumer.

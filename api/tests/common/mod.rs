@@ -72,12 +72,34 @@ pub fn harness_with(flags: &[&str]) -> Harness {
             &config.retention,
             &config.admission,
         )),
+        auth: Arc::new(inferq_api::auth::Authenticator::disabled()),
     };
     Harness {
         state,
         queue,
         store,
     }
+}
+
+/// [`harness`] with API-key authentication on, for these
+/// `tenant:scopes:secret` entries.
+pub fn auth_harness(entries: &[&str]) -> Harness {
+    let mut h = harness(1 << 20, 1 << 16);
+    let keys = entries
+        .iter()
+        .map(|e| inferq_shared::auth::ApiKey::parse(e).unwrap())
+        .collect();
+    h.state.auth = Arc::new(inferq_api::auth::Authenticator::with_keys(keys));
+    h
+}
+
+/// Adds `Authorization: Bearer <key>`.
+pub fn bearer(mut req: Request<Body>, key: &str) -> Request<Body> {
+    req.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    req
 }
 
 pub fn png(w: u32, h: u32) -> Vec<u8> {

@@ -5,6 +5,10 @@
 //! warm-up). It prints throughput, end-to-end latency percentiles (submit to
 //! terminal answer) and errors, plus its own CPU time so its footprint on a
 //! small machine is visible. A measuring tool, not a test.
+//!
+//! Against an API with keys on, put a key with `submit+read` in
+//! `INFERQ_API_KEY` (an environment variable rather than a flag, so the key
+//! stays out of process listings).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -116,8 +120,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(parse()?);
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(key) = std::env::var("INFERQ_API_KEY") {
+        let mut value: reqwest::header::HeaderValue = format!("Bearer {key}")
+            .parse()
+            .context("INFERQ_API_KEY is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
+        .default_headers(headers)
         .build()?;
     let submit_url = match &args.model {
         Some(m) => format!("{}/v1/jobs?model={m}", args.url),
