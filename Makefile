@@ -27,7 +27,7 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
-        fmt lint verify-model clean-assets models-extra
+        fmt lint verify-model clean-assets models-extra chaos soak
 
 help: ## List the targets
 	@echo "InferQ make targets:"
@@ -90,14 +90,33 @@ services: ## Make sure Redis and RabbitMQ run on 127.0.0.1 (INFERQ_SKIP_SERVICES
 build: ## Debug build of all binaries and tests
 	$(CARGO) build --workspace --bins --tests
 
+# The short chaos run inside `make test`: the tiny-slow model (~28 ms per job), 300 jobs paced
+# at 25/s so the faults (a worker SIGKILL every 2 s, one RabbitMQ and one Redis restart) land
+# while jobs are arriving. See docs/reliability.md.
+CHAOS_SHORT := --model tiny-slow --jobs 300 --rate 25 --kill-every 2 --settle-secs 60
+# Extra arguments for `make chaos` / `make soak` (see `inferq-chaos chaos --help`).
+CHAOS_ARGS ?=
+SOAK_ARGS ?=
+
 # End-to-end tests must fail, not skip, when Redis/RabbitMQ are missing.
 test: export INFERQ_TEST_REQUIRE_SERVICES := 1
 test: export RUST_BACKTRACE := 1
 test: assets services ## Full test suite (unit + end-to-end against Redis/RabbitMQ/ORT)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	@# Own step, after all other tests: it restarts the shared RabbitMQ.
+	$(CARGO) run -q --bin inferq-chaos -- chaos $(CHAOS_SHORT)
 	@test -f models/movenet-lightning/1/model.onnx || \
 	  echo "NOTE: the MoveNet pose test (tests/tests/output_kinds.rs) was SKIPPED: run 'make models-extra' to include it"
+
+# Release binaries, as in production (and the build `make soak` needs too).
+chaos: assets services ## Chaos test (release): 3000 EfficientNet jobs, worker SIGKILLs every 3 s, RabbitMQ + Redis restarts
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run -q --release --bin inferq-chaos -- chaos $(CHAOS_ARGS)
+
+soak: assets services ## Memory soak (release): API/worker RSS after 100k jobs within 5% of after 10k
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run -q --release --bin inferq-chaos -- soak $(SOAK_ARGS)
 
 # ---------------------------------------------------------------------------------------------
 # Run

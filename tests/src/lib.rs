@@ -9,7 +9,9 @@
 //! unless `INFERQ_TEST_REQUIRE_SERVICES=1` (set by `make test`), where a
 //! missing service is a failure.
 
+pub mod cluster;
 pub mod emulators;
+pub mod load;
 
 use std::io::Cursor;
 use std::net::SocketAddr;

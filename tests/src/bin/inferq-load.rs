@@ -15,14 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use inferq_tests::load::{Image, one_job, submit_url};
 
 struct Args {
     url: String,
     concurrency: usize,
     duration: Duration,
     warmup: Duration,
-    image: Vec<u8>,
-    content_type: String,
+    image: Image,
     model: Option<String>,
 }
 
@@ -52,47 +52,15 @@ fn parse() -> anyhow::Result<Args> {
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
-    let content_type = if image.ends_with(".png") {
-        "image/png"
-    } else {
-        "image/jpeg"
-    }
-    .to_string();
     Ok(Args {
         url,
         concurrency,
         duration: Duration::from_secs_f64(duration),
         warmup: Duration::from_secs_f64(warmup),
-        image: std::fs::read(&image).with_context(|| format!("reading {image}"))?,
-        content_type,
+        image: Image::from_file(std::path::Path::new(&image))
+            .with_context(|| format!("reading {image}"))?,
         model,
     })
-}
-
-async fn one_job(client: &reqwest::Client, args: &Args, submit_url: &str) -> anyhow::Result<()> {
-    let resp = client
-        .post(submit_url)
-        .header("content-type", &args.content_type)
-        .body(args.image.clone())
-        .send()
-        .await?;
-    anyhow::ensure!(resp.status() == 202, "submit: {}", resp.status());
-    let job: serde_json::Value = resp.json().await?;
-    let id = job["id"].as_str().context("no id")?.to_owned();
-    loop {
-        let job: serde_json::Value = client
-            .get(format!("{}/v1/jobs/{id}?wait=30", args.url))
-            .send()
-            .await?
-            .json()
-            .await?;
-        match job["status"].as_str() {
-            Some("succeeded") => return Ok(()),
-            Some("failed") => anyhow::bail!("job failed: {}", job["error"]),
-            Some("canceled") => anyhow::bail!("job canceled"),
-            _ => {}
-        }
-    }
 }
 
 fn cpu_seconds() -> f64 {
@@ -132,10 +100,7 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.concurrency)
         .default_headers(headers)
         .build()?;
-    let submit_url = match &args.model {
-        Some(m) => format!("{}/v1/jobs?model={m}", args.url),
-        None => format!("{}/v1/jobs", args.url),
-    };
+    let submit_url = submit_url(&args.url, args.model.as_deref());
     let recording = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
@@ -147,10 +112,10 @@ async fn main() -> anyhow::Result<()> {
             let mut latencies = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let ok = one_job(&client, &args, &url).await;
+                let ok = one_job(&client, &url, &args.url, &args.image).await;
                 if recording.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
                     match ok {
-                        Ok(()) => latencies.push(t.elapsed().as_secs_f64() * 1e3),
+                        Ok(_) => latencies.push(t.elapsed().as_secs_f64() * 1e3),
                         Err(e) => {
                             if errors.fetch_add(1, Ordering::Relaxed) < 3 {
                                 eprintln!("error: {e}");
