@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// Extra flags for `inferq-api` in harness runs, kept in one place. When API
 /// keys become mandatory by default, the flag that turns them off (or
 /// supplies a key) goes here.
-pub const API_EXTRA_FLAGS: &[&str] = &[];
+pub const API_EXTRA_FLAGS: &[&str] = &["--auth", "false"];
 
 /// Extra flags for every `inferq-worker` in harness runs.
 pub const WORKER_EXTRA_FLAGS: &[&str] = &[];

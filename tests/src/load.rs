@@ -111,7 +111,9 @@ pub async fn one_job(
             .await?;
         match job["status"].as_str() {
             Some("succeeded") => return Ok(job),
-            Some("failed" | "canceled") => return Err(LoadError::JobFailed(job)),
+            Some("failed" | "canceled" | "expired" | "dead_lettered") => {
+                return Err(LoadError::JobFailed(job));
+            }
             Some("queued" | "running") => {}
             _ => return Err(LoadError::Malformed(job.to_string())),
         }

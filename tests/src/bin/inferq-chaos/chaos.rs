@@ -316,7 +316,9 @@ async fn settle_one(client: &reqwest::Client, api: &str, id: &str, deadline: Ins
             Ok(r) if r.status() == 200 => {
                 let job: Value = r.json().await.unwrap_or(Value::Null);
                 match job["status"].as_str() {
-                    Some("succeeded" | "failed" | "canceled") => return Final::Terminal(job),
+                    Some("succeeded" | "failed" | "canceled" | "expired" | "dead_lettered") => {
+                        return Final::Terminal(job);
+                    }
                     Some(s) => last = format!("{s} (attempts {})", job["attempts"]),
                     None => last = format!("unreadable: {job}"),
                 }
