@@ -298,3 +298,51 @@ fn api_config_turns_auth_on_and_refuses_to_run_without_keys() {
             .enabled()
     );
 }
+
+#[tokio::test]
+async fn dead_letter_admin_routes_need_admin() {
+    let h = keyed();
+    let replay = || {
+        post(
+            "/v1/admin/dead-letters/replay?limit=5",
+            "application/json",
+            vec![],
+        )
+    };
+    for key in [ALICE, READER, SUBMITTER] {
+        assert_problem(
+            &send(&h.state, bearer(get("/v1/admin/dead-letters"), key)).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        );
+        assert_problem(
+            &send(&h.state, bearer(replay(), key)).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        );
+    }
+    let (status, _, body) = send(&h.state, bearer(get("/v1/admin/dead-letters"), ADMIN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["count"], 0);
+    let (status, _, body) = send(&h.state, bearer(replay(), ADMIN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["replayed"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_scoped_to_the_tenant() {
+    let h = keyed();
+    let with = |key: &str| {
+        let mut req = bearer(submit_req(), key);
+        req.headers_mut()
+            .insert("idempotency-key", "same-key".parse().unwrap());
+        req
+    };
+    let a = send(&h.state, with(ALICE)).await;
+    let b = send(&h.state, with(BOB)).await;
+    assert_eq!((a.0, b.0), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    // Same key, different tenants: two jobs, each visible to its owner only.
+    assert_ne!(a.2["id"], b.2["id"]);
+    let again = send(&h.state, with(ALICE)).await;
+    assert_eq!(again.2["id"], a.2["id"]);
+}
