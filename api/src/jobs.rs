@@ -50,7 +50,7 @@ pub async fn submit(
     req: Request,
 ) -> Result<Response, ApiError> {
     let options = query(q)?;
-    let submission = input::parse(req, options, state.settings.limits.max_body_bytes).await?;
+    let submission = input::parse(req, options, &state.settings.limits).await?;
     let timeout = state.settings.request_timeout;
     tokio::time::timeout(timeout, enqueue(&state, submission))
         .await

@@ -12,13 +12,17 @@
 
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod health;
 pub mod input;
 pub mod jobs;
+pub mod limits;
 pub mod models;
 pub mod read;
 pub mod register;
 pub mod state;
+pub mod tensor;
 
 use std::future::Future;
 use std::path::Path;

@@ -45,6 +45,10 @@ pub fn harness(max_body: usize, inline_max: usize) -> Harness {
         max_body_bytes: max_body,
         max_pixels: 40_000_000,
         inline_max_bytes: inline_max,
+        max_json_bytes: None,
+        max_json_depth: 32,
+        max_uri_bytes: 2048,
+        max_instances: 64,
     };
     let retention = RetentionConfig {
         result_ttl_secs: 60,
