@@ -27,7 +27,7 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
-        fmt lint verify-model clean-assets models-extra chaos soak
+        fmt lint verify-model clean-assets models-extra chaos soak fuzz
 
 help: ## List the targets
 	@echo "InferQ make targets:"
@@ -117,6 +117,34 @@ chaos: assets services ## Chaos test (release): 3000 EfficientNet jobs, worker S
 soak: assets services ## Memory soak (release): API/worker RSS after 100k jobs within 5% of after 10k
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run -q --release --bin inferq-chaos -- soak $(SOAK_ARGS)
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing (see docs/fuzzing.md). Not part of `make test`: the instrumented build is slow. The
+# committed corpora are replayed by ordinary unit tests, which `make test` does run.
+
+FUZZ_SECS      ?= 20
+FUZZ_TARGETS   ?= sniff decode request_json manifest message
+# address (ASan) works on the stable toolchain through RUSTC_BOOTSTRAP; `none` builds faster.
+FUZZ_SANITIZER ?= address
+CARGO_FUZZ     := .cache/cargo-fuzz/bin/cargo-fuzz
+
+$(CARGO_FUZZ):
+	$(CARGO) install cargo-fuzz --locked --root .cache/cargo-fuzz
+
+# cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP=1 lets the stable compiler accept them.
+# New inputs go to .cache/fuzz/<target> (the first corpus directory); the committed seeds
+# in fuzz/corpus/<target> are only read. A crash stops the run and leaves the input in
+# fuzz/artifacts/<target>/.
+fuzz: export RUSTC_BOOTSTRAP := 1
+fuzz: $(CARGO_FUZZ) ## Build the fuzz targets and run each for FUZZ_SECS seconds (default 20)
+	$(CARGO_FUZZ) build --fuzz-dir fuzz -s $(FUZZ_SANITIZER)
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t for $(FUZZ_SECS) s"; \
+	  mkdir -p .cache/fuzz/$$t; \
+	  $(CARGO_FUZZ) run --fuzz-dir fuzz -s $(FUZZ_SANITIZER) $$t .cache/fuzz/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 || exit 1; \
+	done
 
 # ---------------------------------------------------------------------------------------------
 # Run

@@ -12,6 +12,8 @@
 //! Everything here is cheap: images are only sniffed, URIs only checked
 //! syntactically (the worker fetches them), tensors only flattened. Model
 //! specific checks (tensor shape and dtype) happen once the model is known.
+//! The request limits of [`crate::limits`] (JSON size and depth, URI length)
+//! are applied here, whatever the encoding.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request};
@@ -22,11 +24,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::limits::{check_json_depth, check_uri_len};
 use crate::read::read_body;
+use crate::tensor::JsonTensor;
+use inferq_shared::config::LimitConfig;
 use inferq_shared::fetch::StorageUri;
-
-/// Deepest nesting accepted in a tensor (batch, 3 spatial/channel axes).
-const MAX_TENSOR_DEPTH: usize = 4;
 
 /// Per-job options, from the query string and/or the body (the body wins).
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -91,7 +93,7 @@ struct JsonJob {
 struct JsonInput {
     b64: Option<String>,
     uri: Option<String>,
-    tensor: Option<serde_json::Value>,
+    tensor: Option<JsonTensor>,
 }
 
 #[derive(Deserialize)]
@@ -112,16 +114,17 @@ fn media_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Reads the request body in whichever encoding it declares.
+/// Reads the request body in whichever encoding it declares; `options`
+/// (from the query string) are overridden by those in the body.
 pub async fn parse(
     req: Request,
     mut options: JobOptions,
-    max_body: usize,
+    limits: &LimitConfig,
 ) -> Result<Submission, ApiError> {
     let ct = media_type(req.headers());
     let payload = if ct.starts_with("image/") || ct == "application/octet-stream" {
         let (parts, body) = req.into_parts();
-        let bytes = read_body(&parts.headers, body, max_body).await?;
+        let bytes = read_body(&parts.headers, body, limits.max_body_bytes).await?;
         Payload::Image {
             bytes,
             encoding: "raw",
@@ -132,24 +135,42 @@ pub async fn parse(
         payload
     } else if ct == "application/json" {
         let (parts, body): (_, Body) = req.into_parts();
-        let bytes = read_body(&parts.headers, body, max_body).await?;
-        let job: JsonJob = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::InvalidArgument(format!("invalid JSON job: {e}")))?;
-        options.overlay(JobOptions {
-            model: job.model,
-            version: job.version,
-            top_k: job.top_k,
-            output_uri: job.output.map(|o| o.uri),
-            deadline: job.deadline,
-            timeout: job.timeout,
-        });
-        json_input(job.input)?
+        let bytes = read_body(&parts.headers, body, limits.json_limit()).await?;
+        let job = parse_json(&bytes, limits)?;
+        options.overlay(job.options);
+        job.payload
     } else {
         return Err(ApiError::UnsupportedMediaType(format!(
             "content type `{ct}` is not accepted; send a raw image (image/*, \
              application/octet-stream), multipart/form-data or application/json"
         )));
     };
+    if let Some(uri) = &options.output_uri {
+        check_uri_len("output_uri", uri, limits)?;
+    }
+    Ok(Submission { options, payload })
+}
+
+/// Parses a JSON job body (already read, within the JSON size limit).
+///
+/// Pure, so the fuzz target `request_json` exercises exactly what the
+/// handler runs. The nesting depth is checked before the parser runs.
+pub fn parse_json(bytes: &[u8], limits: &LimitConfig) -> Result<Submission, ApiError> {
+    check_json_depth(bytes, limits.max_json_depth)?;
+    let job: JsonJob = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidArgument(format!("invalid JSON job: {e}")))?;
+    let options = JobOptions {
+        model: job.model,
+        version: job.version,
+        top_k: job.top_k,
+        output_uri: job.output.map(|o| o.uri),
+        deadline: job.deadline,
+        timeout: job.timeout,
+    };
+    if let Some(uri) = &options.output_uri {
+        check_uri_len("output.uri", uri, limits)?;
+    }
+    let payload = json_input(job.input, limits)?;
     Ok(Submission { options, payload })
 }
 
@@ -212,24 +233,29 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
     ))
 }
 
-fn json_input(input: JsonInput) -> Result<Payload, ApiError> {
+fn json_input(input: JsonInput, limits: &LimitConfig) -> Result<Payload, ApiError> {
+    // A base64 image must obey the same limit as one sent raw.
+    let image = |text: &str| {
+        let bytes = decode_b64(text)?;
+        if bytes.len() > limits.max_body_bytes {
+            return Err(ApiError::PayloadTooLarge {
+                limit: limits.max_body_bytes,
+            });
+        }
+        Ok(Payload::Image {
+            bytes,
+            encoding: "b64",
+        })
+    };
     match (input.b64, input.uri, input.tensor) {
-        (Some(b64), None, None) => Ok(Payload::Image {
-            bytes: decode_b64(&b64)?,
-            encoding: "b64",
-        }),
-        (None, Some(uri), None) if uri.starts_with("data:") => Ok(Payload::Image {
-            bytes: decode_b64(&uri)?,
-            encoding: "b64",
-        }),
+        (Some(b64), None, None) => image(&b64),
+        (None, Some(uri), None) if uri.starts_with("data:") => image(&uri),
         (None, Some(uri), None) => {
+            check_uri_len("input.uri", &uri, limits)?;
             check_uri(&uri)?;
             Ok(Payload::Uri(uri))
         }
-        (None, None, Some(tensor)) => {
-            let (shape, values) = flatten(&tensor)?;
-            Ok(Payload::Tensor { shape, values })
-        }
+        (None, None, Some(JsonTensor { shape, values })) => Ok(Payload::Tensor { shape, values }),
         _ => Err(ApiError::InvalidArgument(
             "`input` must have exactly one of `b64`, `uri` or `tensor`".into(),
         )),
@@ -270,82 +296,9 @@ pub fn check_uri(uri: &str) -> Result<StorageUri, ApiError> {
     StorageUri::parse(uri).map_err(ApiError::from)
 }
 
-/// Flattens a rectangular nested list of numbers (row-major).
-pub fn flatten(value: &serde_json::Value) -> Result<(Vec<usize>, Vec<f32>), ApiError> {
-    let bad = |m: &str| ApiError::InvalidArgument(format!("`tensor`: {m}"));
-    let mut shape = Vec::new();
-    let mut probe = value;
-    while let serde_json::Value::Array(items) = probe {
-        if shape.len() == MAX_TENSOR_DEPTH {
-            return Err(bad(&format!("more than {MAX_TENSOR_DEPTH} dimensions")));
-        }
-        shape.push(items.len());
-        match items.first() {
-            Some(first) => probe = first,
-            None => return Err(bad("empty dimension")),
-        }
-    }
-    if shape.is_empty() {
-        return Err(bad("expected a nested list of numbers"));
-    }
-    let total: usize = shape.iter().product();
-    let mut values = Vec::with_capacity(total);
-    fn walk(
-        v: &serde_json::Value,
-        depth: usize,
-        shape: &[usize],
-        out: &mut Vec<f32>,
-    ) -> Result<(), String> {
-        match v {
-            serde_json::Value::Array(items) if depth < shape.len() => {
-                if items.len() != shape[depth] {
-                    return Err(format!(
-                        "ragged at depth {depth}: {} items, expected {}",
-                        items.len(),
-                        shape[depth]
-                    ));
-                }
-                items
-                    .iter()
-                    .try_for_each(|i| walk(i, depth + 1, shape, out))
-            }
-            serde_json::Value::Number(n) if depth == shape.len() => {
-                let f = n
-                    .as_f64()
-                    .filter(|f| f.is_finite())
-                    .ok_or("a value is not a finite number")?;
-                out.push(f as f32);
-                Ok(())
-            }
-            _ => Err(format!(
-                "unexpected element at depth {depth}; expected a rectangular list of numbers"
-            )),
-        }
-    }
-    walk(value, 0, &shape, &mut values).map_err(|m| bad(&m))?;
-    Ok((shape, values))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn flattens_rectangular_lists() {
-        let (shape, values) = flatten(&json!([[[1, 2], [3, 4]], [[5, 6], [7, 8.5]]])).unwrap();
-        assert_eq!(shape, vec![2, 2, 2]);
-        assert_eq!(values, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.5]);
-    }
-
-    #[test]
-    fn rejects_ragged_deep_and_non_numeric() {
-        assert!(flatten(&json!([[1, 2], [3]])).is_err());
-        assert!(flatten(&json!([[1, "x"]])).is_err());
-        assert!(flatten(&json!([[[[[1]]]]])).is_err());
-        assert!(flatten(&json!([])).is_err());
-        assert!(flatten(&json!(3)).is_err());
-    }
 
     #[test]
     fn base64_variants_and_data_urls() {

@@ -35,7 +35,7 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    draining: Option<axum::Extension<crate::limit::Draining>>,
+    draining: Option<axum::Extension<crate::inflight::Draining>>,
     q: Result<Query<GetQuery>, QueryRejection>,
 ) -> Result<Json<JobRecord>, ApiError> {
     let q = query(q)?;

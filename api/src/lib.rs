@@ -14,16 +14,20 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod health;
 pub mod idempotency;
+pub mod inflight;
 pub mod input;
 pub mod jobs;
-pub mod limit;
+pub mod limits;
 pub mod models;
 pub mod read;
 pub mod register;
 pub mod state;
 pub mod submit;
+pub mod tensor;
 
 use std::future::Future;
 use std::path::Path;
@@ -96,8 +100,8 @@ pub fn app(state: AppState) -> Router {
         ))
         // Outside auth: a busy server sheds load before spending a hash.
         .layer(middleware::from_fn_with_state(
-            limit::InFlight::new(state.settings.max_inflight_requests),
-            limit::in_flight,
+            inflight::InFlight::new(state.settings.max_inflight_requests),
+            inflight::in_flight,
         ));
     // Probes are outside auth and the in-flight limit: a busy server is
     // still alive and must not be restarted for being busy.
@@ -127,7 +131,7 @@ pub async fn serve(
         tracing::info!(grace = ?grace, "shutting down: finishing requests in progress");
         let _ = tx.send(true);
     };
-    let router = app(state).layer(axum::Extension(limit::Draining(rx.clone())));
+    let router = app(state).layer(axum::Extension(inflight::Draining(rx.clone())));
     let server = axum::serve(listener, router).with_graceful_shutdown(signal);
     let mut rx = rx;
     let deadline = async move {

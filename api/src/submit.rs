@@ -45,7 +45,7 @@ pub async fn submit(
     let options = query(q)?;
     let owner = principal.tenant();
     let key = IdempotencyKey::from_headers(req.headers(), owner)?;
-    let submission = input::parse(req, options, state.settings.limits.max_body_bytes).await?;
+    let submission = input::parse(req, options, &state.settings.limits).await?;
     let timeout = state.settings.request_timeout;
     tokio::time::timeout(timeout, enqueue(&state, submission, owner, key))
         .await

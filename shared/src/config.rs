@@ -104,6 +104,34 @@ pub struct LimitConfig {
     /// ones are stored in the result store and referenced.
     #[arg(long, env = "INFERQ_INLINE_MAX_BYTES", default_value_t = 256 * 1024)]
     pub inline_max_bytes: usize,
+    /// Largest accepted JSON job body, in bytes. Unset, it is 4/3 of
+    /// max_body_bytes plus 64 KiB: a base64 image as large as a raw upload
+    /// still fits. The decoded image must stay within max_body_bytes either way.
+    #[arg(long, env = "INFERQ_MAX_JSON_BYTES")]
+    #[serde(default)]
+    pub max_json_bytes: Option<usize>,
+    /// Deepest nesting of arrays and objects in a JSON body, checked by a
+    /// cheap scan before the JSON is parsed.
+    #[arg(long, env = "INFERQ_MAX_JSON_DEPTH", default_value_t = 32)]
+    pub max_json_depth: usize,
+    /// Longest storage reference (`input.uri`, `output_uri`) in bytes; it can
+    /// lower, not raise, the URI parser's own cap of 2048.
+    #[arg(long, env = "INFERQ_MAX_URI_BYTES", default_value_t = 2048)]
+    pub max_uri_bytes: usize,
+    /// Most inputs one request may carry (endpoints that take a list of inputs).
+    #[arg(long, env = "INFERQ_MAX_INSTANCES", default_value_t = 64)]
+    pub max_instances: usize,
+}
+
+impl LimitConfig {
+    /// The JSON body limit in effect (see `max_json_bytes`).
+    pub fn json_limit(&self) -> usize {
+        self.max_json_bytes.unwrap_or_else(|| {
+            self.max_body_bytes
+                .saturating_add(self.max_body_bytes / 3)
+                .saturating_add(64 * 1024)
+        })
+    }
 }
 
 /// The HTTP side.
@@ -302,12 +330,17 @@ mod tests {
         let d: Demo = load(["demo"]).unwrap();
         assert_eq!(d.limits.max_pixels, 40_000_000);
         assert_eq!(d.delivery.delivery_limit, 3);
+        assert_eq!(d.limits.max_json_depth, 32);
+        // A base64 image of the largest raw body fits in the JSON limit.
+        let b64 = d.limits.max_body_bytes.div_ceil(3) * 4;
+        assert!(d.limits.json_limit() >= b64 + 1024);
         assert!(d.inference.cores.is_empty());
     }
 
     #[test]
     fn file_overrides_default_and_flag_overrides_file() {
-        let p = file("max_pixels = 1000\ndelivery_limit = 7\ncores = [1, 0]\n");
+        let p =
+            file("max_pixels = 1000\ndelivery_limit = 7\ncores = [1, 0]\nmax_json_bytes = 77\n");
         let d: Demo = load([
             "demo",
             "--config",
@@ -318,6 +351,7 @@ mod tests {
         .unwrap();
         assert_eq!(d.limits.max_pixels, 1000);
         assert_eq!(d.delivery.delivery_limit, 9);
+        assert_eq!(d.limits.json_limit(), 77);
         assert_eq!(d.inference.cores, vec![1, 0]);
         std::fs::remove_file(p).unwrap();
     }

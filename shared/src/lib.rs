@@ -16,6 +16,8 @@ pub mod broker;
 pub mod config;
 pub mod error;
 pub mod fetch;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod job;
 pub mod manifest;
 pub mod message;

@@ -1,0 +1,5 @@
+//! Fuzz target `request_json`: the body is `inferq_api::fuzzing::request_json`,
+//! shared with the corpus-replay unit test.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| inferq_api::fuzzing::request_json(data));
