@@ -132,6 +132,18 @@ fn deadline(
     }
 }
 
+/// Refuses an output reference the worker could never write, before the job
+/// is accepted: bad syntax gives `invalid_uri`, a bucket off the allow-list,
+/// a path outside the local root or a private address gives `uri_forbidden`.
+/// The object actually written is checked (for a prefix, `<prefix><id>.json`),
+/// so `file:///root/` is judged by what lands below it, not by the root itself.
+fn check_output(state: &AppState, output_uri: &str) -> Result<(), ApiError> {
+    let (json_target, _) = inferq_shared::fetch::result_targets(output_uri, "job");
+    let target = input::check_uri(&json_target)?;
+    state.fetcher.check(&target)?;
+    Ok(())
+}
+
 /// A validated job, not yet recorded or enqueued.
 struct Prepared {
     entry: std::sync::Arc<ModelEntry>,
@@ -152,6 +164,9 @@ async fn prepare(state: &AppState, sub: Submission) -> Result<Prepared, ApiError
         return Err(ApiError::InvalidArgument(format!(
             "top_k must be between 1 and {MAX_TOP_K}"
         )));
+    }
+    if let Some(out) = &q.output_uri {
+        check_output(state, out)?;
     }
     let name = q
         .model

@@ -91,6 +91,49 @@ async fn json_storage_references_and_output_uri() {
     assert_problem(&resp, StatusCode::BAD_REQUEST, "invalid_uri");
 }
 
+/// An output the worker could never write is refused at submit (nothing is
+/// queued), by the same policy the worker applies when it writes.
+#[tokio::test]
+async fn output_uri_policy_is_checked_at_submit() {
+    let root = std::env::temp_dir().join(format!("inferq-output-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let root_str = root.to_str().unwrap().to_owned();
+    let h = harness_with(&[
+        "--fetch-allow-buckets",
+        "results",
+        "--fetch-local-root",
+        &root_str,
+    ]);
+    let job = |out: &str| {
+        json_post(json!({"input": {"uri": "gs://results/in.jpg"}, "output": {"uri": out}}))
+    };
+    let refused = [
+        "gs://elsewhere/out/",
+        "s3://elsewhere/x.json",
+        "http://127.0.0.1/hook.json",
+        "http://localhost/x/",
+        "file:///etc/inferq/",
+        &format!("file://{root_str}/../escape/"),
+    ];
+    for out in refused {
+        let resp = send(&h.state, job(out)).await;
+        assert_problem(&resp, StatusCode::FORBIDDEN, "uri_forbidden");
+    }
+    assert!(h.queue.is_empty(), "a refused job must not be queued");
+
+    // A prefix equal to the local root is fine: results land below it.
+    for out in [
+        "gs://results/cats/",
+        &format!("file://{root_str}/"),
+        &format!("file://{root_str}/a/b.json"),
+    ] {
+        let resp = send(&h.state, job(out)).await;
+        assert_eq!(resp.0, StatusCode::ACCEPTED, "{out}: {}", resp.2);
+        assert_eq!(next_message(&h).await.output_uri.as_deref(), Some(out));
+    }
+    std::fs::remove_dir_all(&root).ok();
+}
+
 #[tokio::test]
 async fn json_tensors_are_checked_against_the_manifest() {
     let h = harness(8 << 20, 256 * 1024);

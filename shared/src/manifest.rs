@@ -159,6 +159,17 @@ pub struct PreprocessSpec {
     /// Fill value (0..255) for letterbox padding.
     #[serde(default)]
     pub pad_value: u8,
+    /// Reduced-scale JPEG decoding: a JPEG may be decoded at 1/2, 1/4 or 1/8
+    /// size when that keeps at least this fraction of the resolution the
+    /// input needs (1.0: never below it, so only images much larger than the
+    /// input are affected; 0.9 also lets a 640x480 photo decode at half size
+    /// for a 256-pixel resize; 0 turns it off).
+    #[serde(default = "default_jpeg_draft")]
+    pub jpeg_draft: f32,
+}
+
+fn default_jpeg_draft() -> f32 {
+    1.0
 }
 
 fn default_crop() -> Crop {
@@ -318,6 +329,9 @@ impl ModelManifest {
         let p = &self.preprocess;
         if p.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
             return Err("preprocess.std must be finite and non-zero".into());
+        }
+        if !(0.0..=1.0).contains(&p.jpeg_draft) {
+            return Err("preprocess.jpeg_draft must be within 0..=1".into());
         }
         if p.mean.iter().any(|m| !m.is_finite()) {
             return Err("preprocess.mean must be finite".into());

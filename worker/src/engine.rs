@@ -20,7 +20,9 @@ use bytes::Bytes;
 use inferq_shared::ErrorCode;
 use inferq_shared::job::{JobError, JobId};
 use inferq_shared::postprocess::{self, Artifact, Interpreted, Prediction, RawOutput};
-use inferq_shared::preprocess::{self, DecodeError, Geometry, InputTensor, TensorData};
+use inferq_shared::preprocess::{
+    self, DecodeError, Geometry, InputTensor, Preprocessor, TensorData,
+};
 use inferq_shared::repository::{ModelEntry, ModelRepository};
 use ort::session::{Session, SessionInputValue, builder::GraphOptimizationLevel};
 use ort::value::TensorRef;
@@ -141,6 +143,8 @@ impl LoadReport {
 struct ThreadState {
     env: ort::environment::Environment,
     sessions: HashMap<String, (u64, Session)>,
+    /// Resizer and buffers reused from job to job.
+    prep: Preprocessor,
     max_pixels: u64,
 }
 
@@ -226,6 +230,7 @@ impl Engine {
             let mut state = ThreadState {
                 env: env.clone(),
                 sessions: HashMap::new(),
+                prep: Preprocessor::new(),
                 max_pixels: config.max_pixels,
             };
             let entries = entries.clone();
@@ -472,7 +477,7 @@ impl ThreadState {
         let span = tracing::info_span!("infer", job_id = %work.job, model = %work.model.key());
         let _guard = span.enter();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            process(&mut self.sessions, &work, self.max_pixels)
+            process(&mut self.sessions, &mut self.prep, &work, self.max_pixels)
         }))
         .unwrap_or_else(|panic| {
             let what = panic
@@ -492,6 +497,7 @@ impl ThreadState {
 
 fn process(
     sessions: &mut HashMap<String, (u64, Session)>,
+    prep: &mut Preprocessor,
     work: &Work,
     max_pixels: u64,
 ) -> Result<Outcome, JobError> {
@@ -505,22 +511,19 @@ fn process(
     let t0 = Instant::now();
     let (tensor, geometry, t1) = match &work.input {
         WorkInput::Encoded(bytes) => {
-            let img = preprocess::decode(bytes, max_pixels).map_err(|e| {
-                let code = match e {
-                    DecodeError::UnknownFormat => ErrorCode::UnsupportedImageFormat,
-                    DecodeError::Limits(_) => ErrorCode::TooManyPixels,
-                    DecodeError::Corrupt(_) => ErrorCode::DecodeFailed,
-                };
-                JobError::new(code, e.to_string())
-            })?;
+            let img = prep
+                .decode(bytes, max_pixels, &entry.manifest)
+                .map_err(|e| {
+                    let code = match e {
+                        DecodeError::UnknownFormat => ErrorCode::UnsupportedImageFormat,
+                        DecodeError::Limits(_) => ErrorCode::TooManyPixels,
+                        DecodeError::Corrupt(_) => ErrorCode::DecodeFailed,
+                    };
+                    JobError::new(code, e.to_string())
+                })?;
             let t1 = Instant::now();
-            let (fitted, geometry) = preprocess::fit(&img, &entry.manifest);
-            drop(img);
-            (
-                preprocess::to_tensor(&fitted, &entry.manifest),
-                geometry,
-                t1,
-            )
+            let (tensor, geometry) = prep.prepare_decoded(&img, &entry.manifest);
+            (tensor, geometry, t1)
         }
         WorkInput::Tensor(t) => {
             let m = &entry.manifest.input;
@@ -532,11 +535,11 @@ fn process(
                 source_width: m.width,
                 source_height: m.height,
             };
-            (t.clone(), geometry, t0)
+            (t, geometry, t0)
         }
     };
     let t2 = Instant::now();
-    let outputs = run(session, entry, &tensor)
+    let outputs = run(session, entry, tensor)
         .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))?;
     let t3 = Instant::now();
     let Interpreted {

@@ -35,25 +35,24 @@ pub fn harness(max_body: usize, inline_max: usize) -> Harness {
 /// production binary would parse them).
 pub fn harness_with(flags: &[&str]) -> Harness {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/models");
-    let mut args = vec![
-        "inferq-api",
-        "--max-wait-secs",
-        "5",
-        "--request-timeout-secs",
-        "5",
-        "--default-model",
-        "tiny-mean",
-        "--model-poll-secs",
-        "0",
-        "--max-model-bytes",
-        "1048576",
-        "--result-ttl-secs",
-        "60",
-        "--blob-ttl-secs",
-        "60",
-        "--model-dir",
-        dir.to_str().unwrap(),
+    // Defaults for tests; a flag given in `flags` replaces its default
+    // (clap refuses a flag given twice).
+    let defaults = [
+        ("--max-wait-secs", "5"),
+        ("--request-timeout-secs", "5"),
+        ("--default-model", "tiny-mean"),
+        ("--model-poll-secs", "0"),
+        ("--max-model-bytes", "1048576"),
+        ("--result-ttl-secs", "60"),
+        ("--blob-ttl-secs", "60"),
+        ("--model-dir", dir.to_str().unwrap()),
     ];
+    let mut args = vec!["inferq-api"];
+    for (flag, value) in defaults {
+        if !flags.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
     args.extend_from_slice(flags);
     let config: ApiConfig = inferq_shared::config::load(args).unwrap();
     let repo = ModelRepository::scan(&dir).unwrap().repository;
@@ -64,7 +63,7 @@ pub fn harness_with(flags: &[&str]) -> Harness {
         queue: Arc::new(queue.clone()),
         store: store.clone(),
         models: Arc::new(models),
-        fetcher: Arc::new(inferq_shared::fetch::Fetcher::new(&Default::default()).unwrap()),
+        fetcher: Arc::new(inferq_shared::fetch::Fetcher::new(&config.fetch).unwrap()),
         settings: Arc::new(Settings::from_config(
             &config.http,
             &config.models,
