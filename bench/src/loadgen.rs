@@ -32,8 +32,11 @@ pub struct LoopResult {
     pub cpu: CpuUse,
     /// Client-side latency of the successful operations.
     pub latency: Latencies,
-    /// Worker-reported `timings.total_ms` of finished jobs, when present.
-    pub worker: Latencies,
+    /// Worker-reported compute time (decode + preprocess + inference) of
+    /// finished jobs, when present.
+    pub compute: Latencies,
+    /// Worker-reported time in the queue (`timings.queue_ms`).
+    pub queue: Latencies,
 }
 
 /// The serialised form of a run.
@@ -65,12 +68,33 @@ impl LoopResult {
     }
 }
 
+/// What the worker reported about a finished job.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JobTimes {
+    /// decode + preprocess + inference.
+    pub compute: Duration,
+    pub queue: Duration,
+}
+
+impl JobTimes {
+    /// From a job's `timings` object; `None` when it has none.
+    pub fn from_job(job: &serde_json::Value) -> Option<Self> {
+        let t = &job["timings"];
+        let ms = |k: &str| t[k].as_f64().filter(|v| v.is_finite() && *v >= 0.0);
+        let compute = ms("decode_ms")? + ms("preprocess_ms")? + ms("inference_ms")?;
+        Some(JobTimes {
+            compute: Duration::from_secs_f64(compute / 1e3),
+            queue: Duration::from_secs_f64(ms("queue_ms").unwrap_or(0.0) / 1e3),
+        })
+    }
+}
+
 /// Runs `op` from `concurrency` clients for `duration`. `op` returns the
-/// worker-side time of the job when it knows it.
+/// worker-side times of the job when it knows them.
 pub async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, op: F) -> LoopResult
 where
     F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Option<Duration>, String>> + Send,
+    Fut: Future<Output = Result<Option<JobTimes>, String>> + Send,
 {
     let op = Arc::new(op);
     let cpu0 = cpu_time();
@@ -87,7 +111,8 @@ where
                         Ok(worker) => {
                             r.latency.record(t.elapsed());
                             if let Some(w) = worker {
-                                r.worker.record(w);
+                                r.compute.record(w.compute);
+                                r.queue.record(w.queue);
                             }
                             r.ok += 1;
                         }
@@ -130,7 +155,8 @@ impl LoopResult {
             }
         }
         self.latency.merge(&r.latency);
-        self.worker.merge(&r.worker);
+        self.compute.merge(&r.compute);
+        self.queue.merge(&r.queue);
     }
 }
 
@@ -149,12 +175,10 @@ pub async fn full_job(
     client: reqwest::Client,
     base: Arc<str>,
     image: Image,
-) -> Result<Option<Duration>, String> {
+) -> Result<Option<JobTimes>, String> {
     let url = format!("{base}/v1/jobs");
     match one_job(&client, &url, &base, &image).await {
-        Ok(job) => Ok(job["timings"]["total_ms"]
-            .as_f64()
-            .map(|ms| Duration::from_secs_f64(ms / 1e3))),
+        Ok(job) => Ok(JobTimes::from_job(&job)),
         Err(LoadError::JobFailed(job)) => Err(format!(
             "job {}: {}",
             job["status"].as_str().unwrap_or("?"),
@@ -178,7 +202,7 @@ pub async fn submit_only(
     client: reqwest::Client,
     base: Arc<str>,
     body: Arc<SubmitBody>,
-) -> Result<Option<Duration>, String> {
+) -> Result<Option<JobTimes>, String> {
     let req = client.post(format!("{base}/v1/jobs"));
     let req = match &*body {
         SubmitBody::Image(img) => req
@@ -201,6 +225,16 @@ pub async fn submit_only(
 mod tests {
     use super::*;
 
+    #[test]
+    fn job_times_from_the_timings_object() {
+        let job = json!({"timings": {"queue_ms": 5.0, "fetch_ms": 0.0, "decode_ms": 2.0,
+            "preprocess_ms": 1.5, "inference_ms": 6.5, "total_ms": 15.2}});
+        let t = JobTimes::from_job(&job).unwrap();
+        assert_eq!(t.compute, Duration::from_millis(10));
+        assert_eq!(t.queue, Duration::from_millis(5));
+        assert_eq!(JobTimes::from_job(&json!({"status": "succeeded"})), None);
+    }
+
     #[tokio::test]
     async fn counts_successes_and_errors_and_keeps_a_few_messages() {
         let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -211,7 +245,10 @@ mod tests {
                 if i & 1 == 1 {
                     Err(format!("error {i}"))
                 } else {
-                    Ok(Some(Duration::from_millis(3)))
+                    Ok(Some(JobTimes {
+                        compute: Duration::from_millis(3),
+                        queue: Duration::from_millis(1),
+                    }))
                 }
             }
         })
@@ -225,7 +262,8 @@ mod tests {
             r.errors
         );
         assert_eq!(r.latency.count(), r.ok);
-        assert_eq!(r.worker.count(), r.ok);
+        assert_eq!(r.compute.count(), r.ok);
+        assert_eq!(r.queue.count(), r.ok);
         assert!(r.error_samples.len() <= ERROR_SAMPLES);
         assert!(r.elapsed >= Duration::from_millis(50));
         let s = r.summary(2);

@@ -40,6 +40,22 @@ pub struct Host {
     pub allowed_cores: Vec<usize>,
     pub os: String,
     pub cpu_model: Option<String>,
+    /// 1-minute load average when the bench started: other work on the
+    /// machine competes for the same cores.
+    pub load_avg_at_start: Option<f64>,
+}
+
+/// A start-up load average above this gets a warning in the report.
+const BUSY_LOAD: f64 = 0.5;
+
+/// The 1-minute load average (`/proc/loadavg`).
+pub fn load_avg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Host {
@@ -54,6 +70,7 @@ impl Host {
             allowed_cores: inferq_worker::pinning::allowed_cores(),
             os: std::env::consts::OS.into(),
             cpu_model,
+            load_avg_at_start: load_avg(),
         }
     }
 }
@@ -147,7 +164,8 @@ impl Report {
                     "max ms",
                     "errors",
                     "vs limit",
-                    "worker p50 ms",
+                    "compute p50 ms",
+                    "queue p50 ms",
                     "gen CPU s",
                     "gen CPU %",
                 ],
@@ -165,7 +183,8 @@ impl Report {
                     r.ratio_to_limit
                         .map(|x| format!("{:.0}%", x * 100.0))
                         .unwrap_or_else(|| "-".into()),
-                    sig(r.worker_ms.p50_ms),
+                    sig(r.worker_compute.p50_ms),
+                    sig(r.queue.p50_ms),
                     num(Some(r.run.loadgen_cpu.cpu_secs), 2),
                     num(Some(r.run.loadgen_cpu.pct_of_one_core), 1),
                 ]);
@@ -173,7 +192,7 @@ impl Report {
                     t.note(format!("{} c={}: {e}", r.image, r.run.concurrency));
                 }
             }
-            t.note("vs limit = jobs/s ÷ the in-process full-path img/s for the same image; gen CPU = this load generator's own CPU time");
+            t.note("vs limit = jobs/s ÷ the in-process full-path img/s for the same image; compute = decode + preprocess + inference and queue = time queued, both as the worker reports them; gen CPU = this load generator's own CPU time");
             out.push(t);
             let mut t = Table::new(
                 "Memory: peak RSS during the service phase",
@@ -249,8 +268,18 @@ impl Report {
         out
     }
 
+    /// A warning when the machine was busy before the run.
+    pub fn busy_warning(&self) -> Option<String> {
+        let load = self.host.load_avg_at_start.filter(|l| *l >= BUSY_LOAD)?;
+        Some(format!(
+            "WARNING: load average {load:.2} before the run: other processes were using the \
+             cores, so every number below is lower (and noisier) than on an idle machine"
+        ))
+    }
+
     pub fn text(&self) -> String {
-        let mut out: String = self.tables().iter().map(|t| t.text() + "\n").collect();
+        let mut out = self.busy_warning().map(|w| w + "\n\n").unwrap_or_default();
+        out.extend(self.tables().iter().map(|t| t.text() + "\n"));
         for e in &self.errors {
             out += &format!("ERROR {e}\n");
         }
@@ -271,6 +300,9 @@ impl Report {
                 ""
             }
         );
+        if let Some(w) = self.busy_warning() {
+            out += &format!("**{w}**\n\n");
+        }
         for t in self.tables() {
             out += &t.markdown();
         }

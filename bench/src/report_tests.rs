@@ -89,7 +89,8 @@ fn sample(with_service: bool) -> Report {
             image: "chelsea.png".into(),
             run: run(4, 150.0, 2),
             ratio_to_limit: Some(0.75),
-            worker_ms: lat(9.0),
+            worker_compute: lat(9.0),
+            queue: lat(0.5),
         }],
         memory,
     };
@@ -106,6 +107,7 @@ fn sample(with_service: bool) -> Report {
             allowed_cores: vec![0, 1],
             os: "linux".into(),
             cpu_model: None,
+            load_avg_at_start: Some(0.1),
         },
         settings,
         limit: Some(limit),
@@ -180,6 +182,14 @@ fn tables_show_the_numbers() {
     assert!(md.contains("### Cold start: new worker process (photo-640x480.jpg)"));
     assert!(md.contains("| 1 | 180 | 150.0 | 200 | 12.0 |"), "{md}");
     assert!(md.contains("### Errors\n\n- service: boom"));
+    assert!(!text.contains("WARNING"), "{text}");
+    let mut busy = sample(true);
+    busy.host.load_avg_at_start = Some(1.9);
+    assert!(
+        busy.text()
+            .starts_with("WARNING: load average 1.90 before the run")
+    );
+    assert!(busy.markdown().contains("**WARNING: load average 1.90"));
     let without = sample(false).text();
     assert!(!without.contains("Service:"));
     assert!(!without.contains("Memory:"));

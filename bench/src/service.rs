@@ -31,8 +31,10 @@ pub struct ServiceRow {
     pub run: LoopSummary,
     /// jobs/s ÷ the in-process full-path images/s for this image.
     pub ratio_to_limit: Option<f64>,
-    /// Worker-reported time per job (`timings.total_ms`).
-    pub worker_ms: Summary,
+    /// Worker-reported decode + preprocess + inference per job.
+    pub worker_compute: Summary,
+    /// Worker-reported time in the queue per job.
+    pub queue: Summary,
 }
 
 /// The service phase.
@@ -116,7 +118,8 @@ async fn measure_service(
                 image: image.name.clone(),
                 run,
                 ratio_to_limit: ratio,
-                worker_ms: r.worker.summary(),
+                worker_compute: r.compute.summary(),
+                queue: r.queue.summary(),
             });
         }
     }
