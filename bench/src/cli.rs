@@ -40,8 +40,9 @@ pub const ALL_PHASES: [Phase; 4] = [
 #[derive(Debug, Clone, Parser)]
 #[command(name = "inferq-bench", version)]
 pub struct Cli {
-    /// Seconds per measurement (each limit sub-phase, each service
-    /// concurrency level, each submit run).
+    /// Seconds per measurement: each service concurrency level and each
+    /// submit run; each limit sub-measurement takes at most 3 s of it.
+    /// With --quick: at most 1.5 s, and 0.5 s per limit sub-measurement.
     #[arg(long, default_value_t = 5.0)]
     pub secs: f64,
     /// Client concurrency levels of the service phase.

@@ -471,4 +471,33 @@ mod tests {
         assert!(kib > 100, "{kib} KiB");
         assert_eq!(rss_kib(u32::MAX), None);
     }
+
+    #[test]
+    fn a_missing_binary_says_how_to_build_it() {
+        let spec = ClusterSpec {
+            bin_dir: PathBuf::from("/nonexistent/target/release"),
+            amqp_url: String::new(),
+            queue: String::new(),
+            key_prefix: String::new(),
+            redis_url: String::new(),
+            model_dir: PathBuf::new(),
+            default_model: String::new(),
+            workers: 1,
+            log_dir: std::env::temp_dir(),
+            api_flags: Vec::new(),
+            worker_flags: Vec::new(),
+            per_worker_flags: Vec::new(),
+        };
+        let e = spec.binary("inferq-api").unwrap_err().to_string();
+        assert!(
+            e.starts_with("inferq-api not built") && e.contains("cargo build --release --bins"),
+            "{e}"
+        );
+        assert!(spec.worker(0).is_err());
+        let e = Cluster::start(&spec)
+            .err()
+            .expect("no binaries")
+            .to_string();
+        assert!(e.contains("inferq-api not built"), "{e}");
+    }
 }
