@@ -27,7 +27,7 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
-        fmt lint verify-model clean-assets models-extra chaos soak fuzz
+        fmt lint verify-model clean-assets models-extra chaos soak fuzz bench
 
 help: ## List the targets
 	@echo "InferQ make targets:"
@@ -117,6 +117,16 @@ chaos: assets services ## Chaos test (release): 3000 EfficientNet jobs, worker S
 soak: assets services ## Memory soak (release): API/worker RSS after 100k jobs within 5% of after 10k
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run -q --release --bin inferq-chaos -- soak $(SOAK_ARGS)
+
+# Benchmarks (see docs/performance.md). Release binaries; the report goes to target/bench
+# (bench.json, bench.md, process logs). BENCH_ARGS: e.g. `--quick`, `--only limit,service`,
+# `--secs 10`, `--concurrency 1,4,16,64`, `--workers 2` (see `inferq-bench --help`).
+BENCH_ARGS    ?=
+BENCH_BIN_DIR := $(or $(CARGO_TARGET_DIR),target)/release
+
+bench: assets services ## Benchmark (release): in-process limit, service, submit path, cold start, memory -> target/bench
+	$(CARGO) build --release --workspace --bins
+	$(BENCH_BIN_DIR)/inferq-bench --bin-dir $(BENCH_BIN_DIR) --out target/bench $(BENCH_ARGS)
 
 # ---------------------------------------------------------------------------------------------
 # Fuzzing (see docs/fuzzing.md). Not part of `make test`: the instrumented build is slow. The

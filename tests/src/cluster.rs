@@ -131,6 +131,11 @@ impl Managed {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The log file its stdout and stderr are appended to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// True while the process has not exited.
     pub fn running(&mut self) -> bool {
         self.child
@@ -336,6 +341,70 @@ pub struct ClusterSpec {
     pub workers: usize,
     /// Directory for the process logs.
     pub log_dir: PathBuf,
+    /// Flags appended to the API's command line (after [`API_EXTRA_FLAGS`]).
+    pub api_flags: Vec<String>,
+    /// Flags appended to every worker's command line.
+    pub worker_flags: Vec<String>,
+    /// Flags for worker `i` only (`per_worker_flags[i]`, when present),
+    /// appended after `worker_flags`: e.g. `--cores 1` to pin each worker
+    /// to its own core.
+    pub per_worker_flags: Vec<Vec<String>>,
+}
+
+impl ClusterSpec {
+    /// The flags every process of the cluster shares.
+    fn common_flags(&self) -> Vec<String> {
+        vec![
+            "--amqp-url".to_string(),
+            self.amqp_url.clone(),
+            "--queue".into(),
+            self.queue.clone(),
+            "--redis-url".into(),
+            self.redis_url.clone(),
+            "--key-prefix".into(),
+            self.key_prefix.clone(),
+            "--model-dir".into(),
+            self.model_dir.display().to_string(),
+        ]
+    }
+
+    /// Path of binary `name` in `bin_dir`, or an error that says how to
+    /// build it.
+    pub fn binary(&self, name: &str) -> io::Result<PathBuf> {
+        let p = self.bin_dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+        let release = self.bin_dir.ends_with("release");
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{name} not built ({} missing): run cargo build{} --bins",
+                p.display(),
+                if release { " --release" } else { "" }
+            ),
+        ))
+    }
+
+    /// Worker `i` (not started yet), logging to `<log_dir>/worker-<i>.log`.
+    pub fn worker(&self, i: usize) -> io::Result<Managed> {
+        let mut args = vec![
+            "--ort-library".to_string(),
+            crate::ort_library().display().to_string(),
+        ];
+        args.extend(self.common_flags());
+        args.extend(WORKER_EXTRA_FLAGS.iter().map(|s| s.to_string()));
+        args.extend(self.worker_flags.iter().cloned());
+        if let Some(own) = self.per_worker_flags.get(i) {
+            args.extend(own.iter().cloned());
+        }
+        Ok(Managed::new(
+            &format!("worker-{i}"),
+            &self.binary("inferq-worker")?,
+            args,
+            &self.log_dir.join(format!("worker-{i}.log")),
+        ))
+    }
 }
 
 /// An API process and its workers, all talking to one queue and key prefix.
@@ -348,31 +417,14 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the API and the workers (does not wait for readiness).
     pub fn start(spec: &ClusterSpec) -> io::Result<Self> {
-        let common = vec![
-            "--amqp-url".to_string(),
-            spec.amqp_url.clone(),
-            "--queue".into(),
-            spec.queue.clone(),
-            "--redis-url".into(),
-            spec.redis_url.clone(),
-            "--key-prefix".into(),
-            spec.key_prefix.clone(),
-            "--model-dir".into(),
-            spec.model_dir.display().to_string(),
-        ];
-        let binary = |name: &str| -> io::Result<PathBuf> {
-            let p = spec.bin_dir.join(name);
-            if p.is_file() {
-                Ok(p)
-            } else {
-                Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{} not built (cargo build --bins)", p.display()),
-                ))
-            }
-        };
+        let api_bin = spec.binary("inferq-api")?;
+        // Check before starting anything, so a missing worker binary is
+        // reported without an API left running.
+        if spec.workers > 0 {
+            spec.binary("inferq-worker")?;
+        }
         let api_port = free_port()?;
-        let mut api_args = common.clone();
+        let mut api_args = spec.common_flags();
         api_args.extend([
             "--listen".into(),
             format!("127.0.0.1:{api_port}"),
@@ -380,28 +432,12 @@ impl Cluster {
             spec.default_model.clone(),
         ]);
         api_args.extend(API_EXTRA_FLAGS.iter().map(|s| s.to_string()));
-        let mut api = Managed::new(
-            "api",
-            &binary("inferq-api")?,
-            api_args,
-            &spec.log_dir.join("api.log"),
-        );
+        api_args.extend(spec.api_flags.iter().cloned());
+        let mut api = Managed::new("api", &api_bin, api_args, &spec.log_dir.join("api.log"));
         api.start()?;
-        let mut worker_args = vec![
-            "--ort-library".to_string(),
-            crate::ort_library().display().to_string(),
-        ];
-        worker_args.extend(common);
-        worker_args.extend(WORKER_EXTRA_FLAGS.iter().map(|s| s.to_string()));
-        let worker_bin = binary("inferq-worker")?;
         let mut workers = Vec::new();
         for i in 0..spec.workers {
-            let mut w = Managed::new(
-                &format!("worker-{i}"),
-                &worker_bin,
-                worker_args.clone(),
-                &spec.log_dir.join(format!("worker-{i}.log")),
-            );
+            let mut w = spec.worker(i)?;
             w.start()?;
             workers.push(w);
         }
@@ -434,5 +470,34 @@ mod tests {
         let kib = rss_kib(std::process::id()).expect("VmRSS");
         assert!(kib > 100, "{kib} KiB");
         assert_eq!(rss_kib(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_missing_binary_says_how_to_build_it() {
+        let spec = ClusterSpec {
+            bin_dir: PathBuf::from("/nonexistent/target/release"),
+            amqp_url: String::new(),
+            queue: String::new(),
+            key_prefix: String::new(),
+            redis_url: String::new(),
+            model_dir: PathBuf::new(),
+            default_model: String::new(),
+            workers: 1,
+            log_dir: std::env::temp_dir(),
+            api_flags: Vec::new(),
+            worker_flags: Vec::new(),
+            per_worker_flags: Vec::new(),
+        };
+        let e = spec.binary("inferq-api").unwrap_err().to_string();
+        assert!(
+            e.starts_with("inferq-api not built") && e.contains("cargo build --release --bins"),
+            "{e}"
+        );
+        assert!(spec.worker(0).is_err());
+        let e = Cluster::start(&spec)
+            .err()
+            .expect("no binaries")
+            .to_string();
+        assert!(e.contains("inferq-api not built"), "{e}");
     }
 }

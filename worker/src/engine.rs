@@ -176,7 +176,11 @@ pub fn ort_environment(
 
 /// Builds a single-threaded session for one model and checks it matches its
 /// manifest.
-fn load_session(
+///
+/// Public so that measuring tools (`inferq-bench`) build sessions with
+/// exactly the options the inference threads use: one intra- and one
+/// inter-op thread, no spinning, all graph optimisations.
+pub fn load_session(
     env: &ort::environment::Environment,
     entry: &ModelEntry,
 ) -> Result<Session, String> {
@@ -370,7 +374,7 @@ impl Drop for Engine {
 
 /// One zero-filled run so the first real job does not pay for lazy
 /// allocations inside ONNX Runtime.
-fn warm_up(session: &mut Session, entry: &ModelEntry) -> Result<(), String> {
+pub fn warm_up(session: &mut Session, entry: &ModelEntry) -> Result<(), String> {
     let m = &entry.manifest;
     let blank = image::RgbImage::new(m.input.width, m.input.height);
     let tensor = preprocess::to_tensor(&blank, m);
@@ -380,7 +384,10 @@ fn warm_up(session: &mut Session, entry: &ModelEntry) -> Result<(), String> {
 }
 
 /// Runs the session on one input and returns the wanted outputs as f32.
-fn run(
+///
+/// The input may hold a batch (`shape[0] > 1`) when the model's batch axis
+/// is dynamic; public for `inferq-bench`, which times exactly this call.
+pub fn run(
     session: &mut Session,
     entry: &ModelEntry,
     tensor: &InputTensor,

@@ -206,6 +206,9 @@ async fn main() -> anyhow::Result<()> {
         default_model: common.model.clone(),
         workers: common.workers,
         log_dir: work.clone(),
+        api_flags: Vec::new(),
+        worker_flags: Vec::new(),
+        per_worker_flags: Vec::new(),
     };
     let cluster = Cluster::start(&spec).context("starting inferq-api and workers")?;
     let deployment = Arc::new(Deployment {

@@ -1,0 +1,211 @@
+//! Tests of the report's JSON shape and its tables, on a hand-made report.
+
+use clap::Parser;
+
+use super::*;
+use crate::cli::Cli;
+use crate::coldstart::ColdRun;
+use crate::limit::{BatchPoint, LimitImage, Throughput};
+use crate::loadgen::LoopSummary;
+use crate::resources::{CpuUse, MemoryReport};
+use crate::service::ServiceRow;
+use crate::stats::Summary;
+
+fn lat(p50: f64) -> Summary {
+    Summary {
+        count: 10,
+        mean_ms: p50,
+        p50_ms: p50,
+        p90_ms: p50 * 1.5,
+        p99_ms: p50 * 2.0,
+        max_ms: p50 * 3.0,
+    }
+}
+
+fn run(concurrency: usize, per_sec: f64, errors: u64) -> LoopSummary {
+    LoopSummary {
+        concurrency,
+        ok: 100,
+        errors,
+        secs: 1.0,
+        per_sec,
+        latency: lat(8.0),
+        loadgen_cpu: CpuUse {
+            cpu_secs: 0.05,
+            pct_of_one_core: 5.0,
+        },
+        error_samples: if errors > 0 {
+            vec!["submit answered 429".into()]
+        } else {
+            vec![]
+        },
+    }
+}
+
+fn sample(with_service: bool) -> Report {
+    let settings =
+        Settings::from_cli(Cli::try_parse_from(["inferq-bench", "--quick"]).unwrap()).unwrap();
+    let limit = LimitReport {
+        model: "efficientnet-lite0:1".into(),
+        cores: vec![0, 1],
+        input_shape: vec![-1, 3, 224, 224],
+        batch_axis_dynamic: true,
+        session_load_ms: 40.0,
+        images: vec![LimitImage {
+            image: "chelsea.png".into(),
+            bytes: 240_512,
+            width: 451,
+            height: 300,
+            full: Throughput {
+                images_per_sec: 200.0,
+                latency: lat(9.5),
+            },
+            decode: lat(2.0),
+            preprocess: lat(1.4),
+            inference: Throughput {
+                images_per_sec: 480.0,
+                latency: lat(4.1),
+            },
+            batch: vec![
+                BatchPoint {
+                    batch: 1,
+                    images_per_sec: 480.0,
+                    latency: lat(4.1),
+                },
+                BatchPoint {
+                    batch: 2,
+                    images_per_sec: 500.0,
+                    latency: lat(8.0),
+                },
+            ],
+        }],
+    };
+    let mut memory = MemoryReport::default();
+    memory.add_sample(&[("api".into(), 30 * 1024), ("worker-0".into(), 75 * 1024)]);
+    let service = ServiceReport {
+        workers: 2,
+        worker_cores: vec![0, 1],
+        rows: vec![ServiceRow {
+            image: "chelsea.png".into(),
+            run: run(4, 150.0, 2),
+            ratio_to_limit: Some(0.75),
+            worker_compute: lat(9.0),
+            queue: lat(0.5),
+        }],
+        memory,
+    };
+    let cold = vec![ColdRun {
+        spawn_to_ready_ms: 180.0,
+        logged_startup_ms: Some(150.0),
+        first_job_ms: 200.0,
+        after_ready_job_ms: 12.0,
+    }];
+    Report {
+        schema_version: SCHEMA_VERSION,
+        started_at: "2026-01-01T00:00:00Z".into(),
+        host: Host {
+            allowed_cores: vec![0, 1],
+            os: "linux".into(),
+            cpu_model: None,
+            load_avg_at_start: Some(0.1),
+        },
+        settings,
+        limit: Some(limit),
+        service: with_service.then_some(service),
+        submit: Some(vec![SubmitRow {
+            input: "uri".into(),
+            run: run(64, 1500.0, 0),
+        }]),
+        coldstart: Some(ColdStartReport {
+            image: "photo-640x480.jpg".into(),
+            median: cold[0],
+            runs: cold,
+        }),
+        errors: vec!["service: boom".into()],
+    }
+}
+
+#[test]
+fn json_shape() {
+    let v = serde_json::to_value(sample(true)).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["settings"]["phases"][0], "limit");
+    assert_eq!(v["settings"]["measure_secs"].as_f64(), Some(1.5));
+    let img = &v["limit"]["images"][0];
+    assert_eq!(img["full"]["images_per_sec"], 200.0);
+    assert_eq!(img["decode"]["p50_ms"], 2.0);
+    assert_eq!(img["batch"][1]["batch"], 2);
+    let row = &v["service"]["rows"][0];
+    // The loop summary is flattened into the row.
+    assert_eq!(row["concurrency"], 4);
+    assert_eq!(row["per_sec"], 150.0);
+    assert_eq!(row["latency"]["p99_ms"], 16.0);
+    assert_eq!(row["ratio_to_limit"], 0.75);
+    assert_eq!(row["loadgen_cpu"]["pct_of_one_core"], 5.0);
+    assert_eq!(row["error_samples"][0], "submit answered 429");
+    assert_eq!(v["service"]["memory"]["peak_kib"]["api"], 30 * 1024);
+    assert_eq!(v["service"]["memory"]["total_peak_kib"], 105 * 1024);
+    // No error samples: the key is left out.
+    assert!(v["submit"][0].get("error_samples").is_none());
+    assert_eq!(v["coldstart"]["median"]["logged_startup_ms"], 150.0);
+    assert_eq!(v["errors"][0], "service: boom");
+    let v = serde_json::to_value(sample(false)).unwrap();
+    assert!(v["service"].is_null());
+}
+
+#[test]
+fn tables_show_the_numbers() {
+    let r = sample(true);
+    let text = r.text();
+    assert!(
+        text.contains("== Limit: in-process, 2 pinned threads"),
+        "{text}"
+    );
+    assert!(text.contains("chelsea.png (451x300, 240 KB)"), "{text}");
+    assert!(text.contains("batch 2 img/s"), "{text}");
+    // The ratio as a percentage, and the error count and sample.
+    let service_row = text
+        .lines()
+        .find(|l| l.starts_with("chelsea.png ") && l.contains("75%"))
+        .unwrap_or_else(|| panic!("no service row in\n{text}"));
+    assert!(service_row.contains("150"), "{service_row}");
+    assert!(
+        text.contains("chelsea.png c=4: submit answered 429"),
+        "{text}"
+    );
+    assert!(text.contains("total (same sample)"), "{text}");
+    assert!(text.contains("105.0"), "{text}");
+    assert!(text.contains("ERROR service: boom"), "{text}");
+    let md = r.markdown();
+    assert!(md.starts_with("# inferq-bench report"));
+    assert!(md.contains("(--quick: rough numbers)"));
+    assert!(md.contains("### Cold start: new worker process (photo-640x480.jpg)"));
+    assert!(md.contains("| 1 | 180 | 150.0 | 200 | 12.0 |"), "{md}");
+    assert!(md.contains("### Errors\n\n- service: boom"));
+    assert!(!text.contains("WARNING"), "{text}");
+    let mut busy = sample(true);
+    busy.host.load_avg_at_start = Some(1.9);
+    assert!(
+        busy.text()
+            .starts_with("WARNING: load average 1.90 before the run")
+    );
+    assert!(busy.markdown().contains("**WARNING: load average 1.90"));
+    let without = sample(false).text();
+    assert!(!without.contains("Service:"));
+    assert!(!without.contains("Memory:"));
+}
+
+#[test]
+fn write_creates_both_files() {
+    let dir = std::env::temp_dir().join(format!("inferq-bench-test-{}", std::process::id()));
+    let (json, md) = sample(true).write(&dir).unwrap();
+    let back: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(back["limit"]["model"], "efficientnet-lite0:1");
+    assert!(
+        std::fs::read_to_string(&md)
+            .unwrap()
+            .contains("### Submit path")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
