@@ -104,3 +104,69 @@ async fn efficientnet_in_the_embedded_server() {
     // Graceful shutdown returns.
     server.stop().await;
 }
+
+/// Reduced-scale JPEG decoding (`jpeg_draft`) only drops detail the model
+/// cannot use: a 2400x1600 JPEG decoded at 1/4 scale gets the same answer,
+/// with nearly the same probabilities, as the full decode. Runs the worker's
+/// own preprocessing and session code on the real model.
+#[test]
+fn reduced_scale_jpeg_decoding_keeps_the_answer() {
+    if !real_model_present() {
+        return;
+    }
+    use inferq_shared::preprocess::Preprocessor;
+    use inferq_worker::engine;
+
+    let env = engine::ort_environment(Some(&ort_library())).unwrap();
+    let repo = inferq_worker::load_models(&real_models()).unwrap();
+    let entry = repo.get("efficientnet-lite0", Some(1)).unwrap().clone();
+    let mut session = engine::load_session(&env, &entry).unwrap();
+
+    let coffee = image::load_from_memory(&image("coffee.png"))
+        .unwrap()
+        .to_rgb8();
+    let big = image::imageops::resize(&coffee, 2400, 1600, image::imageops::FilterType::Triangle);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 92)
+        .encode_image(&big)
+        .unwrap();
+
+    let mut classify = |draft: f32| -> (u32, Vec<f32>) {
+        let mut m = entry.manifest.clone();
+        m.preprocess.jpeg_draft = draft;
+        let mut prep = Preprocessor::new();
+        let decoded = prep.decode(&jpeg, 1 << 26, &m).unwrap();
+        let width = decoded.image.width();
+        let (tensor, _) = prep.prepare_decoded(&decoded, &m);
+        let logits = engine::run(&mut session, &entry, tensor)
+            .unwrap()
+            .remove(0)
+            .data;
+        let max = logits.iter().cloned().fold(f32::MIN, f32::max);
+        let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f32 = exp.iter().sum();
+        (width, exp.iter().map(|e| e / sum).collect())
+    };
+    let (full_width, full) = classify(0.0);
+    let (draft_width, draft) = classify(1.0);
+    assert_eq!(full_width, 2400);
+    assert_eq!(
+        draft_width, 600,
+        "1600 px / 4 = 400 px still covers the 256 px resize"
+    );
+    let argmax = |p: &[f32]| {
+        p.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0 as u64
+    };
+    assert_eq!(argmax(&full), ESPRESSO);
+    assert_eq!(argmax(&draft), ESPRESSO);
+    let worst = full
+        .iter()
+        .zip(&draft)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 0.05, "probabilities moved by up to {worst}");
+}
