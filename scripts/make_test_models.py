@@ -35,6 +35,8 @@ Models:
   copy the image through unchanged (identity kernels, widened to 32 channels so each layer
   costs real work): ~28 ms per image on one core (measured; scales with batch size).
   For timeout / kill / drain tests.
+- tests/fixtures/fixed-batch.onnx: tiny-mean with the batch axis fixed to 1 (for the batching
+  test: a model that cannot batch).
 - tiny-nhwc-int32: input `input` int32 [N,224,224,3] (raw 0..255, NHWC like TFJS/MoveNet) ->
   Cast -> ReduceMean(H,W) -> *1/255 -> Gemm: the same logits as tiny-mean for the same pixels.
   Exercises the int32 / NHWC input path.
@@ -182,6 +184,16 @@ def tiny_mean():
     nodes, inits = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"])], []
     head("pooled", nodes, inits)
     return make_model("tiny-mean", nodes, inits, nchw_input())
+
+
+def tiny_mean_batch1():
+    """tiny-mean with its batch axis fixed to 1 (a model that cannot batch). Written to
+    tests/fixtures/fixed-batch.onnx, outside the test model repository: the batching test
+    pairs it with a manifest that declares [batching] and expects the load to be refused."""
+    nodes, inits = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"])], []
+    head("pooled", nodes, inits)
+    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, SIZE, SIZE])
+    return make_model("tiny-mean-batch1", nodes, inits, inp, [("logits", [1, 10])])
 
 
 def tiny_slow():
@@ -436,6 +448,11 @@ def main():
             check_model(path, name)
         if args.time:
             time_run(path, name)
+    fixture = os.path.join(args.out_dir, os.pardir, "fixtures", "fixed-batch.onnx")
+    os.makedirs(os.path.dirname(fixture), exist_ok=True)
+    onnx.save_model(tiny_mean_batch1(), fixture + ".tmp")
+    os.replace(fixture + ".tmp", fixture)
+    print(f"wrote {os.path.normpath(fixture)} ({os.path.getsize(fixture)} bytes)")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,11 @@ pub struct Cli {
     /// Short phases (a smoke run, about a minute in all); numbers are rough.
     #[arg(long)]
     pub quick: bool,
+    /// `[batching] max_batch` values the service phase runs with, each in
+    /// its own deployment (1 = batching off). The model's manifest is
+    /// copied with the value set; the default compares off with 4.
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub max_batch: Vec<usize>,
     /// Model repository (the real models).
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
@@ -96,6 +101,8 @@ pub struct Settings {
     pub workers: usize,
     pub submit_concurrency: usize,
     pub batch_sizes: Vec<usize>,
+    /// Service runs, one per `[batching] max_batch`.
+    pub max_batches: Vec<usize>,
     pub quick: bool,
     pub bin_dir: PathBuf,
     pub out: PathBuf,
@@ -119,6 +126,10 @@ impl Settings {
             "--concurrency needs positive numbers, e.g. 1,4,16,64"
         );
         anyhow::ensure!(cli.workers > 0, "--workers must be at least 1");
+        anyhow::ensure!(
+            !cli.max_batch.is_empty() && cli.max_batch.iter().all(|&b| (1..=64).contains(&b)),
+            "--max-batch needs values within 1..=64, e.g. 1,4"
+        );
         anyhow::ensure!(
             cli.submit_concurrency > 0,
             "--submit-concurrency must be at least 1"
@@ -146,6 +157,7 @@ impl Settings {
             workers: cli.workers,
             submit_concurrency: cli.submit_concurrency,
             batch_sizes: vec![1, 2, 4, 8, 16],
+            max_batches: cli.max_batch,
             quick: cli.quick,
             bin_dir: cli.bin_dir,
             out: cli.out,
@@ -177,6 +189,7 @@ mod tests {
         assert_eq!(s.measure_secs, Duration::from_secs(5));
         assert_eq!(s.limit_secs, Duration::from_secs(3));
         assert_eq!(s.bin_dir, PathBuf::from("target/release"));
+        assert_eq!(s.max_batches, vec![1, 4]);
     }
 
     #[test]
@@ -201,5 +214,7 @@ mod tests {
         assert!(settings(&["--secs", "0"]).is_err());
         assert!(settings(&["--workers", "0"]).is_err());
         assert!(settings(&["--only", "nothing"]).is_err());
+        assert!(settings(&["--max-batch", "0"]).is_err());
+        assert!(settings(&["--max-batch", "65"]).is_err());
     }
 }

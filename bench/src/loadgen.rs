@@ -37,6 +37,9 @@ pub struct LoopResult {
     pub compute: Latencies,
     /// Worker-reported time in the queue (`timings.queue_ms`).
     pub queue: Latencies,
+    /// Sum of the worker-reported batch sizes, and how many jobs reported one.
+    pub batch_sum: u64,
+    pub batch_jobs: u64,
 }
 
 /// The serialised form of a run.
@@ -49,6 +52,10 @@ pub struct LoopSummary {
     pub per_sec: f64,
     pub latency: Summary,
     pub loadgen_cpu: CpuUse,
+    /// Mean worker-reported batch size of the finished jobs (dynamic
+    /// batching); `None` when no job reported one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_batch: Option<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub error_samples: Vec<String>,
 }
@@ -63,6 +70,8 @@ impl LoopResult {
             per_sec: rate(self.ok, self.elapsed.as_secs_f64()),
             latency: self.latency.summary(),
             loadgen_cpu: self.cpu,
+            mean_batch: (self.batch_jobs > 0)
+                .then(|| self.batch_sum as f64 / self.batch_jobs as f64),
             error_samples: self.error_samples.clone(),
         }
     }
@@ -74,6 +83,8 @@ pub struct JobTimes {
     /// decode + preprocess + inference.
     pub compute: Duration,
     pub queue: Duration,
+    /// Jobs in the inference batch (`timings.batch_size`; 0 when absent).
+    pub batch_size: u32,
 }
 
 impl JobTimes {
@@ -85,6 +96,10 @@ impl JobTimes {
         Some(JobTimes {
             compute: Duration::from_secs_f64(compute / 1e3),
             queue: Duration::from_secs_f64(ms("queue_ms").unwrap_or(0.0) / 1e3),
+            batch_size: t["batch_size"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
         })
     }
 }
@@ -113,6 +128,10 @@ where
                             if let Some(w) = worker {
                                 r.compute.record(w.compute);
                                 r.queue.record(w.queue);
+                                if w.batch_size > 0 {
+                                    r.batch_sum += u64::from(w.batch_size);
+                                    r.batch_jobs += 1;
+                                }
                             }
                             r.ok += 1;
                         }
@@ -157,6 +176,8 @@ impl LoopResult {
         self.latency.merge(&r.latency);
         self.compute.merge(&r.compute);
         self.queue.merge(&r.queue);
+        self.batch_sum += r.batch_sum;
+        self.batch_jobs += r.batch_jobs;
     }
 }
 
@@ -232,7 +253,11 @@ mod tests {
         let t = JobTimes::from_job(&job).unwrap();
         assert_eq!(t.compute, Duration::from_millis(10));
         assert_eq!(t.queue, Duration::from_millis(5));
+        assert_eq!(t.batch_size, 0, "no batch_size reported");
         assert_eq!(JobTimes::from_job(&json!({"status": "succeeded"})), None);
+        let batched = json!({"timings": {"queue_ms": 1.0, "decode_ms": 1.0,
+            "preprocess_ms": 1.0, "inference_ms": 1.0, "batch_size": 3}});
+        assert_eq!(JobTimes::from_job(&batched).unwrap().batch_size, 3);
     }
 
     #[tokio::test]
@@ -248,6 +273,7 @@ mod tests {
                     Ok(Some(JobTimes {
                         compute: Duration::from_millis(3),
                         queue: Duration::from_millis(1),
+                        batch_size: 2,
                     }))
                 }
             }
@@ -264,6 +290,7 @@ mod tests {
         assert_eq!(r.latency.count(), r.ok);
         assert_eq!(r.compute.count(), r.ok);
         assert_eq!(r.queue.count(), r.ok);
+        assert_eq!((r.batch_jobs, r.batch_sum), (r.ok, 2 * r.ok));
         assert!(r.error_samples.len() <= ERROR_SAMPLES);
         assert!(r.elapsed >= Duration::from_millis(50));
         let s = r.summary(2);

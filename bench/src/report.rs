@@ -155,6 +155,7 @@ impl Report {
                     s.workers, s.worker_cores
                 ),
                 &[
+                    "batch",
                     "image",
                     "conc",
                     "jobs/s",
@@ -166,12 +167,14 @@ impl Report {
                     "vs limit",
                     "compute p50 ms",
                     "queue p50 ms",
+                    "mean batch",
                     "gen CPU s",
                     "gen CPU %",
                 ],
             );
             for r in &s.rows {
                 t.row(vec![
+                    r.max_batch.to_string(),
                     r.image.clone(),
                     r.run.concurrency.to_string(),
                     sig(r.run.per_sec),
@@ -185,6 +188,7 @@ impl Report {
                         .unwrap_or_else(|| "-".into()),
                     sig(r.worker_compute.p50_ms),
                     sig(r.queue.p50_ms),
+                    num(r.run.mean_batch, 2),
                     num(Some(r.run.loadgen_cpu.cpu_secs), 2),
                     num(Some(r.run.loadgen_cpu.pct_of_one_core), 1),
                 ]);
@@ -192,6 +196,7 @@ impl Report {
                     t.note(format!("{} c={}: {e}", r.image, r.run.concurrency));
                 }
             }
+            t.note("batch = the model's [batching] max_batch in that run (1 = off), mean batch = the jobs' mean batch size as the worker reports it");
             t.note("vs limit = jobs/s ÷ the in-process full-path img/s for the same image; compute = decode + preprocess + inference and queue = time queued, both as the worker reports them; gen CPU = this load generator's own CPU time");
             out.push(t);
             let mut t = Table::new(

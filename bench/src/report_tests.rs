@@ -34,6 +34,7 @@ fn run(concurrency: usize, per_sec: f64, errors: u64) -> LoopSummary {
             cpu_secs: 0.05,
             pct_of_one_core: 5.0,
         },
+        mean_batch: Some(1.5),
         error_samples: if errors > 0 {
             vec!["submit answered 429".into()]
         } else {
@@ -86,6 +87,7 @@ fn sample(with_service: bool) -> Report {
         workers: 2,
         worker_cores: vec![0, 1],
         rows: vec![ServiceRow {
+            max_batch: 4,
             image: "chelsea.png".into(),
             run: run(4, 150.0, 2),
             ratio_to_limit: Some(0.75),
@@ -138,6 +140,8 @@ fn json_shape() {
     let row = &v["service"]["rows"][0];
     // The loop summary is flattened into the row.
     assert_eq!(row["concurrency"], 4);
+    assert_eq!(row["max_batch"], 4);
+    assert_eq!(row["mean_batch"], 1.5);
     assert_eq!(row["per_sec"], 150.0);
     assert_eq!(row["latency"]["p99_ms"], 16.0);
     assert_eq!(row["ratio_to_limit"], 0.75);
@@ -166,9 +170,14 @@ fn tables_show_the_numbers() {
     // The ratio as a percentage, and the error count and sample.
     let service_row = text
         .lines()
-        .find(|l| l.starts_with("chelsea.png ") && l.contains("75%"))
+        .find(|l| l.contains("chelsea.png ") && l.contains("75%"))
         .unwrap_or_else(|| panic!("no service row in\n{text}"));
+    assert!(
+        service_row.starts_with("4 "),
+        "max_batch first: {service_row}"
+    );
     assert!(service_row.contains("150"), "{service_row}");
+    assert!(service_row.contains("1.50"), "mean batch: {service_row}");
     assert!(
         text.contains("chelsea.png c=4: submit answered 429"),
         "{text}"

@@ -58,6 +58,16 @@ pub struct MemoryReport {
 }
 
 impl MemoryReport {
+    /// Folds in another run's report: the peaks of both.
+    pub fn merge(&mut self, other: &MemoryReport) {
+        for (name, kib) in &other.peak_kib {
+            let peak = self.peak_kib.entry(name.clone()).or_default();
+            *peak = (*peak).max(*kib);
+        }
+        self.total_peak_kib = self.total_peak_kib.max(other.total_peak_kib);
+        self.samples += other.samples;
+    }
+
     /// Folds in one sample (KiB per process; a process that is gone is absent).
     pub fn add_sample(&mut self, sample: &[(String, u64)]) {
         let mut total = 0;

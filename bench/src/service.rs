@@ -11,8 +11,11 @@
 //! records and publishes (with a publisher confirm) — the API's own ceiling.
 //! The jobs pile up in the queue; the namespace cleanup deletes it.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context;
+use inferq_shared::manifest::ModelManifest;
 use serde::Serialize;
 
 use crate::cli::Settings;
@@ -26,6 +29,8 @@ use crate::stats::Summary;
 /// One concurrency level of the service phase.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceRow {
+    /// The model's `[batching] max_batch` in this run (1 = no batching).
+    pub max_batch: usize,
     pub image: String,
     #[serde(flatten)]
     pub run: LoopSummary,
@@ -66,14 +71,26 @@ pub async fn service(
     let worker_cores: Vec<usize> = (0..settings.workers)
         .map(|i| allowed[i % allowed.len()])
         .collect();
-    let flags = worker_cores
+    let flags: Vec<Vec<String>> = worker_cores
         .iter()
         .map(|&c| pinned_worker_flags(c))
         .collect();
-    let mut dep = Deployment::start(settings, "service", flags)?;
-    let result = measure_service(settings, images, limit, &mut dep).await;
-    dep.finish().await;
-    let (rows, memory) = result?;
+    let mut rows = Vec::new();
+    let mut memory = MemoryReport::default();
+    for &max_batch in &settings.max_batches {
+        let mut run = settings.clone();
+        run.model_dir = batching_repository(settings, max_batch)?;
+        eprintln!(
+            "service: max_batch {max_batch} ({})",
+            run.model_dir.display()
+        );
+        let mut dep = Deployment::start(&run, &format!("service-batch{max_batch}"), flags.clone())?;
+        let result = measure_service(&run, images, limit, &mut dep, max_batch).await;
+        dep.finish().await;
+        let (more, mem) = result?;
+        rows.extend(more);
+        memory.merge(&mem);
+    }
     Ok(ServiceReport {
         workers: settings.workers,
         worker_cores,
@@ -87,6 +104,7 @@ async fn measure_service(
     images: &[BenchImage],
     limit: Option<&LimitReport>,
     dep: &mut Deployment,
+    max_batch: usize,
 ) -> anyhow::Result<(Vec<ServiceRow>, MemoryReport)> {
     let client = http_client();
     dep.wait_ready(&client).await?;
@@ -115,6 +133,7 @@ async fn measure_service(
                 .filter(|&l| l > 0.0)
                 .map(|l| run.per_sec / l);
             rows.push(ServiceRow {
+                max_batch,
                 image: image.name.clone(),
                 run,
                 ratio_to_limit: ratio,
@@ -124,6 +143,70 @@ async fn measure_service(
         }
     }
     Ok((rows, sampler.finish()))
+}
+
+/// The model repository for a service run with `max_batch`: the configured
+/// one when its manifest already says so, otherwise a copy under
+/// `<out>/models/batch-<n>` whose manifest has `[batching] max_batch = n`
+/// (`max_delay_ms` 0) and whose model and labels are links to the originals.
+pub fn batching_repository(settings: &Settings, max_batch: usize) -> anyhow::Result<PathBuf> {
+    let model = settings.model_dir.join(&settings.model);
+    let version = model.join(settings.model_version.to_string());
+    let manifest_path = version.join("model.toml");
+    let text = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let current = ModelManifest::parse(&text, &manifest_path)?.batching;
+    if current.max_batch == max_batch && current.max_delay_ms == 0 {
+        return Ok(settings.model_dir.clone());
+    }
+    let root = std::path::absolute(
+        settings
+            .out
+            .join("models")
+            .join(format!("batch-{max_batch}")),
+    )?;
+    let _ = std::fs::remove_dir_all(&root);
+    let copy = root.join(&settings.model);
+    let copy_version = copy.join(settings.model_version.to_string());
+    std::fs::create_dir_all(&copy_version)?;
+    // Files beside the versions (labels.txt) and in the version (model.onnx).
+    for (from, to) in [(&model, &copy), (&version, &copy_version)] {
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() && entry.file_name() != "model.toml" {
+                std::os::unix::fs::symlink(
+                    std::path::absolute(entry.path())?,
+                    to.join(entry.file_name()),
+                )?;
+            }
+        }
+    }
+    std::fs::write(
+        copy_version.join("model.toml"),
+        with_batching(&text, max_batch),
+    )?;
+    Ok(root)
+}
+
+/// Manifest text with its `[batching]` table (if any) replaced by one with
+/// `max_batch`.
+fn with_batching(manifest: &str, max_batch: usize) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in manifest.lines() {
+        let header = line.trim_start().starts_with('[');
+        if header {
+            skipping = line.trim() == "[batching]";
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!(
+        "\n[batching]\nmax_batch = {max_batch}\nmax_delay_ms = 0\n"
+    ));
+    out
 }
 
 /// Runs the submit-path phase: a tiny PNG and a by-reference job.
@@ -166,4 +249,21 @@ async fn measure_submit(
         });
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batching_table_is_replaced_not_duplicated() {
+        let text = "kind = \"classification\"\n[input]\nname = \"x\"\n\
+                    [batching]\nmax_batch = 8\nmax_delay_ms = 3\n[output]\nname = \"y\"\n";
+        let out = with_batching(text, 2);
+        assert_eq!(out.matches("[batching]").count(), 1);
+        assert!(out.contains("max_batch = 2") && !out.contains("max_batch = 8"));
+        assert!(!out.contains("max_delay_ms = 3"));
+        assert!(out.contains("[output]\nname = \"y\""));
+        assert!(out.contains("[input]\nname = \"x\""));
+    }
 }

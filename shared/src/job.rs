@@ -158,8 +158,13 @@ pub struct Timings {
     pub fetch_ms: f64,
     pub decode_ms: f64,
     pub preprocess_ms: f64,
+    /// Inference of the whole batch the job ran in (see `batch_size`).
     pub inference_ms: f64,
     pub total_ms: f64,
+    /// Jobs that ran together in one inference call (1 without dynamic
+    /// batching; 0 when the job never reached inference).
+    #[serde(default)]
+    pub batch_size: u32,
 }
 
 /// The record of one job, as stored and as returned by `GET /v1/jobs/{id}`.

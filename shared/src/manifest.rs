@@ -277,6 +277,55 @@ pub struct ModelManifest {
     pub input: InputSpec,
     pub preprocess: PreprocessSpec,
     pub output: OutputSpec,
+    /// Dynamic batching; off unless the manifest declares it.
+    #[serde(default)]
+    pub batching: BatchingSpec,
+}
+
+/// `[batching]`: whether and how an inference thread runs several jobs of
+/// this model as one batch.
+///
+/// Batching is declared per model because whether it pays depends on the
+/// model and the hardware: on a CPU with one thread per core it can win a
+/// little (fewer runs, better cache use of the weights) or lose (larger
+/// activations fall out of cache). The model's batch axis must be dynamic;
+/// the engine checks that when it loads the model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingSpec {
+    /// Most jobs run together; 1 turns batching off.
+    #[serde(default = "one")]
+    pub max_batch: usize,
+    /// How long a thread holding fewer than `max_batch` jobs waits for more
+    /// before it runs them. 0 (the default) takes only the jobs already
+    /// waiting, so batching never adds latency when the service is idle.
+    #[serde(default)]
+    pub max_delay_ms: u64,
+}
+
+impl Default for BatchingSpec {
+    fn default() -> Self {
+        BatchingSpec {
+            max_batch: 1,
+            max_delay_ms: 0,
+        }
+    }
+}
+
+impl BatchingSpec {
+    /// Largest `max_batch` a manifest may declare.
+    pub const MAX_BATCH: usize = 64;
+    /// Longest `max_delay_ms` a manifest may declare.
+    pub const MAX_DELAY_MS: u64 = 1000;
+
+    /// Whether the model runs jobs in batches at all.
+    pub fn enabled(&self) -> bool {
+        self.max_batch > 1
+    }
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A manifest or repository that cannot be used.
@@ -349,6 +398,19 @@ impl ModelManifest {
         }
         if self.output.top_k == 0 {
             return Err("output.top_k must be at least 1".into());
+        }
+        let b = &self.batching;
+        if !(1..=BatchingSpec::MAX_BATCH).contains(&b.max_batch) {
+            return Err(format!(
+                "batching.max_batch must be within 1..={}",
+                BatchingSpec::MAX_BATCH
+            ));
+        }
+        if b.max_delay_ms > BatchingSpec::MAX_DELAY_MS {
+            return Err(format!(
+                "batching.max_delay_ms must be at most {}",
+                BatchingSpec::MAX_DELAY_MS
+            ));
         }
         Ok(())
     }
@@ -474,6 +536,33 @@ softmax = true
         let typo = GOOD.replace("softmax = true", "softmx = true");
         let err = ModelManifest::parse(&typo, Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("softmx"), "{err}");
+    }
+
+    #[test]
+    fn batching_defaults_off_and_is_bounded() {
+        let m = ModelManifest::parse(GOOD, Path::new("m.toml")).unwrap();
+        assert_eq!(m.batching, BatchingSpec::default());
+        assert!(!m.batching.enabled());
+
+        let on = format!("{GOOD}\n[batching]\nmax_batch = 4\nmax_delay_ms = 2\n");
+        let m = ModelManifest::parse(&on, Path::new("m.toml")).unwrap();
+        assert_eq!(m.batching.max_batch, 4);
+        assert_eq!(m.batching.max_delay_ms, 2);
+        assert!(m.batching.enabled());
+
+        for bad in [
+            "max_batch = 0",
+            "max_batch = 65",
+            "max_delay_ms = 1001",
+            "size = 2",
+        ] {
+            let text = format!("{GOOD}\n[batching]\n{bad}\n");
+            let err = ModelManifest::parse(&text, Path::new("m.toml")).unwrap_err();
+            assert!(
+                err.to_string().contains(bad.split(' ').next().unwrap()),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -227,6 +227,7 @@ impl Processor {
                 timings.decode_ms = outcome.decode_ms;
                 timings.preprocess_ms = outcome.preprocess_ms;
                 timings.inference_ms = outcome.inference_ms;
+                timings.batch_size = outcome.batch_size as u32;
                 let now = Utc::now();
                 timings.total_ms = record.ms_since_created(now);
                 let _ = record.succeed(outcome.prediction, timings, now);

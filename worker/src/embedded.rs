@@ -65,7 +65,7 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let prefetch = prefetch_for(config.consume.prefetch, engine.threads());
+    let prefetch = prefetch_for(config.consume.prefetch, engine.threads(), &models.current());
     let drain = Duration::from_secs_f64(config.consume.drain_timeout_secs.max(0.0));
     let watcher = tokio::spawn(models.watch(
         inferq_api::poll_interval(config.models.model_poll_secs),

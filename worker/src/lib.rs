@@ -132,13 +132,19 @@ pub(crate) async fn consume_all(
     let _ = dead.await;
 }
 
-/// Prefetch: explicit, or two per inference thread.
-pub fn prefetch_for(configured: u16, threads: usize) -> u16 {
+/// Prefetch: explicit, or per inference thread one more than the largest
+/// batch a model may run (at least two: the job running and the next one),
+/// so that a thread finishing a batch finds the next one already waiting.
+pub fn prefetch_for(configured: u16, threads: usize, models: &ModelRepository) -> u16 {
     if configured > 0 {
-        configured
-    } else {
-        (threads * 2).clamp(1, u16::MAX as usize) as u16
+        return configured;
     }
+    let max_batch = models
+        .entries()
+        .map(|e| e.manifest.batching.max_batch)
+        .max()
+        .unwrap_or(1);
+    (threads * (max_batch + 1).max(2)).clamp(1, u16::MAX as usize) as u16
 }
 
 /// Runs a production worker until `shutdown` resolves and in-flight jobs
@@ -167,7 +173,7 @@ pub async fn run(
         &config.retention,
         &config.delivery,
     );
-    let prefetch = prefetch_for(config.consume.prefetch, engine.threads());
+    let prefetch = prefetch_for(config.consume.prefetch, engine.threads(), &models.current());
     tracing::info!(
         threads = engine.threads(),
         prefetch,

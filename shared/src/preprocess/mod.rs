@@ -12,6 +12,7 @@
 //! resizer's scratch space of one inference thread, so a job allocates nothing
 //! between the decoded image and the tensor handed to ONNX Runtime.
 
+mod batch;
 mod decode;
 mod draft;
 mod fit;
@@ -21,6 +22,7 @@ use image::RgbImage;
 
 use crate::manifest::ModelManifest;
 
+pub use batch::BatchTensor;
 pub use decode::{DecodeError, Decoded, decode, decode_with};
 pub use draft::denominator as draft_denominator;
 

@@ -11,22 +11,23 @@
 //! A panic while processing one image fails that job and leaves the thread
 //! serving; a model that cannot be loaded is reported and the others serve.
 
-use std::collections::HashMap;
+mod compute;
+mod thread;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 
 use bytes::Bytes;
 use inferq_shared::ErrorCode;
 use inferq_shared::job::{JobError, JobId};
-use inferq_shared::postprocess::{self, Artifact, Interpreted, Prediction, RawOutput};
-use inferq_shared::preprocess::{
-    self, DecodeError, Geometry, InputTensor, Preprocessor, TensorData,
-};
+use inferq_shared::postprocess::{Artifact, Prediction};
+use inferq_shared::preprocess::InputTensor;
 use inferq_shared::repository::{ModelEntry, ModelRepository};
-use ort::session::{Session, SessionInputValue, builder::GraphOptimizationLevel};
-use ort::value::TensorRef;
+use ort::session::{Session, builder::GraphOptimizationLevel};
 use tokio::sync::oneshot;
+
+pub use compute::{run, warm_up};
+use thread::ThreadState;
 
 use crate::pinning;
 
@@ -68,7 +69,10 @@ pub struct Outcome {
     pub artifact: Option<Artifact>,
     pub decode_ms: f64,
     pub preprocess_ms: f64,
+    /// Inference time of the whole batch the job ran in.
     pub inference_ms: f64,
+    /// How many jobs ran in that batch (1 without batching).
+    pub batch_size: usize,
 }
 
 /// Why [`Engine::infer`] produced no outcome.
@@ -138,16 +142,6 @@ impl LoadReport {
     }
 }
 
-/// An inference thread's own state: its sessions, keyed by `name:version`
-/// with the fingerprint they were built from.
-struct ThreadState {
-    env: ort::environment::Environment,
-    sessions: HashMap<String, (u64, Session)>,
-    /// Resizer and buffers reused from job to job.
-    prep: Preprocessor,
-    max_pixels: u64,
-}
-
 static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
 
 /// The process-wide ONNX Runtime environment, loading the library on first use.
@@ -209,6 +203,21 @@ pub fn load_session(
             return Err(fail(&format!("the model has no output named `{wanted}`")));
         }
     }
+    if m.batching.enabled() {
+        let batch_axis = session
+            .inputs()
+            .iter()
+            .find(|i| i.name() == m.input.name)
+            .and_then(|i| i.dtype().tensor_shape())
+            .and_then(|shape| shape.first().copied());
+        if let Some(fixed) = batch_axis.filter(|d| *d > 0) {
+            return Err(fail(&format!(
+                "batching.max_batch is {} but the input's batch axis is fixed to {fixed}; \
+                 export the model with a dynamic batch axis or remove [batching]",
+                m.batching.max_batch
+            )));
+        }
+    }
     Ok(session)
 }
 
@@ -221,22 +230,23 @@ impl Engine {
         let env = ort_environment(config.ort_library.as_deref())?;
         let placement = pinning::plan(config.threads, &config.cores, &pinning::allowed_cores());
         let threads = placement.len();
-        // Twice the threads: each thread has its next image waiting.
-        let (tx, rx) = flume::bounded::<Work>(threads * 2);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let entries: Vec<Arc<ModelEntry>> = models.entries().cloned().collect();
+        // Each thread has its next image waiting, or its next full batch.
+        let depth = entries
+            .iter()
+            .map(|e| e.manifest.batching.max_batch)
+            .max()
+            .unwrap_or(1)
+            .max(2);
+        let (tx, rx) = flume::bounded::<Work>(threads * depth);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut handles = Vec::with_capacity(threads);
         let mut controls = Vec::with_capacity(threads);
         for (i, core) in placement.into_iter().enumerate() {
             let rx = rx.clone();
             let (ctrl_tx, ctrl_rx) = flume::bounded::<Control>(1);
             controls.push(ctrl_tx);
-            let mut state = ThreadState {
-                env: env.clone(),
-                sessions: HashMap::new(),
-                prep: Preprocessor::new(),
-                max_pixels: config.max_pixels,
-            };
+            let mut state = ThreadState::new(env.clone(), config.max_pixels);
             let entries = entries.clone();
             let ready = ready_tx.clone();
             let pin = config.pin;
@@ -370,202 +380,4 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// One zero-filled run so the first real job does not pay for lazy
-/// allocations inside ONNX Runtime.
-pub fn warm_up(session: &mut Session, entry: &ModelEntry) -> Result<(), String> {
-    let m = &entry.manifest;
-    let blank = image::RgbImage::new(m.input.width, m.input.height);
-    let tensor = preprocess::to_tensor(&blank, m);
-    run(session, entry, &tensor)
-        .map(|_| ())
-        .map_err(|e| format!("{}: warm-up run failed: {e}", entry.model_path().display()))
-}
-
-/// Runs the session on one input and returns the wanted outputs as f32.
-///
-/// The input may hold a batch (`shape[0] > 1`) when the model's batch axis
-/// is dynamic; public for `inferq-bench`, which times exactly this call.
-pub fn run(
-    session: &mut Session,
-    entry: &ModelEntry,
-    tensor: &InputTensor,
-) -> Result<Vec<RawOutput>, ort::Error> {
-    let shape = tensor.shape;
-    let value: SessionInputValue = match &tensor.data {
-        TensorData::F32(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::U8(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-        TensorData::I32(v) => TensorRef::from_array_view((shape, v.as_slice()))?.into(),
-    };
-    let m = &entry.manifest;
-    let mut wanted = m.output.wanted();
-    if wanted.is_empty() {
-        wanted = session
-            .outputs()
-            .iter()
-            .map(|o| o.name().to_owned())
-            .collect();
-    }
-    let outputs = session.run(vec![(m.input.name.as_str(), value)])?;
-    wanted
-        .into_iter()
-        .map(|name| {
-            let value = &outputs[name.as_str()];
-            let (shape, data) = extract_f32(value)?;
-            Ok(RawOutput { name, shape, data })
-        })
-        .collect()
-}
-
-/// Reads a numeric output tensor as f32, whatever its element type.
-fn extract_f32(value: &ort::value::DynValue) -> Result<(Vec<i64>, Vec<f32>), ort::Error> {
-    macro_rules! try_as {
-        ($($t:ty),*) => {
-            $(if let Ok((shape, data)) = value.try_extract_tensor::<$t>() {
-                return Ok((shape.to_vec(), data.iter().map(|v| *v as f32).collect()));
-            })*
-        };
-    }
-    try_as!(f32, f64, i64, i32, u8, i8);
-    let (shape, data) = value.try_extract_tensor::<f32>()?;
-    Ok((shape.to_vec(), data.to_vec()))
-}
-
-impl ThreadState {
-    fn apply(&mut self, entries: &[Arc<ModelEntry>]) -> LoadReport {
-        let mut errors = Vec::new();
-        for entry in entries {
-            let key = entry.key();
-            if self
-                .sessions
-                .get(&key)
-                .is_some_and(|(fp, _)| *fp == entry.fingerprint)
-            {
-                continue;
-            }
-            let started = Instant::now();
-            match load_session(&self.env, entry).and_then(|mut s| warm_up(&mut s, entry).map(|_| s))
-            {
-                Ok(session) => {
-                    tracing::info!(model = %key, ms = started.elapsed().as_secs_f64() * 1e3, "session ready");
-                    // The old session (if any) is dropped only now.
-                    self.sessions.insert(key, (entry.fingerprint, session));
-                }
-                Err(e) => errors.push((key, e)),
-            }
-        }
-        let wanted: std::collections::HashSet<String> = entries.iter().map(|e| e.key()).collect();
-        self.sessions.retain(|k, _| wanted.contains(k));
-        LoadReport {
-            loaded: self.sessions.keys().cloned().collect(),
-            errors,
-        }
-    }
-
-    /// The thread's loop: work until the work channel closes, with control
-    /// messages checked between jobs and at least every
-    /// [`CONTROL_POLL`] when idle. (Polling keeps the loop simple and
-    /// costs a few wake-ups a second; a reload waits at most that long.)
-    fn serve(mut self, rx: flume::Receiver<Work>, control: flume::Receiver<Control>) {
-        loop {
-            while let Ok(Control::Apply(entries, ack)) = control.try_recv() {
-                let _ = ack.send(self.apply(&entries));
-            }
-            match rx.recv_timeout(CONTROL_POLL) {
-                Ok(work) => self.run_one(work),
-                Err(flume::RecvTimeoutError::Timeout) => {}
-                Err(flume::RecvTimeoutError::Disconnected) => return,
-            }
-        }
-    }
-
-    fn run_one(&mut self, work: Work) {
-        let span = tracing::info_span!("infer", job_id = %work.job, model = %work.model.key());
-        let _guard = span.enter();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            process(&mut self.sessions, &mut self.prep, &work, self.max_pixels)
-        }))
-        .unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(panic = %what, "inference panicked; job failed, thread keeps serving");
-            Err(JobError::new(
-                ErrorCode::Internal,
-                format!("inference panicked: {what}"),
-            ))
-        });
-        let _ = work.reply.send(result);
-    }
-}
-
-fn process(
-    sessions: &mut HashMap<String, (u64, Session)>,
-    prep: &mut Preprocessor,
-    work: &Work,
-    max_pixels: u64,
-) -> Result<Outcome, JobError> {
-    let entry = &work.model;
-    let (_, session) = sessions.get_mut(&entry.key()).ok_or_else(|| {
-        JobError::new(
-            ErrorCode::ModelNotFound,
-            format!("model {} is not loaded", entry.key()),
-        )
-    })?;
-    let t0 = Instant::now();
-    let (tensor, geometry, t1) = match &work.input {
-        WorkInput::Encoded(bytes) => {
-            let img = prep
-                .decode(bytes, max_pixels, &entry.manifest)
-                .map_err(|e| {
-                    let code = match e {
-                        DecodeError::UnknownFormat => ErrorCode::UnsupportedImageFormat,
-                        DecodeError::Limits(_) => ErrorCode::TooManyPixels,
-                        DecodeError::Corrupt(_) => ErrorCode::DecodeFailed,
-                    };
-                    JobError::new(code, e.to_string())
-                })?;
-            let t1 = Instant::now();
-            let (tensor, geometry) = prep.prepare_decoded(&img, &entry.manifest);
-            (tensor, geometry, t1)
-        }
-        WorkInput::Tensor(t) => {
-            let m = &entry.manifest.input;
-            let geometry = Geometry {
-                scale_x: 1.0,
-                scale_y: 1.0,
-                offset_x: 0.0,
-                offset_y: 0.0,
-                source_width: m.width,
-                source_height: m.height,
-            };
-            (t, geometry, t0)
-        }
-    };
-    let t2 = Instant::now();
-    let outputs = run(session, entry, tensor)
-        .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))?;
-    let t3 = Instant::now();
-    let Interpreted {
-        prediction,
-        artifact,
-    } = postprocess::interpret(
-        &outputs,
-        &entry.manifest,
-        &entry.labels,
-        &geometry,
-        work.top_k,
-    )
-    .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))?;
-    let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
-    Ok(Outcome {
-        prediction,
-        artifact,
-        decode_ms: ms(t0, t1),
-        preprocess_ms: ms(t1, t2),
-        inference_ms: ms(t2, t3),
-    })
 }

@@ -1,0 +1,195 @@
+//! One inference thread: its sessions, its reusable buffers, and the loop
+//! that takes work, gathers batches and answers each job on its oneshot.
+//!
+//! Dynamic batching happens here. When a thread picks up a job whose model
+//! declares `[batching]`, it also takes the jobs for that model that are
+//! already waiting in the work channel (and, with `max_delay_ms`, those that
+//! arrive within that time), up to `max_batch`, and runs them as one batch.
+//! Jobs for other models met on the way are held and run next, in order, so
+//! no model starves another. With the default `max_delay_ms = 0` a lone job
+//! never waits for company: batching only forms under load, where the jobs
+//! were waiting anyway.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use inferq_shared::ErrorCode;
+use inferq_shared::job::JobError;
+use inferq_shared::preprocess::{BatchTensor, Preprocessor};
+use inferq_shared::repository::ModelEntry;
+
+use super::compute::{self, Sessions};
+use super::{CONTROL_POLL, Control, LoadReport, Work, WorkInput, load_session};
+
+/// An inference thread's own state.
+pub(super) struct ThreadState {
+    pub(super) env: ort::environment::Environment,
+    pub(super) sessions: Sessions,
+    /// Resizer and buffers reused from job to job.
+    pub(super) prep: Preprocessor,
+    /// The stacked input of a batch, reused from batch to batch.
+    pub(super) batch: BatchTensor,
+    pub(super) max_pixels: u64,
+}
+
+impl ThreadState {
+    pub(super) fn new(env: ort::environment::Environment, max_pixels: u64) -> Self {
+        ThreadState {
+            env,
+            sessions: Sessions::new(),
+            prep: Preprocessor::new(),
+            batch: BatchTensor::new(),
+            max_pixels,
+        }
+    }
+
+    /// Loads, warms and swaps in the sessions `entries` list; drops the rest.
+    pub(super) fn apply(&mut self, entries: &[Arc<ModelEntry>]) -> LoadReport {
+        let mut errors = Vec::new();
+        for entry in entries {
+            let key = entry.key();
+            if self
+                .sessions
+                .get(&key)
+                .is_some_and(|(fp, _)| *fp == entry.fingerprint)
+            {
+                continue;
+            }
+            let started = Instant::now();
+            match load_session(&self.env, entry)
+                .and_then(|mut s| compute::warm_up(&mut s, entry).map(|_| s))
+            {
+                Ok(session) => {
+                    tracing::info!(model = %key, ms = started.elapsed().as_secs_f64() * 1e3,
+                        max_batch = entry.manifest.batching.max_batch, "session ready");
+                    // The old session (if any) is dropped only now.
+                    self.sessions.insert(key, (entry.fingerprint, session));
+                }
+                Err(e) => errors.push((key, e)),
+            }
+        }
+        let wanted: HashSet<String> = entries.iter().map(|e| e.key()).collect();
+        self.sessions.retain(|k, _| wanted.contains(k));
+        LoadReport {
+            loaded: self.sessions.keys().cloned().collect(),
+            errors,
+        }
+    }
+
+    /// The thread's loop: work until the work channel closes (and the held
+    /// jobs are done), with control messages checked between batches and at
+    /// least every [`CONTROL_POLL`] when idle. (Polling keeps the loop simple
+    /// and costs a few wake-ups a second; a reload waits at most that long.)
+    pub(super) fn serve(mut self, rx: flume::Receiver<Work>, control: flume::Receiver<Control>) {
+        let mut held = VecDeque::new();
+        loop {
+            while let Ok(Control::Apply(entries, ack)) = control.try_recv() {
+                let _ = ack.send(self.apply(&entries));
+            }
+            let first = match held.pop_front() {
+                Some(work) => work,
+                None => match rx.recv_timeout(CONTROL_POLL) {
+                    Ok(work) => work,
+                    Err(flume::RecvTimeoutError::Timeout) => continue,
+                    Err(flume::RecvTimeoutError::Disconnected) => return,
+                },
+            };
+            let batch = gather(first, &rx, &mut held);
+            self.run(batch);
+        }
+    }
+
+    /// Runs a batch (of one or more jobs) and answers each job.
+    fn run(&mut self, works: Vec<Work>) {
+        let span = match works.as_slice() {
+            [one] => tracing::info_span!("infer", job_id = %one.job, model = %one.model.key()),
+            many => {
+                let ids: Vec<String> = many.iter().map(|w| w.job.to_string()).collect();
+                tracing::info_span!("infer_batch", job_ids = ?ids, model = %many[0].model.key(), size = many.len())
+            }
+        };
+        let _guard = span.enter();
+        let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let [one] = works.as_slice() {
+                vec![compute::process(
+                    &mut self.sessions,
+                    &mut self.prep,
+                    one,
+                    self.max_pixels,
+                )]
+            } else {
+                compute::process_batch(
+                    &mut self.sessions,
+                    &mut self.prep,
+                    &mut self.batch,
+                    &works,
+                    self.max_pixels,
+                )
+            }
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(panic = %what, jobs = works.len(),
+                "inference panicked; its jobs failed, thread keeps serving");
+            works
+                .iter()
+                .map(|_| {
+                    Err(JobError::new(
+                        ErrorCode::Internal,
+                        format!("inference panicked: {what}"),
+                    ))
+                })
+                .collect()
+        });
+        for (work, result) in works.into_iter().zip(results) {
+            let _ = work.reply.send(result);
+        }
+    }
+}
+
+/// Whether `work` may join a batch led by `first`: same model entry (the
+/// same `Arc`, so a reload in between never mixes two versions of a model)
+/// and an encoded image (tensor inputs run alone).
+fn joins(first: &Work, work: &Work) -> bool {
+    Arc::ptr_eq(&first.model, &work.model) && matches!(work.input, WorkInput::Encoded(_))
+}
+
+/// Collects the batch that `first` leads: held jobs first, then the work
+/// channel, until the model's `max_batch` is reached, nothing is waiting
+/// (with `max_delay_ms = 0`) or the delay is over. Jobs of other models are
+/// put in `held`, which never grows beyond one batch's worth.
+fn gather(first: Work, rx: &flume::Receiver<Work>, held: &mut VecDeque<Work>) -> Vec<Work> {
+    let spec = first.model.manifest.batching;
+    if !spec.enabled() || !matches!(first.input, WorkInput::Encoded(_)) {
+        return vec![first];
+    }
+    let mut batch = Vec::with_capacity(spec.max_batch);
+    let mut i = 0;
+    while i < held.len() && batch.len() + 1 < spec.max_batch {
+        if joins(&first, &held[i]) {
+            batch.extend(held.remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_millis(spec.max_delay_ms);
+    while batch.len() + 1 < spec.max_batch && held.len() < spec.max_batch {
+        let next = if spec.max_delay_ms == 0 {
+            rx.try_recv().ok()
+        } else {
+            rx.recv_deadline(deadline).ok()
+        };
+        match next {
+            Some(work) if joins(&first, &work) => batch.push(work),
+            Some(work) => held.push_back(work),
+            None => break,
+        }
+    }
+    batch.insert(0, first);
+    batch
+}
