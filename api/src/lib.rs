@@ -25,6 +25,7 @@ pub mod limits;
 pub mod models;
 pub mod read;
 pub mod register;
+pub mod server;
 pub mod state;
 pub mod submit;
 pub mod tensor;
@@ -132,7 +133,10 @@ pub async fn serve(
         let _ = tx.send(true);
     };
     let router = app(state).layer(axum::Extension(inflight::Draining(rx.clone())));
-    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+    let server = async {
+        server::serve_connections(listener, router, signal).await;
+        Ok(())
+    };
     let mut rx = rx;
     let deadline = async move {
         let _ = rx.wait_for(|d| *d).await;

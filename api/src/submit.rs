@@ -358,7 +358,11 @@ async fn accept(state: &AppState, job: Prepared) -> Result<JobRecord, ApiError> 
         deadline: record.deadline,
         owner: record.owner.clone(),
     };
-    if let Err(e) = state.queue.publish(id, message.encode()).await {
+    // The encoded message holds its own copy of the image: let the request's
+    // go before waiting for the broker's confirm, the longest step here.
+    let payload = message.encode();
+    drop(message);
+    if let Err(e) = state.queue.publish(id, payload).await {
         // Not accepted: forget the job so nobody polls a ghost.
         undo(blob).await;
         return Err(e.into());

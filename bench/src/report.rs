@@ -199,17 +199,31 @@ impl Report {
             t.note("batch = the model's [batching] max_batch in that run (1 = off), mean batch = the jobs' mean batch size as the worker reports it");
             t.note("vs limit = jobs/s ÷ the in-process full-path img/s for the same image; compute = decode + preprocess + inference and queue = time queued, both as the worker reports them; gen CPU = this load generator's own CPU time");
             out.push(t);
-            let mut t = Table::new(
-                "Memory: peak RSS during the service phase",
-                &["process", "peak MiB"],
-            );
-            for (name, kib) in &s.memory.peak_kib {
-                t.row(vec![name.clone(), mib(*kib)]);
+            let batches: Vec<usize> = s.memory_by_batch.keys().copied().collect();
+            let mut header = vec!["process".to_string()];
+            header.extend(batches.iter().map(|b| format!("batch {b} MiB")));
+            let header: Vec<&str> = header.iter().map(String::as_str).collect();
+            let mut t = Table::new("Memory: peak RSS during the service phase", &header);
+            let peak = |b: &usize, name: &str| {
+                s.memory_by_batch[b]
+                    .peak_kib
+                    .get(name)
+                    .map(|k| mib(*k))
+                    .unwrap_or_else(|| "-".into())
+            };
+            for name in s.memory.peak_kib.keys() {
+                let mut row = vec![name.clone()];
+                row.extend(batches.iter().map(|b| peak(b, name)));
+                t.row(row);
             }
-            t.row(vec![
-                "total (same sample)".into(),
-                mib(s.memory.total_peak_kib),
-            ]);
+            let mut total = vec!["total (same sample)".to_string()];
+            total.extend(
+                batches
+                    .iter()
+                    .map(|b| mib(s.memory_by_batch[b].total_peak_kib)),
+            );
+            t.row(total);
+            t.note("batch n = the run with [batching] max_batch = n");
             out.push(t);
         }
         if let Some(rows) = &self.submit {

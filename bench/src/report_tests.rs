@@ -94,6 +94,7 @@ fn sample(with_service: bool) -> Report {
             worker_compute: lat(9.0),
             queue: lat(0.5),
         }],
+        memory_by_batch: [(4, memory.clone())].into(),
         memory,
     };
     let cold = vec![ColdRun {
@@ -149,6 +150,10 @@ fn json_shape() {
     assert_eq!(row["error_samples"][0], "submit answered 429");
     assert_eq!(v["service"]["memory"]["peak_kib"]["api"], 30 * 1024);
     assert_eq!(v["service"]["memory"]["total_peak_kib"], 105 * 1024);
+    assert_eq!(
+        v["service"]["memory_by_batch"]["4"]["peak_kib"]["worker-0"],
+        75 * 1024
+    );
     // No error samples: the key is left out.
     assert!(v["submit"][0].get("error_samples").is_none());
     assert_eq!(v["coldstart"]["median"]["logged_startup_ms"], 150.0);
@@ -184,6 +189,7 @@ fn tables_show_the_numbers() {
     );
     assert!(text.contains("total (same sample)"), "{text}");
     assert!(text.contains("105.0"), "{text}");
+    assert!(text.contains("batch 4 MiB"), "{text}");
     assert!(text.contains("ERROR service: boom"), "{text}");
     let md = r.markdown();
     assert!(md.starts_with("# inferq-bench report"));

@@ -49,7 +49,10 @@ pub struct ServiceReport {
     /// The core each worker's single inference thread is pinned to.
     pub worker_cores: Vec<usize>,
     pub rows: Vec<ServiceRow>,
+    /// Peaks over every run.
     pub memory: MemoryReport,
+    /// Peaks of each run, by `max_batch`.
+    pub memory_by_batch: std::collections::BTreeMap<usize, MemoryReport>,
 }
 
 /// The submit-path phase.
@@ -77,6 +80,7 @@ pub async fn service(
         .collect();
     let mut rows = Vec::new();
     let mut memory = MemoryReport::default();
+    let mut memory_by_batch = std::collections::BTreeMap::new();
     for &max_batch in &settings.max_batches {
         let mut run = settings.clone();
         run.model_dir = batching_repository(settings, max_batch)?;
@@ -90,12 +94,14 @@ pub async fn service(
         let (more, mem) = result?;
         rows.extend(more);
         memory.merge(&mem);
+        memory_by_batch.insert(max_batch, mem);
     }
     Ok(ServiceReport {
         workers: settings.workers,
         worker_cores,
         rows,
         memory,
+        memory_by_batch,
     })
 }
 

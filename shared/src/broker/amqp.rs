@@ -44,6 +44,12 @@ use crate::job::JobId;
 /// Content type of InferQ job messages (see [`crate::message`]).
 pub const CONTENT_TYPE: &str = "application/vnd.inferq.job";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest AMQP frame InferQ asks for when the URL does not set
+/// `frame_max`. lapin keeps 32 frames of receive and 32 of send buffer per
+/// connection, so RabbitMQ's default of 128 KiB costs 8 MiB in every API
+/// and worker process; 32 KiB costs 2 MiB, and a 100 KB image is still
+/// only four frames.
+pub const DEFAULT_FRAME_MAX: u32 = 32 * 1024;
 /// AMQP delivery mode for messages written to disk.
 const PERSISTENT: u8 = 2;
 
@@ -56,6 +62,14 @@ impl Link {
     fn healthy(&self) -> bool {
         self.connection.status().connected() && self.publisher.status().connected()
     }
+}
+
+/// Parses the AMQP URL, asking for [`DEFAULT_FRAME_MAX`] unless the URL
+/// sets `frame_max` itself.
+pub fn connection_uri(url: &str) -> Result<lapin::uri::AMQPUri, String> {
+    let mut uri: lapin::uri::AMQPUri = url.parse().map_err(|e| format!("invalid AMQP URL: {e}"))?;
+    uri.query.frame_max.get_or_insert(DEFAULT_FRAME_MAX);
+    Ok(uri)
 }
 
 /// A RabbitMQ-backed [`JobQueue`].
@@ -95,11 +109,11 @@ impl AmqpQueue {
             let _ = old.connection.close(200, "reconnecting".into()).await;
         }
         let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
-        let connection =
-            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, props))
-                .await
-                .map_err(|_| unavailable("connect timed out"))?
-                .map_err(unavailable)?;
+        let uri = connection_uri(&self.url).map_err(unavailable)?;
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, props))
+            .await
+            .map_err(|_| unavailable("connect timed out"))?
+            .map_err(unavailable)?;
         let publisher = connection.create_channel().await.map_err(unavailable)?;
         declare(&publisher, &self.queue, self.delivery_limit).await?;
         publisher
@@ -409,5 +423,20 @@ impl Acker for AmqpAcker {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_max_defaults_small_but_the_url_wins() {
+        let uri = connection_uri("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(uri.query.frame_max, Some(DEFAULT_FRAME_MAX));
+        assert_eq!(uri.vhost, "/");
+        let uri = connection_uri("amqp://127.0.0.1/%2f?frame_max=131072").unwrap();
+        assert_eq!(uri.query.frame_max, Some(131_072));
+        assert!(connection_uri("http://nope").is_err());
     }
 }

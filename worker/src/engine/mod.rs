@@ -173,7 +173,7 @@ pub fn ort_environment(
 ///
 /// Public so that measuring tools (`inferq-bench`) build sessions with
 /// exactly the options the inference threads use: one intra- and one
-/// inter-op thread, no spinning, all graph optimisations.
+/// inter-op thread, no spinning, all graph optimisations, no memory pattern.
 pub fn load_session(
     env: &ort::environment::Environment,
     entry: &ModelEntry,
@@ -189,6 +189,10 @@ pub fn load_session(
             b.with_optimization_level(GraphOptimizationLevel::All)
                 .map_err(Into::into)
         })
+        // No memory pattern: ORT would keep one pre-planned block per input
+        // shape, i.e. per batch size seen; measured for EfficientNet-Lite0
+        // with batches of 1 and 2: 11 MB less RSS per worker, the same speed.
+        .and_then(|b| b.with_memory_pattern(false).map_err(Into::into))
         .map_err(|e: ort::Error| fail(&e))?;
     let session = builder.commit_from_file(&path).map_err(|e| fail(&e))?;
     let m = &entry.manifest;
