@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use inferq_shared::auth::AuthConfig;
 use inferq_shared::config::{
-    AdmissionConfig, BrokerConfig, DeliveryConfig, HttpConfig, LimitConfig, LogConfig, ModelConfig,
-    RetentionConfig, StoreConfig,
+    AdmissionConfig, BrokerConfig, DeliveryConfig, EventConfig, HttpConfig, LimitConfig, LogConfig,
+    ModelConfig, RetentionConfig, StoreConfig,
 };
 use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,9 @@ pub struct ApiConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub auth: AuthConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub events: EventConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub log: LogConfig,

@@ -16,8 +16,8 @@
 //! still being enqueued gets `409` with `Retry-After: 1`.
 
 use axum::http::HeaderMap;
-use axum::response::Response;
 use inferq_shared::job::JobId;
+use inferq_shared::job::JobRecord;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -52,11 +52,17 @@ impl IdempotencyKey {
         if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(bad());
         }
+        Ok(Some(Self::for_tenant(tenant, key)))
+    }
+
+    /// A key the server derives itself (the storage-event bridge derives one
+    /// from bucket, object and generation), scoped like a client's key.
+    pub fn for_tenant(tenant: Option<&str>, key: &str) -> Self {
         let mut h = Sha256::new();
         h.update(tenant.unwrap_or("").as_bytes());
         h.update([0u8]);
         h.update(key.as_bytes());
-        Ok(Some(IdempotencyKey(hex(&h.finalize()))))
+        IdempotencyKey(hex(&h.finalize()))
     }
 
     /// The store key (tenant and key, hashed).
@@ -110,7 +116,7 @@ pub async fn replay(
     state: &AppState,
     job: JobId,
     same_request: bool,
-) -> Result<Response, ApiError> {
+) -> Result<JobRecord, ApiError> {
     if !same_request {
         return Err(ApiError::IdempotencyKeyReused(format!(
             "this Idempotency-Key was used for a different request (job {job}); use a new key"
@@ -119,7 +125,7 @@ pub async fn replay(
     match state.store.get(job).await? {
         Some(record) => {
             tracing::info!(job_id = %job, "idempotent request replayed");
-            Ok(crate::submit::accepted_response(&record, true))
+            Ok(record)
         }
         // Bound but not recorded yet: the first request is mid-flight (or
         // failed and is about to release the key).

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod events;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod health;
@@ -73,6 +74,12 @@ pub fn app(state: AppState) -> Router {
             "/v1/jobs/{id}/cancel",
             require(Scope::Submit, post(jobs::cancel)),
         )
+        .route("/v1/events/gcs", require(Scope::Submit, post(events::gcs)))
+        .route(
+            "/v1/events/cloudevents",
+            require(Scope::Submit, post(events::cloudevents)),
+        )
+        .route("/v1/events/s3", require(Scope::Submit, post(events::s3)))
         .route("/v1/models", require(Scope::Read, get(models::list)))
         .route(
             "/v1/admin/dead-letters",
@@ -169,6 +176,8 @@ pub enum RunError {
     Auth(#[from] inferq_shared::auth::AuthConfigError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    EventRule(#[from] events::rules::RuleError),
 }
 
 /// The model poll interval from its config value (0 = off).
@@ -212,13 +221,16 @@ pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> 
         store: Arc::new(store),
         models: Arc::new(ApiCatalog(live)),
         fetcher: Arc::new(Fetcher::new(&config.fetch)?),
-        settings: Arc::new(Settings::from_config(
-            &config.http,
-            &config.models,
-            &config.limits,
-            &config.retention,
-            &config.admission,
-        )),
+        settings: Arc::new(
+            Settings::from_config(
+                &config.http,
+                &config.models,
+                &config.limits,
+                &config.retention,
+                &config.admission,
+            )
+            .with_event_rules(&config.events)?,
+        ),
         auth,
     })
 }

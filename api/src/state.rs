@@ -99,6 +99,8 @@ pub struct Settings {
     pub max_inflight_requests: usize,
     /// Time requests in progress get to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Storage-event rules (see [`crate::events::rules`]); none by default.
+    pub event_rules: Vec<crate::events::rules::EventRule>,
 }
 
 /// Record and blob lifetimes.
@@ -136,6 +138,16 @@ impl Settings {
             max_backlog: admission.max_backlog,
             max_inflight_requests: admission.max_inflight_requests.max(1),
             shutdown_grace: Duration::from_secs_f64(http.shutdown_grace_secs.clamp(0.0, 3600.0)),
+            event_rules: Vec::new(),
         }
+    }
+
+    /// Adds the storage-event rules, refusing the first malformed one.
+    pub fn with_event_rules(
+        mut self,
+        events: &inferq_shared::config::EventConfig,
+    ) -> Result<Self, crate::events::rules::RuleError> {
+        self.event_rules = crate::events::rules::EventRule::parse_all(&events.event_rule)?;
+        Ok(self)
     }
 }

@@ -47,9 +47,17 @@ pub async fn submit(
     let key = IdempotencyKey::from_headers(req.headers(), owner)?;
     let submission = input::parse(req, options, &state.settings.limits).await?;
     let timeout = state.settings.request_timeout;
-    tokio::time::timeout(timeout, enqueue(&state, submission, owner, key))
+    let done = tokio::time::timeout(timeout, enqueue(&state, submission, owner, key))
         .await
-        .map_err(|_| ApiError::Unavailable("timed out while enqueueing the job".into()))?
+        .map_err(|_| ApiError::Unavailable("timed out while enqueueing the job".into()))??;
+    Ok(accepted_response(&done.record, done.replayed))
+}
+
+/// A job the API has accepted: new, or the one an idempotency key is bound to.
+pub(crate) struct Enqueued {
+    pub record: JobRecord,
+    /// True when the key was already bound and this is that earlier job.
+    pub replayed: bool,
 }
 
 /// Checks a tensor against the model's input and returns its normalised
@@ -241,12 +249,15 @@ async fn prepare(state: &AppState, sub: Submission) -> Result<Prepared, ApiError
     })
 }
 
-async fn enqueue(
+/// Validates, admits, records and enqueues a submission — or, when `key`
+/// is already bound to a job, returns that job. Shared by `POST /v1/jobs`
+/// and the storage-event bridge.
+pub(crate) async fn enqueue(
     state: &AppState,
     sub: Submission,
     owner: Option<&str>,
     key: Option<IdempotencyKey>,
-) -> Result<Response, ApiError> {
+) -> Result<Enqueued, ApiError> {
     let fingerprint = key.as_ref().map(|_| idempotency::fingerprint(&sub));
     let mut job = prepare(state, sub).await?;
     job.record.owner = owner.map(str::to_owned);
@@ -257,7 +268,11 @@ async fn enqueue(
         if let Claim::Taken { job, fingerprint } =
             store.claim_idempotency(key.scoped(), id, fp, ttl).await?
         {
-            return idempotency::replay(state, job, &fingerprint == fp).await;
+            let record = idempotency::replay(state, job, &fingerprint == fp).await?;
+            return Ok(Enqueued {
+                record,
+                replayed: true,
+            });
         }
     }
     let accepted = accept(state, job).await;
@@ -267,7 +282,10 @@ async fn enqueue(
     {
         tracing::warn!(job_id = %id, error = %e, "idempotency key not released; it expires by itself");
     }
-    Ok(accepted_response(&accepted?, false))
+    Ok(Enqueued {
+        record: accepted?,
+        replayed: false,
+    })
 }
 
 /// The `202` for an accepted job (or a replayed idempotent request).

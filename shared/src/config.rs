@@ -63,6 +63,19 @@ pub struct RetentionConfig {
     pub dead_letter_ttl_secs: u64,
 }
 
+/// The storage-event bridge of the API (docs/events.md).
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+pub struct EventConfig {
+    /// A rule turning storage events into jobs, e.g.
+    /// `match=gs://in/photos/,suffix=.jpg,model=efficientnet-lite0,output=gs://out/{name}.json`.
+    /// Repeat the flag for more rules (in the environment and the file: rules
+    /// separated by `;`). The first matching rule wins; without rules every
+    /// event is acknowledged and ignored.
+    #[arg(long = "event-rule", env = "INFERQ_EVENT_RULES", value_delimiter = ';')]
+    #[serde(default)]
+    pub event_rule: Vec<String>,
+}
+
 /// Which models are served.
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct ModelConfig {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use inferq_shared::auth::AuthConfig;
 use inferq_shared::config::{
-    AdmissionConfig, BrokerConfig, DeliveryConfig, HttpConfig, InferenceConfig, LimitConfig,
-    LogConfig, ModelConfig, RetentionConfig, StoreConfig,
+    AdmissionConfig, BrokerConfig, DeliveryConfig, EventConfig, HttpConfig, InferenceConfig,
+    LimitConfig, LogConfig, ModelConfig, RetentionConfig, StoreConfig,
 };
 use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
@@ -106,6 +106,9 @@ pub struct EmbeddedConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub limits: LimitConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub events: EventConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub consume: ConsumeConfig,

@@ -49,13 +49,17 @@ pub async fn run(
         store,
         models: Arc::new(EmbeddedCatalog(models.clone())),
         fetcher,
-        settings: Arc::new(Settings::from_config(
-            &config.http,
-            &config.models,
-            &config.limits,
-            &config.retention,
-            &config.admission,
-        )),
+        settings: Arc::new(
+            Settings::from_config(
+                &config.http,
+                &config.models,
+                &config.limits,
+                &config.retention,
+                &config.admission,
+            )
+            .with_event_rules(&config.events)
+            .map_err(inferq_api::RunError::from)?,
+        ),
         auth: Arc::new(auth),
     };
 

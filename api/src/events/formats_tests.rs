@@ -1,0 +1,194 @@
+use axum::http::{HeaderMap, HeaderValue};
+use base64::Engine;
+use serde_json::json;
+
+use super::*;
+
+fn b64(v: &Value) -> String {
+    base64::engine::general_purpose::STANDARD.encode(v.to_string())
+}
+
+fn object_json() -> Value {
+    json!({"kind": "storage#object", "bucket": "in", "name": "cats/a b.jpg",
+           "generation": "1700000000000001", "contentType": "image/jpeg", "size": "1234"})
+}
+
+fn created(p: Parsed) -> ObjectEvent {
+    match p {
+        Parsed::Created(e) => e,
+        other => panic!("created expected, got {other:?}"),
+    }
+}
+
+#[test]
+fn wrapped_pubsub_push_reads_attributes_and_data() {
+    let body = json!({
+        "message": {
+            "attributes": {"eventType": "OBJECT_FINALIZE", "bucketId": "in",
+                           "objectId": "cats/a b.jpg", "objectGeneration": "1700000000000001",
+                           "payloadFormat": "JSON_API_V1"},
+            "data": b64(&object_json()),
+            "messageId": "42", "publishTime": "2026-11-29T10:00:00Z"
+        },
+        "subscription": "projects/p/subscriptions/inferq"
+    });
+    let e = created(gcs_push(&HeaderMap::new(), body.to_string().as_bytes()).unwrap());
+    assert_eq!(
+        (e.scheme, e.bucket.as_str(), e.name.as_str()),
+        ("gs", "in", "cats/a b.jpg")
+    );
+    assert_eq!(e.version.as_deref(), Some("1700000000000001"));
+    assert_eq!(e.content_type.as_deref(), Some("image/jpeg"));
+    assert_eq!(
+        e.dedupe_key(),
+        "storage-event:gs://in/cats/a b.jpg#1700000000000001"
+    );
+
+    // Payload format NONE: no data, the attributes are enough.
+    let bare = json!({"message": {"attributes": {"eventType": "OBJECT_FINALIZE",
+        "bucketId": "in", "objectId": "x.png", "objectGeneration": "7"}}});
+    let e = created(gcs_push(&HeaderMap::new(), bare.to_string().as_bytes()).unwrap());
+    assert_eq!(
+        (e.name.as_str(), e.version.as_deref(), e.content_type),
+        ("x.png", Some("7"), None)
+    );
+}
+
+#[test]
+fn other_gcs_event_types_are_ignored() {
+    for kind in ["OBJECT_DELETE", "OBJECT_ARCHIVE", "OBJECT_METADATA_UPDATE"] {
+        let body = json!({"message": {"attributes": {"eventType": kind, "bucketId": "in",
+            "objectId": "x.jpg"}}});
+        match gcs_push(&HeaderMap::new(), body.to_string().as_bytes()).unwrap() {
+            Parsed::Ignored { reason, .. } => assert!(reason.contains(kind), "{reason}"),
+            other => panic!("{kind}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn unwrapped_pubsub_push_reads_the_body_and_attribute_headers() {
+    let mut headers = HeaderMap::new();
+    headers.insert("eventtype", HeaderValue::from_static("OBJECT_FINALIZE"));
+    headers.insert("x-goog-pubsub-message-id", HeaderValue::from_static("42"));
+    let e = created(gcs_push(&headers, object_json().to_string().as_bytes()).unwrap());
+    assert_eq!((e.bucket.as_str(), e.name.as_str()), ("in", "cats/a b.jpg"));
+    // Without metadata headers the body alone is taken as a finalize.
+    let e = created(gcs_push(&HeaderMap::new(), object_json().to_string().as_bytes()).unwrap());
+    assert_eq!(e.version.as_deref(), Some("1700000000000001"));
+    headers.insert("eventtype", HeaderValue::from_static("OBJECT_DELETE"));
+    assert!(matches!(
+        gcs_push(&headers, object_json().to_string().as_bytes()).unwrap(),
+        Parsed::Ignored { .. }
+    ));
+}
+
+#[test]
+fn malformed_gcs_bodies_are_errors() {
+    for body in [
+        &b"not json"[..],
+        br#"[1, 2]"#,
+        br#"{"message": {"attributes": {"eventType": "OBJECT_FINALIZE"}}}"#,
+        br#"{"message": {"data": "%%%"}}"#,
+    ] {
+        assert!(
+            gcs_push(&HeaderMap::new(), body).is_err(),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[test]
+fn cloudevents_binary_and_structured_agree() {
+    let mut headers = HeaderMap::new();
+    for (k, v) in [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "1234"),
+        (
+            "ce-source",
+            "//storage.googleapis.com/projects/_/buckets/in",
+        ),
+        ("ce-type", GCS_FINALIZED),
+        ("ce-subject", "objects/cats/a b.jpg"),
+        ("content-type", "application/json"),
+    ] {
+        headers.insert(k, HeaderValue::from_static(v));
+    }
+    let binary = created(cloudevent(&headers, object_json().to_string().as_bytes()).unwrap());
+
+    let mut h = HeaderMap::new();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/cloudevents+json; charset=utf-8"),
+    );
+    let event = json!({"specversion": "1.0", "id": "1234", "type": GCS_FINALIZED,
+        "source": "//storage.googleapis.com/projects/_/buckets/in",
+        "subject": "objects/cats/a b.jpg", "datacontenttype": "application/json",
+        "data": object_json()});
+    let structured = created(cloudevent(&h, event.to_string().as_bytes()).unwrap());
+    assert_eq!(binary, structured);
+    // The same object version as the Pub/Sub path: the same dedupe key.
+    assert_eq!(
+        binary.dedupe_key(),
+        "storage-event:gs://in/cats/a b.jpg#1700000000000001"
+    );
+
+    let event = json!({"specversion": "1.0", "id": "1", "type": GCS_FINALIZED, "source": "s",
+        "data_base64": b64(&object_json())});
+    assert_eq!(
+        created(cloudevent(&h, event.to_string().as_bytes()).unwrap()),
+        structured
+    );
+}
+
+#[test]
+fn other_cloudevents_are_ignored_and_non_events_refused() {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/cloudevents+json"),
+    );
+    let deleted = json!({"specversion": "1.0", "id": "9", "source": "s",
+        "type": "google.cloud.storage.object.v1.deleted", "data": object_json()});
+    assert!(matches!(
+        cloudevent(&h, deleted.to_string().as_bytes()).unwrap(),
+        Parsed::Ignored { .. }
+    ));
+    let no_id = json!({"specversion": "1.0", "source": "s", "type": GCS_FINALIZED});
+    let err = cloudevent(&h, no_id.to_string().as_bytes()).unwrap_err();
+    assert!(err.0.contains("`id`"), "{err}");
+    // Binary mode without ce- headers is not a CloudEvent.
+    assert!(cloudevent(&HeaderMap::new(), object_json().to_string().as_bytes()).is_err());
+}
+
+#[test]
+fn s3_records_decode_keys_and_skip_other_events() {
+    let body = json!({"Records": [
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"},
+            "object": {"key": "photos/cat+one%281%29.jpg", "size": 10, "eTag": "abc",
+                       "sequencer": "0055AED6DCD90281E5"}}},
+        {"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "up"},
+            "object": {"key": "old.jpg", "sequencer": "1"}}},
+        {"eventName": "ObjectCreated:CompleteMultipartUpload", "s3": {"bucket": {"name": "up"},
+            "object": {"key": "big.png", "versionId": "v2", "sequencer": "2"}}}
+    ]});
+    let parsed = s3(body.to_string().as_bytes()).unwrap();
+    assert_eq!(parsed.len(), 3);
+    let first = created(parsed[0].clone());
+    assert_eq!(first.name, "photos/cat one(1).jpg");
+    assert_eq!(first.version.as_deref(), Some("0055AED6DCD90281E5"));
+    assert_eq!(first.object().uri(), "s3://up/photos/cat one(1).jpg");
+    assert!(matches!(parsed[1], Parsed::Ignored { .. }));
+    assert_eq!(created(parsed[2].clone()).version.as_deref(), Some("v2"));
+
+    let test = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "up"});
+    assert!(matches!(
+        s3(test.to_string().as_bytes()).unwrap()[..],
+        [Parsed::Ignored { .. }]
+    ));
+    assert!(s3(br#"{"records": []}"#).is_err());
+    let bad_key = json!({"Records": [{"eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "up"}, "object": {"key": "a%zz"}}}]});
+    assert!(s3(bad_key.to_string().as_bytes()).is_err());
+}
