@@ -50,6 +50,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// and worker process; 32 KiB costs 2 MiB, and a 100 KB image is still
 /// only four frames.
 pub const DEFAULT_FRAME_MAX: u32 = 32 * 1024;
+/// Publishes of one message before a nack is reported.
+const NACK_RETRIES: u32 = 3;
 /// AMQP delivery mode for messages written to disk.
 const PERSISTENT: u8 = 2;
 
@@ -97,6 +99,41 @@ impl AmqpQueue {
             delivery_limit: delivery_limit.max(1),
             link: Mutex::new(None),
         }
+    }
+
+    /// One publish and its confirm.
+    async fn publish_once(&self, id: JobId, payload: &[u8]) -> Result<(), BrokerError> {
+        let link = self.link().await?;
+        let props = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_message_id(id.to_string().into())
+            .with_content_type(CONTENT_TYPE.into())
+            .with_timestamp(chrono::Utc::now().timestamp() as u64);
+        let result = async {
+            let confirm = link
+                .publisher
+                .basic_publish(
+                    "".into(),
+                    self.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    payload,
+                    props,
+                )
+                .await
+                .map_err(unavailable)?;
+            match confirm.await.map_err(unavailable)? {
+                Confirmation::Ack(_) => Ok(()),
+                Confirmation::Nack(_) => Err(BrokerError::Rejected("broker nacked".into())),
+                Confirmation::NotRequested => Err(BrokerError::Unavailable(
+                    "channel is not in confirm mode".into(),
+                )),
+            }
+        }
+        .await;
+        if matches!(result, Err(BrokerError::Unavailable(_))) {
+            self.drop_link(&link).await;
+        }
+        result
     }
 
     /// The live connection, opening (and declaring the queue) if needed.
@@ -303,37 +340,22 @@ fn delivery_count(props: &BasicProperties) -> u32 {
 #[async_trait]
 impl JobQueue for AmqpQueue {
     async fn publish(&self, id: JobId, payload: Vec<u8>) -> Result<(), BrokerError> {
-        let link = self.link().await?;
-        let props = BasicProperties::default()
-            .with_delivery_mode(PERSISTENT)
-            .with_message_id(id.to_string().into())
-            .with_content_type(CONTENT_TYPE.into())
-            .with_timestamp(chrono::Utc::now().timestamp() as u64);
-        let result = async {
-            let confirm = link
-                .publisher
-                .basic_publish(
-                    "".into(),
-                    self.queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &payload,
-                    props,
-                )
-                .await
-                .map_err(unavailable)?;
-            match confirm.await.map_err(unavailable)? {
-                Confirmation::Ack(_) => Ok(()),
-                Confirmation::Nack(_) => Err(BrokerError::Rejected("broker nacked".into())),
-                Confirmation::NotRequested => Err(BrokerError::Unavailable(
-                    "channel is not in confirm mode".into(),
-                )),
+        // A nack means the queue did not take the message (a quorum queue
+        // can refuse while its leader is being elected, e.g. just after it
+        // was declared): publishing again is safe, and a job id that
+        // arrives twice is handled like any redelivery.
+        let mut backoff = Duration::from_millis(50);
+        for _ in 1..NACK_RETRIES {
+            match self.publish_once(id, &payload).await {
+                Err(BrokerError::Rejected(reason)) => {
+                    tracing::warn!(job_id = %id, %reason, "publish nacked; publishing again");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                other => return other,
             }
         }
-        .await;
-        if matches!(result, Err(BrokerError::Unavailable(_))) {
-            self.drop_link(&link).await;
-        }
-        result
+        self.publish_once(id, &payload).await
     }
 
     async fn consume(&self, prefetch: u16) -> Result<Box<dyn Deliveries>, BrokerError> {
