@@ -71,8 +71,9 @@ pub struct Cli {
     pub quick: bool,
     /// `[batching] max_batch` values the service phase runs with, each in
     /// its own deployment (1 = batching off). The model's manifest is
-    /// copied with the value set; the default compares off with 4.
-    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    /// copied with the value set; the default compares off with the
+    /// shipped EfficientNet setting (2) and with 4.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     pub max_batch: Vec<usize>,
     /// Model repository (the real models).
     #[arg(long)]
@@ -128,7 +129,7 @@ impl Settings {
         anyhow::ensure!(cli.workers > 0, "--workers must be at least 1");
         anyhow::ensure!(
             !cli.max_batch.is_empty() && cli.max_batch.iter().all(|&b| (1..=64).contains(&b)),
-            "--max-batch needs values within 1..=64, e.g. 1,4"
+            "--max-batch needs values within 1..=64, e.g. 1,2,4"
         );
         anyhow::ensure!(
             cli.submit_concurrency > 0,
@@ -189,7 +190,7 @@ mod tests {
         assert_eq!(s.measure_secs, Duration::from_secs(5));
         assert_eq!(s.limit_secs, Duration::from_secs(3));
         assert_eq!(s.bin_dir, PathBuf::from("target/release"));
-        assert_eq!(s.max_batches, vec![1, 4]);
+        assert_eq!(s.max_batches, vec![1, 2, 4]);
     }
 
     #[test]
