@@ -44,6 +44,18 @@ pub fn test_models() -> PathBuf {
     root().join("tests/models")
 }
 
+/// A private model repository in a new temporary directory holding a copy
+/// of the test model `name` (version 1 and its labels), for tests that
+/// change the repository or must not see the other test models.
+pub fn private_repository(name: &str, tag: &str) -> PathBuf {
+    let repo = std::env::temp_dir().join(format!("inferq-{tag}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(repo.join(name).join("1")).unwrap();
+    for f in ["1/model.onnx", "1/model.toml", "labels.txt"] {
+        std::fs::copy(test_models().join(name).join(f), repo.join(name).join(f)).unwrap();
+    }
+    repo
+}
+
 /// The real model repository.
 pub fn real_models() -> PathBuf {
     root().join("models")

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use inferq_shared::ErrorCode;
 use inferq_shared::job::JobId;
 use inferq_shared::postprocess::Prediction;
-use inferq_shared::repository::ModelRepository;
+use inferq_shared::repository::{ModelEntry, ModelRepository};
 use inferq_tests::{ort_library, root, solid_png, test_models};
 use inferq_worker::engine::{Engine, EngineConfig, EngineError, InferError, Outcome, WorkInput};
 
@@ -49,6 +49,16 @@ fn engine(dir: &Path) -> Result<Engine, EngineError> {
     Engine::start(&config, &scan.repository)
 }
 
+/// The repository's tiny-mean entry, as the engine was given it.
+fn tiny_mean(dir: &Path) -> Arc<ModelEntry> {
+    ModelRepository::scan(dir)
+        .unwrap()
+        .repository
+        .get("tiny-mean", None)
+        .unwrap()
+        .clone()
+}
+
 fn top1(outcome: &Outcome) -> &str {
     match &outcome.prediction {
         Prediction::Classification { top_k, .. } => &top_k[0].label,
@@ -69,12 +79,7 @@ async fn waiting_jobs_run_as_one_batch_and_each_gets_its_own_answer() {
         "[batching]\nmax_batch = 4\nmax_delay_ms = 500",
     );
     let engine = Arc::new(engine(&dir).expect("engine starts"));
-    let entry = ModelRepository::scan(&dir)
-        .unwrap()
-        .repository
-        .get("tiny-mean", None)
-        .unwrap()
-        .clone();
+    let entry = tiny_mean(&dir);
     // Each colour has its own top-1 class (scripts/make_test_models.py).
     let cases: Vec<(Option<&str>, Vec<u8>)> = vec![
         (Some("red"), solid_png(32, 24, [255, 0, 0])),
@@ -138,12 +143,7 @@ async fn a_lone_job_does_not_wait_with_the_default_delay() {
         "[batching]\nmax_batch = 8",
     );
     let engine = engine(&dir).expect("engine starts");
-    let entry = ModelRepository::scan(&dir)
-        .unwrap()
-        .repository
-        .get("tiny-mean", None)
-        .unwrap()
-        .clone();
+    let entry = tiny_mean(&dir);
     let png = Bytes::from(solid_png(16, 16, [0, 0, 255]));
     let outcome = engine
         .infer(JobId::new(), entry, WorkInput::Encoded(png), None)

@@ -43,15 +43,7 @@ fn pubsub_push(event_type: &str, bucket: &str, name: &str, generation: &str) -> 
 
 /// A private copy of tiny-mean, started API + worker pointed at `emu`.
 async fn deploy(emu: &Emulator, flag: &str, rules: &[&str]) -> (Namespace, InProcess, InProcess) {
-    let repo = std::env::temp_dir().join(format!("inferq-ev-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(repo.join("tiny-mean/1")).unwrap();
-    for f in ["1/model.onnx", "1/model.toml", "labels.txt"] {
-        std::fs::copy(
-            test_models().join("tiny-mean").join(f),
-            repo.join("tiny-mean").join(f),
-        )
-        .unwrap();
-    }
+    let repo = private_repository("tiny-mean", "ev");
     let ns = Namespace::new();
     let storage = [
         flag,

@@ -37,15 +37,7 @@ async fn bucket_round_trip(kind: Kind) {
         Kind::S3 => ("s3", "--s3-endpoint"),
     };
     // A private repository (models get registered into it below).
-    let repo = std::env::temp_dir().join(format!("inferq-st-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(repo.join("tiny-mean/1")).unwrap();
-    for f in ["1/model.onnx", "1/model.toml", "labels.txt"] {
-        std::fs::copy(
-            test_models().join("tiny-mean").join(f),
-            repo.join("tiny-mean").join(f),
-        )
-        .unwrap();
-    }
+    let repo = private_repository("tiny-mean", "st");
     let ns = Namespace::new();
     let storage = [
         flag,
