@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use inferq_shared::auth::AuthConfig;
 use inferq_shared::config::{
-    AdmissionConfig, BrokerConfig, DeliveryConfig, EventConfig, HttpConfig, LimitConfig, LogConfig,
-    ModelConfig, RetentionConfig, StoreConfig,
+    AdmissionConfig, BatchConfig, BrokerConfig, DeliveryConfig, EventConfig, HttpConfig,
+    LimitConfig, LogConfig, ModelConfig, RetentionConfig, StoreConfig, WebhookConfig,
 };
 use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,12 @@ pub struct ApiConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub events: EventConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub webhooks: WebhookConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub batches: BatchConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub log: LogConfig,

@@ -53,6 +53,10 @@ pub enum ApiError {
     JobNotFound(String),
     #[error("{0}")]
     OutputNotFound(String),
+    #[error("no batch with id `{0}` (it may have expired)")]
+    BatchNotFound(String),
+    #[error("batch {id} already finished ({state})")]
+    BatchFinished { id: String, state: String },
     #[error("job {id} already finished ({status}); only queued or running jobs can be canceled")]
     JobFinished { id: String, status: String },
     #[error("no route for {0}")]
@@ -208,6 +212,18 @@ impl ApiError {
                 "Job already finished",
                 None,
             ),
+            BatchNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                ErrorCode::BatchNotFound,
+                "Batch not found",
+                None,
+            ),
+            BatchFinished { .. } => (
+                StatusCode::CONFLICT,
+                ErrorCode::BatchFinished,
+                "Batch already finished",
+                None,
+            ),
             OutputNotFound(_) => (
                 StatusCode::NOT_FOUND,
                 ErrorCode::OutputNotFound,
@@ -280,6 +296,11 @@ impl ApiError {
     /// HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         self.parts().0
+    }
+
+    /// The stable error code of this error.
+    pub fn code(&self) -> ErrorCode {
+        self.parts().1
     }
 }
 

@@ -71,8 +71,13 @@ impl IdempotencyKey {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A digest of a request body that is entirely options (a batch request).
+pub fn fingerprint_bytes(body: &[u8]) -> String {
+    hex(&Sha256::digest(body))
 }
 
 /// A digest of everything that makes two submissions the same request.
@@ -86,7 +91,9 @@ pub fn fingerprint(sub: &Submission) -> String {
         o.top_k,
         o.output_uri,
         o.deadline,
-        o.timeout
+        o.timeout,
+        o.webhook_url,
+        o.webhook_format
     ]);
     h.update(options.to_string().as_bytes());
     match &sub.payload {

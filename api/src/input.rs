@@ -2,9 +2,10 @@
 //!
 //! - a raw image body (`image/*`, `application/octet-stream`);
 //! - `multipart/form-data`: a file part (`file` or `image`) plus optional
-//!   `model`, `version`, `top_k`, `output_uri`, `deadline` and `timeout` fields;
+//!   `model`, `version`, `top_k`, `output_uri`, `deadline`, `timeout`,
+//!   `webhook_url` and `webhook_format` fields;
 //! - JSON: `{"model", "version", "top_k", "deadline", "timeout", "input": {...},
-//!   "output": {"uri"}}`
+//!   "output": {"uri"}, "webhook": {"url", "format"}}`
 //!   where `input` is exactly one of `{"b64": "<base64 or data: URL>"}` (the
 //!   TF Serving convention), `{"uri": "gs://…|s3://…|https://…|file:///…"}`
 //!   or `{"tensor": [[[…]]]}` (a nested list in the model's input layout).
@@ -42,6 +43,10 @@ pub struct JobOptions {
     pub deadline: Option<String>,
     /// The job must start within this many seconds of acceptance.
     pub timeout: Option<f64>,
+    /// Where to POST a signed notification when the job is final.
+    pub webhook_url: Option<String>,
+    /// `standard` (default) or `cloudevents`.
+    pub webhook_format: Option<String>,
 }
 
 impl JobOptions {
@@ -52,6 +57,8 @@ impl JobOptions {
         self.output_uri = body.output_uri.or(self.output_uri.take());
         self.deadline = body.deadline.or(self.deadline.take());
         self.timeout = body.timeout.or(self.timeout);
+        self.webhook_url = body.webhook_url.or(self.webhook_url.take());
+        self.webhook_format = body.webhook_format.or(self.webhook_format.take());
     }
 }
 
@@ -86,6 +93,14 @@ struct JsonJob {
     timeout: Option<f64>,
     input: JsonInput,
     output: Option<JsonOutput>,
+    webhook: Option<JsonWebhook>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonWebhook {
+    url: String,
+    format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +163,9 @@ pub async fn parse(
     if let Some(uri) = &options.output_uri {
         check_uri_len("output_uri", uri, limits)?;
     }
+    if let Some(url) = &options.webhook_url {
+        check_uri_len("webhook_url", url, limits)?;
+    }
     Ok(Submission { options, payload })
 }
 
@@ -166,9 +184,14 @@ pub fn parse_json(bytes: &[u8], limits: &LimitConfig) -> Result<Submission, ApiE
         output_uri: job.output.map(|o| o.uri),
         deadline: job.deadline,
         timeout: job.timeout,
+        webhook_url: job.webhook.as_ref().map(|w| w.url.clone()),
+        webhook_format: job.webhook.and_then(|w| w.format),
     };
     if let Some(uri) = &options.output_uri {
         check_uri_len("output.uri", uri, limits)?;
+    }
+    if let Some(url) = &options.webhook_url {
+        check_uri_len("webhook.url", url, limits)?;
     }
     let payload = json_input(job.input, limits)?;
     Ok(Submission { options, payload })
@@ -193,7 +216,8 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
         match name.as_str() {
             "file" | "image" => image = Some(field.bytes().await.map_err(too_large)?),
             _ if is_file => image = Some(field.bytes().await.map_err(too_large)?),
-            "model" | "version" | "top_k" | "output_uri" | "deadline" | "timeout" => {
+            "model" | "version" | "top_k" | "output_uri" | "deadline" | "timeout"
+            | "webhook_url" | "webhook_format" => {
                 let text = field.text().await.map_err(too_large)?;
                 let text = text.trim().to_owned();
                 let number = |t: &str| {
@@ -211,12 +235,14 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
                         })?)
                     }
                     "deadline" => options.deadline = Some(text),
+                    "webhook_url" => options.webhook_url = Some(text),
+                    "webhook_format" => options.webhook_format = Some(text),
                     _ => options.output_uri = Some(text),
                 }
             }
             other => {
                 return Err(ApiError::InvalidArgument(format!(
-                    "unknown form field `{other}`; expected file, model, version, top_k, output_uri, deadline, timeout"
+                    "unknown form field `{other}`; expected file, model, version, top_k, output_uri, deadline, timeout, webhook_url, webhook_format"
                 )));
             }
         }
@@ -231,6 +257,15 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
             encoding: "multipart",
         },
     ))
+}
+
+/// One instance of a batch's JSONL input: `{"b64": …}`, `{"uri": …}` or
+/// `{"tensor": …}`, checked like the `input` of a JSON job.
+pub fn parse_instance(line: &[u8], limits: &LimitConfig) -> Result<Payload, ApiError> {
+    check_json_depth(line, limits.max_json_depth)?;
+    let input: JsonInput = serde_json::from_slice(line)
+        .map_err(|e| ApiError::InvalidArgument(format!("invalid instance: {e}")))?;
+    json_input(input, limits)
 }
 
 fn json_input(input: JsonInput, limits: &LimitConfig) -> Result<Payload, ApiError> {

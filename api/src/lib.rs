@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod batches;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -73,6 +74,12 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v1/jobs/{id}/cancel",
             require(Scope::Submit, post(jobs::cancel)),
+        )
+        .route("/v1/batches", require(Scope::Submit, post(batches::create)))
+        .route("/v1/batches/{id}", require(Scope::Read, get(batches::get)))
+        .route(
+            "/v1/batches/{id}/cancel",
+            require(Scope::Submit, post(batches::cancel)),
         )
         .route("/v1/events/gcs", require(Scope::Submit, post(events::gcs)))
         .route(
@@ -178,6 +185,8 @@ pub enum RunError {
     Serve(std::io::Error),
     #[error(transparent)]
     EventRule(#[from] events::rules::RuleError),
+    #[error(transparent)]
+    Webhook(#[from] inferq_shared::webhook::sign::SecretError),
 }
 
 /// The model poll interval from its config value (0 = off).
@@ -229,7 +238,9 @@ pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> 
                 &config.retention,
                 &config.admission,
             )
-            .with_event_rules(&config.events)?,
+            .with_event_rules(&config.events)?
+            .with_webhooks(&config.webhooks)?
+            .with_batches(&config.batches),
         ),
         auth,
     })
@@ -265,10 +276,26 @@ pub async fn run_on(
             catalog.rescan().await;
         }
     });
+    // One signal stops both the server and the batch coordinator.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let coordinator = tokio::spawn(batches::coordinator::run(
+        state.clone(),
+        until(stop_rx.clone()),
+    ));
     tracing::info!(addr = ?listener.local_addr().ok(), "inferq-api listening");
-    let served = serve(listener, state, shutdown)
+    let served = serve(listener, state, until(stop_rx))
         .await
         .map_err(RunError::Serve);
+    let _ = coordinator.await;
     watcher.abort();
     served
+}
+
+/// Resolves once the flag turns true (or its sender is gone).
+pub async fn until(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }

@@ -101,6 +101,10 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Storage-event rules (see [`crate::events::rules`]); none by default.
     pub event_rules: Vec<crate::events::rules::EventRule>,
+    /// Whether jobs may ask for a completion webhook (a signing secret is set).
+    pub webhooks: bool,
+    /// Batch prediction limits and pacing.
+    pub batch: inferq_shared::config::BatchConfig,
 }
 
 /// Record and blob lifetimes.
@@ -139,7 +143,24 @@ impl Settings {
             max_inflight_requests: admission.max_inflight_requests.max(1),
             shutdown_grace: Duration::from_secs_f64(http.shutdown_grace_secs.clamp(0.0, 3600.0)),
             event_rules: Vec::new(),
+            webhooks: false,
+            batch: inferq_shared::config::BatchConfig::default(),
         }
+    }
+
+    /// Sets the batch prediction options.
+    pub fn with_batches(mut self, cfg: &inferq_shared::config::BatchConfig) -> Self {
+        self.batch = cfg.clone();
+        self
+    }
+
+    /// Turns webhooks on when signing secrets are set, refusing bad ones.
+    pub fn with_webhooks(
+        mut self,
+        cfg: &inferq_shared::config::WebhookConfig,
+    ) -> Result<Self, inferq_shared::webhook::sign::SecretError> {
+        self.webhooks = inferq_shared::webhook::sign::Signer::new(&cfg.webhook_secrets)?.is_some();
+        Ok(self)
     }
 
     /// Adds the storage-event rules, refusing the first malformed one.

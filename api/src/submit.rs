@@ -152,6 +152,44 @@ fn check_output(state: &AppState, output_uri: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The job's webhook, if it asked for one: refused when webhooks are off
+/// (no signing secret), the format is unknown, or the URL is not an
+/// `http(s)` URL the fetch policy allows (the same SSRF rules as inputs).
+pub(crate) fn check_webhook(
+    state: &AppState,
+    q: &JobOptions,
+) -> Result<Option<inferq_shared::webhook::Webhook>, ApiError> {
+    let Some(url) = &q.webhook_url else {
+        if q.webhook_format.is_some() {
+            return Err(ApiError::InvalidArgument(
+                "`webhook_format` needs a `webhook_url`".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if !state.settings.webhooks {
+        return Err(ApiError::InvalidArgument(
+            "webhooks are not enabled on this server (no --webhook-secrets)".into(),
+        ));
+    }
+    let format = match &q.webhook_format {
+        Some(f) => f.parse().map_err(ApiError::InvalidArgument)?,
+        None => inferq_shared::webhook::WebhookFormat::default(),
+    };
+    let target = input::check_uri(url)?;
+    if !matches!(target, inferq_shared::fetch::StorageUri::Http(_)) {
+        return Err(ApiError::InvalidArgument(format!(
+            "webhook URL {url} must be http:// or https://"
+        )));
+    }
+    state.fetcher.check(&target)?;
+    Ok(Some(inferq_shared::webhook::Webhook {
+        url: url.clone(),
+        format,
+        delivery: None,
+    }))
+}
+
 /// A validated job, not yet recorded or enqueued.
 struct Prepared {
     entry: std::sync::Arc<ModelEntry>,
@@ -176,6 +214,7 @@ async fn prepare(state: &AppState, sub: Submission) -> Result<Prepared, ApiError
     if let Some(out) = &q.output_uri {
         check_output(state, out)?;
     }
+    let webhook = check_webhook(state, &q)?;
     let name = q
         .model
         .clone()
@@ -235,6 +274,7 @@ async fn prepare(state: &AppState, sub: Submission) -> Result<Prepared, ApiError
 
     let mut record = JobRecord::queued(JobId::new(), &entry.name, entry.version, info);
     record.deadline = job_deadline;
+    record.webhook = webhook;
     let (input, tensor_shape) = match (bytes, tensor) {
         (_, Some(Err(uri))) => (Err(uri), None),
         (Some(b), shape) => (Ok(b), shape.and_then(Result::ok)),
@@ -375,6 +415,7 @@ async fn accept(state: &AppState, job: Prepared) -> Result<JobRecord, ApiError> 
         output_uri: q.output_uri,
         deadline: record.deadline,
         owner: record.owner.clone(),
+        webhook: record.webhook.clone(),
     };
     // The encoded message holds its own copy of the image: let the request's
     // go before waiting for the broker's confirm, the longest step here.

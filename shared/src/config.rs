@@ -76,6 +76,77 @@ pub struct EventConfig {
     pub event_rule: Vec<String>,
 }
 
+/// Completion webhooks (docs/webhooks.md). The API refuses jobs that ask
+/// for a webhook unless a signing secret is set; workers send them.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct WebhookConfig {
+    /// Signing secrets in the Standard Webhooks format (`whsec_<base64>`),
+    /// comma separated. Every delivery is signed with each, so a secret can
+    /// be rotated without losing messages. Empty: webhooks are off.
+    #[arg(long, env = "INFERQ_WEBHOOK_SECRETS", value_delimiter = ',')]
+    #[serde(default)]
+    pub webhook_secrets: Vec<String>,
+    /// Delivery attempts before a webhook is marked failed.
+    #[arg(long, env = "INFERQ_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8)]
+    pub webhook_max_attempts: u32,
+    /// Seconds before the first retry; each further retry waits twice as
+    /// long (±20 % jitter), up to `webhook_max_backoff_secs`.
+    #[arg(long, env = "INFERQ_WEBHOOK_BACKOFF_SECS", default_value_t = 5.0)]
+    pub webhook_backoff_secs: f64,
+    /// Longest wait between two attempts, in seconds.
+    #[arg(
+        long,
+        env = "INFERQ_WEBHOOK_MAX_BACKOFF_SECS",
+        default_value_t = 3600.0
+    )]
+    pub webhook_max_backoff_secs: f64,
+    /// Seconds one delivery attempt may take.
+    #[arg(long, env = "INFERQ_WEBHOOK_TIMEOUT_SECS", default_value_t = 10.0)]
+    pub webhook_timeout_secs: f64,
+    /// The `source` attribute of CloudEvents notifications.
+    #[arg(long, env = "INFERQ_WEBHOOK_SOURCE", default_value = "/inferq")]
+    pub webhook_source: String,
+}
+
+/// Batch prediction (`POST /v1/batches`, docs/batches.md).
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct BatchConfig {
+    /// Jobs of one batch queued or running at once; the rest wait in the
+    /// coordinator, so a large batch cannot crowd out interactive jobs.
+    #[arg(long, env = "INFERQ_BATCH_WINDOW", default_value_t = 64)]
+    pub batch_window: usize,
+    /// Seconds a coordinator's claim on a batch lasts unless renewed; when
+    /// an API process dies mid-batch, another takes over after this long.
+    #[arg(long, env = "INFERQ_BATCH_LEASE_SECS", default_value_t = 30.0)]
+    pub batch_lease_secs: f64,
+    /// Batches one API process coordinates at once.
+    #[arg(long, env = "INFERQ_BATCH_CONCURRENCY", default_value_t = 4)]
+    pub batch_concurrency: usize,
+    /// Most instances in one batch.
+    #[arg(long, env = "INFERQ_BATCH_MAX_INSTANCES", default_value_t = 1_000_000)]
+    pub batch_max_instances: usize,
+    /// Largest JSONL or file-list input read, in bytes (it is held in memory
+    /// while the batch runs).
+    #[arg(long, env = "INFERQ_BATCH_MAX_INPUT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub batch_max_input_bytes: usize,
+    /// Instances per results or errors file, unless the request says otherwise.
+    #[arg(long, env = "INFERQ_BATCH_SHARD_SIZE", default_value_t = 10_000)]
+    pub batch_shard_size: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            batch_window: 64,
+            batch_lease_secs: 30.0,
+            batch_concurrency: 4,
+            batch_max_instances: 1_000_000,
+            batch_max_input_bytes: 256 * 1024 * 1024,
+            batch_shard_size: 10_000,
+        }
+    }
+}
+
 /// Which models are served.
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct ModelConfig {

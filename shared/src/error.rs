@@ -39,6 +39,10 @@ pub enum ErrorCode {
     JobNotFound,
     /// The job already finished, so it cannot be canceled.
     JobFinished,
+    /// No batch with this id exists (or it has expired).
+    BatchNotFound,
+    /// The batch already finished, so it cannot be canceled.
+    BatchFinished,
     /// The job has no binary output (not finished, not an image model, or expired).
     OutputNotFound,
     /// A large image stored out of band had expired or vanished.
@@ -93,6 +97,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::JobNotFound => "job_not_found",
             ErrorCode::OutputNotFound => "output_not_found",
+            ErrorCode::BatchNotFound => "batch_not_found",
+            ErrorCode::BatchFinished => "batch_finished",
             ErrorCode::JobFinished => "job_finished",
             ErrorCode::BlobMissing => "blob_missing",
             ErrorCode::InvalidUri => "invalid_uri",

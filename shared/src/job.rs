@@ -198,6 +198,10 @@ pub struct JobRecord {
     /// Where the result was also written, when the job asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputDelivery>,
+    /// The completion webhook the client asked for, with its delivery
+    /// outcome once the job is final (see [`crate::webhook`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::webhook::Webhook>,
     /// The tenant whose API key submitted the job; with authentication on,
     /// only that tenant (and admin keys) can see or cancel it. `None` when
     /// authentication was off.
@@ -270,6 +274,7 @@ impl JobRecord {
             timings: None,
             error: None,
             output: None,
+            webhook: None,
             owner: None,
         }
     }

@@ -12,6 +12,7 @@
 //! [`store`], each with an in-memory and a networked implementation.
 
 pub mod auth;
+pub mod batch;
 pub mod broker;
 pub mod config;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod repository;
 pub mod sniff;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 
 pub use error::ErrorCode;
 pub use job::{JobId, JobRecord, JobStatus};

@@ -56,6 +56,8 @@ pub struct JobMessage {
     /// The submitting tenant, so a worker that has to recreate a lost job
     /// record keeps it visible to its owner only.
     pub owner: Option<String>,
+    /// The completion webhook (a copy of the record's, like `deadline`).
+    pub webhook: Option<crate::webhook::Webhook>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,6 +79,8 @@ struct Header {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deadline: Option<DateTime<Utc>>,
     owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webhook: Option<crate::webhook::Webhook>,
 }
 
 /// A message that cannot be understood. The worker acks these (retrying
@@ -111,6 +115,7 @@ impl JobMessage {
             output_uri: self.output_uri.clone(),
             deadline: self.deadline,
             owner: self.owner.clone(),
+            webhook: self.webhook.clone(),
         };
         let json = serde_json::to_vec(&header).expect("header serialises");
         let mut out = Vec::with_capacity(7 + json.len() + payload.len());
@@ -147,6 +152,7 @@ impl JobMessage {
             output_uri: header.output_uri,
             deadline: header.deadline,
             owner: header.owner,
+            webhook: header.webhook,
         })
     }
 }
@@ -167,6 +173,7 @@ mod tests {
             output_uri: None,
             deadline: None,
             owner: None,
+            webhook: None,
         }
     }
 

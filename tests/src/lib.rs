@@ -12,6 +12,7 @@
 pub mod cluster;
 pub mod emulators;
 pub mod load;
+pub mod receiver;
 
 use std::io::Cursor;
 use std::net::SocketAddr;

@@ -30,6 +30,7 @@ fn message(id: JobId) -> JobMessage {
         output_uri: None,
         deadline: None,
         owner: None,
+        webhook: None,
     }
 }
 

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use inferq_shared::auth::AuthConfig;
 use inferq_shared::config::{
-    AdmissionConfig, BrokerConfig, DeliveryConfig, EventConfig, HttpConfig, InferenceConfig,
-    LimitConfig, LogConfig, ModelConfig, RetentionConfig, StoreConfig,
+    AdmissionConfig, BatchConfig, BrokerConfig, DeliveryConfig, EventConfig, HttpConfig,
+    InferenceConfig, LimitConfig, LogConfig, ModelConfig, RetentionConfig, StoreConfig,
+    WebhookConfig,
 };
 use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,9 @@ pub struct WorkerConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub fetch: FetchConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub webhooks: WebhookConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub log: LogConfig,
@@ -124,6 +128,12 @@ pub struct EmbeddedConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub auth: AuthConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub webhooks: WebhookConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub batches: BatchConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub log: LogConfig,

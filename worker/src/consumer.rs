@@ -120,6 +120,7 @@ impl Processor {
             r.created_at = msg.created_at;
             r.deadline = msg.deadline;
             r.owner = msg.owner.clone();
+            r.webhook = msg.webhook.clone();
             r
         });
         if record.status.is_terminal() {

@@ -40,6 +40,8 @@ impl Processor {
             let mut r = JobRecord::queued(msg.id, &msg.model, msg.version, InputInfo::default());
             r.created_at = msg.created_at;
             r.deadline = msg.deadline;
+            r.owner = msg.owner.clone();
+            r.webhook = msg.webhook.clone();
             r
         });
         if record.status.is_terminal() {

@@ -46,9 +46,9 @@ pub async fn run(
     );
     let state = AppState {
         queue: queue.clone(),
-        store,
+        store: store.clone(),
         models: Arc::new(EmbeddedCatalog(models.clone())),
-        fetcher,
+        fetcher: fetcher.clone(),
         settings: Arc::new(
             Settings::from_config(
                 &config.http,
@@ -58,7 +58,10 @@ pub async fn run(
                 &config.admission,
             )
             .with_event_rules(&config.events)
-            .map_err(inferq_api::RunError::from)?,
+            .map_err(inferq_api::RunError::from)?
+            .with_webhooks(&config.webhooks)
+            .map_err(inferq_api::RunError::from)?
+            .with_batches(&config.batches),
         ),
         auth: Arc::new(auth),
     };
@@ -82,10 +85,26 @@ pub async fn run(
         drain,
         stop_rx.clone(),
     ));
+    let dispatcher = inferq_shared::webhook::spawn_dispatcher(
+        &config.webhooks,
+        Duration::from_secs(config.retention.result_ttl_secs.max(1)),
+        store,
+        (*fetcher).clone(),
+        stopped(stop_rx.clone()),
+    )
+    .map_err(inferq_api::RunError::from)?;
+    let coordinator = tokio::spawn(inferq_api::batches::coordinator::run(
+        state.clone(),
+        stopped(stop_rx.clone()),
+    ));
     tracing::info!(addr = ?listener.local_addr().ok(), threads = engine.threads(), "inferq (embedded) listening");
     let served = inferq_api::serve(listener, state, stopped(stop_rx)).await;
+    let _ = coordinator.await;
     let _ = consumer.await;
     let _ = watcher.await;
+    if let Some(d) = dispatcher {
+        let _ = d.await;
+    }
     tokio::task::spawn_blocking(move || engine.shutdown())
         .await
         .ok();

@@ -165,11 +165,22 @@ pub async fn run(
         &config.store.redis_url,
         &config.store.key_prefix,
     )?);
+    let fetcher = Fetcher::new(&config.fetch)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Every worker also drains the webhook outbox (docs/webhooks.md).
+    let dispatcher = inferq_shared::webhook::spawn_dispatcher(
+        &config.webhooks,
+        Duration::from_secs(config.retention.result_ttl_secs.max(1)),
+        store.clone(),
+        fetcher.clone(),
+        stopped(stop_rx.clone()),
+    )
+    .map_err(inferq_api::RunError::from)?;
     let processor = processor(
         engine.clone(),
         store,
         models.clone(),
-        Arc::new(Fetcher::new(&config.fetch)?),
+        Arc::new(fetcher),
         &config.retention,
         &config.delivery,
     );
@@ -180,7 +191,6 @@ pub async fn run(
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         "inferq-worker ready"
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(models.clone().watch(
         inferq_api::poll_interval(config.models.model_poll_secs),
         stopped(stop_rx.clone()),
@@ -202,6 +212,9 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     let _ = watcher.await;
+    if let Some(d) = dispatcher {
+        let _ = d.await;
+    }
     queue.close().await;
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || engine.shutdown())

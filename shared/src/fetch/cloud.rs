@@ -124,6 +124,36 @@ impl CloudStores {
         Ok(())
     }
 
+    /// The keys of every object under `prefix` (recursively), at most `max`.
+    pub(crate) async fn list(
+        &self,
+        provider: Provider,
+        bucket: &str,
+        prefix: &str,
+        max: usize,
+        uri: &str,
+    ) -> Result<Vec<String>, FetchError> {
+        let store = self.store(provider, bucket)?;
+        let prefix = prefix.trim_end_matches('/');
+        let location = if prefix.is_empty() {
+            None
+        } else {
+            Some(object_path(prefix, uri)?)
+        };
+        let mut stream = store.list(location.as_ref());
+        let mut keys = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta.map_err(|e| map_store_error(uri, e))?;
+            if keys.len() >= max {
+                return Err(FetchError::Failed(format!(
+                    "{uri} holds more than {max} objects"
+                )));
+            }
+            keys.push(meta.location.to_string());
+        }
+        Ok(keys)
+    }
+
     /// The cached client of a bucket, built on first use.
     fn store(&self, provider: Provider, bucket: &str) -> Result<Arc<dyn ObjectStore>, FetchError> {
         let key = (provider, bucket.to_string());

@@ -80,6 +80,9 @@ impl Resolve for GuardedResolver {
 #[derive(Debug, Clone)]
 pub(crate) struct HttpFetcher {
     client: reqwest::Client,
+    /// For webhooks: the same guard, but redirects are not followed (a
+    /// redirected POST would turn into a GET or re-send the body elsewhere).
+    poster: reqwest::Client,
     policy: Arc<HostPolicy>,
 }
 
@@ -96,18 +99,53 @@ impl HttpFetcher {
                 Err(e) => attempt.error(Blocked(format!("redirect refused: {e}"))),
             }
         });
-        let client = reqwest::Client::builder()
-            .dns_resolver(GuardedResolver {
-                policy: policy.clone(),
-            })
-            .redirect(redirects)
-            .no_proxy()
+        let builder = |redirects: redirect::Policy| {
+            reqwest::Client::builder()
+                .dns_resolver(GuardedResolver {
+                    policy: policy.clone(),
+                })
+                .redirect(redirects)
+                .no_proxy()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(10)))
+                .user_agent(concat!("inferq/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| FetchError::Failed(format!("HTTP client: {e}")))
+        };
+        let client = builder(redirects)?;
+        let poster = builder(redirect::Policy::none())?;
+        Ok(HttpFetcher {
+            client,
+            poster,
+            policy,
+        })
+    }
+
+    /// POSTs a JSON body with extra headers and returns the answer's status
+    /// (any status: the caller decides what counts as delivered). The
+    /// answer's body is not read beyond what the connection needs.
+    pub(crate) async fn post(
+        &self,
+        url: &Url,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<u16, FetchError> {
+        self.check(url)?;
+        let mut req = self
+            .poster
+            .post(url.clone())
             .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("inferq/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| FetchError::Failed(format!("HTTP client: {e}")))?;
-        Ok(HttpFetcher { client, policy })
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| request_error(url, &e))?;
+        Ok(resp.status().as_u16())
     }
 
     /// The policy check without I/O: scheme, `localhost` names, literal addresses.

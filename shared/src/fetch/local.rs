@@ -18,9 +18,9 @@ use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::{Capped, FetchError, map_store_error};
 
@@ -108,6 +108,48 @@ impl LocalRoot {
             .await
             .map_err(|e| map_store_error(&path.display().to_string(), e))?;
         Ok(())
+    }
+
+    /// The files below the directory `dir` (recursively, symlinks not
+    /// followed out of the root), as paths relative to `dir`; at most `max`.
+    pub(crate) async fn list(&self, dir: &Path, max: usize) -> Result<Vec<String>, FetchError> {
+        let shown = dir.display().to_string();
+        if !dir.is_absolute() {
+            return Err(FetchError::InvalidUri(format!(
+                "file path {shown} is not absolute"
+            )));
+        }
+        if dir != self.configured && dir != self.canonical {
+            self.check(dir)?;
+        }
+        let resolved = tokio::fs::canonicalize(dir)
+            .await
+            .map_err(|e| io_error(dir, e))?;
+        let base = if resolved == self.canonical {
+            None
+        } else {
+            Some(self.relative(&resolved, dir)?)
+        };
+        let mut stream = self.store.list(base.as_ref());
+        let mut out = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta.map_err(|e| map_store_error(&shown, e))?;
+            if out.len() >= max {
+                return Err(FetchError::Failed(format!(
+                    "{shown} holds more than {max} files"
+                )));
+            }
+            let full = meta.location.to_string();
+            let rel = match &base {
+                Some(b) => full
+                    .strip_prefix(b.as_ref())
+                    .map(|r| r.trim_start_matches('/'))
+                    .unwrap_or(&full),
+                None => full.as_str(),
+            };
+            out.push(rel.to_owned());
+        }
+        Ok(out)
     }
 
     /// The object path of `path` for writing: its deepest existing ancestor

@@ -190,28 +190,7 @@ impl Fetcher {
     /// Reads the object, failing with [`FetchError::TooLarge`] as soon as it
     /// passes the size cap, and with [`FetchError::Failed`] after the timeout.
     pub async fn get(&self, uri: &StorageUri) -> Result<Bytes, FetchError> {
-        self.check(uri)?;
-        let max = self.inner.max_bytes;
-        let name = uri.to_string();
-        self.timed(async {
-            match uri {
-                StorageUri::Gcs { bucket, key } => {
-                    self.inner
-                        .cloud
-                        .get(Provider::Gcs, bucket, key, max, &name)
-                        .await
-                }
-                StorageUri::S3 { bucket, key } => {
-                    self.inner
-                        .cloud
-                        .get(Provider::S3, bucket, key, max, &name)
-                        .await
-                }
-                StorageUri::Http(url) => self.inner.http.get(url, max).await,
-                StorageUri::File(path) => self.local()?.get(path, max).await,
-            }
-        })
-        .await
+        self.get_capped(uri, self.inner.max_bytes).await
     }
 
     /// Writes an object (e.g. a job's result next to its input). `file://`
@@ -244,6 +223,93 @@ impl Fetcher {
             }
         })
         .await
+    }
+
+    /// Every object under the prefix `uri` (`gs://b/dir/`, `s3://…/`,
+    /// `file:///dir/`), as full URIs in name order; at most `max` of them.
+    /// A prefix without a trailing `/` is taken as a directory all the same.
+    pub async fn list(&self, uri: &StorageUri, max: usize) -> Result<Vec<String>, FetchError> {
+        self.check(uri)?;
+        let name = uri.to_string();
+        let base = if name.ends_with('/') {
+            name.clone()
+        } else {
+            format!("{name}/")
+        };
+        let mut found = match uri {
+            StorageUri::Gcs { bucket, key } | StorageUri::S3 { bucket, key } => {
+                let provider = if matches!(uri, StorageUri::Gcs { .. }) {
+                    Provider::Gcs
+                } else {
+                    Provider::S3
+                };
+                let keys = self
+                    .inner
+                    .cloud
+                    .list(provider, bucket, key, max, &name)
+                    .await?;
+                let scheme = if provider == Provider::Gcs {
+                    "gs"
+                } else {
+                    "s3"
+                };
+                keys.into_iter()
+                    .map(|k| format!("{scheme}://{bucket}/{k}"))
+                    .collect::<Vec<_>>()
+            }
+            StorageUri::File(path) => self
+                .local()?
+                .list(path, max)
+                .await?
+                .into_iter()
+                .map(|rel| format!("{base}{rel}"))
+                .collect(),
+            StorageUri::Http(_) => {
+                return Err(FetchError::InvalidUri(format!(
+                    "{name}: web URLs cannot be listed; use a JSONL or file-list input"
+                )));
+            }
+        };
+        found.sort();
+        Ok(found)
+    }
+
+    /// Reads like [`Fetcher::get`] with a different size cap (batch inputs:
+    /// a JSONL file may be far larger than one image).
+    pub async fn get_capped(&self, uri: &StorageUri, max: usize) -> Result<Bytes, FetchError> {
+        self.check(uri)?;
+        let name = uri.to_string();
+        self.timed(async {
+            match uri {
+                StorageUri::Gcs { bucket, key } => {
+                    self.inner
+                        .cloud
+                        .get(Provider::Gcs, bucket, key, max, &name)
+                        .await
+                }
+                StorageUri::S3 { bucket, key } => {
+                    self.inner
+                        .cloud
+                        .get(Provider::S3, bucket, key, max, &name)
+                        .await
+                }
+                StorageUri::Http(url) => self.inner.http.get(url, max).await,
+                StorageUri::File(path) => self.local()?.get(path, max).await,
+            }
+        })
+        .await
+    }
+
+    /// POSTs to a web URL under the same SSRF policy as [`Fetcher::get`]
+    /// (webhooks); returns the HTTP status of the answer, whatever it is.
+    pub async fn post(
+        &self,
+        url: &url::Url,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<u16, FetchError> {
+        self.inner.http.post(url, headers, body, timeout).await
     }
 
     fn local(&self) -> Result<&LocalRoot, FetchError> {

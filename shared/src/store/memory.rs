@@ -5,6 +5,8 @@
 //! jobs cannot grow the process without limit; when full (after sweeping) new
 //! jobs are refused with [`StoreError::Full`].
 
+mod coord;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use super::{
     rate_bucket,
 };
 use crate::job::{JobId, JobRecord, JobStatus};
+use crate::webhook::WebhookDelivery;
 
 #[derive(Default)]
 struct Inner {
@@ -32,6 +35,8 @@ struct Inner {
     dead_seq: u64,
     /// Idempotency key → (job, request fingerprint, expiry).
     idempotency: HashMap<String, (JobId, String, Instant)>,
+    /// Due-sets, webhook outcomes and hashes (see `coord`).
+    coord: coord::Coord,
 }
 
 /// The in-memory store.
@@ -66,6 +71,7 @@ impl Inner {
         self.records.retain(|_, (_, exp)| *exp > now);
         self.blobs.retain(|_, (_, exp)| *exp > now);
         self.idempotency.retain(|_, (_, _, exp)| *exp > now);
+        self.coord.sweep(now);
         let dead = &mut self.dead;
         self.dead_messages.retain(|_, (seq, _, exp)| {
             let keep = *exp > now;
@@ -116,8 +122,14 @@ impl Inner {
                 .or_default() += 1;
             self.completions
                 .retain(|(_, b), _| b + RATE_BUCKETS > bucket);
+            if record.webhook.is_some() {
+                let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+                let member = format!("job:{}", record.id);
+                self.coord.schedule(crate::store::HOOKS, &member, now_ms);
+            }
         } else if revive {
             *backlog += 1;
+            self.coord.hooks.remove(&format!("job:{}", record.id));
         }
         Ok(true)
     }
@@ -271,12 +283,18 @@ impl ResultStore for MemoryStore {
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let inner = self.inner.lock().expect("store lock");
-        Ok(inner
-            .records
-            .get(&id)
-            .filter(|(_, exp)| *exp > Instant::now())
-            .map(|(r, _)| r.clone()))
+        let mut record = {
+            let inner = self.inner.lock().expect("store lock");
+            inner
+                .records
+                .get(&id)
+                .filter(|(_, exp)| *exp > Instant::now())
+                .map(|(r, _)| r.clone())
+        };
+        if let Some(w) = record.as_mut().and_then(|r| r.webhook.as_mut()) {
+            w.delivery = self.read_delivery(&format!("job:{id}"));
+        }
+        Ok(record)
     }
 
     async fn delete(&self, id: JobId) -> Result<(), StoreError> {
@@ -309,7 +327,9 @@ impl ResultStore for MemoryStore {
     }
 
     async fn delete_blob(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.lock().expect("store lock").blobs.remove(key);
+        let mut inner = self.inner.lock().expect("store lock");
+        inner.blobs.remove(key);
+        inner.coord.hashes.remove(key);
         Ok(())
     }
 
@@ -327,6 +347,73 @@ impl ResultStore for MemoryStore {
 
     fn notifier(&self) -> &Notifier {
         &self.notifier
+    }
+
+    async fn schedule(&self, set: &str, member: &str, at_ms: u64) -> Result<(), StoreError> {
+        self.zschedule(set, member, at_ms);
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        set: &str,
+        now_ms: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(self.zclaim(set, now_ms, lease_ms, limit))
+    }
+
+    async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
+        self.zremove(set, member);
+        Ok(())
+    }
+
+    async fn due_at(&self, set: &str, member: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.zscore(set, member))
+    }
+
+    async fn set_webhook_delivery(
+        &self,
+        member: &str,
+        delivery: &WebhookDelivery,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.put_delivery(member, delivery, ttl);
+        Ok(())
+    }
+
+    async fn webhook_delivery(&self, member: &str) -> Result<Option<WebhookDelivery>, StoreError> {
+        Ok(self.read_delivery(member))
+    }
+
+    async fn hash_set(
+        &self,
+        key: &str,
+        fields: &[(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.hset(key, fields, ttl)
+    }
+
+    async fn hash_get(
+        &self,
+        key: &str,
+        fields: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        Ok(self.hget(key, fields))
+    }
+
+    async fn hash_len(&self, key: &str) -> Result<u64, StoreError> {
+        Ok(self.hlen(key))
+    }
+
+    async fn hash_fields(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.hkeys(key))
+    }
+
+    fn key(&self, name: &str) -> String {
+        name.to_owned()
     }
 }
 

@@ -27,6 +27,14 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::job::{JobId, JobRecord};
+use crate::webhook::WebhookDelivery;
+
+/// The due-set of the webhook outbox (see [`crate::webhook`]): members
+/// `job:<id>` / `batch:<id>`, due when their next attempt is.
+pub const HOOKS: &str = "hooks";
+/// The due-set of batch leases: a batch is due when its coordinator's lease
+/// ran out (see the API's batch coordinator).
+pub const BATCHES: &str = "batches";
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +181,64 @@ pub trait ResultStore: Send + Sync + 'static {
     /// The key under which a job's binary output (e.g. a PNG) is stored,
     /// with the blob methods and the result TTL.
     fn output_key(&self, id: JobId) -> String;
+
+    /// Puts `member` into the due-set `set`, due at `at_ms` (Unix ms), or
+    /// moves it there if it is in already.
+    async fn schedule(&self, set: &str, member: &str, at_ms: u64) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` members of `set` that are due by `now_ms`,
+    /// oldest first: in the same atomic step each is moved to
+    /// `now_ms + lease_ms`, so nobody else claims it until that lease ends.
+    async fn claim_due(
+        &self,
+        set: &str,
+        now_ms: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Takes `member` out of `set`.
+    async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError>;
+
+    /// When `member` of `set` is due, if it is in the set.
+    async fn due_at(&self, set: &str, member: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Records how a webhook's delivery went (`member` as in [`HOOKS`]).
+    async fn set_webhook_delivery(
+        &self,
+        member: &str,
+        delivery: &WebhookDelivery,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// How a webhook's delivery went so far. [`ResultStore::get`] already
+    /// merges this into a job's record.
+    async fn webhook_delivery(&self, member: &str) -> Result<Option<WebhookDelivery>, StoreError>;
+
+    /// Sets `fields` of the hash at `key` and gives the hash `ttl`.
+    async fn hash_set(
+        &self,
+        key: &str,
+        fields: &[(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Reads `fields` of the hash at `key` (`None` where a field is absent).
+    async fn hash_get(
+        &self,
+        key: &str,
+        fields: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    /// Number of fields of the hash at `key`.
+    async fn hash_len(&self, key: &str) -> Result<u64, StoreError>;
+
+    /// The field names of the hash at `key`.
+    async fn hash_fields(&self, key: &str) -> Result<Vec<String>, StoreError>;
+
+    /// The store's full key for `name` (its prefix added), for documents
+    /// kept with the blob and hash methods.
+    fn key(&self, name: &str) -> String;
 
     /// Checks the store is reachable (for readiness probes).
     async fn check(&self) -> Result<(), StoreError>;

@@ -11,7 +11,8 @@
 //!   `Idempotency-Key` (hashed with its tenant), with the idempotency TTL;
 //! - `P:dead` — a sorted set of dead-lettered job ids, scored by when they
 //!   were parked; `P:dead:{id}` — the queue message kept for a replay;
-//! - channel `P:done` — a job id is published when its job finishes.
+//! - channel `P:done` — a job id is published when its job finishes;
+//! - due-sets, webhook outcomes and batch hashes: see [`coord`].
 //!
 //! Record writes go through one Lua script that refuses to replace a
 //! terminal record and, in the same atomic step, publishes the completion,
@@ -26,6 +27,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod coord;
+
 use async_trait::async_trait;
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -35,14 +38,19 @@ use super::{
     rate_bucket,
 };
 use crate::job::{JobId, JobRecord};
+use crate::webhook::WebhookDelivery;
 
 /// Writes a job record. KEYS: record, done channel, backlog hash, rate
-/// bucket, dead index, dead message. ARGV: record JSON, TTL ms, "1" if the
-/// record is final, job id, model, mode, dead message, now (ms).
+/// bucket, dead index, dead message, webhook outbox, webhook outcome. ARGV:
+/// record JSON, TTL ms, "1" if the record is final, job id, model, mode,
+/// dead message, now (ms), "1" if the job has a webhook.
 ///
 /// Modes: `save` refuses to replace a final record; `revive` writes only
-/// over a dead-lettered one and counts the job back into the backlog;
-/// `dead` is `save` that also parks the message and indexes the job.
+/// over a dead-lettered one and counts the job back into the backlog (and
+/// forgets the earlier webhook outcome, so the new ending is announced);
+/// `dead` is `save` that also parks the message and indexes the job. A
+/// final write of a job with a webhook puts it into the outbox in the same
+/// step, so the notification cannot be lost between the two.
 const SAVE_SCRIPT: &str = r#"
 local final = {succeeded=true, failed=true, canceled=true, expired=true, dead_lettered=true}
 local cur = redis.call('GET', KEYS[1])
@@ -64,8 +72,12 @@ if ARGV[3] == '1' then
   redis.call('INCR', KEYS[4])
   redis.call('EXPIRE', KEYS[4], 120)
   redis.call('PUBLISH', KEYS[2], ARGV[4])
+  if ARGV[9] == '1' then
+    redis.call('ZADD', KEYS[7], ARGV[8], 'job:' .. ARGV[4])
+  end
 elseif ARGV[6] == 'revive' then
   redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+  redis.call('DEL', KEYS[8])
 end
 if ARGV[6] == 'dead' then
   redis.call('SET', KEYS[6], ARGV[7], 'PX', ARGV[2])
@@ -114,6 +126,7 @@ pub struct RedisStore {
     admit_script: redis::Script,
     release_script: redis::Script,
     release_idem_script: redis::Script,
+    claim_script: redis::Script,
     notifier: Arc<Notifier>,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -141,6 +154,7 @@ impl RedisStore {
             admit_script: redis::Script::new(ADMIT_SCRIPT),
             release_script: redis::Script::new(RELEASE_SCRIPT),
             release_idem_script: redis::Script::new(RELEASE_IDEM_SCRIPT),
+            claim_script: redis::Script::new(coord::CLAIM_SCRIPT),
             notifier,
             listener,
         })
@@ -193,6 +207,8 @@ impl RedisStore {
             .key(self.rate_key(&record.model, rate_bucket(now)))
             .key(self.dead_index())
             .key(self.dead_key(record.id))
+            .key(self.due_key(crate::store::HOOKS))
+            .key(self.hook_key(&format!("job:{}", record.id)))
             .arg(json)
             .arg(ttl.as_millis().max(1) as u64)
             .arg(if record.status.is_terminal() {
@@ -205,6 +221,7 @@ impl RedisStore {
             .arg(mode)
             .arg(message)
             .arg(now_ms)
+            .arg(if record.webhook.is_some() { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -403,13 +420,20 @@ impl ResultStore for RedisStore {
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
+        // The record and its webhook outcome in one round trip.
+        let (raw, hook): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("MGET")
             .arg(self.job_key(id))
+            .arg(self.hook_key(&format!("job:{id}")))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        raw.map(|b| serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let Some(raw) = raw else { return Ok(None) };
+        let mut record: JobRecord = serde_json::from_slice(&raw).map_err(corrupt)?;
+        if let (Some(w), Some(h)) = (record.webhook.as_mut(), hook) {
+            w.delivery = Some(serde_json::from_slice(&h).map_err(corrupt)?);
+        }
+        Ok(Some(record))
     }
 
     async fn delete(&self, id: JobId) -> Result<(), StoreError> {
@@ -470,5 +494,69 @@ impl ResultStore for RedisStore {
 
     fn notifier(&self) -> &Notifier {
         &self.notifier
+    }
+
+    async fn schedule(&self, set: &str, member: &str, at_ms: u64) -> Result<(), StoreError> {
+        self.zschedule(set, member, at_ms).await
+    }
+
+    async fn claim_due(
+        &self,
+        set: &str,
+        now_ms: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.zclaim(set, now_ms, lease_ms, limit).await
+    }
+
+    async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
+        self.zremove(set, member).await
+    }
+
+    async fn due_at(&self, set: &str, member: &str) -> Result<Option<u64>, StoreError> {
+        self.zscore(set, member).await
+    }
+
+    async fn set_webhook_delivery(
+        &self,
+        member: &str,
+        delivery: &WebhookDelivery,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.put_delivery(member, delivery, ttl).await
+    }
+
+    async fn webhook_delivery(&self, member: &str) -> Result<Option<WebhookDelivery>, StoreError> {
+        self.read_delivery(member).await
+    }
+
+    async fn hash_set(
+        &self,
+        key: &str,
+        fields: &[(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.hset(key, fields, ttl).await
+    }
+
+    async fn hash_get(
+        &self,
+        key: &str,
+        fields: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.hget(key, fields).await
+    }
+
+    async fn hash_len(&self, key: &str) -> Result<u64, StoreError> {
+        self.hlen(key).await
+    }
+
+    async fn hash_fields(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.hkeys(key).await
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
     }
 }

@@ -1,0 +1,230 @@
+//! Batch prediction: the record of a batch and where its parts are stored.
+//!
+//! A batch runs a model over many inputs — every object under a storage
+//! prefix, the lines of a JSONL file, or the URIs of a file list — by
+//! fanning out ordinary jobs through the same queue and admission control
+//! (the API's coordinator does that, see `inferq_api::batches`). What the
+//! coordinator needs to survive a restart lives in the store, under the
+//! store's [`key`](crate::store::ResultStore::key) of:
+//!
+//! - `batch:{id}` — this [`BatchRecord`] (JSON);
+//! - `batch:{id}:inputs` — index → input URI, for prefix and file-list
+//!   inputs, written once when the input is listed, so a restart sees the
+//!   same instances even if objects arrive under the prefix meanwhile;
+//! - `batch:{id}:ok` / `batch:{id}:err` — index → the finished line of the
+//!   results / errors file. Writing a line is idempotent, so a coordinator
+//!   that takes over simply skips the indices present here.
+//!
+//! Every instance's job is submitted with the idempotency key
+//! `batch:{id}:{index}`, so re-submitting after a crash finds the job made
+//! the first time instead of running the image twice.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::job::{JobError, JobId};
+use crate::store::{ResultStore, StoreError};
+use crate::webhook::Webhook;
+
+/// Where a batch is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchState {
+    /// Accepted; no coordinator has started it yet.
+    Queued,
+    /// Jobs are being submitted and collected.
+    Running,
+    /// Every instance is finished; result files are being written.
+    Writing,
+    /// Result files written (instances may still have failed: see `failed`).
+    Succeeded,
+    /// The batch itself could not run (input unreadable, output unwritable).
+    Failed,
+    /// Canceled by its client; files written for what had finished.
+    Canceled,
+}
+
+impl BatchState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            BatchState::Succeeded | BatchState::Failed | BatchState::Canceled
+        )
+    }
+}
+
+impl std::fmt::Display for BatchState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = serde_json::to_value(self).expect("state serialises");
+        f.write_str(v.as_str().unwrap_or("?"))
+    }
+}
+
+/// What a batch reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// Every object under a storage prefix (`gs://b/dir/`, `file:///…/`).
+    Prefix,
+    /// A JSONL file, one instance per line: `{"b64": …}`, `{"uri": …}` or
+    /// `{"tensor": …}`.
+    Jsonl,
+    /// A text file with one URI per line.
+    FileList,
+}
+
+/// The batch's input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchInput {
+    pub kind: InputKind,
+    pub uri: String,
+}
+
+/// Instance counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchCounts {
+    /// Instances in the input; unknown until it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+/// The record of one batch, as returned by `GET /v1/batches/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    pub id: JobId,
+    pub state: BatchState,
+    pub model: String,
+    pub version: u64,
+    pub input: BatchInput,
+    /// The prefix the result, error and per-file outputs are written under.
+    pub output: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<usize>,
+    /// Whether each file input also gets its own result object, at the same
+    /// relative path under `output` with `.json` appended.
+    pub mirror: bool,
+    /// Instances per results/errors file.
+    pub shard_size: u64,
+    pub counts: BatchCounts,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The files written (`prediction.results-…`, `prediction.errors-…`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// Why the batch failed as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    /// The client asked to cancel; the coordinator stops at its next step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
+    /// Size and SHA-256 of a JSONL input when first read: a coordinator
+    /// resuming the batch refuses a file that changed meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// The store key names of a batch's parts.
+pub fn doc_key(store: &dyn ResultStore, id: JobId) -> String {
+    store.key(&format!("batch:{id}"))
+}
+pub fn inputs_key(store: &dyn ResultStore, id: JobId) -> String {
+    store.key(&format!("batch:{id}:inputs"))
+}
+pub fn ok_key(store: &dyn ResultStore, id: JobId) -> String {
+    store.key(&format!("batch:{id}:ok"))
+}
+pub fn err_key(store: &dyn ResultStore, id: JobId) -> String {
+    store.key(&format!("batch:{id}:err"))
+}
+
+/// Reads a batch record, with its webhook's delivery outcome merged in.
+pub async fn load(store: &dyn ResultStore, id: JobId) -> Result<Option<BatchRecord>, StoreError> {
+    let Some(raw) = store.get_blob(&doc_key(store, id)).await? else {
+        return Ok(None);
+    };
+    let mut record: BatchRecord =
+        serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some(w) = record.webhook.as_mut() {
+        w.delivery = store.webhook_delivery(&format!("batch:{id}")).await?;
+    }
+    Ok(Some(record))
+}
+
+/// Writes a batch record for `ttl`; a final record with a webhook is put
+/// into the outbox.
+pub async fn save(
+    store: &dyn ResultStore,
+    record: &BatchRecord,
+    ttl: std::time::Duration,
+) -> Result<(), StoreError> {
+    let mut stored = record.clone();
+    if let Some(w) = stored.webhook.as_mut() {
+        w.delivery = None;
+    }
+    let json = serde_json::to_vec(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    store
+        .put_blob(&doc_key(store, record.id), &json, ttl)
+        .await?;
+    if record.state.is_terminal() && record.webhook.is_some() {
+        let now = Utc::now().timestamp_millis().max(0) as u64;
+        store
+            .schedule(crate::store::HOOKS, &format!("batch:{}", record.id), now)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What the webhook dispatcher sends for a finished batch: its webhook,
+/// the event type and the record. `None` if there is nothing to send.
+pub async fn notification(
+    store: &dyn ResultStore,
+    id: &str,
+) -> Result<Option<(Webhook, String, serde_json::Value)>, StoreError> {
+    let Ok(id) = id.parse() else { return Ok(None) };
+    let Some(mut record) = load(store, id).await? else {
+        return Ok(None);
+    };
+    if !record.state.is_terminal() {
+        return Ok(None);
+    }
+    let Some(webhook) = record.webhook.take() else {
+        return Ok(None);
+    };
+    record.owner = None;
+    let data = serde_json::to_value(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Some((webhook, format!("batch.{}", record.state), data)))
+}
+
+/// The name of shard `index` of `count` (`prediction.results-00000-of-00002`).
+pub fn shard_name(kind: &str, index: usize, count: usize) -> String {
+    format!("prediction.{kind}-{index:05}-of-{count:05}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_names_follow_the_vertex_pattern() {
+        assert_eq!(
+            shard_name("results", 0, 2),
+            "prediction.results-00000-of-00002"
+        );
+        assert_eq!(
+            shard_name("errors", 12, 100),
+            "prediction.errors-00012-of-00100"
+        );
+        assert_eq!(BatchState::Writing.to_string(), "writing");
+        assert!(BatchState::Canceled.is_terminal());
+        assert!(!BatchState::Writing.is_terminal());
+    }
+}
