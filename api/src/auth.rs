@@ -54,6 +54,15 @@ impl Principal {
         }
     }
 
+    /// A caller authenticated by other means than an API key (a verified
+    /// push token), acting as `tenant` with `scopes`.
+    pub fn service(tenant: &str, scopes: Scopes) -> Self {
+        Principal {
+            tenant: Some(Arc::from(tenant)),
+            scopes,
+        }
+    }
+
     /// The tenant of the caller's key; `None` when authentication is off.
     /// Per-tenant state (job ownership, idempotency keys) is keyed on this.
     pub fn tenant(&self) -> Option<&str> {
@@ -155,7 +164,7 @@ impl Authenticator {
 }
 
 /// The key of the one `Authorization: Bearer <key>` header.
-fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let unauthorized = |m: &str| Err(ApiError::Unauthorized(m.into()));
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {

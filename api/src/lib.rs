@@ -64,7 +64,33 @@ pub fn app(state: AppState) -> Router {
     // through our own reader with the same limit.
     let body_limit = DefaultBodyLimit::max(state.settings.limits.max_body_bytes);
     let method_not_allowed = || async { ApiError::MethodNotAllowed };
+    let events = Router::new()
+        .route("/v1/events/gcs", require(Scope::Submit, post(events::gcs)))
+        .route(
+            "/v1/events/cloudevents",
+            require(Scope::Submit, post(events::cloudevents)),
+        )
+        .route("/v1/events/s3", require(Scope::Submit, post(events::s3)));
+    let inflight = inflight::InFlight::new(state.settings.max_inflight_requests);
+    // With push-token verification the event routes authenticate by the
+    // token (Pub/Sub cannot send an API key); otherwise like every route.
+    let (keyed_events, pushed_events) = match &state.settings.event_oidc {
+        Some(verifier) => (
+            Router::new(),
+            events
+                .layer(middleware::from_fn_with_state(
+                    verifier.clone(),
+                    events::push_auth,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    inflight.clone(),
+                    inflight::in_flight,
+                )),
+        ),
+        None => (events, Router::new()),
+    };
     let v1 = Router::new()
+        .merge(keyed_events)
         .route("/v1/jobs", require(Scope::Submit, post(submit::submit)))
         .route("/v1/jobs/{id}", require(Scope::Read, get(jobs::get)))
         .route(
@@ -81,12 +107,6 @@ pub fn app(state: AppState) -> Router {
             "/v1/batches/{id}/cancel",
             require(Scope::Submit, post(batches::cancel)),
         )
-        .route("/v1/events/gcs", require(Scope::Submit, post(events::gcs)))
-        .route(
-            "/v1/events/cloudevents",
-            require(Scope::Submit, post(events::cloudevents)),
-        )
-        .route("/v1/events/s3", require(Scope::Submit, post(events::s3)))
         .route("/v1/models", require(Scope::Read, get(models::list)))
         .route(
             "/v1/admin/dead-letters",
@@ -115,7 +135,7 @@ pub fn app(state: AppState) -> Router {
         ))
         // Outside auth: a busy server sheds load before spending a hash.
         .layer(middleware::from_fn_with_state(
-            inflight::InFlight::new(state.settings.max_inflight_requests),
+            inflight,
             inflight::in_flight,
         ));
     // Probes are outside auth and the in-flight limit: a busy server is
@@ -124,7 +144,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .method_not_allowed_fallback(method_not_allowed);
-    v1.merge(probes)
+    v1.merge(pushed_events)
+        .merge(probes)
         .layer(body_limit)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -225,11 +246,12 @@ pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> 
         tracing::warn!(error = %e, "broker not reachable yet");
     }
     let store = RedisStore::new(&config.store.redis_url, &config.store.key_prefix)?;
+    let fetcher = Fetcher::new(&config.fetch)?;
     Ok(AppState {
         queue: Arc::new(queue),
         store: Arc::new(store),
         models: Arc::new(ApiCatalog(live)),
-        fetcher: Arc::new(Fetcher::new(&config.fetch)?),
+        fetcher: Arc::new(fetcher.clone()),
         settings: Arc::new(
             Settings::from_config(
                 &config.http,
@@ -240,7 +262,8 @@ pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> 
             )
             .with_event_rules(&config.events)?
             .with_webhooks(&config.webhooks)?
-            .with_batches(&config.batches),
+            .with_batches(&config.batches)
+            .with_event_oidc(&config.events, &fetcher),
         ),
         auth,
     })

@@ -105,6 +105,8 @@ pub struct Settings {
     pub webhooks: bool,
     /// Batch prediction limits and pacing.
     pub batch: inferq_shared::config::BatchConfig,
+    /// Verifies Pub/Sub push tokens on the event routes, when configured.
+    pub event_oidc: Option<std::sync::Arc<crate::events::oidc::OidcVerifier>>,
 }
 
 /// Record and blob lifetimes.
@@ -145,7 +147,39 @@ impl Settings {
             event_rules: Vec::new(),
             webhooks: false,
             batch: inferq_shared::config::BatchConfig::default(),
+            event_oidc: None,
         }
+    }
+
+    /// Turns on OIDC verification of push tokens when an audience is set.
+    pub fn with_event_oidc(
+        mut self,
+        events: &inferq_shared::config::EventConfig,
+        fetcher: &inferq_shared::fetch::Fetcher,
+    ) -> Self {
+        use crate::events::oidc::{OidcPolicy, OidcVerifier};
+        self.event_oidc = events.event_oidc_audience.as_ref().map(|audience| {
+            let emails: Vec<String> = events
+                .event_oidc_emails
+                .iter()
+                .map(|e| e.trim().to_owned())
+                .filter(|e| !e.is_empty())
+                .collect();
+            if emails.is_empty() {
+                tracing::warn!(
+                    "push tokens from any service account are accepted: set --event-oidc-emails"
+                );
+            }
+            let policy = OidcPolicy {
+                audience: audience.clone(),
+                issuers: events.event_oidc_issuers.clone(),
+                emails,
+                jwks: events.event_oidc_jwks.clone(),
+                tenant: events.event_oidc_tenant.clone(),
+            };
+            std::sync::Arc::new(OidcVerifier::new(policy, fetcher.clone()))
+        });
+        self
     }
 
     /// Sets the batch prediction options.

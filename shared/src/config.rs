@@ -64,7 +64,7 @@ pub struct RetentionConfig {
 }
 
 /// The storage-event bridge of the API (docs/events.md).
-#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct EventConfig {
     /// A rule turning storage events into jobs, e.g.
     /// `match=gs://in/photos/,suffix=.jpg,model=efficientnet-lite0,output=gs://out/{name}.json`.
@@ -74,6 +74,54 @@ pub struct EventConfig {
     #[arg(long = "event-rule", env = "INFERQ_EVENT_RULES", value_delimiter = ';')]
     #[serde(default)]
     pub event_rule: Vec<String>,
+    /// Turns on OIDC verification of push tokens: the `aud` a Pub/Sub push
+    /// subscription's token must carry (its push endpoint URL, or the
+    /// audience set on the subscription). The event routes then take the
+    /// push's bearer token instead of an API key.
+    #[arg(long, env = "INFERQ_EVENT_OIDC_AUDIENCE")]
+    #[serde(default)]
+    pub event_oidc_audience: Option<String>,
+    /// Where the token signing keys are: a JWKS URL or file path.
+    #[arg(
+        long,
+        env = "INFERQ_EVENT_OIDC_JWKS",
+        default_value = "https://www.googleapis.com/oauth2/v3/certs"
+    )]
+    #[serde(default = "default_jwks")]
+    pub event_oidc_jwks: String,
+    /// Accepted `iss` values, comma separated.
+    #[arg(
+        long,
+        env = "INFERQ_EVENT_OIDC_ISSUERS",
+        value_delimiter = ',',
+        default_value = "https://accounts.google.com,accounts.google.com"
+    )]
+    #[serde(default = "default_issuers")]
+    pub event_oidc_issuers: Vec<String>,
+    /// Service accounts (`email` claim) allowed to push, comma separated;
+    /// empty accepts any account Google signed a token for.
+    #[arg(long, env = "INFERQ_EVENT_OIDC_EMAILS", value_delimiter = ',')]
+    #[serde(default)]
+    pub event_oidc_emails: Vec<String>,
+    /// Tenant that owns jobs made by verified pushes.
+    #[arg(long, env = "INFERQ_EVENT_OIDC_TENANT", default_value = "pubsub")]
+    #[serde(default = "default_oidc_tenant")]
+    pub event_oidc_tenant: String,
+}
+
+fn default_jwks() -> String {
+    "https://www.googleapis.com/oauth2/v3/certs".into()
+}
+
+fn default_issuers() -> Vec<String> {
+    vec![
+        "https://accounts.google.com".into(),
+        "accounts.google.com".into(),
+    ]
+}
+
+fn default_oidc_tenant() -> String {
+    "pubsub".into()
 }
 
 /// Completion webhooks (docs/webhooks.md). The API refuses jobs that ask

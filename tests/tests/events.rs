@@ -244,3 +244,100 @@ async fn s3_notifications_with_encoded_keys_make_jobs() {
     api.stop().await;
     ns.cleanup().await;
 }
+
+/// Pushes authenticated by OIDC tokens that an independent implementation
+/// (Python `cryptography`, RS256, a key generated for this test) signed:
+/// only a token with the right signature, audience, expiry and service
+/// account gets in; API keys are not what the event routes take then, and
+/// every other route still needs one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_tokens_are_verified_when_oidc_is_on() {
+    let dir = std::env::temp_dir().join(format!("inferq-oidc-{}", uuid::Uuid::new_v4()));
+    let audience = "https://inferq.example.com/v1/events/gcs";
+    let email = "pubsub-push@project.iam.gserviceaccount.com";
+    let out = std::process::Command::new(root().join(".cache/venv/bin/python"))
+        .arg(root().join("scripts/make_push_tokens.py"))
+        .args([
+            "--out",
+            dir.to_str().unwrap(),
+            "--audience",
+            audience,
+            "--email",
+            email,
+        ])
+        .output()
+        .expect("run make_push_tokens.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("tokens.json")).unwrap()).unwrap();
+    let jwks = dir.join("jwks.json").display().to_string();
+    const OPS: &str = "oidc-ops-0123456789abcdef0123";
+    let repo = private_repository("tiny-mean", "oidc");
+    let server = start_embedded(
+        &repo,
+        "tiny-mean",
+        &[
+            "--threads",
+            "1",
+            "--auth",
+            "true",
+            "--api-keys",
+            &format!("ops:admin:{OPS}"),
+            "--event-rule",
+            "match=gs://photos/,model=tiny-mean",
+            "--event-oidc-audience",
+            audience,
+            "--event-oidc-jwks",
+            &jwks,
+            "--event-oidc-emails",
+            email,
+        ],
+    )
+    .await;
+    let base = server.url();
+    let client = reqwest::Client::new();
+    let url = format!("{base}/v1/events/gcs");
+    let push = pubsub_push("OBJECT_FINALIZE", "photos", "in/cat.png", "17");
+    let bearer = |t: &str| format!("Bearer {t}");
+
+    let (status, _) = post(&client, &url, &push, &[]).await;
+    assert_eq!(status, 401, "no token");
+    let (status, _) = post(&client, &url, &push, &[("authorization", &bearer(OPS))]).await;
+    assert_eq!(status, 401, "an API key is not a push token");
+    for bad in ["wrong_audience", "expired", "wrong_email", "forged"] {
+        let token = tokens[bad].as_str().unwrap();
+        let (status, problem) =
+            post(&client, &url, &push, &[("authorization", &bearer(token))]).await;
+        assert_eq!(status, 401, "{bad}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("push token"),
+            "{problem}"
+        );
+    }
+    let valid = tokens["valid"].as_str().unwrap();
+    let (status, answer) = post(&client, &url, &push, &[("authorization", &bearer(valid))]).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["accepted"][0]["id"].as_str().unwrap();
+    // The job belongs to the configured tenant; the job routes still need keys.
+    let resp = client
+        .get(format!("{base}/v1/jobs/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let job: Value = client_with_key(OPS)
+        .get(format!("{base}/v1/jobs/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["owner"], "pubsub", "{job}");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -61,7 +61,8 @@ pub async fn run(
             .map_err(inferq_api::RunError::from)?
             .with_webhooks(&config.webhooks)
             .map_err(inferq_api::RunError::from)?
-            .with_batches(&config.batches),
+            .with_batches(&config.batches)
+            .with_event_oidc(&config.events, &fetcher),
         ),
         auth: Arc::new(auth),
     };

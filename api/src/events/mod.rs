@@ -17,6 +17,7 @@
 //! submit path and backs off and retries.
 
 pub mod formats;
+pub mod oidc;
 pub mod rules;
 
 use axum::Json;
@@ -112,6 +113,31 @@ pub async fn s3(
     let (_, body) = read(req, &state).await?;
     let parsed = formats::s3(&body).map_err(invalid)?;
     bridge(&state, &principal, parsed).await
+}
+
+/// Middleware of the event routes when push tokens are verified: the
+/// bearer token must pass [`oidc::OidcVerifier`]; the request then acts as
+/// the configured tenant with the `submit` scope.
+pub async fn push_auth(
+    axum::extract::State(verifier): axum::extract::State<std::sync::Arc<oidc::OidcVerifier>>,
+    mut req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let token = match crate::auth::bearer_token(req.headers()) {
+        Ok(t) => t.to_owned(),
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = verifier
+        .verify(&token, chrono::Utc::now().timestamp())
+        .await
+    {
+        tracing::warn!(path = %req.uri().path(), reason = %e, "push refused: token not valid");
+        return ApiError::Unauthorized(format!("the push token is not valid: {e}")).into_response();
+    }
+    let scopes = inferq_shared::auth::Scopes::default().with(crate::auth::Scope::Submit);
+    req.extensions_mut()
+        .insert(Principal::service(&verifier.policy().tenant, scopes));
+    next.run(req).await
 }
 
 fn invalid(e: FormatError) -> ApiError {
