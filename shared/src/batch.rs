@@ -126,10 +126,32 @@ pub struct BatchRecord {
     /// resuming the batch refuses a file that changed meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_digest: Option<String>,
+    /// Interruptions so far (store, broker or storage unavailable); the
+    /// batch fails after [`MAX_RETRIES`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// Why the last interruption happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Interruptions a batch survives; with the doubling pause between them
+/// ([`retry_delay`]) that is about 40 minutes of unavailable dependencies.
+pub const MAX_RETRIES: u32 = 12;
+
+/// The pause before taking a batch up again after its `n`th interruption:
+/// 5 s doubling per interruption, at most 5 minutes.
+pub fn retry_delay(n: u32) -> std::time::Duration {
+    let secs = 5u64.saturating_mul(1 << n.saturating_sub(1).min(6));
+    std::time::Duration::from_secs(secs.min(300))
 }
 
 /// The store key names of a batch's parts.
@@ -226,5 +248,8 @@ mod tests {
         assert_eq!(BatchState::Writing.to_string(), "writing");
         assert!(BatchState::Canceled.is_terminal());
         assert!(!BatchState::Writing.is_terminal());
+        assert_eq!(retry_delay(1).as_secs(), 5);
+        assert_eq!(retry_delay(3).as_secs(), 20);
+        assert_eq!(retry_delay(MAX_RETRIES).as_secs(), 300);
     }
 }

@@ -418,3 +418,114 @@ async fn batches_survive_a_killed_api_and_a_replaced_worker_and_can_be_canceled(
     ns.cleanup().await;
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A batch over a `gs://` prefix on the GCS emulator (gcp-storage-emulator
+/// from PyPI): listing, results written back to a bucket with the input
+/// hierarchy mirrored, and a signed `batch.succeeded` webhook at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bucket_prefix_batch_writes_back_to_a_bucket_and_notifies() {
+    use inferq_tests::emulators::{Emulator, Kind, emulators_available};
+    use inferq_tests::receiver::{Receiver, verify_with_python};
+    if !services_available() || !emulators_available() {
+        return;
+    }
+    if std::env::var_os("INFERQ_TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
+    }
+    let emu = Emulator::start(Kind::Gcs).await;
+    emu.create_bucket("photos").await;
+    emu.create_bucket("results").await;
+    emu.upload("photos", "2026/11/red.png", solid_png(24, 24, [255, 0, 0]))
+        .await;
+    emu.upload("photos", "2026/12/blue.png", solid_png(24, 24, [0, 0, 255]))
+        .await;
+    emu.upload("photos", "2026/12/broken.png", b"garbage".to_vec())
+        .await;
+    emu.upload("photos", "elsewhere/skip.png", solid_png(4, 4, [0, 0, 0]))
+        .await;
+    let receiver = Receiver::start().await;
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode([42u8; 32])
+    );
+    let storage = [
+        "--gcs-endpoint",
+        emu.endpoint.as_str(),
+        "--fetch-allow-buckets",
+        "photos,results",
+        "--fetch-allow-hosts",
+        "127.0.0.1",
+        "--webhook-secrets",
+        secret.as_str(),
+    ];
+    let repo = private_repository("tiny-mean", "batch-gcs");
+    let ns = Namespace::new();
+    let api = start_api(&ns, &repo, "tiny-mean", &storage).await;
+    let mut worker_flags = vec!["--threads", "1"];
+    worker_flags.extend(storage);
+    let worker = start_worker(&ns, &repo, &worker_flags).await;
+    let client = reqwest::Client::new();
+    let base = api.url();
+    let (status, b, _) = post_batch(
+        &client,
+        &base,
+        &json!({"input": {"prefix": "gs://photos/2026/"},
+                "output": {"prefix": "gs://results/run/"},
+                "webhook": {"url": receiver.url("/batch")}}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{b}");
+    let id = b["id"].as_str().unwrap().to_owned();
+    let done = wait_batch(&client, &base, &id, Duration::from_secs(60), never).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        done["counts"],
+        json!({"total": 3, "succeeded": 2, "failed": 1})
+    );
+    let (_, results) = emu
+        .download("results", "run/prediction.results-00000-of-00001")
+        .await;
+    let lines: Vec<Value> = String::from_utf8(results)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["instance"]["uri"], "gs://photos/2026/11/red.png");
+    assert_eq!(lines[1]["instance"]["uri"], "gs://photos/2026/12/blue.png");
+    let (_, errors) = emu
+        .download("results", "run/prediction.errors-00000-of-00001")
+        .await;
+    assert!(
+        String::from_utf8(errors)
+            .unwrap()
+            .contains("gs://photos/2026/12/broken.png")
+    );
+    let (_, mirrored) = emu.download("results", "run/11/red.png.json").await;
+    assert!(String::from_utf8(mirrored).unwrap().contains("top_k"));
+
+    let got = receiver
+        .wait_for("/batch", 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(got[0].headers["webhook-id"], format!("batch_{id}"));
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["type"], "batch.succeeded");
+    assert_eq!(body["data"]["counts"]["failed"], 1);
+    assert_eq!(verify_with_python(&secret, &got)[0]["verified"], true);
+    let mut shown = Value::Null;
+    for _ in 0..100 {
+        shown = get_batch(&client, &base, &id).await;
+        if shown["webhook"]["delivery"]["state"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        shown["webhook"]["delivery"]["state"], "delivered",
+        "{shown}"
+    );
+
+    worker.stop().await;
+    api.stop().await;
+    ns.cleanup().await;
+}

@@ -112,15 +112,12 @@ async fn drive(state: AppState, member: String, lease: Duration, stop: watch::Re
         stop,
     };
     let result = run.go().instrument(span.clone()).await;
-    let _g = span.enter();
     let next = match result {
         Ok(Outcome::Finished) => None,
         Ok(Outcome::Stopped) => Some(now_ms()),
-        Err(e) => {
-            tracing::warn!(error = %e, "batch interrupted; retried shortly");
-            Some(now_ms() + 5_000)
-        }
+        Err(e) => run.interrupted(e).instrument(span.clone()).await,
     };
+    let _g = span.enter();
     let done = match next {
         None => store.unschedule(BATCHES, &member).await,
         Some(at) => store.schedule(BATCHES, &member, at).await,
@@ -234,6 +231,31 @@ impl Run {
         tracing::info!(state = %rec.state, succeeded = rec.counts.succeeded,
             failed = rec.counts.failed, files = rec.files.len(), "batch finished");
         Ok(Outcome::Finished)
+    }
+
+    /// Records an interruption; returns when to try again, or `None` when
+    /// the batch has failed for good (or cannot be read to say so).
+    async fn interrupted(&self, e: ApiError) -> Option<u64> {
+        let Ok(Some(mut rec)) = batch::load(self.store(), self.id).await else {
+            tracing::warn!(error = %e, "batch interrupted; retried shortly");
+            return Some(now_ms() + batch::retry_delay(1).as_millis() as u64);
+        };
+        rec.retries += 1;
+        rec.last_error = Some(e.to_string());
+        if rec.retries >= batch::MAX_RETRIES {
+            let error = JobError::new(
+                e.code(),
+                format!("gave up after {} interruptions; the last: {e}", rec.retries),
+            );
+            return match self.fail(&mut rec, error).await {
+                Ok(()) => None,
+                Err(_) => Some(now_ms() + batch::retry_delay(rec.retries).as_millis() as u64),
+            };
+        }
+        let wait = batch::retry_delay(rec.retries);
+        tracing::warn!(error = %e, retries = rec.retries, retry_in = ?wait, "batch interrupted");
+        let _ = self.save(&rec).await;
+        Some(now_ms() + wait.as_millis() as u64)
     }
 
     async fn fail(&self, rec: &mut BatchRecord, error: JobError) -> Result<(), ApiError> {

@@ -88,6 +88,36 @@ impl Instances {
     }
 }
 
+/// Parses a storage prefix (`gs://b/dir/`, `gs://b/`, `file:///dir/`):
+/// object keys may not end in `/`, so the prefix is parsed without its
+/// trailing slash, and a bucket root becomes the bucket with an empty key.
+pub fn parse_prefix(uri: &str) -> Result<StorageUri, ApiError> {
+    let trimmed = uri.trim_end_matches('/');
+    match crate::input::check_uri(trimmed) {
+        Ok(u) => Ok(u),
+        Err(e) => {
+            let Some((scheme, bucket)) = trimmed.split_once("://") else {
+                return Err(e);
+            };
+            if bucket.contains('/') {
+                return Err(e);
+            }
+            // The bucket name is checked by parsing an object in it.
+            match crate::input::check_uri(&format!("{trimmed}/x"))? {
+                StorageUri::Gcs { bucket, .. } if scheme == "gs" => Ok(StorageUri::Gcs {
+                    bucket,
+                    key: String::new(),
+                }),
+                StorageUri::S3 { bucket, .. } if scheme == "s3" => Ok(StorageUri::S3 {
+                    bucket,
+                    key: String::new(),
+                }),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
 /// The part of a URI after the scheme and bucket (`gs://b/a/x.jpg` →
 /// `a/x.jpg`, `file:///d/x.jpg` → `d/x.jpg`).
 pub fn object_path(uri: &str) -> String {
@@ -195,7 +225,7 @@ async fn list(
     let uri = &record.input.uri;
     let found: Vec<String> = match record.input.kind {
         InputKind::Prefix => {
-            let source = crate::input::check_uri(uri)?;
+            let source = parse_prefix(uri)?;
             state
                 .fetcher
                 .list(&source, max.saturating_add(1))

@@ -161,7 +161,10 @@ async fn validate(state: &AppState, spec: CreateBatch) -> Result<BatchRecord, Ap
     };
     let limits = &state.settings.limits;
     crate::limits::check_uri_len("input", &input.uri, limits)?;
-    let source = check_uri(&input.uri)?;
+    let source = match input.kind {
+        InputKind::Prefix => instances::parse_prefix(&input.uri)?,
+        _ => check_uri(&input.uri)?,
+    };
     state.fetcher.check(&source)?;
     if input.kind == InputKind::Prefix
         && matches!(source, inferq_shared::fetch::StorageUri::Http(_))
@@ -178,7 +181,7 @@ async fn validate(state: &AppState, spec: CreateBatch) -> Result<BatchRecord, Ap
     let first_shard = format!("{output}{}", batch::shard_name("results", 0, 1));
     state.fetcher.check(&check_uri(&first_shard)?)?;
     if matches!(
-        check_uri(&output)?,
+        instances::parse_prefix(&output)?,
         inferq_shared::fetch::StorageUri::Http(_)
     ) {
         return Err(ApiError::InvalidArgument(
@@ -240,6 +243,8 @@ async fn validate(state: &AppState, spec: CreateBatch) -> Result<BatchRecord, Ap
         error: None,
         cancel_requested: false,
         input_digest: None,
+        retries: 0,
+        last_error: None,
         webhook,
         owner: None,
     })
