@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use serde_json::json;
 
 use super::sign::Signer;
@@ -94,20 +93,43 @@ impl Dispatcher {
 
     /// Delivers due webhooks until `shutdown` resolves (an attempt in flight
     /// is abandoned; its lease expires and another dispatcher retries it).
+    ///
+    /// Deliveries run as tasks, at most `concurrency` at once, and free
+    /// slots are refilled as soon as they open: a receiver that takes its
+    /// full timeout holds one slot, not everyone else's notifications.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let this = Arc::new(self);
+        let slots = Arc::new(tokio::sync::Semaphore::new(this.config.concurrency.max(1)));
         tokio::pin!(shutdown);
         loop {
-            let busy = match self.round().await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook outbox unavailable");
-                    false
+            let free = slots.available_permits();
+            let claimed = if free == 0 {
+                0
+            } else {
+                match this.claim(free).await {
+                    Ok(due) => {
+                        let n = due.len();
+                        for member in due {
+                            let permit = slots.clone().acquire_owned().await.expect("open");
+                            let d = this.clone();
+                            tokio::spawn(async move {
+                                d.deliver_logged(&member).await;
+                                drop(permit);
+                            });
+                        }
+                        n
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook outbox unavailable");
+                        0
+                    }
                 }
             };
-            let pause = if busy {
-                Duration::ZERO
+            // Full: wait for a slot. Idle: poll again shortly.
+            let pause = if claimed > 0 && claimed == free {
+                Duration::from_millis(5)
             } else {
-                self.config.poll
+                this.config.poll
             };
             tokio::select! {
                 _ = &mut shutdown => return,
@@ -116,20 +138,15 @@ impl Dispatcher {
         }
     }
 
-    /// Claims and delivers one round of due entries; returns how many.
-    pub async fn round(&self) -> Result<usize, StoreError> {
+    async fn claim(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         let lease = self.config.lease().as_millis() as u64;
-        let limit = self.config.concurrency.max(1) * 4;
-        let due = self.store.claim_due(HOOKS, now_ms(), lease, limit).await?;
-        let n = due.len();
-        futures::stream::iter(due)
-            .for_each_concurrent(self.config.concurrency.max(1), |member| async move {
-                if let Err(e) = self.deliver(&member).await {
-                    tracing::warn!(entry = %member, error = %e, "webhook bookkeeping failed; retried after the lease");
-                }
-            })
-            .await;
-        Ok(n)
+        self.store.claim_due(HOOKS, now_ms(), lease, limit).await
+    }
+
+    async fn deliver_logged(&self, member: &str) {
+        if let Err(e) = self.deliver(member).await {
+            tracing::warn!(entry = %member, error = %e, "webhook bookkeeping failed; retried after the lease");
+        }
     }
 
     async fn load(&self, member: &str) -> Result<Option<Notification>, StoreError> {

@@ -124,7 +124,7 @@ pub fn dispatch_config(
         timeout: secs(cfg.webhook_timeout_secs, 0.1, 300.0),
         source: cfg.webhook_source.clone(),
         ttl: result_ttl,
-        poll: std::time::Duration::from_millis(250),
+        poll: std::time::Duration::from_millis(50),
         concurrency: 16,
     }
 }
