@@ -6,7 +6,8 @@ use clap::Parser;
 use inferq_shared::auth::AuthConfig;
 use inferq_shared::config::{
     AdmissionConfig, BatchConfig, BrokerConfig, DeliveryConfig, EventConfig, HttpConfig,
-    LimitConfig, LogConfig, ModelConfig, RetentionConfig, StoreConfig, WebhookConfig,
+    LimitConfig, LogConfig, MetricsConfig, ModelConfig, RetentionConfig, StoreConfig,
+    WebhookConfig,
 };
 use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,9 @@ pub struct ApiConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub webhooks: WebhookConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub metrics: MetricsConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub batches: BatchConfig,

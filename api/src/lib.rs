@@ -24,6 +24,7 @@ pub mod inflight;
 pub mod input;
 pub mod jobs;
 pub mod limits;
+pub mod metrics;
 pub mod models;
 pub mod read;
 pub mod register;
@@ -146,6 +147,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     v1.merge(pushed_events)
         .merge(probes)
+        .layer(middleware::from_fn(metrics::track))
         .layer(body_limit)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -309,11 +311,22 @@ pub async fn run_on(
         state.clone(),
         until(stop_rx.clone()),
     ));
+    inferq_shared::metrics::set_build_info("api");
+    let metrics = metrics::spawn(&config.metrics.metrics_listen, until(stop_rx.clone())).await;
+    let gauges = tokio::spawn(metrics::refresh_gauges(
+        state.store.clone(),
+        state.models.clone(),
+        until(stop_rx.clone()),
+    ));
     tracing::info!(addr = ?listener.local_addr().ok(), "inferq-api listening");
     let served = serve(listener, state, until(stop_rx))
         .await
         .map_err(RunError::Serve);
     let _ = coordinator.await;
+    let _ = gauges.await;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     watcher.abort();
     served
 }

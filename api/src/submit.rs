@@ -298,6 +298,22 @@ pub(crate) async fn enqueue(
     owner: Option<&str>,
     key: Option<IdempotencyKey>,
 ) -> Result<Enqueued, ApiError> {
+    let result = enqueue_counted(state, sub, owner, key).await;
+    if let Err(e) = &result {
+        inferq_shared::metrics::metrics()
+            .jobs_rejected
+            .with_label_values(&[e.code().as_str()])
+            .inc();
+    }
+    result
+}
+
+async fn enqueue_counted(
+    state: &AppState,
+    sub: Submission,
+    owner: Option<&str>,
+    key: Option<IdempotencyKey>,
+) -> Result<Enqueued, ApiError> {
     let fingerprint = key.as_ref().map(|_| idempotency::fingerprint(&sub));
     let mut job = prepare(state, sub).await?;
     job.record.owner = owner.map(str::to_owned);
@@ -429,5 +445,9 @@ async fn accept(state: &AppState, job: Prepared) -> Result<JobRecord, ApiError> 
     tracing::info!(job_id = %id, model = %entry.name, version = entry.version,
         encoding = %record.input.encoding, tenant = record.owner.as_deref().unwrap_or("-"),
         "job accepted");
+    inferq_shared::metrics::metrics()
+        .jobs_submitted
+        .with_label_values(&[entry.name.as_str()])
+        .inc();
     Ok(record)
 }

@@ -124,6 +124,15 @@ fn default_oidc_tenant() -> String {
     "pubsub".into()
 }
 
+/// Where Prometheus metrics are served (docs/operations.md).
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct MetricsConfig {
+    /// Address of the separate `/metrics` listener; empty turns it off.
+    /// Workers default to port 9091 so an API and a worker fit on one host.
+    #[arg(long, env = "INFERQ_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: String,
+}
+
 /// Completion webhooks (docs/webhooks.md). The API refuses jobs that ask
 /// for a webhook unless a signing secret is set; workers send them.
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]

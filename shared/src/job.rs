@@ -22,7 +22,7 @@ use crate::postprocess::Prediction;
 ///
 /// Ids are handed out to clients and are the only key to a result, so they
 /// must not be sequential or derived from anything a third party can see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(uuid::Uuid);
 

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 /// Extra flags for `inferq-api` in harness runs, kept in one place. When API
 /// keys become mandatory by default, the flag that turns them off (or
 /// supplies a key) goes here.
-pub const API_EXTRA_FLAGS: &[&str] = &["--auth", "false"];
+pub const API_EXTRA_FLAGS: &[&str] = &["--auth", "false", "--metrics-listen", "127.0.0.1:0"];
 
 /// Extra flags for every `inferq-worker` in harness runs.
-pub const WORKER_EXTRA_FLAGS: &[&str] = &[];
+pub const WORKER_EXTRA_FLAGS: &[&str] = &["--metrics-listen", "127.0.0.1:0"];
 
 /// A free TCP port on 127.0.0.1 (free when this returns; good enough for a
 /// child process that binds it right away).

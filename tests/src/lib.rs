@@ -218,6 +218,16 @@ fn stopper() -> (
     })
 }
 
+/// Test processes serve metrics on an ephemeral port unless the test picks
+/// one, so parallel tests never fight over the default port.
+fn metrics_flags(extra: &[&str]) -> Vec<String> {
+    if extra.iter().any(|a| a.starts_with("--metrics-listen")) {
+        Vec::new()
+    } else {
+        vec!["--metrics-listen".into(), "127.0.0.1:0".into()]
+    }
+}
+
 /// Starts the production API (RabbitMQ + Redis) on an ephemeral port.
 ///
 /// The API requires keys by default; unless `extra` says otherwise
@@ -238,6 +248,7 @@ pub async fn start_api(
     if !extra.iter().any(|a| a.starts_with("--auth")) {
         args.extend(["--auth".into(), "false".into()]);
     }
+    args.extend(metrics_flags(extra));
     args.extend(extra.iter().map(|s| s.to_string()));
     let config: inferq_api::ApiConfig = inferq_shared::config::load(args).expect("api config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -263,6 +274,7 @@ pub async fn start_worker(ns: &Namespace, model_dir: &Path, extra: &[&str]) -> I
         ort_library().display().to_string(),
     ];
     args.extend(ns.flags(model_dir));
+    args.extend(metrics_flags(extra));
     args.extend(extra.iter().map(|s| s.to_string()));
     let config: inferq_worker::WorkerConfig =
         inferq_shared::config::load(args).expect("worker config");
@@ -290,6 +302,7 @@ pub async fn start_embedded(model_dir: &Path, default_model: &str, extra: &[&str
         "--default-model".into(),
         default_model.into(),
     ];
+    args.extend(metrics_flags(extra));
     args.extend(extra.iter().map(|s| s.to_string()));
     let config: inferq_worker::EmbeddedConfig =
         inferq_shared::config::load(args).expect("embedded config");
@@ -333,6 +346,7 @@ impl WorkerProcess {
             ort_library().display().to_string(),
         ];
         args.extend(ns.flags(model_dir));
+        args.extend(metrics_flags(extra));
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = std::fs::File::create(log).unwrap();
         let child = Command::new(binary("inferq-worker"))

@@ -307,6 +307,8 @@ fn api_process(ns: &Namespace, repo: &Path, root: &str, port: u16, log: &Path) -
         "2".into(),
         "--batch-window".into(),
         "1".into(),
+        "--metrics-listen".into(),
+        "127.0.0.1:0".into(),
     ];
     args.extend(ns.flags(repo));
     let mut m = Managed::new("api", &binary("inferq-api"), args, log);

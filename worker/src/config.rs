@@ -6,8 +6,8 @@ use clap::Parser;
 use inferq_shared::auth::AuthConfig;
 use inferq_shared::config::{
     AdmissionConfig, BatchConfig, BrokerConfig, DeliveryConfig, EventConfig, HttpConfig,
-    InferenceConfig, LimitConfig, LogConfig, ModelConfig, RetentionConfig, StoreConfig,
-    WebhookConfig,
+    InferenceConfig, LimitConfig, LogConfig, MetricsConfig, ModelConfig, RetentionConfig,
+    StoreConfig, WebhookConfig,
 };
 use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,7 @@ pub struct ConsumeConfig {
 /// the environment variable shown.
 #[derive(Debug, Clone, Parser, Serialize, Deserialize)]
 #[command(name = "inferq-worker", version)]
+#[command(mut_arg("metrics_listen", |a| a.default_value("0.0.0.0:9091")))]
 pub struct WorkerConfig {
     /// Config file (TOML or JSON) with any of the options below.
     #[arg(long, env = "INFERQ_CONFIG")]
@@ -68,6 +69,9 @@ pub struct WorkerConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub webhooks: WebhookConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub metrics: MetricsConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub log: LogConfig,
@@ -131,6 +135,9 @@ pub struct EmbeddedConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub webhooks: WebhookConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub metrics: MetricsConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub batches: BatchConfig,

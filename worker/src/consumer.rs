@@ -81,7 +81,10 @@ impl Processor {
         let span = tracing::info_span!("job", job_id = %msg.id, model = %msg.model,
             version = msg.version, redelivered = delivery.redelivered,
             delivery_count = delivery.delivery_count);
+        let in_flight = &inferq_shared::metrics::metrics().worker_in_flight;
+        in_flight.inc();
         let outcome = self.process(msg).instrument(span).await;
+        in_flight.dec();
         settle(&delivery, outcome).await
     }
 
@@ -253,12 +256,16 @@ impl Processor {
     /// frees the image; acks if stored, requeues otherwise.
     async fn finish(&self, msg: &JobMessage, record: &JobRecord) -> Settle {
         let mut delay = Duration::from_millis(200);
+        let started = std::time::Instant::now();
         for attempt in 1..=STORE_RETRIES {
             match self.store.save(record, self.result_ttl).await {
-                Ok(_) => {
+                Ok(saved) => {
                     if let Some(t) = &record.timings {
                         tracing::info!(status = %record.status, total_ms = t.total_ms,
                             inference_ms = t.inference_ms, "job finished");
+                    }
+                    if saved == inferq_shared::store::Saved::Written {
+                        observe(record, started.elapsed());
                     }
                     self.drop_blob(msg).await;
                     return Settle::Ack;
@@ -285,6 +292,37 @@ impl Processor {
             tracing::debug!(error = %e, "blob not deleted; it expires by itself");
         }
     }
+}
+
+/// Counts a finished job and its stage durations in the metrics.
+fn observe(record: &JobRecord, store: Duration) {
+    use inferq_shared::metrics::{metrics, stage};
+    let m = metrics();
+    let model = record.model.as_str();
+    m.jobs_completed
+        .with_label_values(&[model, &record.status.to_string()])
+        .inc();
+    if let Some(e) = &record.error {
+        m.job_errors.with_label_values(&[e.code.as_str()]).inc();
+    }
+    let seconds = |name: &str, ms: f64| {
+        m.stage_seconds
+            .with_label_values(&[model, name])
+            .observe(ms / 1000.0)
+    };
+    seconds(stage::STORE, store.as_secs_f64() * 1000.0);
+    let Some(t) = &record.timings else { return };
+    seconds(stage::QUEUE, t.queue_ms);
+    seconds(stage::FETCH, t.fetch_ms);
+    seconds(stage::DECODE, t.decode_ms);
+    seconds(stage::PREPROCESS, t.preprocess_ms);
+    if t.batch_size > 0 {
+        seconds(stage::INFERENCE, t.inference_ms);
+        m.batch_size
+            .with_label_values(&[model])
+            .observe(t.batch_size as f64);
+    }
+    seconds(stage::TOTAL, t.total_ms);
 }
 
 /// Rebuilds a tensor sent as little-endian f32 values in the model's dtype.

@@ -98,9 +98,21 @@ pub async fn run(
         state.clone(),
         stopped(stop_rx.clone()),
     ));
+    inferq_shared::metrics::set_build_info("embedded");
+    let metrics =
+        inferq_api::metrics::spawn(&config.metrics.metrics_listen, stopped(stop_rx.clone())).await;
+    let gauges = tokio::spawn(inferq_api::metrics::refresh_gauges(
+        state.store.clone(),
+        state.models.clone(),
+        stopped(stop_rx.clone()),
+    ));
     tracing::info!(addr = ?listener.local_addr().ok(), threads = engine.threads(), "inferq (embedded) listening");
     let served = inferq_api::serve(listener, state, stopped(stop_rx)).await;
     let _ = coordinator.await;
+    let _ = gauges.await;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     let _ = consumer.await;
     let _ = watcher.await;
     if let Some(d) = dispatcher {

@@ -167,6 +167,9 @@ pub async fn run(
     )?);
     let fetcher = Fetcher::new(&config.fetch)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    inferq_shared::metrics::set_build_info("worker");
+    let metrics =
+        inferq_api::metrics::spawn(&config.metrics.metrics_listen, stopped(stop_rx.clone())).await;
     // Every worker also drains the webhook outbox (docs/webhooks.md).
     let dispatcher = inferq_shared::webhook::spawn_dispatcher(
         &config.webhooks,
@@ -214,6 +217,9 @@ pub async fn run(
     let _ = watcher.await;
     if let Some(d) = dispatcher {
         let _ = d.await;
+    }
+    if let Some(m) = metrics {
+        let _ = m.await;
     }
     queue.close().await;
     let engine = engine.clone();

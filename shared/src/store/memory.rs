@@ -37,6 +37,8 @@ struct Inner {
     idempotency: HashMap<String, (JobId, String, Instant)>,
     /// Due-sets, webhook outcomes and hashes (see `coord`).
     coord: coord::Coord,
+    /// Model → (creation ms, job) of jobs queued and not started.
+    waiting: HashMap<String, std::collections::BTreeSet<(u64, JobId)>>,
 }
 
 /// The in-memory store.
@@ -69,6 +71,10 @@ impl MemoryStore {
 impl Inner {
     fn sweep(&mut self, now: Instant) {
         self.records.retain(|_, (_, exp)| *exp > now);
+        let records = &self.records;
+        for w in self.waiting.values_mut() {
+            w.retain(|(_, id)| records.contains_key(id));
+        }
         self.blobs.retain(|_, (_, exp)| *exp > now);
         self.idempotency.retain(|_, (_, _, exp)| *exp > now);
         self.coord.sweep(now);
@@ -112,6 +118,16 @@ impl Inner {
             _ => {}
         }
         self.records.insert(record.id, (record.clone(), now + ttl));
+        let waiting = self.waiting.entry(record.model.clone()).or_default();
+        let key = (
+            record.created_at.timestamp_millis().max(0) as u64,
+            record.id,
+        );
+        if record.status == JobStatus::Queued {
+            waiting.insert(key);
+        } else {
+            waiting.remove(&key);
+        }
         let backlog = self.backlog.entry(record.model.clone()).or_default();
         if record.status.is_terminal() {
             *backlog = backlog.saturating_sub(1);
@@ -185,6 +201,15 @@ impl ResultStore for MemoryStore {
     async fn backlog(&self, model: &str) -> Result<u64, StoreError> {
         let inner = self.inner.lock().expect("store lock");
         Ok(inner.backlog.get(model).copied().unwrap_or(0))
+    }
+
+    async fn oldest_waiting(&self, model: &str) -> Result<Option<u64>, StoreError> {
+        let inner = self.inner.lock().expect("store lock");
+        Ok(inner
+            .waiting
+            .get(model)
+            .and_then(|w| w.first())
+            .map(|(at, _)| *at))
     }
 
     async fn dead_letter(
@@ -298,7 +323,12 @@ impl ResultStore for MemoryStore {
     }
 
     async fn delete(&self, id: JobId) -> Result<(), StoreError> {
-        self.inner.lock().expect("store lock").records.remove(&id);
+        let mut inner = self.inner.lock().expect("store lock");
+        if let Some((r, _)) = inner.records.remove(&id)
+            && let Some(w) = inner.waiting.get_mut(&r.model)
+        {
+            w.remove(&(r.created_at.timestamp_millis().max(0) as u64, id));
+        }
         Ok(())
     }
 

@@ -124,6 +124,10 @@ pub trait ResultStore: Send + Sync + 'static {
     /// Jobs of `model` accepted and not yet final.
     async fn backlog(&self, model: &str) -> Result<u64, StoreError>;
 
+    /// When the oldest job of `model` that no worker has started was
+    /// created (Unix ms), if one waits.
+    async fn oldest_waiting(&self, model: &str) -> Result<Option<u64>, StoreError>;
+
     /// Marks a job dead-lettered (unless it is already final) and keeps its
     /// queue `message` for a replay; both live for `ttl`.
     async fn dead_letter(

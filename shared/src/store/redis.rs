@@ -9,6 +9,8 @@
 //!   (expires after two minutes);
 //! - `P:idem:{hash}` — `"{job id} {request fingerprint}"` for an
 //!   `Idempotency-Key` (hashed with its tenant), with the idempotency TTL;
+//! - `P:waiting:{model}` — a sorted set of the model's jobs not yet started,
+//!   scored by creation time (the age of the oldest is a scaling signal);
 //! - `P:dead` — a sorted set of dead-lettered job ids, scored by when they
 //!   were parked; `P:dead:{id}` — the queue message kept for a replay;
 //! - channel `P:done` — a job id is published when its job finishes;
@@ -28,6 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod coord;
+mod scripts;
+
+use scripts::{ADMIT_SCRIPT, RELEASE_IDEM_SCRIPT, RELEASE_SCRIPT, SAVE_SCRIPT};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -39,78 +44,6 @@ use super::{
 };
 use crate::job::{JobId, JobRecord};
 use crate::webhook::WebhookDelivery;
-
-/// Writes a job record. KEYS: record, done channel, backlog hash, rate
-/// bucket, dead index, dead message, webhook outbox, webhook outcome. ARGV:
-/// record JSON, TTL ms, "1" if the record is final, job id, model, mode,
-/// dead message, now (ms), "1" if the job has a webhook.
-///
-/// Modes: `save` refuses to replace a final record; `revive` writes only
-/// over a dead-lettered one and counts the job back into the backlog (and
-/// forgets the earlier webhook outcome, so the new ending is announced);
-/// `dead` is `save` that also parks the message and indexes the job. A
-/// final write of a job with a webhook puts it into the outbox in the same
-/// step, so the notification cannot be lost between the two.
-const SAVE_SCRIPT: &str = r#"
-local final = {succeeded=true, failed=true, canceled=true, expired=true, dead_lettered=true}
-local cur = redis.call('GET', KEYS[1])
-local status = nil
-if cur then
-  local ok, rec = pcall(cjson.decode, cur)
-  if ok then status = rec['status'] end
-end
-if ARGV[6] == 'revive' then
-  if status ~= 'dead_lettered' then return 0 end
-elseif status and final[status] then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if ARGV[3] == '1' then
-  if redis.call('HINCRBY', KEYS[3], ARGV[5], -1) < 0 then
-    redis.call('HSET', KEYS[3], ARGV[5], 0)
-  end
-  redis.call('INCR', KEYS[4])
-  redis.call('EXPIRE', KEYS[4], 120)
-  redis.call('PUBLISH', KEYS[2], ARGV[4])
-  if ARGV[9] == '1' then
-    redis.call('ZADD', KEYS[7], ARGV[8], 'job:' .. ARGV[4])
-  end
-elseif ARGV[6] == 'revive' then
-  redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
-  redis.call('DEL', KEYS[8])
-end
-if ARGV[6] == 'dead' then
-  redis.call('SET', KEYS[6], ARGV[7], 'PX', ARGV[2])
-  redis.call('ZADD', KEYS[5], ARGV[8], ARGV[4])
-end
-return 1
-"#;
-
-/// Counts a job into KEYS[1] (the backlog hash) field ARGV[1] unless it
-/// already holds ARGV[2] (0 = no limit). Returns {admitted, backlog}.
-const ADMIT_SCRIPT: &str = r#"
-local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-local max = tonumber(ARGV[2])
-if max > 0 and n >= max then return {0, n} end
-return {1, redis.call('HINCRBY', KEYS[1], ARGV[1], 1)}
-"#;
-
-/// Deletes KEYS[1] if it still starts with ARGV[1] (a job id).
-const RELEASE_IDEM_SCRIPT: &str = r#"
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-end
-return 1
-"#;
-
-/// Takes one job out of the backlog, never below zero.
-const RELEASE_SCRIPT: &str = r#"
-if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) < 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], 0)
-end
-return 1
-"#;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -172,6 +105,10 @@ impl RedisStore {
         format!("{}:rate:{model}:{bucket}", self.prefix)
     }
 
+    fn waiting_key(&self, model: &str) -> String {
+        format!("{}:waiting:{model}", self.prefix)
+    }
+
     fn dead_index(&self) -> String {
         format!("{}:dead", self.prefix)
     }
@@ -209,6 +146,7 @@ impl RedisStore {
             .key(self.dead_key(record.id))
             .key(self.due_key(crate::store::HOOKS))
             .key(self.hook_key(&format!("job:{}", record.id)))
+            .key(self.waiting_key(&record.model))
             .arg(json)
             .arg(ttl.as_millis().max(1) as u64)
             .arg(if record.status.is_terminal() {
@@ -222,6 +160,12 @@ impl RedisStore {
             .arg(message)
             .arg(now_ms)
             .arg(if record.webhook.is_some() { "1" } else { "0" })
+            .arg(if record.status == crate::job::JobStatus::Queued {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(record.created_at.timestamp_millis().max(0))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -324,6 +268,19 @@ impl ResultStore for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn oldest_waiting(&self, model: &str) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn.clone();
+        let first: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.waiting_key(model))
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(first.first().map(|(_, at)| at.max(0.0) as u64))
     }
 
     async fn dead_letter(
@@ -437,12 +394,18 @@ impl ResultStore for RedisStore {
     }
 
     async fn delete(&self, id: JobId) -> Result<(), StoreError> {
+        // A deleted job (one whose enqueue was undone) leaves the waiting set too.
+        let model = self.get(id).await?.map(|r| r.model);
         let mut conn = self.conn.clone();
-        redis::cmd("DEL")
-            .arg(self.job_key(id))
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(unavailable)
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(self.job_key(id)).ignore();
+        if let Some(m) = model {
+            pipe.cmd("ZREM")
+                .arg(self.waiting_key(&m))
+                .arg(id.to_string())
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
 
     async fn put_blob(&self, key: &str, data: &[u8], ttl: Duration) -> Result<(), StoreError> {

@@ -72,6 +72,13 @@ pub struct Dispatcher {
     config: DispatchConfig,
 }
 
+fn attempts(outcome: &str) {
+    crate::metrics::metrics()
+        .webhook_attempts
+        .with_label_values(&[outcome])
+        .inc();
+}
+
 fn now_ms() -> u64 {
     Utc::now().timestamp_millis().max(0) as u64
 }
@@ -223,6 +230,7 @@ impl Dispatcher {
                 delivery.last_error = None;
                 delivery.delivered_at = Some(Utc::now());
                 delivery.next_attempt_at = None;
+                attempts("delivered");
                 tracing::info!(status, "webhook delivered");
             }
             other => {
@@ -236,11 +244,13 @@ impl Dispatcher {
                 if gone || delivery.attempts >= self.config.max_attempts {
                     delivery.state = DeliveryState::Failed;
                     delivery.next_attempt_at = None;
+                    attempts("failed");
                     tracing::warn!(%error, "webhook given up");
                 } else {
                     let wait = self.config.delay(delivery.attempts);
                     delivery.next_attempt_at =
                         Some(Utc::now() + chrono::Duration::milliseconds(wait.as_millis() as i64));
+                    attempts("retry");
                     tracing::info!(%error, retry_in = ?wait, "webhook attempt failed");
                 }
             }

@@ -61,6 +61,10 @@ impl ThreadState {
                 .and_then(|mut s| compute::warm_up(&mut s, entry).map(|_| s))
             {
                 Ok(session) => {
+                    inferq_shared::metrics::metrics()
+                        .model_load_seconds
+                        .with_label_values(&[entry.name.as_str()])
+                        .observe(started.elapsed().as_secs_f64());
                     tracing::info!(model = %key, ms = started.elapsed().as_secs_f64() * 1e3,
                         max_batch = entry.manifest.batching.max_batch, "session ready");
                     // The old session (if any) is dropped only now.

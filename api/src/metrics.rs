@@ -1,0 +1,113 @@
+//! Prometheus metrics of the API: request counting, the gauges the
+//! autoscaler reads, and the separate `/metrics` listener.
+//!
+//! `/metrics` is served on its own port (`--metrics-listen`), not on the
+//! API's: scrapers and autoscalers reach it inside the cluster without an
+//! API key, and it is never exposed with the public API. Workers and the
+//! embedded server use the same listener ([`spawn`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use inferq_shared::metrics::{metrics, render};
+use inferq_shared::store::ResultStore;
+
+use crate::state::ModelCatalog;
+
+/// Middleware: counts every request by matched route template (never the
+/// raw path, which would carry job ids), method and status.
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let m = metrics();
+    m.http_requests
+        .with_label_values(&[route.as_str(), method.as_str(), resp.status().as_str()])
+        .inc();
+    m.http_seconds
+        .with_label_values(&[route.as_str(), method.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// How often the backlog gauges are read from the store.
+const REFRESH: Duration = Duration::from_secs(2);
+
+/// Keeps the backlog and oldest-waiting gauges of every served model
+/// current, read from the shared store (so they are cluster-wide).
+pub async fn refresh_gauges(
+    store: Arc<dyn ResultStore>,
+    models: Arc<dyn ModelCatalog>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        let m = metrics();
+        let names: Vec<String> = models.current().names().map(str::to_owned).collect();
+        for name in names {
+            if let Ok(n) = store.backlog(&name).await {
+                m.backlog.with_label_values(&[name.as_str()]).set(n as i64);
+            }
+            if let Ok(oldest) = store.oldest_waiting(&name).await {
+                let age = oldest.map_or(0.0, |at| now.saturating_sub(at) as f64 / 1000.0);
+                m.oldest_waiting
+                    .with_label_values(&[name.as_str()])
+                    .set(age);
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(REFRESH) => {}
+        }
+    }
+}
+
+/// Serves `GET /metrics` on `listen` until `shutdown`; an empty address
+/// turns it off. A port that cannot be bound is logged, not fatal: the
+/// process still serves jobs (several workers on one host share a config).
+pub async fn spawn(
+    listen: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if listen.trim().is_empty() {
+        return None;
+    }
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%listen, error = %e, "metrics listener not started");
+            return None;
+        }
+    };
+    tracing::info!(addr = ?listener.local_addr().ok(), "metrics on /metrics");
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                render(),
+            )
+        }),
+    );
+    Some(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "metrics listener failed");
+        }
+    }))
+}
