@@ -26,6 +26,7 @@ pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod models;
+pub mod predict;
 pub mod read;
 pub mod register;
 pub mod server;
@@ -121,11 +122,16 @@ pub fn app(state: AppState) -> Router {
             "/v1/admin/dead-letters/{id}/replay",
             require(Scope::Admin, post(admin::replay_one)),
         )
-        .route("/v1/models/{name}", require(Scope::Read, get(models::get)))
+        .route(
+            "/v1/models/{name}",
+            require(Scope::Read, get(models::get))
+                .merge(require(Scope::Submit, post(predict::model))),
+        )
         .route(
             "/v1/models/{name}/versions/{version}",
             require(Scope::Read, get(models::get_version))
                 .merge(require(Scope::Admin, put(register::put_version)))
+                .merge(require(Scope::Submit, post(predict::version)))
                 .layer(DefaultBodyLimit::max(state.settings.models.max_model_bytes)),
         )
         .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })

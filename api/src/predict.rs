@@ -1,0 +1,212 @@
+//! `POST /v1/models/{m}[/versions/{v}]:predict`: the TF Serving / Vertex AI
+//! predict call, answered synchronously.
+//!
+//! Clients of TF Serving and Vertex endpoints send
+//! `{"instances": [...], "parameters": {...}}` and expect
+//! `{"predictions": [...]}` in the same order. Here each instance becomes an
+//! ordinary job — same validation, admission control (429 when a model's
+//! backlog is full) and queue — and the handler waits for all of them. No
+//! inference runs in the API. An instance is `{"b64": "…"}` (or TF
+//! Serving's `{"image_bytes": {"b64": "…"}}`), `{"uri": "gs://…"}`,
+//! `{"tensor": [...]}` or a bare nested list (a tensor in the model's
+//! layout). `parameters.top_k` sets the classifier's top-k.
+//!
+//! The whole call fails if any instance does (as with TF Serving): the
+//! first failure is the problem's detail, and jobs already queued for the
+//! request are canceled. The wait is bounded by `--max-wait-secs`; past it
+//! the answer is 503 `unavailable` and the jobs are canceled.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use inferq_shared::job::{JobId, JobStatus};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::input::{JobOptions, Submission, parse_instance};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+struct PredictRequest {
+    instances: Option<Vec<Value>>,
+    inputs: Option<Value>,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+    /// TF Serving's signature selector: only the default exists here.
+    signature_name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Parameters {
+    top_k: Option<usize>,
+}
+
+/// The model (and version) of a `…:predict` path segment; `None` when the
+/// segment does not end in `:predict`.
+fn split_verb(segment: &str) -> Option<&str> {
+    segment.strip_suffix(":predict")
+}
+
+/// `POST /v1/models/{name}:predict`.
+pub async fn model(
+    state: State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Some(model) = split_verb(&name) else {
+        return Err(ApiError::RouteNotFound(format!("/v1/models/{name}")));
+    };
+    predict(state, principal, model.to_owned(), None, req).await
+}
+
+/// `POST /v1/models/{name}/versions/{version}:predict`.
+pub async fn version(
+    state: State<AppState>,
+    principal: Principal,
+    Path((name, version)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::RouteNotFound(format!("/v1/models/{name}/versions/{version}"));
+    let v = split_verb(&version)
+        .ok_or_else(not_found)?
+        .parse::<u64>()
+        .map_err(|_| not_found())?;
+    predict(state, principal, name.clone(), Some(v), req).await
+}
+
+/// One instance in the shape the job submission path reads.
+fn instance(
+    value: Value,
+    limits: &inferq_shared::config::LimitConfig,
+) -> Result<crate::input::Payload, ApiError> {
+    let normalised = match value {
+        Value::Array(_) => json!({ "tensor": value }),
+        Value::Object(mut o) => match o.remove("image_bytes") {
+            Some(Value::Object(mut inner)) => {
+                json!({ "b64": inner.remove("b64").unwrap_or(Value::Null) })
+            }
+            Some(_) => {
+                return Err(ApiError::InvalidArgument(
+                    "`image_bytes` must be {\"b64\": \"…\"}".into(),
+                ));
+            }
+            None => Value::Object(o),
+        },
+        Value::String(s) => json!({ "b64": s }),
+        _ => {
+            return Err(ApiError::InvalidArgument(
+                "an instance is {\"b64\"}, {\"image_bytes\": {\"b64\"}}, {\"uri\"}, {\"tensor\"} or a nested list".into(),
+            ));
+        }
+    };
+    parse_instance(normalised.to_string().as_bytes(), limits)
+}
+
+async fn predict(
+    State(state): State<AppState>,
+    principal: Principal,
+    model: String,
+    version: Option<u64>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let limits = &state.settings.limits;
+    let bytes = crate::read::read_body(&parts.headers, body, limits.json_limit()).await?;
+    crate::limits::check_json_depth(&bytes, limits.max_json_depth)?;
+    let request: PredictRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::InvalidArgument(format!("invalid predict request: {e}")))?;
+    if request.inputs.is_some() {
+        return Err(ApiError::InvalidArgument(
+            "the columnar `inputs` format is not supported; send `instances`".into(),
+        ));
+    }
+    if let Some(sig) = &request.signature_name
+        && sig != "serving_default"
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "signature `{sig}` does not exist; only serving_default"
+        )));
+    }
+    let instances = request.instances.unwrap_or_default();
+    crate::limits::check_instances(instances.len(), limits)?;
+    let top_k = request.parameters.unwrap_or_default().top_k;
+    let owner = principal.tenant();
+    let started = tokio::time::Instant::now();
+    let deadline = started + state.settings.max_wait.max(Duration::from_secs(1));
+    let mut ids: Vec<JobId> = Vec::with_capacity(instances.len());
+    for (i, value) in instances.into_iter().enumerate() {
+        let submitted = match instance(value, limits) {
+            Ok(payload) => {
+                let sub = Submission {
+                    options: JobOptions {
+                        model: Some(model.clone()),
+                        version,
+                        top_k,
+                        ..JobOptions::default()
+                    },
+                    payload,
+                };
+                crate::submit::enqueue(&state, sub, owner, None).await
+            }
+            Err(e) => Err(e),
+        };
+        match submitted {
+            Ok(done) => ids.push(done.record.id),
+            Err(e) => {
+                cancel_all(&state, &ids).await;
+                return Err(at_instance(i, e));
+            }
+        }
+    }
+    let mut predictions = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let record = state.store.wait(*id, left).await?;
+        match record {
+            Some(r) if r.status == JobStatus::Succeeded => {
+                predictions.push(serde_json::to_value(&r.result).expect("json"))
+            }
+            Some(r) if r.status.is_terminal() => {
+                cancel_all(&state, &ids).await;
+                let message = r.error.map(|e| format!("{}: {}", e.code, e.message));
+                return Err(ApiError::InvalidArgument(format!(
+                    "instance {i} {}: {}",
+                    r.status,
+                    message.unwrap_or_default()
+                )));
+            }
+            _ => {
+                cancel_all(&state, &ids).await;
+                return Err(ApiError::Unavailable(format!(
+                    "the predictions were not ready within {} s; the jobs were canceled",
+                    state.settings.max_wait.as_secs()
+                )));
+            }
+        }
+    }
+    Ok(Json(json!({ "predictions": predictions })).into_response())
+}
+
+fn at_instance(i: usize, e: ApiError) -> ApiError {
+    match e {
+        ApiError::InvalidArgument(m) => ApiError::InvalidArgument(format!("instance {i}: {m}")),
+        other => other,
+    }
+}
+
+/// Cancels the request's jobs that have not finished (best effort).
+async fn cancel_all(state: &AppState, ids: &[JobId]) {
+    let ttl = state.settings.retention.result_ttl;
+    for id in ids {
+        if let Ok(Some(mut r)) = state.store.get(*id).await
+            && r.cancel(chrono::Utc::now()).is_ok()
+        {
+            let _ = state.store.save(&r, ttl).await;
+        }
+    }
+}
