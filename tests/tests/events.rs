@@ -341,3 +341,56 @@ async fn push_tokens_are_verified_when_oidc_is_on() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// CloudEvents built by the CloudEvents SDK (Python, from PyPI), in binary
+/// and in structured mode, are understood; both announce the same object
+/// version, so the second finds the job the first made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudevents_from_the_sdk_in_both_modes_make_one_job() {
+    let out = std::process::Command::new(root().join(".cache/venv/bin/python"))
+        .arg(root().join("scripts/make_cloudevents.py"))
+        .args(["photos", "in/sdk/cat.png", "42"])
+        .output()
+        .expect("run make_cloudevents.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let repo = private_repository("tiny-mean", "ce-sdk");
+    let server = start_embedded(
+        &repo,
+        "tiny-mean",
+        &[
+            "--threads",
+            "1",
+            "--event-rule",
+            "match=gs://photos/in/,model=tiny-mean",
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/events/cloudevents", server.url());
+    let mut ids = Vec::new();
+    for (mode, want) in [("binary", 202), ("structured", 200)] {
+        let message = &events[mode];
+        let mut req = client
+            .post(&url)
+            .body(message["body"].as_str().unwrap().to_owned());
+        for (k, v) in message["headers"].as_object().unwrap() {
+            req = req.header(k.as_str(), v.as_str().unwrap());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let answer: Value = resp.json().await.unwrap();
+        assert_eq!(status, want, "{mode}: {answer}");
+        assert_eq!(
+            answer["accepted"][0]["uri"], "gs://photos/in/sdk/cat.png",
+            "{mode}"
+        );
+        ids.push(answer["accepted"][0]["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1], "one job per object version");
+    server.stop().await;
+}
