@@ -23,6 +23,7 @@ pub mod idempotency;
 pub mod inflight;
 pub mod input;
 pub mod jobs;
+pub mod kserve;
 pub mod limits;
 pub mod metrics;
 pub mod models;
@@ -111,6 +112,14 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/models", require(Scope::Read, get(models::list)))
         .route(
+            "/v2/models/{name}/ready",
+            require(Scope::Read, get(kserve::model_ready)),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            require(Scope::Read, get(kserve::version_ready)),
+        )
+        .route(
             "/v1/admin/dead-letters",
             require(Scope::Admin, get(admin::list)),
         )
@@ -150,6 +159,9 @@ pub fn app(state: AppState) -> Router {
     let probes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/v2", get(kserve::server))
+        .route("/v2/health/live", get(kserve::live))
+        .route("/v2/health/ready", get(kserve::ready))
         .method_not_allowed_fallback(method_not_allowed);
     v1.merge(pushed_events)
         .merge(probes)

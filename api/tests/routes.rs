@@ -224,6 +224,34 @@ async fn health_and_readiness() {
 }
 
 #[tokio::test]
+async fn kserve_v2_health_and_server_metadata() {
+    let h = harness(1 << 20, 1 << 20);
+    for path in [
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/tiny-mean/ready",
+        "/v2/models/tiny-mean/versions/1/ready",
+    ] {
+        assert_eq!(send(&h.state, get(path)).await.0, StatusCode::OK, "{path}");
+    }
+    for path in [
+        "/v2/models/nope/ready",
+        "/v2/models/tiny-mean/versions/9/ready",
+        "/v2/models/tiny-mean/versions/x/ready",
+    ] {
+        assert_eq!(
+            send(&h.state, get(path)).await.0,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let meta = send(&h.state, get("/v2")).await;
+    assert_eq!(meta.0, StatusCode::OK);
+    assert_eq!(meta.2["name"], "inferq");
+    assert_eq!(meta.2["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
 async fn cancel_queued_job_then_409() {
     let h = harness(1 << 20, 1 << 20);
     let resp = send(&h.state, post("/v1/jobs", "image/png", png(4, 4))).await;
