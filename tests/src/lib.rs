@@ -417,6 +417,18 @@ pub async fn submit(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Submits a JSON job body; returns (status, body).
+pub async fn submit_json(client: &reqwest::Client, base: &str, body: Value) -> (u16, Value) {
+    let resp = client
+        .post(format!("{base}/v1/jobs"))
+        .json(&body)
+        .send()
+        .await
+        .expect("submit");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 /// Long-polls until the job is terminal (or `timeout` passes).
 pub async fn wait_terminal(
     client: &reqwest::Client,

@@ -8,21 +8,6 @@ use inferq_tests::emulators::{Emulator, Kind, emulators_available};
 use inferq_tests::*;
 use serde_json::json;
 
-async fn submit_json(
-    client: &reqwest::Client,
-    base: &str,
-    body: serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let resp = client
-        .post(format!("{base}/v1/jobs"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or_default())
-}
-
 async fn bucket_round_trip(kind: Kind) {
     if !services_available() || !emulators_available() {
         return;

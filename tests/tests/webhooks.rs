@@ -26,17 +26,6 @@ fn secret() -> String {
     )
 }
 
-async fn submit_json(client: &reqwest::Client, base: &str, body: Value) -> (u16, Value) {
-    let resp = client
-        .post(format!("{base}/v1/jobs"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
-}
-
 fn png_b64(rgb: [u8; 3]) -> String {
     base64::engine::general_purpose::STANDARD.encode(solid_png(16, 16, rgb))
 }
