@@ -53,7 +53,7 @@ use tower_http::trace::TraceLayer;
 
 pub use config::ApiConfig;
 pub use error::ApiError;
-pub use state::{ApiCatalog, AppState, ModelCatalog, Settings};
+pub use state::{ApiCatalog, AppState, ModelCatalog, Settings, SettingsSources};
 
 /// The API's routes.
 ///
@@ -272,19 +272,19 @@ pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> 
         store: Arc::new(store),
         models: Arc::new(ApiCatalog(live)),
         fetcher: Arc::new(fetcher.clone()),
-        settings: Arc::new(
-            Settings::from_config(
-                &config.http,
-                &config.models,
-                &config.limits,
-                &config.retention,
-                &config.admission,
-            )
-            .with_event_rules(&config.events)?
-            .with_webhooks(&config.webhooks)?
-            .with_batches(&config.batches)
-            .with_event_oidc(&config.events, &fetcher),
-        ),
+        settings: Arc::new(Settings::build(
+            SettingsSources {
+                http: &config.http,
+                models: &config.models,
+                limits: &config.limits,
+                retention: &config.retention,
+                admission: &config.admission,
+                events: &config.events,
+                webhooks: &config.webhooks,
+                batches: &config.batches,
+            },
+            &fetcher,
+        )?),
         auth,
     })
 }

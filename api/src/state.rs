@@ -120,7 +120,39 @@ pub struct Retention {
     pub idempotency_ttl: Duration,
 }
 
+/// The option groups request handling is configured from; the API's and the
+/// embedded server's configs both hold them.
+pub struct SettingsSources<'a> {
+    pub http: &'a inferq_shared::config::HttpConfig,
+    pub models: &'a inferq_shared::config::ModelConfig,
+    pub limits: &'a LimitConfig,
+    pub retention: &'a inferq_shared::config::RetentionConfig,
+    pub admission: &'a inferq_shared::config::AdmissionConfig,
+    pub events: &'a inferq_shared::config::EventConfig,
+    pub webhooks: &'a inferq_shared::config::WebhookConfig,
+    pub batches: &'a inferq_shared::config::BatchConfig,
+}
+
 impl Settings {
+    /// All settings from their option groups, refusing malformed event
+    /// rules and webhook secrets.
+    pub fn build(
+        src: SettingsSources<'_>,
+        fetcher: &inferq_shared::fetch::Fetcher,
+    ) -> Result<Self, crate::RunError> {
+        Ok(Self::from_config(
+            src.http,
+            src.models,
+            src.limits,
+            src.retention,
+            src.admission,
+        )
+        .with_event_rules(src.events)?
+        .with_webhooks(src.webhooks)?
+        .with_batches(src.batches)
+        .with_event_oidc(src.events, fetcher))
+    }
+
     /// Settings from the shared config groups.
     pub fn from_config(
         http: &inferq_shared::config::HttpConfig,

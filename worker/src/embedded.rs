@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use inferq_api::{AppState, Settings};
+use inferq_api::{AppState, Settings, SettingsSources};
 use inferq_shared::broker::memory::MemoryQueue;
 use inferq_shared::fetch::Fetcher;
 use inferq_shared::store::memory::MemoryStore;
@@ -49,21 +49,19 @@ pub async fn run(
         store: store.clone(),
         models: Arc::new(EmbeddedCatalog(models.clone())),
         fetcher: fetcher.clone(),
-        settings: Arc::new(
-            Settings::from_config(
-                &config.http,
-                &config.models,
-                &config.limits,
-                &config.retention,
-                &config.admission,
-            )
-            .with_event_rules(&config.events)
-            .map_err(inferq_api::RunError::from)?
-            .with_webhooks(&config.webhooks)
-            .map_err(inferq_api::RunError::from)?
-            .with_batches(&config.batches)
-            .with_event_oidc(&config.events, &fetcher),
-        ),
+        settings: Arc::new(Settings::build(
+            SettingsSources {
+                http: &config.http,
+                models: &config.models,
+                limits: &config.limits,
+                retention: &config.retention,
+                admission: &config.admission,
+                events: &config.events,
+                webhooks: &config.webhooks,
+                batches: &config.batches,
+            },
+            &fetcher,
+        )?),
         auth: Arc::new(auth),
     };
 
