@@ -177,6 +177,15 @@ fn print(v: &Value) {
     println!("{v}");
 }
 
+/// Sets the fields whose option was given.
+fn set_given<const N: usize>(body: &mut Value, fields: [(&str, Option<Value>); N]) {
+    for (k, v) in fields {
+        if let Some(v) = v {
+            body[k] = v;
+        }
+    }
+}
+
 fn is_reference(s: &str) -> bool {
     ["gs://", "s3://", "http://", "https://", "file://"]
         .iter()
@@ -187,15 +196,14 @@ async fn submit(api: &Api, a: SubmitArgs) -> Result<i32, ClientError> {
     let mut ids = Vec::new();
     for input in &a.inputs {
         let mut body = json!({});
-        for (k, v) in [
-            ("model", a.model.clone().map(Value::from)),
-            ("version", a.version.map(Value::from)),
-            ("top_k", a.top_k.map(Value::from)),
-        ] {
-            if let Some(v) = v {
-                body[k] = v;
-            }
-        }
+        set_given(
+            &mut body,
+            [
+                ("model", a.model.clone().map(Value::from)),
+                ("version", a.version.map(Value::from)),
+                ("top_k", a.top_k.map(Value::from)),
+            ],
+        );
         if let Some(o) = &a.output {
             body["output"] = json!({ "uri": o });
         }
@@ -289,16 +297,15 @@ fn batch_body(a: &BatchArgs) -> Result<Value, ClientError> {
     if a.no_mirror {
         body["output"]["mirror"] = json!(false);
     }
-    for (k, v) in [
-        ("model", a.model.clone().map(Value::from)),
-        ("version", a.version.map(Value::from)),
-        ("top_k", a.top_k.map(Value::from)),
-        ("shard_size", a.shard_size.map(Value::from)),
-    ] {
-        if let Some(v) = v {
-            body[k] = v;
-        }
-    }
+    set_given(
+        &mut body,
+        [
+            ("model", a.model.clone().map(Value::from)),
+            ("version", a.version.map(Value::from)),
+            ("top_k", a.top_k.map(Value::from)),
+            ("shard_size", a.shard_size.map(Value::from)),
+        ],
+    );
     if let Some(w) = &a.webhook {
         body["webhook"] = json!({ "url": w });
     }
