@@ -27,7 +27,7 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
-        fmt lint verify-model clean-assets models-extra chaos soak fuzz bench
+        fmt lint verify-model clean-assets models-extra chaos soak fuzz bench validate-deploy
 
 help: ## List the targets
 	@echo "InferQ make targets:"
@@ -87,6 +87,11 @@ clean-assets: ## Remove .cache (venv, pip cache) and the generated .onnx files
 services: ## Make sure Redis and RabbitMQ run on 127.0.0.1 (INFERQ_SKIP_SERVICES=1 skips)
 	@bash scripts/ensure-services.sh
 
+# Offline checks of Dockerfile, docker-compose.yml and k8s/ (docs/deploy.md): no Docker engine,
+# cluster, RabbitMQ or Redis. Its tools live in .cache/deploy-venv{,-compose}, installed once.
+validate-deploy: ## Validate Dockerfile, docker-compose.yml and k8s/ offline (yamllint, compose, kustomize, schemas)
+	PYTHON=$(PYTHON) bash scripts/validate-deploy.sh
+
 build: ## Debug build of all binaries and tests
 	$(CARGO) build --workspace --bins --tests
 
@@ -101,7 +106,7 @@ SOAK_ARGS ?=
 # End-to-end tests must fail, not skip, when Redis/RabbitMQ are missing.
 test: export INFERQ_TEST_REQUIRE_SERVICES := 1
 test: export RUST_BACKTRACE := 1
-test: assets services ## Full test suite (unit + end-to-end against Redis/RabbitMQ/ORT)
+test: validate-deploy assets services ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 	@# Own step, after all other tests: it restarts the shared RabbitMQ.
