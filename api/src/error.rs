@@ -96,6 +96,10 @@ struct Problem<'a> {
     status: u16,
     detail: String,
     code: ErrorCode,
+    /// The detail again under the name the KServe v2 protocol gives it, so
+    /// its clients (`tritonclient`) show the message; v2 routes only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 impl ApiError {
@@ -335,6 +339,17 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.respond(false)
+    }
+}
+
+impl ApiError {
+    /// The problem response with the v2 protocol's `error` member added.
+    pub fn into_v2_response(self) -> Response {
+        self.respond(true)
+    }
+
+    fn respond(self, v2: bool) -> Response {
         let (status, code, title, retry_after) = self.parts();
         if status.is_server_error() {
             tracing::warn!(%code, error = %self, "request failed");
@@ -345,6 +360,7 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             code,
+            error: v2.then(|| self.to_string()),
         };
         let mut resp = (status, Json(body)).into_response();
         let headers = resp.headers_mut();

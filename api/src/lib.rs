@@ -33,7 +33,9 @@ pub mod register;
 pub mod server;
 pub mod state;
 pub mod submit;
+pub mod synchronous;
 pub mod tensor;
+pub mod trace;
 
 use std::future::Future;
 use std::path::Path;
@@ -112,6 +114,22 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/models", require(Scope::Read, get(models::list)))
         .route(
+            "/v2/models/{name}",
+            require(Scope::Read, get(kserve::model_metadata)),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            require(Scope::Read, get(kserve::version_metadata)),
+        )
+        .route(
+            "/v2/models/{name}/infer",
+            require(Scope::Submit, post(kserve::model_infer)),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            require(Scope::Submit, post(kserve::version_infer)),
+        )
+        .route(
             "/v2/models/{name}/ready",
             require(Scope::Read, get(kserve::model_ready)),
         )
@@ -168,6 +186,7 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(metrics::track))
         .layer(body_limit)
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(trace::propagate))
         .with_state(state)
 }
 

@@ -16,12 +16,9 @@
 //! request are canceled. The wait is bounded by `--max-wait-secs`; past it
 //! the answer is 503 `unavailable` and the jobs are canceled.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use inferq_shared::job::{JobId, JobStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -29,6 +26,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::input::{JobOptions, Submission, parse_instance};
 use crate::state::AppState;
+use crate::synchronous::{at_instance, run_all};
 
 #[derive(Deserialize)]
 struct PredictRequest {
@@ -135,78 +133,23 @@ async fn predict(
     let instances = request.instances.unwrap_or_default();
     crate::limits::check_instances(instances.len(), limits)?;
     let top_k = request.parameters.unwrap_or_default().top_k;
-    let owner = principal.tenant();
-    let started = tokio::time::Instant::now();
-    let deadline = started + state.settings.max_wait.max(Duration::from_secs(1));
-    let mut ids: Vec<JobId> = Vec::with_capacity(instances.len());
+    let mut submissions = Vec::with_capacity(instances.len());
     for (i, value) in instances.into_iter().enumerate() {
-        let submitted = match instance(value, limits) {
-            Ok(payload) => {
-                let sub = Submission {
-                    options: JobOptions {
-                        model: Some(model.clone()),
-                        version,
-                        top_k,
-                        ..JobOptions::default()
-                    },
-                    payload,
-                };
-                crate::submit::enqueue(&state, sub, owner, None).await
-            }
-            Err(e) => Err(e),
-        };
-        match submitted {
-            Ok(done) => ids.push(done.record.id),
-            Err(e) => {
-                cancel_all(&state, &ids).await;
-                return Err(at_instance(i, e));
-            }
-        }
+        let payload = instance(value, limits).map_err(|e| at_instance(i, e))?;
+        submissions.push(Submission {
+            options: JobOptions {
+                model: Some(model.clone()),
+                version,
+                top_k,
+                ..JobOptions::default()
+            },
+            payload,
+        });
     }
-    let mut predictions = Vec::with_capacity(ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let record = state.store.wait(*id, left).await?;
-        match record {
-            Some(r) if r.status == JobStatus::Succeeded => {
-                predictions.push(serde_json::to_value(&r.result).expect("json"))
-            }
-            Some(r) if r.status.is_terminal() => {
-                cancel_all(&state, &ids).await;
-                let message = r.error.map(|e| format!("{}: {}", e.code, e.message));
-                return Err(ApiError::InvalidArgument(format!(
-                    "instance {i} {}: {}",
-                    r.status,
-                    message.unwrap_or_default()
-                )));
-            }
-            _ => {
-                cancel_all(&state, &ids).await;
-                return Err(ApiError::Unavailable(format!(
-                    "the predictions were not ready within {} s; the jobs were canceled",
-                    state.settings.max_wait.as_secs()
-                )));
-            }
-        }
-    }
+    let records = run_all(&state, principal.tenant(), submissions).await?;
+    let predictions: Vec<Value> = records
+        .into_iter()
+        .map(|r| serde_json::to_value(&r.result).expect("json"))
+        .collect();
     Ok(Json(json!({ "predictions": predictions })).into_response())
-}
-
-fn at_instance(i: usize, e: ApiError) -> ApiError {
-    match e {
-        ApiError::InvalidArgument(m) => ApiError::InvalidArgument(format!("instance {i}: {m}")),
-        other => other,
-    }
-}
-
-/// Cancels the request's jobs that have not finished (best effort).
-async fn cancel_all(state: &AppState, ids: &[JobId]) {
-    let ttl = state.settings.retention.result_ttl;
-    for id in ids {
-        if let Ok(Some(mut r)) = state.store.get(*id).await
-            && r.cancel(chrono::Utc::now()).is_ok()
-        {
-            let _ = state.store.save(&r, ttl).await;
-        }
-    }
 }

@@ -23,6 +23,7 @@ use inferq_shared::message::{ImageSource, JobMessage};
 use inferq_shared::repository::{ModelEntry, valid_model_name};
 use inferq_shared::sniff;
 use inferq_shared::store::{Admission, Claim, Saved, retry_after_secs};
+use inferq_shared::trace::TraceContext;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -32,7 +33,7 @@ use crate::jobs::query;
 use crate::state::AppState;
 
 /// Largest `top_k` a client may ask for.
-const MAX_TOP_K: usize = 1000;
+pub(crate) const MAX_TOP_K: usize = 1000;
 
 /// `POST /v1/jobs?model=&version=&top_k=&timeout=&deadline=` with the input
 /// in any accepted encoding (see [`crate::input`]).
@@ -275,6 +276,7 @@ async fn prepare(state: &AppState, sub: Submission) -> Result<Prepared, ApiError
     let mut record = JobRecord::queued(JobId::new(), &entry.name, entry.version, info);
     record.deadline = job_deadline;
     record.webhook = webhook;
+    record.trace = Some(crate::trace::current().unwrap_or_else(TraceContext::new_root));
     let (input, tensor_shape) = match (bytes, tensor) {
         (_, Some(Err(uri))) => (Err(uri), None),
         (Some(b), shape) => (Ok(b), shape.and_then(Result::ok)),
@@ -432,6 +434,7 @@ async fn accept(state: &AppState, job: Prepared) -> Result<JobRecord, ApiError> 
         deadline: record.deadline,
         owner: record.owner.clone(),
         webhook: record.webhook.clone(),
+        trace: record.trace,
     };
     // The encoded message holds its own copy of the image: let the request's
     // go before waiting for the broker's confirm, the longest step here.

@@ -207,6 +207,14 @@ pub struct JobRecord {
     /// authentication was off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The W3C trace of the request that submitted the job (see
+    /// [`crate::trace`]): logs of every hop carry its `trace_id`.
+    #[serde(
+        default,
+        rename = "traceparent",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -276,6 +284,7 @@ impl JobRecord {
             output: None,
             webhook: None,
             owner: None,
+            trace: None,
         }
     }
 

@@ -29,6 +29,7 @@ pub mod repository;
 pub mod sniff;
 pub mod store;
 pub mod telemetry;
+pub mod trace;
 pub mod webhook;
 
 pub use error::ErrorCode;

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::job::JobId;
+use crate::trace::TraceContext;
 
 const MAGIC: &[u8; 3] = b"IQ1";
 const MAX_HEADER: usize = 64 * 1024;
@@ -58,6 +59,9 @@ pub struct JobMessage {
     pub owner: Option<String>,
     /// The completion webhook (a copy of the record's, like `deadline`).
     pub webhook: Option<crate::webhook::Webhook>,
+    /// The W3C trace the job belongs to (see [`crate::trace`]); the span
+    /// id is the API's. Also sent as the AMQP `traceparent` header.
+    pub trace: Option<TraceContext>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,6 +85,8 @@ struct Header {
     owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     webhook: Option<crate::webhook::Webhook>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traceparent: Option<TraceContext>,
 }
 
 /// A message that cannot be understood. The worker acks these (retrying
@@ -116,6 +122,7 @@ impl JobMessage {
             deadline: self.deadline,
             owner: self.owner.clone(),
             webhook: self.webhook.clone(),
+            traceparent: self.trace,
         };
         let json = serde_json::to_vec(&header).expect("header serialises");
         let mut out = Vec::with_capacity(7 + json.len() + payload.len());
@@ -153,7 +160,23 @@ impl JobMessage {
             deadline: header.deadline,
             owner: header.owner,
             webhook: header.webhook,
+            trace: header.traceparent,
         })
+    }
+
+    /// The trace context of an encoded message, read from its header alone
+    /// (for the broker, which sets it as an AMQP header on publish).
+    pub fn peek_trace(data: &[u8]) -> Option<TraceContext> {
+        #[derive(Deserialize)]
+        struct Peek {
+            traceparent: Option<TraceContext>,
+        }
+        if data.len() < 7 || &data[..3] != MAGIC {
+            return None;
+        }
+        let len = u32::from_be_bytes([data[3], data[4], data[5], data[6]]) as usize;
+        let header = data.get(7..7usize.checked_add(len)?)?;
+        serde_json::from_slice::<Peek>(header).ok()?.traceparent
     }
 }
 
@@ -174,6 +197,7 @@ mod tests {
             deadline: None,
             owner: None,
             webhook: None,
+            trace: Some(TraceContext::new_root()),
         }
     }
 
@@ -182,6 +206,16 @@ mod tests {
         let m = msg(ImageSource::Inline(Bytes::from_static(b"\x89PNG....")));
         let back = JobMessage::decode(Bytes::from(m.encode())).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn the_trace_is_read_from_the_header_alone() {
+        let m = msg(ImageSource::Inline(Bytes::from_static(b"\x89PNG....")));
+        assert_eq!(JobMessage::peek_trace(&m.encode()), m.trace);
+        let mut untraced = m.clone();
+        untraced.trace = None;
+        assert_eq!(JobMessage::peek_trace(&untraced.encode()), None);
+        assert_eq!(JobMessage::peek_trace(b"IQ1\xff\xff\xff\xff"), None);
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn message(id: JobId) -> JobMessage {
         deadline: None,
         owner: None,
         webhook: None,
+        trace: None,
     }
 }
 

@@ -78,9 +78,16 @@ impl Processor {
                 return settle(&delivery, Settle::Ack).await;
             }
         };
+        // The trace as the broker carried it (the message's own copy when a
+        // broker drops headers), under a span of this worker's.
+        let parent = delivery.traceparent.or(msg.trace);
+        let hop = parent.map(|p| p.child());
         let span = tracing::info_span!("job", job_id = %msg.id, model = %msg.model,
             version = msg.version, redelivered = delivery.redelivered,
-            delivery_count = delivery.delivery_count);
+            delivery_count = delivery.delivery_count,
+            trace_id = hop.map(|t| t.trace_id()).unwrap_or_default(),
+            span_id = hop.map(|t| t.span_id()).unwrap_or_default(),
+            parent_id = parent.map(|t| t.span_id()).unwrap_or_default());
         let in_flight = &inferq_shared::metrics::metrics().worker_in_flight;
         in_flight.inc();
         let outcome = self.process(msg).instrument(span).await;
@@ -124,6 +131,7 @@ impl Processor {
             r.deadline = msg.deadline;
             r.owner = msg.owner.clone();
             r.webhook = msg.webhook.clone();
+            r.trace = msg.trace;
             r
         });
         if record.status.is_terminal() {

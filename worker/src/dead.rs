@@ -42,6 +42,7 @@ impl Processor {
             r.deadline = msg.deadline;
             r.owner = msg.owner.clone();
             r.webhook = msg.webhook.clone();
+            r.trace = msg.trace;
             r
         });
         if record.status.is_terminal() {

@@ -104,11 +104,21 @@ impl AmqpQueue {
     /// One publish and its confirm.
     async fn publish_once(&self, id: JobId, payload: &[u8]) -> Result<(), BrokerError> {
         let link = self.link().await?;
-        let props = BasicProperties::default()
+        let mut props = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_message_id(id.to_string().into())
             .with_content_type(CONTENT_TYPE.into())
             .with_timestamp(chrono::Utc::now().timestamp() as u64);
+        // The W3C AMQP binding's application property, for tracing-aware
+        // tools on the broker's side; workers read it back on delivery.
+        if let Some(trace) = crate::message::JobMessage::peek_trace(payload) {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                crate::trace::TRACEPARENT.into(),
+                AMQPValue::LongString(trace.to_string().into()),
+            );
+            props = props.with_headers(headers);
+        }
         let result = async {
             let confirm = link
                 .publisher
@@ -337,6 +347,19 @@ fn delivery_count(props: &BasicProperties) -> u32 {
     n.clamp(0, i64::from(u32::MAX)) as u32
 }
 
+/// The `traceparent` application header, when it is a valid one.
+fn traceparent(props: &BasicProperties) -> Option<crate::trace::TraceContext> {
+    match props
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(crate::trace::TRACEPARENT)?
+    {
+        AMQPValue::LongString(s) => crate::trace::TraceContext::parse(&s.to_string()),
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl JobQueue for AmqpQueue {
     async fn publish(&self, id: JobId, payload: Vec<u8>) -> Result<(), BrokerError> {
@@ -387,6 +410,7 @@ impl Deliveries for AmqpDeliveries {
         match self.consumer.next().await {
             Some(Ok(d)) => Some(Ok(Delivery {
                 delivery_count: delivery_count(&d.properties),
+                traceparent: traceparent(&d.properties),
                 payload: Bytes::from(d.data),
                 redelivered: d.redelivered,
                 acker: Box::new(AmqpAcker(d.acker)),

@@ -121,6 +121,8 @@ impl Deliveries for MemoryDeliveries {
         }
         let msg = self.from.rx.lock().await.recv().await?;
         Some(Ok(Delivery {
+            // What an AMQP broker would carry as the `traceparent` header.
+            traceparent: crate::message::JobMessage::peek_trace(&msg.payload),
             payload: msg.payload.clone(),
             redelivered: msg.returns > 0,
             delivery_count: msg.returns,

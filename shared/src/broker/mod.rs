@@ -74,6 +74,8 @@ pub struct Delivery {
     /// How often the message went back to the queue before this delivery
     /// (0 on the first delivery).
     pub delivery_count: u32,
+    /// The trace the publisher attached (the AMQP `traceparent` header).
+    pub traceparent: Option<crate::trace::TraceContext>,
     pub acker: Box<dyn Acker>,
 }
 

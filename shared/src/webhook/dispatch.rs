@@ -62,6 +62,8 @@ struct Notification {
     /// `job.succeeded`, `job.failed`, `batch.completed`, …
     event: String,
     data: serde_json::Value,
+    /// The job's trace: each attempt is a child span of it.
+    trace: Option<crate::trace::TraceContext>,
 }
 
 /// Sends webhooks from the outbox until shut down.
@@ -183,6 +185,7 @@ impl Dispatcher {
                     event: format!("job.{}", record.status),
                     webhook,
                     data,
+                    trace: record.trace,
                 }))
             }
             "batch" => {
@@ -197,6 +200,7 @@ impl Dispatcher {
                     webhook,
                     event,
                     data,
+                    trace: None,
                 }))
             }
             _ => Ok(None),
@@ -220,8 +224,11 @@ impl Dispatcher {
         let now = Utc::now();
         delivery.attempts += 1;
         delivery.last_attempt_at = Some(now);
-        let outcome = self.send(&n, now).await;
-        let span = tracing::info_span!("webhook", entry = %member, url = %n.webhook.url, attempt = delivery.attempts);
+        let hop = n.trace.map(|t| t.child());
+        let outcome = self.send(&n, now, hop).await;
+        let span = tracing::info_span!("webhook", entry = %member, url = %n.webhook.url, attempt = delivery.attempts,
+            trace_id = hop.map(|t| t.trace_id()).unwrap_or_default(),
+            span_id = hop.map(|t| t.span_id()).unwrap_or_default());
         let _g = span.enter();
         match outcome {
             Ok(status) if (200..300).contains(&status) => {
@@ -270,7 +277,12 @@ impl Dispatcher {
     }
 
     /// POSTs the notification; the HTTP status, or why there was none.
-    async fn send(&self, n: &Notification, now: chrono::DateTime<Utc>) -> Result<u16, String> {
+    async fn send(
+        &self,
+        n: &Notification,
+        now: chrono::DateTime<Utc>,
+        trace: Option<crate::trace::TraceContext>,
+    ) -> Result<u16, String> {
         let url = match StorageUri::parse(&n.webhook.url) {
             Ok(StorageUri::Http(url)) => url,
             _ => return Err(format!("{} is not an http(s) URL", n.webhook.url)),
@@ -306,6 +318,9 @@ impl Dispatcher {
         headers.push(("webhook-id".into(), signed.id));
         headers.push(("webhook-timestamp".into(), signed.timestamp.to_string()));
         headers.push(("webhook-signature".into(), signed.signature));
+        if let Some(t) = trace {
+            headers.push((crate::trace::TRACEPARENT.into(), t.to_string()));
+        }
         self.fetcher
             .post(&url, headers, body.into(), self.config.timeout)
             .await

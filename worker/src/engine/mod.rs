@@ -102,6 +102,8 @@ struct Work {
     input: WorkInput,
     top_k: Option<usize>,
     reply: oneshot::Sender<Result<Outcome, JobError>>,
+    /// The submitting job's span, continued on the inference thread.
+    span: tracing::Span,
 }
 
 /// Handle to the inference threads.
@@ -360,6 +362,7 @@ impl Engine {
             input,
             top_k,
             reply,
+            span: tracing::Span::current(),
         })
         .await
         .map_err(|_| InferError::Stopped)?;

@@ -107,10 +107,16 @@ impl ThreadState {
     /// Runs a batch (of one or more jobs) and answers each job.
     fn run(&mut self, works: Vec<Work>) {
         let span = match works.as_slice() {
-            [one] => tracing::info_span!("infer", job_id = %one.job, model = %one.model.key()),
+            // The job's span (and with it the trace id) continues on this
+            // thread; a batch serves several jobs, so it follows from each.
+            [one] => tracing::info_span!(parent: &one.span, "infer", model = %one.model.key()),
             many => {
                 let ids: Vec<String> = many.iter().map(|w| w.job.to_string()).collect();
-                tracing::info_span!("infer_batch", job_ids = ?ids, model = %many[0].model.key(), size = many.len())
+                let span = tracing::info_span!("infer_batch", job_ids = ?ids, model = %many[0].model.key(), size = many.len());
+                for w in many {
+                    span.follows_from(&w.span);
+                }
+                span
             }
         };
         let _guard = span.enter();
@@ -150,6 +156,11 @@ impl ThreadState {
                 })
                 .collect()
         });
+        tracing::debug!(
+            jobs = results.len(),
+            failed = results.iter().filter(|r| r.is_err()).count(),
+            "inference run"
+        );
         for (work, result) in works.into_iter().zip(results) {
             let _ = work.reply.send(result);
         }
