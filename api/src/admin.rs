@@ -52,6 +52,14 @@ pub struct DeadLetters {
 }
 
 /// `GET /v1/admin/dead-letters`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/dead-letters",
+    tag = "admin",
+    params(("limit" = Option<usize>, Query, description = "Most jobs listed")),
+    responses((status = 200, description = "Dead-lettered jobs, oldest first", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     q: Result<Query<LimitQuery>, QueryRejection>,
@@ -73,6 +81,14 @@ pub async fn list(
 }
 
 /// `POST /v1/admin/dead-letters/{id}/replay`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/dead-letters/{id}/replay",
+    tag = "admin",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses((status = 200, description = "The job", body = inferq_shared::job::JobRecord), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn replay_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -96,6 +112,14 @@ pub struct ReplayFailure {
 }
 
 /// `POST /v1/admin/dead-letters/replay?limit=N`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/dead-letters/replay",
+    tag = "admin",
+    params(("limit" = Option<usize>, Query, description = "Most jobs replayed")),
+    responses((status = 200, description = "The replayed jobs", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn replay_many(
     State(state): State<AppState>,
     q: Result<Query<LimitQuery>, QueryRejection>,

@@ -88,8 +88,9 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: the body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,

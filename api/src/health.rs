@@ -15,10 +15,22 @@ use crate::state::AppState;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "The process is alive"))
+)]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses((status = 200, description = "Broker and store answer"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json"))
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let (broker, store) = tokio::join!(
         tokio::time::timeout(PROBE_TIMEOUT, state.queue.check()),

@@ -83,9 +83,9 @@ pub struct Submission {
     pub payload: Payload,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonJob {
+pub struct JsonJob {
     model: Option<String>,
     version: Option<u64>,
     top_k: Option<usize>,
@@ -96,24 +96,26 @@ struct JsonJob {
     webhook: Option<JsonWebhook>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonWebhook {
+pub struct JsonWebhook {
     url: String,
     format: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonInput {
+pub struct JsonInput {
     b64: Option<String>,
     uri: Option<String>,
+    /// A nested list in the model's input layout.
+    #[schema(value_type = Option<Vec<serde_json::Value>>)]
     tensor: Option<JsonTensor>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonOutput {
+pub struct JsonOutput {
     uri: String,
 }
 

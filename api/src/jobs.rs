@@ -31,6 +31,14 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
 }
 
 /// `GET /v1/jobs/{id}?wait=SECONDS`.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id (UUID)"), ("wait" = Option<u64>, Query, description = "Long-poll: answer once the job is final or after this many seconds")),
+    responses((status = 200, description = "The job", body = inferq_shared::job::JobRecord), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
@@ -84,6 +92,14 @@ fn visible(
 }
 
 /// `GET /v1/jobs/{id}/output`: the binary output of an image model (PNG).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/output",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses((status = 200, description = "The output image", content_type = "image/png"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn output(
     State(state): State<AppState>,
     principal: Principal,
@@ -113,6 +129,14 @@ pub async fn output(
 /// dequeues it; a running one has its result discarded. The store refuses
 /// to overwrite a finished record, so a cancel racing the job's completion
 /// either wins (the result is dropped) or loses with 409, never both.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses((status = 200, description = "The job", body = inferq_shared::job::JobRecord), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     principal: Principal,

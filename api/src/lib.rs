@@ -27,6 +27,7 @@ pub mod kserve;
 pub mod limits;
 pub mod metrics;
 pub mod models;
+pub mod openapi;
 pub mod predict;
 pub mod read;
 pub mod register;
@@ -173,10 +174,13 @@ pub fn app(state: AppState) -> Router {
             inflight::in_flight,
         ));
     // Probes are outside auth and the in-flight limit: a busy server is
-    // still alive and must not be restarted for being busy.
+    // still alive and must not be restarted for being busy. The API
+    // description is public too, like the documentation it is.
     let probes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::page))
         .route("/v2", get(kserve::server))
         .route("/v2/health/live", get(kserve::live))
         .route("/v2/health/ready", get(kserve::ready))

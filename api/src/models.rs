@@ -53,6 +53,13 @@ fn model_view<'a>(repo: &'a ModelRepository, name: &'a str) -> Option<ModelView<
 }
 
 /// `GET /v1/models`
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "models",
+    responses((status = 200, description = "Models, versions and manifests", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
     let repo = state.models.current();
     let models = repo.names().filter_map(|n| model_view(&repo, n)).collect();
@@ -64,6 +71,14 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 /// `GET /v1/models/{name}`
+#[utoipa::path(
+    get,
+    path = "/v1/models/{name}",
+    tag = "models",
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, description = "The model and its versions", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -78,6 +93,14 @@ pub async fn get(
 }
 
 /// `GET /v1/models/{name}/versions/{version}`
+#[utoipa::path(
+    get,
+    path = "/v1/models/{name}/versions/{version}",
+    tag = "models",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
+    responses((status = 200, description = "The version and its manifest", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn get_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, u64)>,

@@ -50,6 +50,15 @@ fn split_verb(segment: &str) -> Option<&str> {
 }
 
 /// `POST /v1/models/{name}:predict`.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}:predict",
+    tag = "predict",
+    params(("name" = String, Path, description = "Model name")),
+    request_body(content = serde_json::Value, description = "`{\"instances\": [...], \"parameters\": {\"top_k\": 3}}`", content_type = "application/json"),
+    responses((status = 200, description = "`{\"predictions\": [...]}` in instance order", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn model(
     state: State<AppState>,
     principal: Principal,
@@ -63,6 +72,15 @@ pub async fn model(
 }
 
 /// `POST /v1/models/{name}/versions/{version}:predict`.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}/versions/{version}:predict",
+    tag = "predict",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
+    request_body(content = serde_json::Value, description = "`{\"instances\": [...], \"parameters\": {\"top_k\": 3}}`", content_type = "application/json"),
+    responses((status = 200, description = "`{\"predictions\": [...]}` in instance order", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn version(
     state: State<AppState>,
     principal: Principal,

@@ -134,6 +134,15 @@ fn write_version(dir: &Path, upload: &Upload, manifest: &ModelManifest) -> Resul
 }
 
 /// `PUT /v1/models/{name}/versions/{version}`
+#[utoipa::path(
+    put,
+    path = "/v1/models/{name}/versions/{version}",
+    tag = "models",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
+    request_body(content_type = "multipart/form-data", description = "Parts `model` (ONNX), `manifest` (model.toml), optional `labels`"),
+    responses((status = 201, description = "Registered", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn put_version(
     State(state): State<AppState>,
     UrlPath((name, version)): UrlPath<(String, u64)>,

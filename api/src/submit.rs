@@ -37,6 +37,15 @@ pub(crate) const MAX_TOP_K: usize = 1000;
 
 /// `POST /v1/jobs?model=&version=&top_k=&timeout=&deadline=` with the input
 /// in any accepted encoding (see [`crate::input`]).
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(("model" = Option<String>, Query, description = "Model name (default: the server's default model)"), ("version" = Option<u64>, Query, description = "Model version (default: the newest)"), ("top_k" = Option<usize>, Query, description = "Classes listed by a classifier (1..=1000)"), ("timeout" = Option<f64>, Query, description = "Seconds the job may wait to start"), ("deadline" = Option<String>, Query, description = "RFC 3339 instant by which the job must start"), ("output_uri" = Option<String>, Query, description = "Storage prefix to also write the result to"), ("webhook_url" = Option<String>, Query, description = "Where to POST a signed notification when the job is final"), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this submission return the same job")),
+    request_body(description = "The image: raw bytes, a multipart form (`file` part and option fields) or JSON", content(("image/*"), ("application/octet-stream"), ("multipart/form-data"), (crate::input::JsonJob = "application/json"))),
+    responses((status = 202, description = "Accepted; Location names the job", body = inferq_shared::job::JobRecord), (status = 200, description = "Idempotent replay of an earlier submission", body = inferq_shared::job::JobRecord), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Unsupported media type or image format", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn submit(
     State(state): State<AppState>,
     principal: Principal,

@@ -22,7 +22,19 @@ use crate::postprocess::Prediction;
 ///
 /// Ids are handed out to clients and are the only key to a result, so they
 /// must not be sequential or derived from anything a third party can see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct JobId(uuid::Uuid);
 
@@ -53,7 +65,7 @@ impl FromStr for JobId {
 }
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Accepted and durably enqueued; no worker has started it.
@@ -125,7 +137,7 @@ impl fmt::Display for JobStatus {
 }
 
 /// Why a job failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobError {
     pub code: ErrorCode,
     pub message: String,
@@ -151,7 +163,7 @@ impl fmt::Display for JobError {
 /// `queue` runs from acceptance to the worker starting the job (so it includes
 /// time spent on a worker that crashed); `total` from acceptance to the result
 /// being ready.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Timings {
     pub queue_ms: f64,
     /// Reading an out-of-band image from the store (0 for inline images).
@@ -168,7 +180,7 @@ pub struct Timings {
 }
 
 /// The record of one job, as stored and as returned by `GET /v1/jobs/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobRecord {
     pub id: JobId,
     pub status: JobStatus,
@@ -214,6 +226,7 @@ pub struct JobRecord {
         rename = "traceparent",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>, example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
     pub trace: Option<crate::trace::TraceContext>,
 }
 
@@ -222,7 +235,7 @@ fn is_zero(n: &u32) -> bool {
 }
 
 /// The outcome of writing a result to the job's output URI.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutputDelivery {
     /// The objects written (result JSON, and the image for image models).
     pub uris: Vec<String>,
@@ -232,7 +245,7 @@ pub struct OutputDelivery {
 }
 
 /// What the API learned about the input without decoding it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InputInfo {
     /// How the input was sent: `raw`, `multipart`, `b64`, `uri` or `tensor`.
     pub encoding: String,

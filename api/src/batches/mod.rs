@@ -76,6 +76,15 @@ fn idempotency_scope(key: &IdempotencyKey) -> String {
 }
 
 /// `POST /v1/batches`.
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    tag = "batches",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the same batch")),
+    request_body(content = serde_json::Value, description = "Model, input (prefix, JSONL file or file list), output prefix, optional webhook (docs/batches.md)", content_type = "application/json"),
+    responses((status = 202, description = "The batch", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -265,6 +274,14 @@ async fn visible(
 }
 
 /// `GET /v1/batches/{id}`: the record with live counts.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}",
+    tag = "batches",
+    params(("id" = String, Path, description = "Batch id")),
+    responses((status = 200, description = "The batch and its live counts", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
@@ -282,6 +299,14 @@ pub async fn get(
 /// `POST /v1/batches/{id}/cancel`: no further instances are submitted,
 /// queued ones are canceled, and the files are written for what finished.
 /// The batch ends `canceled` once its coordinator has done that.
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/cancel",
+    tag = "batches",
+    params(("id" = String, Path, description = "Batch id")),
+    responses((status = 200, description = "The canceled batch", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     principal: Principal,

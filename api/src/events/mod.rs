@@ -83,6 +83,14 @@ pub struct IgnoredEvent {
 }
 
 /// `POST /v1/events/gcs`: a Pub/Sub push, wrapped or unwrapped.
+#[utoipa::path(
+    post,
+    path = "/v1/events/gcs",
+    tag = "events",
+    request_body(content = serde_json::Value, description = "A Pub/Sub push of a Cloud Storage notification", content_type = "application/json"),
+    responses((status = 202, description = "Jobs created by the matching rules", body = serde_json::Value), (status = 200, description = "Nothing to do for this event", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn gcs(
     State(state): State<AppState>,
     principal: Principal,
@@ -94,6 +102,14 @@ pub async fn gcs(
 }
 
 /// `POST /v1/events/cloudevents`: a CloudEvent, binary or structured mode.
+#[utoipa::path(
+    post,
+    path = "/v1/events/cloudevents",
+    tag = "events",
+    request_body(content = serde_json::Value, description = "A CloudEvent (binary or structured mode), e.g. from Eventarc", content_type = "application/cloudevents+json"),
+    responses((status = 202, description = "Jobs created by the matching rules", body = serde_json::Value), (status = 200, description = "Nothing to do for this event", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn cloudevents(
     State(state): State<AppState>,
     principal: Principal,
@@ -105,6 +121,14 @@ pub async fn cloudevents(
 }
 
 /// `POST /v1/events/s3`: an S3 event notification (all its records).
+#[utoipa::path(
+    post,
+    path = "/v1/events/s3",
+    tag = "events",
+    request_body(content = serde_json::Value, description = "An S3 event notification", content_type = "application/json"),
+    responses((status = 202, description = "Jobs created by the matching rules", body = serde_json::Value), (status = 200, description = "Nothing to do for this event", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn s3(
     State(state): State<AppState>,
     principal: Principal,

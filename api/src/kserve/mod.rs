@@ -39,6 +39,12 @@ use crate::state::AppState;
 use codec::{DataType, Elements};
 
 /// `GET /v2`: server metadata.
+#[utoipa::path(
+    get,
+    path = "/v2",
+    tag = "kserve",
+    responses((status = 200, description = "Server name, version and extensions", body = serde_json::Value))
+)]
 pub async fn server() -> Json<Value> {
     Json(json!({
         "name": "inferq",
@@ -48,11 +54,23 @@ pub async fn server() -> Json<Value> {
 }
 
 /// `GET /v2/health/live`.
+#[utoipa::path(
+    get,
+    path = "/v2/health/live",
+    tag = "kserve",
+    responses((status = 200, description = "Live"))
+)]
 pub async fn live() -> StatusCode {
     StatusCode::OK
 }
 
 /// `GET /v2/health/ready`: the broker and the store answer.
+#[utoipa::path(
+    get,
+    path = "/v2/health/ready",
+    tag = "kserve",
+    responses((status = 200, description = "Ready"), (status = 503, description = "Broker or store unavailable"))
+)]
 pub async fn ready(state: State<AppState>) -> StatusCode {
     match crate::health::readyz(state).await {
         Ok(_) => StatusCode::OK,
@@ -61,11 +79,27 @@ pub async fn ready(state: State<AppState>) -> StatusCode {
 }
 
 /// `GET /v2/models/{m}/ready`.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}/ready",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, description = "Ready"), (status = 404, description = "Not served")),
+    security(("api_key" = []))
+)]
 pub async fn model_ready(state: State<AppState>, Path(name): Path<String>) -> StatusCode {
     check_model(state, &name, None).await
 }
 
 /// `GET /v2/models/{m}/versions/{v}/ready`.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}/versions/{version}/ready",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
+    responses((status = 200, description = "Ready"), (status = 404, description = "Not served")),
+    security(("api_key" = []))
+)]
 pub async fn version_ready(
     state: State<AppState>,
     Path((name, version)): Path<(String, String)>,
@@ -156,6 +190,14 @@ fn metadata(entry: &ModelEntry, versions: Vec<u64>) -> Value {
 
 /// `GET /v2/models/{m}`: inputs, outputs and versions. The two inputs are
 /// alternatives: a request sends one of them.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, description = "Inputs, outputs and versions", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     match entry(&state, &name, None).await {
         Ok(e) => {
@@ -171,6 +213,14 @@ pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<Stri
 }
 
 /// `GET /v2/models/{m}/versions/{v}`.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}/versions/{version}",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
+    responses((status = 200, description = "Inputs, outputs and versions", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn version_metadata(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
@@ -182,6 +232,15 @@ pub async fn version_metadata(
 }
 
 /// `POST /v2/models/{m}/infer`.
+#[utoipa::path(
+    post,
+    path = "/v2/models/{name}/infer",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name")),
+    request_body(description = "Inference request, JSON or binary-tensor extension (Inference-Header-Content-Length); docs/protocols.md", content(("application/json"), ("application/octet-stream"))),
+    responses((status = 200, description = "Outputs, JSON or JSON header plus binary data", content(("application/json"), ("application/octet-stream"))), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn model_infer(
     state: State<AppState>,
     principal: Principal,
@@ -194,6 +253,15 @@ pub async fn model_infer(
 }
 
 /// `POST /v2/models/{m}/versions/{v}/infer`.
+#[utoipa::path(
+    post,
+    path = "/v2/models/{name}/versions/{version}/infer",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
+    request_body(description = "Inference request, JSON or binary-tensor extension (Inference-Header-Content-Length); docs/protocols.md", content(("application/json"), ("application/octet-stream"))),
+    responses((status = 200, description = "Outputs, JSON or JSON header plus binary data", content(("application/json"), ("application/octet-stream"))), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn version_infer(
     state: State<AppState>,
     principal: Principal,

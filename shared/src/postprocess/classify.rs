@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{OutputError, Prediction};
 
 /// One class of a classification result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClassScore {
     pub index: usize,
     pub label: String,

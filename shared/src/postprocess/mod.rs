@@ -24,7 +24,7 @@ use crate::preprocess::Geometry;
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 20;
 
 /// One output tensor as read from the model, batch dimension included.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RawOutput {
     pub name: String,
     pub shape: Vec<i64>,
@@ -32,7 +32,7 @@ pub struct RawOutput {
 }
 
 /// A model's answer for one image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Prediction {
     /// The `k` most likely classes, most likely first.

@@ -12,7 +12,7 @@ use crate::manifest::{Coords, KeypointFormat, ModelManifest};
 use crate::preprocess::Geometry;
 
 /// A named point in original-image pixels.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Keypoint {
     pub name: String,
     pub x: f32,
@@ -21,7 +21,7 @@ pub struct Keypoint {
 }
 
 /// A box in original-image pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BoundingBox {
     pub x1: f32,
     pub y1: f32,
@@ -49,7 +49,7 @@ impl BoundingBox {
 }
 
 /// One detected object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Detection {
     pub class: usize,
     pub label: String,

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A completion callback a client asked for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Webhook {
     pub url: String,
     #[serde(default)]
@@ -32,7 +32,7 @@ pub struct Webhook {
 }
 
 /// The shape of the notification.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookFormat {
     /// `{"type", "timestamp", "data"}` signed per Standard Webhooks.
@@ -57,7 +57,7 @@ impl std::str::FromStr for WebhookFormat {
 }
 
 /// Where a webhook's delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Not delivered yet; another attempt is scheduled.
@@ -69,7 +69,7 @@ pub enum DeliveryState {
 }
 
 /// The delivery outcome shown in the job (or batch) record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookDelivery {
     pub state: DeliveryState,
     pub attempts: u32,
