@@ -7,12 +7,13 @@
 
 mod coord;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::recent::{Completion, RECENT_CAPACITY};
 use super::{
     Admission, Claim, Notifier, RATE_BUCKET_SECS, RATE_BUCKETS, ResultStore, Saved, StoreError,
     rate_bucket,
@@ -29,6 +30,9 @@ struct Inner {
     backlog: HashMap<String, u64>,
     /// (model, bucket) → jobs finished; old buckets are dropped on write.
     completions: HashMap<(String, u64), u64>,
+    /// Model → its newest completions, newest first, at most
+    /// [`RECENT_CAPACITY`].
+    recent: HashMap<String, VecDeque<Completion>>,
     /// Parked dead letters: index by (parked order) and the messages.
     dead: BTreeMap<u64, JobId>,
     dead_messages: HashMap<JobId, (u64, Vec<u8>, Instant)>,
@@ -138,8 +142,11 @@ impl Inner {
                 .or_default() += 1;
             self.completions
                 .retain(|(_, b), _| b + RATE_BUCKETS > bucket);
+            let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+            let recent = self.recent.entry(record.model.clone()).or_default();
+            recent.push_front(Completion::from_record(record, now_ms));
+            recent.truncate(RECENT_CAPACITY);
             if record.webhook.is_some() {
-                let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
                 let member = format!("job:{}", record.id);
                 self.coord.schedule(crate::store::HOOKS, &member, now_ms);
             }
@@ -210,6 +217,15 @@ impl ResultStore for MemoryStore {
             .get(model)
             .and_then(|w| w.first())
             .map(|(at, _)| *at))
+    }
+
+    async fn recent_completions(&self, model: &str) -> Result<Vec<Completion>, StoreError> {
+        let inner = self.inner.lock().expect("store lock");
+        Ok(inner
+            .recent
+            .get(model)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn dead_letter(

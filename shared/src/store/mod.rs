@@ -12,11 +12,17 @@
 //! Both move inside the same atomic write that makes a job final, so they
 //! cannot drift from the records as long as the store keeps its data.
 //!
+//! Every final write also appends the job's outcome and stage timings to a
+//! bounded per-model window of recent completions ([`recent`]), which is what
+//! `GET /v1/stats` summarises: throughput and latency read from the store are
+//! the same for every API replica, whichever worker ran the jobs.
+//!
 //! Dead-lettered jobs are parked here too: the record (status
 //! `dead_lettered`), the original queue message (so it can be replayed) and
 //! an index ordered by when they were parked.
 
 pub mod memory;
+pub mod recent;
 pub mod redis;
 
 use std::collections::HashMap;
@@ -127,6 +133,11 @@ pub trait ResultStore: Send + Sync + 'static {
     /// When the oldest job of `model` that no worker has started was
     /// created (Unix ms), if one waits.
     async fn oldest_waiting(&self, model: &str) -> Result<Option<u64>, StoreError>;
+
+    /// The newest completions of `model` (at most
+    /// [`recent::RECENT_CAPACITY`]), newest first; appended by the write
+    /// that made each job final.
+    async fn recent_completions(&self, model: &str) -> Result<Vec<recent::Completion>, StoreError>;
 
     /// Marks a job dead-lettered (unless it is already final) and keeps its
     /// queue `message` for a replay; both live for `ttl`.

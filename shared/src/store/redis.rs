@@ -11,6 +11,9 @@
 //!   `Idempotency-Key` (hashed with its tenant), with the idempotency TTL;
 //! - `P:waiting:{model}` — a sorted set of the model's jobs not yet started,
 //!   scored by creation time (the age of the oldest is a scaling signal);
+//! - `P:recent:{model}` — a list of the model's newest completions (outcome
+//!   and stage timings, see [`super::recent`]), newest first, trimmed to
+//!   [`RECENT_CAPACITY`] entries, expiring a day after the last one;
 //! - `P:dead` — a sorted set of dead-lettered job ids, scored by when they
 //!   were parked; `P:dead:{id}` — the queue message kept for a replay;
 //! - channel `P:done` — a job id is published when its job finishes;
@@ -18,8 +21,8 @@
 //!
 //! Record writes go through one Lua script that refuses to replace a
 //! terminal record and, in the same atomic step, publishes the completion,
-//! takes the job out of its model's backlog and counts it in the rate
-//! bucket — so a waiter that sees no notification can trust the record it
+//! takes the job out of its model's backlog, counts it in the rate bucket
+//! and appends it to the recent completions — so a waiter that sees no notification can trust the record it
 //! reads, and the backlog moves exactly once per job.
 //!
 //! One pub/sub connection per process feeds the [`Notifier`]; it reconnects
@@ -38,6 +41,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::recent::{Completion, RECENT_CAPACITY, RECENT_TTL_SECS};
 use super::{
     Admission, Claim, Notifier, RATE_BUCKET_SECS, RATE_BUCKETS, ResultStore, Saved, StoreError,
     rate_bucket,
@@ -109,6 +113,10 @@ impl RedisStore {
         format!("{}:waiting:{model}", self.prefix)
     }
 
+    fn recent_key(&self, model: &str) -> String {
+        format!("{}:recent:{model}", self.prefix)
+    }
+
     fn dead_index(&self) -> String {
         format!("{}:dead", self.prefix)
     }
@@ -147,6 +155,7 @@ impl RedisStore {
             .key(self.due_key(crate::store::HOOKS))
             .key(self.hook_key(&format!("job:{}", record.id)))
             .key(self.waiting_key(&record.model))
+            .key(self.recent_key(&record.model))
             .arg(json)
             .arg(ttl.as_millis().max(1) as u64)
             .arg(if record.status.is_terminal() {
@@ -166,6 +175,9 @@ impl RedisStore {
                 "0"
             })
             .arg(record.created_at.timestamp_millis().max(0))
+            .arg(Completion::from_record(record, now_ms).encode())
+            .arg(RECENT_CAPACITY)
+            .arg(RECENT_TTL_SECS)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -281,6 +293,18 @@ impl ResultStore for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(first.first().map(|(_, at)| at.max(0.0) as u64))
+    }
+
+    async fn recent_completions(&self, model: &str) -> Result<Vec<Completion>, StoreError> {
+        let mut conn = self.conn.clone();
+        let lines: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.recent_key(model))
+            .arg(0)
+            .arg(RECENT_CAPACITY as i64 - 1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(lines.iter().filter_map(|l| Completion::decode(l)).collect())
     }
 
     async fn dead_letter(

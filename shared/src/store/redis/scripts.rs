@@ -2,9 +2,15 @@
 
 /// Writes a job record. KEYS: record, done channel, backlog hash, rate
 /// bucket, dead index, dead message, webhook outbox, webhook outcome, the
-/// model's waiting set. ARGV: record JSON, TTL ms, "1" if the record is
-/// final, job id, model, mode, dead message, now (ms), "1" if the job has a
-/// webhook, "1" if the job is queued (not started), its creation time (ms).
+/// model's waiting set, the model's recent-completions list. ARGV: record
+/// JSON, TTL ms, "1" if the record is final, job id, model, mode, dead
+/// message, now (ms), "1" if the job has a webhook, "1" if the job is queued
+/// (not started), its creation time (ms), the completion line (see
+/// `store::recent`), the list's capacity, the list's TTL (s).
+///
+/// A final write pushes the completion line onto the model's list and
+/// trims it to its capacity, so the statistics window moves exactly once
+/// per job, in the same step as the backlog.
 ///
 /// The waiting set (job ids by creation time, while they are queued) gives
 /// the age of the oldest waiting job, an autoscaling signal.
@@ -41,6 +47,9 @@ if ARGV[3] == '1' then
   redis.call('INCR', KEYS[4])
   redis.call('EXPIRE', KEYS[4], 120)
   redis.call('PUBLISH', KEYS[2], ARGV[4])
+  redis.call('LPUSH', KEYS[10], ARGV[12])
+  redis.call('LTRIM', KEYS[10], 0, tonumber(ARGV[13]) - 1)
+  redis.call('EXPIRE', KEYS[10], ARGV[14])
   if ARGV[9] == '1' then
     redis.call('ZADD', KEYS[7], ARGV[8], 'job:' .. ARGV[4])
   end
