@@ -33,6 +33,7 @@ pub mod read;
 pub mod register;
 pub mod server;
 pub mod state;
+pub mod stats;
 pub mod submit;
 pub mod synchronous;
 pub mod tensor;
@@ -114,6 +115,7 @@ pub fn app(state: AppState) -> Router {
             require(Scope::Submit, post(batches::cancel)),
         )
         .route("/v1/models", require(Scope::Read, get(models::list)))
+        .route("/v1/stats", require(Scope::Read, get(stats::get)))
         .route(
             "/v2/models/{name}",
             require(Scope::Read, get(kserve::model_metadata)),

@@ -1,0 +1,143 @@
+//! Unit tests of the statistics summary, fed by the memory store.
+
+use std::time::Duration;
+
+use inferq_shared::ErrorCode;
+use inferq_shared::job::{InputInfo, JobError, JobId, JobRecord, Timings};
+use inferq_shared::postprocess::Prediction;
+use inferq_shared::store::ResultStore;
+use inferq_shared::store::memory::MemoryStore;
+
+use super::*;
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn timings(total_ms: f64) -> Timings {
+    Timings {
+        queue_ms: total_ms / 10.0,
+        fetch_ms: 0.0,
+        decode_ms: 1.0,
+        preprocess_ms: 2.0,
+        inference_ms: total_ms / 2.0,
+        total_ms,
+        batch_size: 1,
+    }
+}
+
+fn finished(model: &str, total_ms: Option<f64>) -> JobRecord {
+    let now = chrono::Utc::now();
+    let mut r = JobRecord::queued(JobId::new(), model, 1, InputInfo::default());
+    r.start(now).unwrap();
+    match total_ms {
+        Some(ms) => r
+            .succeed(Prediction::Tensor { outputs: vec![] }, timings(ms), now)
+            .unwrap(),
+        None => r
+            .fail(JobError::new(ErrorCode::DecodeFailed, "bad"), None, now)
+            .unwrap(),
+    }
+    r
+}
+
+async fn sample(store: &MemoryStore, model: &str) -> ModelSample {
+    ModelSample {
+        model: model.into(),
+        backlog: store.backlog(model).await.unwrap(),
+        oldest_waiting_ms: store.oldest_waiting(model).await.unwrap(),
+        recent: store.recent_completions(model).await.unwrap(),
+    }
+}
+
+fn now_ms() -> u64 {
+    chrono::Utc::now().timestamp_millis() as u64
+}
+
+#[test]
+fn nearest_rank_percentiles() {
+    assert_eq!(Percentiles::of(vec![]), None);
+    let p = Percentiles::of((1..=100).rev().map(f64::from).collect()).unwrap();
+    assert_eq!((p.p50, p.p90, p.p99, p.max), (50.0, 90.0, 99.0, 100.0));
+    let one = Percentiles::of(vec![7.5]).unwrap();
+    assert_eq!((one.p50, one.p99, one.max), (7.5, 7.5, 7.5));
+}
+
+#[tokio::test]
+async fn final_writes_fill_the_window_the_summary_reads() {
+    let store = MemoryStore::new(1000);
+    // Three waiting jobs (admitted and recorded), one of them never started.
+    for _ in 0..3 {
+        store.admit("m", 0).await.unwrap();
+    }
+    let waiting = JobRecord::queued(JobId::new(), "m", 1, InputInfo::default());
+    store.save(&waiting, TTL).await.unwrap();
+    // Ten finished jobs: totals 10, 20, … 90 ms and one failure.
+    for i in 1..=9 {
+        store.admit("m", 0).await.unwrap();
+        store
+            .save(&finished("m", Some(10.0 * i as f64)), TTL)
+            .await
+            .unwrap();
+    }
+    store.admit("m", 0).await.unwrap();
+    store.save(&finished("m", None), TTL).await.unwrap();
+    // A queued or running write is not a completion.
+    let mut running = JobRecord::queued(JobId::new(), "m", 1, InputInfo::default());
+    running.start(chrono::Utc::now()).unwrap();
+    store.save(&running, TTL).await.unwrap();
+    // Another model's completions stay apart.
+    store
+        .save(&finished("other", Some(1.0)), TTL)
+        .await
+        .unwrap();
+
+    let s = summarise(sample(&store, "m").await, now_ms(), 60_000);
+    assert_eq!(s.backlog, 3);
+    assert!(s.oldest_waiting_secs >= 0.0 && s.oldest_waiting_secs < 10.0);
+    assert_eq!(s.completed, 10);
+    assert_eq!(s.outcomes["succeeded"], 9);
+    assert_eq!(s.outcomes["failed"], 1);
+    assert_eq!(s.covered_secs, 60.0);
+    assert_eq!(s.throughput_per_sec, round3(10.0 / 60.0));
+    // Latency of the succeeded ones only.
+    let lat = s.latency_ms.unwrap();
+    assert_eq!((lat.p50, lat.p90, lat.max), (50.0, 90.0, 90.0));
+    assert_eq!(s.stages_ms["inference"].p50, 25.0);
+    assert_eq!(s.stages_ms["queue"].max, 9.0);
+    assert_eq!(s.mean_batch_size, Some(1.0));
+
+    // Later than the window: nothing recent, but the backlog is still there.
+    let later = summarise(sample(&store, "m").await, now_ms() + 120_000, 60_000);
+    assert_eq!(later.completed, 0);
+    assert_eq!(later.throughput_per_sec, 0.0);
+    assert_eq!(later.latency_ms, None);
+    assert!(later.stages_ms.is_empty());
+    assert_eq!(later.backlog, 3);
+}
+
+#[tokio::test]
+async fn the_window_is_bounded_and_says_what_it_covers() {
+    let store = MemoryStore::new(2 * RECENT_CAPACITY);
+    // More completions than the window keeps.
+    for _ in 0..RECENT_CAPACITY + 50 {
+        store.save(&finished("busy", Some(5.0)), TTL).await.unwrap();
+    }
+    let recent = store.recent_completions("busy").await.unwrap();
+    assert_eq!(recent.len(), RECENT_CAPACITY);
+
+    // All kept entries are inside a 60 s window: the list dropped some that
+    // were too, so the rate is over the span the list covers.
+    let now = now_ms();
+    let mut s = sample(&store, "busy").await;
+    let n = s.recent.len() as u64;
+    for (i, c) in s.recent.iter_mut().enumerate() {
+        c.finished_ms = now - 10 * i as u64; // newest first, 10 ms apart
+    }
+    let covered_ms = 10 * (n - 1);
+    let stats = summarise(s, now, 60_000);
+    assert_eq!(stats.completed, n);
+    assert_eq!(stats.covered_secs, round3(covered_ms as f64 / 1000.0));
+    assert_eq!(
+        stats.throughput_per_sec,
+        round3(n as f64 / (covered_ms as f64 / 1000.0))
+    );
+}
