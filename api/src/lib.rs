@@ -14,6 +14,7 @@ pub mod admin;
 pub mod auth;
 pub mod batches;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod events;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -64,7 +65,9 @@ pub use state::{ApiCatalog, AppState, ModelCatalog, Settings, SettingsSources};
 /// Every `/v1` route, and the 404/405 fallbacks, sit behind
 /// [`auth::authenticate`]; each route names the scope it needs with
 /// [`auth::require`]. Only the health probes are outside, because
-/// orchestrators call them without credentials.
+/// orchestrators call them without credentials, and the static files of the
+/// web console ([`console`]), which are the same for everyone (the page's API
+/// calls carry the user's key).
 pub fn app(state: AppState) -> Router {
     use auth::{Scope, require};
     // Multipart bodies are read through axum's limit; raw and JSON bodies
@@ -186,6 +189,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2", get(kserve::server))
         .route("/v2/health/live", get(kserve::live))
         .route("/v2/health/ready", get(kserve::ready))
+        .merge(console::routes())
         .method_not_allowed_fallback(method_not_allowed);
     v1.merge(pushed_events)
         .merge(probes)

@@ -1,0 +1,208 @@
+/* InferQ console, part 2 of 4: drawing a job's result.
+ *
+ * One function per output kind turns the `result` of a job record into
+ * something to look at: top-k bars for classifiers, keypoints and skeleton
+ * over the image for pose models, boxes and labels for detectors, the output
+ * image beside the input for image-to-image models. Positions in results are
+ * already in the original image's pixels (the server undoes the model's
+ * resizing), so the overlay is an SVG whose viewBox is the image's own size,
+ * laid exactly over the <img>. Every drawing also has a text form (a list or
+ * table) for screen readers and for copying numbers. Nothing from the server
+ * is ever parsed as HTML: text goes in through textContent only.
+ */
+(function () {
+  'use strict';
+  const InferQ = (window.InferQ = window.InferQ || {});
+  const SVG = 'http://www.w3.org/2000/svg';
+  const PALETTE = ['#ffb000', '#00c2ff', '#ff4f9a', '#7cff5b', '#b28cff', '#ff7a45', '#00e0b8'];
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null) continue;
+      // Through the CSSOM: the page's CSP refuses inline style attributes.
+      if (k === 'style') node.style.cssText = v;
+      else node.setAttribute(k, v);
+    }
+    for (const c of children) node.append(c instanceof Node ? c : String(c));
+    return node;
+  }
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    return node;
+  }
+
+  const pct = (p) => (100 * p).toFixed(p >= 0.995 || p < 0.0005 ? 0 : 1) + ' %';
+  const num = (v, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : '–');
+
+  function table(caption, head, rows) {
+    const cls = (h) => (h.num ? 'num' : h.cls || null);
+    const thead = el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { scope: 'col', class: cls(h) }, h.text))));
+    const tbody = el('tbody');
+    for (const r of rows) tbody.append(el('tr', {}, ...r.map((c, i) => el('td', { class: cls(head[i]) }, c))));
+    const t = el('table', {}, el('caption', { class: 'visually-hidden' }, caption), thead, tbody);
+    return el('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption }, t);
+  }
+
+  /* Top-k classes as labelled bars, most likely first. */
+  function classification(result, out) {
+    const list = el('ol', { class: 'bars', 'aria-label': 'Most likely classes' });
+    for (const c of result.top_k) {
+      const label = c.label || 'class ' + c.index;
+      const width = Math.max(0, Math.min(100, 100 * c.probability));
+      list.append(
+        el('li', { 'data-label': label },
+          el('div', { class: 'name' }, el('span', { class: 'label' }, label), el('span', { class: 'pct' }, pct(c.probability))),
+          el('div', { class: 'track', 'aria-hidden': 'true' }, el('div', { class: 'fill', style: 'width:' + width.toFixed(2) + '%' })))
+      );
+    }
+    out.prediction.append(list);
+    const top = result.top_k[0];
+    return top ? 'Top class: ' + (top.label || 'class ' + top.index) + ', ' + pct(top.probability) + '.' : 'No classes returned.';
+  }
+
+  function scale(w, h) {
+    const s = Math.max(w, h);
+    return { r: Math.max(3, s / 90), stroke: Math.max(1.5, s / 260), font: Math.max(11, s / 32) };
+  }
+
+  /* Keypoints as dots, joined by the skeleton's edges. */
+  function keypoints(result, out, w, h) {
+    const k = scale(w, h);
+    const points = result.keypoints;
+    const g = svg('g', { class: 'pose' });
+    for (const [a, b] of result.skeleton || []) {
+      const p = points[a];
+      const q = points[b];
+      if (!p || !q) continue;
+      // A dark line under a bright one reads on light and dark pictures.
+      for (const [colour, width] of [['#000000', k.stroke * 2.6], ['#00e5ff', k.stroke * 1.4]]) {
+        g.append(svg('line', { class: 'bone', x1: p.x, y1: p.y, x2: q.x, y2: q.y, stroke: colour, 'stroke-width': width, 'stroke-linecap': 'round', 'stroke-opacity': colour === '#000000' ? 0.6 : 1 }));
+      }
+    }
+    for (const p of points) {
+      const strong = p.score >= 0.3;
+      const dot = svg('circle', { class: 'kp', 'data-name': p.name, cx: p.x, cy: p.y, r: k.r, fill: strong ? '#ffcc00' : 'none', stroke: strong ? '#000000' : '#ffcc00', 'stroke-width': k.stroke });
+      const tip = svg('title', {});
+      tip.textContent = p.name + ' (' + pct(p.score) + ')';
+      dot.append(tip);
+      g.append(dot);
+    }
+    out.overlay.append(g);
+    out.prediction.append(table('Keypoints in image pixels', [{ text: 'Keypoint' }, { text: 'x', num: 1 }, { text: 'y', num: 1 }, { text: 'Score', num: 1 }],
+      points.map((p) => [p.name, num(p.x), num(p.y), pct(p.score)])));
+    const edges = (result.skeleton || []).length;
+    return points.length + ' keypoints found' + (edges ? ', joined by ' + edges + ' skeleton lines' : '') + ', drawn over the image.';
+  }
+
+  /* Boxes with their label and score. */
+  function detection(result, out, w, h) {
+    const k = scale(w, h);
+    const g = svg('g', { class: 'boxes' });
+    for (const d of result.detections) {
+      const b = d.box;
+      const colour = PALETTE[d.class % PALETTE.length];
+      const text = (d.label || 'class ' + d.class) + ' ' + pct(d.score);
+      const bw = Math.max(0, b.x2 - b.x1);
+      const bh = Math.max(0, b.y2 - b.y1);
+      const box = svg('g', { class: 'det', 'data-label': d.label || String(d.class) });
+      box.append(svg('rect', { x: b.x1, y: b.y1, width: bw, height: bh, fill: 'none', stroke: '#000000', 'stroke-opacity': 0.6, 'stroke-width': k.stroke * 2.6 }));
+      box.append(svg('rect', { x: b.x1, y: b.y1, width: bw, height: bh, fill: 'none', stroke: colour, 'stroke-width': k.stroke * 1.4 }));
+      const ty = b.y1 > k.font * 1.3 ? b.y1 - k.font * 0.35 : b.y1 + k.font * 1.05;
+      const label = svg('text', { x: b.x1 + k.stroke, y: ty, 'font-size': k.font, 'font-family': 'system-ui, sans-serif', 'font-weight': 700, fill: colour, stroke: '#000000', 'stroke-width': k.font / 8, 'paint-order': 'stroke' });
+      label.textContent = text;
+      box.append(label);
+      g.append(box);
+    }
+    out.overlay.append(g);
+    out.prediction.append(table('Detected objects, boxes in image pixels', [{ text: 'Object' }, { text: 'Score', num: 1 }, { text: 'x1', num: 1 }, { text: 'y1', num: 1 }, { text: 'x2', num: 1 }, { text: 'y2', num: 1 }],
+      result.detections.map((d) => [d.label || 'class ' + d.class, pct(d.score), num(d.box.x1), num(d.box.y1), num(d.box.x2), num(d.box.y2)])));
+    const n = result.detections.length;
+    if (!n) return 'No objects detected.';
+    return n + (n === 1 ? ' object: ' : ' objects: ') + result.detections.slice(0, 5).map((d) => (d.label || 'class ' + d.class) + ' ' + pct(d.score)).join(', ') + '.';
+  }
+
+  /* The output image, fetched with the key, beside the input. */
+  async function image(result, out, job, signal) {
+    const url = await InferQ.api.blobUrl('/v1/jobs/' + encodeURIComponent(job.id) + '/output', signal);
+    out.setOutputUrl(url);
+    out.outputImg.alt = 'The image the model produced, ' + result.width + ' × ' + result.height + ' pixels';
+    out.outputFigure.hidden = false;
+    return 'Output image of ' + result.width + ' × ' + result.height + ' pixels, shown beside the input.';
+  }
+
+  function embedding(result, out) {
+    const values = result.values || [];
+    const shown = values.slice(0, 256);
+    const max = Math.max(1e-9, ...shown.map((v) => Math.abs(v)));
+    const box = svg('svg', { viewBox: '0 0 ' + shown.length + ' 2', preserveAspectRatio: 'none', class: 'embedding', role: 'img', 'aria-label': 'The first ' + shown.length + ' values as bars' });
+    shown.forEach((v, i) => {
+      const hgt = Math.abs(v) / max;
+      box.append(svg('rect', { x: i, y: v >= 0 ? 1 - hgt : 1, width: 0.8, height: hgt, fill: 'currentColor' }));
+    });
+    box.style.width = '100%';
+    box.style.height = '4rem';
+    out.prediction.append(el('p', {}, result.dimensions + ' dimensions' + (result.normalized ? ', L2-normalised' : '') + '.'), box,
+      table('First values', [{ text: 'Index', num: 1 }, { text: 'Value', num: 1 }], values.slice(0, 8).map((v, i) => [String(i), v.toFixed(5)])));
+    return 'Embedding of ' + result.dimensions + ' dimensions.';
+  }
+
+  function tensor(result, out) {
+    out.prediction.append(table('Output tensors', [{ text: 'Output' }, { text: 'Shape' }, { text: 'First values' }],
+      result.outputs.map((o) => [o.name, '[' + o.shape.join(', ') + ']', o.data.slice(0, 6).map((v) => v.toPrecision(4)).join(', ')])));
+    return result.outputs.length + ' raw output tensor(s).';
+  }
+
+  /* Draws a finished job; returns the one-line summary for the live region. */
+  async function result(job, out, size, signal) {
+    out.overlay.setAttribute('viewBox', '0 0 ' + size.w + ' ' + size.h);
+    out.overlay.setAttribute('preserveAspectRatio', 'none');
+    const r = job.result;
+    switch (r.kind) {
+      case 'classification': return classification(r, out);
+      case 'keypoints': return keypoints(r, out, size.w, size.h);
+      case 'detection': return detection(r, out, size.w, size.h);
+      case 'image': return image(r, out, job, signal);
+      case 'embedding': return embedding(r, out);
+      case 'tensor': return tensor(r, out);
+      default:
+        out.prediction.append(el('p', {}, 'This console does not draw results of kind “' + r.kind + '” yet; see the job record below.'));
+        return 'Finished with a result of kind ' + r.kind + '.';
+    }
+  }
+
+  const STAGES = [
+    ['queue', 'Queue', 'waiting for a worker'],
+    ['fetch', 'Fetch', 'reading the image from storage'],
+    ['decode', 'Decode', 'decoding the image'],
+    ['preprocess', 'Preprocess', 'resizing and normalising'],
+    ['inference', 'Inference', 'running the model (the whole batch)'],
+  ];
+
+  /* The job's stage timings: a stacked bar to scale and a table. */
+  function timings(t, into) {
+    into.replaceChildren();
+    if (!t) {
+      into.append(el('p', { class: 'hint' }, 'No timings: the job never reached a worker.'));
+      return;
+    }
+    const total = Math.max(t.total_ms, 1e-6);
+    const parts = STAGES.map(([key, name, what]) => ({ key, name, what, ms: t[key + '_ms'] || 0 }));
+    const other = Math.max(0, t.total_ms - parts.reduce((s, p) => s + p.ms, 0));
+    parts.push({ key: 'other', name: 'Other', what: 'postprocessing, storing, waking the poll', ms: other });
+    const bar = el('div', { class: 'stages', 'aria-hidden': 'true' });
+    for (const p of parts) {
+      bar.append(el('span', { class: 'stage-' + p.key, style: 'width:' + ((100 * p.ms) / total).toFixed(2) + '%', title: p.name + ' ' + num(p.ms, 2) + ' ms' }));
+    }
+    const rows = parts.map((p) => [el('span', {}, el('span', { class: 'swatch stage-' + p.key, 'aria-hidden': 'true' }), p.name), p.what, num(p.ms, 2) + ' ms', pct(p.ms / total)]);
+    const wrap = table('Stage timings of this job', [{ text: 'Stage' }, { text: 'What', cls: 'what' }, { text: 'Time', num: 1 }, { text: 'Share', num: 1 }], rows);
+    const batch = t.batch_size > 1 ? ', batch of ' + t.batch_size : '';
+    const foot = el('tfoot', {}, el('tr', {}, el('td', {}, 'Total'), el('td', { class: 'what' }, 'acceptance to result' + batch), el('td', { class: 'num' }, num(t.total_ms, 2) + ' ms'), el('td', { class: 'num' }, '100 %')));
+    wrap.querySelector('table').append(foot);
+    into.append(bar, wrap);
+  }
+
+  InferQ.draw = { el, svg, result, timings, pct, num };
+})();
