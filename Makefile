@@ -27,7 +27,7 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
-        fmt lint verify-model clean-assets models-extra chaos soak fuzz bench validate-deploy
+        fmt lint verify-model clean-assets models-extra chaos soak fuzz bench validate-deploy browser-test
 
 help: ## List the targets
 	@echo "InferQ make targets:"
@@ -109,10 +109,16 @@ test: export RUST_BACKTRACE := 1
 test: validate-deploy assets services ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	@# The web console in headless Chromium (installed with apt if missing; SKIPPED if impossible).
+	bash scripts/browser-test.sh
 	@# Own step, after all other tests: it restarts the shared RabbitMQ.
 	$(CARGO) run -q --bin inferq-chaos -- chaos $(CHAOS_SHORT)
 	@test -f models/movenet-lightning/1/model.onnx || \
 	  echo "NOTE: the MoveNet pose test (tests/tests/output_kinds.rs) was SKIPPED: run 'make models-extra' to include it"
+
+browser-test: assets ## The web console end to end in headless Chromium (tests/browser; installs chromium as root)
+	$(CARGO) build --bin inferq
+	bash scripts/browser-test.sh
 
 # Release binaries, as in production (and the build `make soak` needs too).
 chaos: assets services ## Chaos test (release): 3000 EfficientNet jobs, worker SIGKILLs every 3 s, RabbitMQ + Redis restarts
