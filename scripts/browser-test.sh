@@ -5,8 +5,8 @@
 # tests/browser/package-lock.json), against the already-built debug `inferq`
 # binary; it builds nothing itself (`make test` builds first).
 #
-# - Chromium missing: installed with `apt-get install -y chromium` when running
-#   as root; if that is impossible or fails, prints
+# - Chromium missing: installed with `apt-get install -y chromium` (without
+#   recommends) when running as root; if that is impossible or fails, prints
 #   "SKIPPED: browser test (reason)" and exits 0.
 # - npm packages: `npm ci` with its cache under .cache/npm.
 # - The binary: $INFERQ_BIN, else $CARGO_TARGET_DIR/debug/inferq, else
@@ -28,9 +28,12 @@ if [[ ! -x "$CHROMIUM" ]]; then
     mkdir -p .cache
     echo "browser-test: installing chromium with apt-get (log: .cache/apt-chromium.log)"
     export DEBIAN_FRONTEND=noninteractive
+    # Without recommends (udev, avahi, printer tools: ~110 packages a headless
+    # test does not use); fonts-liberation is the one that shows in pages.
+    packages=(--no-install-recommends chromium fonts-liberation)
     # A stale package list fails the first try; refresh it and try again.
-    if ! apt-get install -y -q chromium >.cache/apt-chromium.log 2>&1; then
-        { apt-get update -q && apt-get install -y -q chromium; } >>.cache/apt-chromium.log 2>&1 ||
+    if ! apt-get install -y -q "${packages[@]}" >.cache/apt-chromium.log 2>&1; then
+        { apt-get update -q && apt-get install -y -q "${packages[@]}"; } >>.cache/apt-chromium.log 2>&1 ||
             skip "apt-get install chromium failed; see .cache/apt-chromium.log"
     fi
     [[ -x "$CHROMIUM" ]] || skip "chromium installed but $CHROMIUM is not there"
