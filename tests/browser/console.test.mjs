@@ -7,6 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { IMAGES, OUT, decodePng, launchOptions, modelRepository, startServer } from './harness.mjs';
@@ -20,15 +21,24 @@ let browser;
 let server;
 let modelDir;
 
+let pictures; // a local web server with the cat photo, for address inputs
+
 before(async () => {
   modelDir = modelRepository();
-  server = await startServer('console', modelDir);
+  pictures = http.createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'image/png' });
+    res.end(fs.readFileSync(CAT));
+  });
+  await new Promise((resolve) => pictures.listen(0, '127.0.0.1', resolve));
+  // The worker may fetch addresses on this machine only because we say so.
+  server = await startServer('console', modelDir, ['--fetch-allow-hosts', '127.0.0.1']);
   browser = await chromium.launch(launchOptions());
 });
 
 after(async () => {
   await browser?.close();
   await server?.stop();
+  pictures?.close();
   if (modelDir) fs.rmSync(modelDir, { recursive: true, force: true });
 });
 
@@ -156,6 +166,40 @@ test('draws boxes for a detector and shows the output image of an image model', 
     const img = document.getElementById('output-img');
     return !document.getElementById('output-figure').hidden && img.complete && img.naturalWidth === 32;
   }, null, { timeout: 10_000 });
+  assert.deepEqual(page.problems, []);
+});
+
+test('takes a pasted image, a dropped one and an address', async () => {
+  const page = await openPage(server.url);
+  await modelsLoaded(page);
+  const b64 = fs.readFileSync(CAT).toString('base64');
+  const give = (how, target) =>
+    page.evaluate(([how, data, target]) => {
+      const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], how + '.png', { type: 'image/png' }));
+      const init = { bubbles: true, cancelable: true };
+      const event = how === 'pasted' ? new ClipboardEvent('paste', { ...init, clipboardData: dt }) : new DragEvent('drop', { ...init, dataTransfer: dt });
+      document.querySelector(target).dispatchEvent(event);
+    }, [how, b64, target]);
+
+  await give('pasted', 'body');
+  assert.match(await page.textContent('#chosen'), /^Pasted: pasted\.png/);
+  await runJob(page, 'tiny-pose');
+  assertPose(await dotPositions(page));
+
+  await give('dropped', '#drop');
+  assert.match(await page.textContent('#chosen'), /^Dropped: dropped\.png/);
+  const job = await runJob(page, 'tiny-pose');
+  assert.equal(job.input.encoding, 'raw');
+  assertPose(await dotPositions(page));
+
+  const address = `http://127.0.0.1:${pictures.address().port}/chelsea.png`;
+  await page.fill('#url', address);
+  assert.equal(await page.textContent('#chosen'), '', 'the address replaces the file');
+  const fetched = await runJob(page, 'tiny-pose');
+  assert.equal(fetched.input.uri, address);
+  assertPose(await dotPositions(page));
   assert.deepEqual(page.problems, []);
 });
 
