@@ -25,6 +25,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use inferq_shared::JobStatus;
+use inferq_shared::job::Timings;
 use inferq_shared::store::recent::{Completion, RECENT_CAPACITY};
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +117,18 @@ pub struct Stats {
     pub models: Vec<ModelStats>,
 }
 
+/// Reads one stage's duration out of a job's timings.
+type StageOf = fn(&Timings) -> f64;
+
+/// The stages reported in `stages_ms`, by name.
+const STAGES: [(&str, StageOf); 5] = [
+    ("queue", |t| t.queue_ms),
+    ("fetch", |t| t.fetch_ms),
+    ("decode", |t| t.decode_ms),
+    ("preprocess", |t| t.preprocess_ms),
+    ("inference", |t| t.inference_ms),
+];
+
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
@@ -149,27 +162,16 @@ pub fn summarise(sample: ModelSample, now_ms: u64, window_ms: u64) -> ModelStats
     for c in &in_window {
         *outcomes.entry(c.status.to_string()).or_insert(0) += 1;
     }
-    let timed: Vec<&inferq_shared::job::Timings> = in_window
+    let timed: Vec<&Timings> = in_window
         .iter()
         .filter(|c| c.status == JobStatus::Succeeded)
         .filter_map(|c| c.timings.as_ref())
         .collect();
-    let stage = |f: fn(&inferq_shared::job::Timings) -> f64| {
-        Percentiles::of(timed.iter().map(|t| f(t)).collect())
-    };
-    let mut stages_ms = BTreeMap::new();
-    let stages: [(&'static str, fn(&inferq_shared::job::Timings) -> f64); 5] = [
-        ("queue", |t| t.queue_ms),
-        ("fetch", |t| t.fetch_ms),
-        ("decode", |t| t.decode_ms),
-        ("preprocess", |t| t.preprocess_ms),
-        ("inference", |t| t.inference_ms),
-    ];
-    for (name, f) in stages {
-        if let Some(p) = stage(f) {
-            stages_ms.insert(name, p);
-        }
-    }
+    let stage = |f: StageOf| Percentiles::of(timed.iter().map(|t| f(t)).collect());
+    let stages_ms = STAGES
+        .iter()
+        .filter_map(|(name, f)| Some((*name, stage(*f)?)))
+        .collect();
     let mean_batch_size = (!timed.is_empty()).then(|| {
         round3(timed.iter().map(|t| t.batch_size as f64).sum::<f64>() / timed.len() as f64)
     });
