@@ -16,13 +16,9 @@
 
 use std::sync::LazyLock;
 
-use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use sha2::{Digest, Sha256};
-
-use crate::state::AppState;
 
 /// One embedded file.
 struct Asset {
@@ -119,14 +115,11 @@ static CONSOLE: LazyLock<Console> = LazyLock::new(|| {
     }
 });
 
-/// The console's routes; the caller keeps them outside authentication.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(index))
-        .route("/console/{file}", get(file))
-}
-
-async fn index(headers: HeaderMap) -> Response {
+/// The console page. Routed outside authentication (see [`crate::app`]).
+#[utoipa::path(get, path = "/", tag = "console",
+    responses((status = 200, description = "The web console (HTML)", content_type = "text/html"),
+        (status = 304, description = "Not modified (If-None-Match)")))]
+pub async fn index(headers: HeaderMap) -> Response {
     let mut resp = respond(&CONSOLE.index, &headers, false);
     let h = resp.headers_mut();
     h.insert(
@@ -140,7 +133,14 @@ async fn index(headers: HeaderMap) -> Response {
     resp
 }
 
-async fn file(
+/// One of the page's scripts, its stylesheet or its icon.
+#[utoipa::path(get, path = "/console/{file}", tag = "console",
+    params(("file" = String, Path, description = "app.js, api.js, draw.js, stats.js, app.css or icon.svg"),
+        ("v" = Option<String>, Query, description = "The content hash the page adds; the current one makes the answer immutable")),
+    responses((status = 200, description = "The file (JavaScript, CSS or SVG)"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "No such file", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn file(
     axum::extract::Path(name): axum::extract::Path<String>,
     uri: Uri,
     headers: HeaderMap,

@@ -189,7 +189,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v2", get(kserve::server))
         .route("/v2/health/live", get(kserve::live))
         .route("/v2/health/ready", get(kserve::ready))
-        .merge(console::routes())
+        .route("/", get(console::index))
+        .route("/console/{file}", get(console::file))
         .method_not_allowed_fallback(method_not_allowed);
     v1.merge(pushed_events)
         .merge(probes)

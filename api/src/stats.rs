@@ -46,7 +46,7 @@ pub struct StatsQuery {
 }
 
 /// Nearest-rank percentiles of one duration, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Percentiles {
     pub p50: f64,
     pub p90: f64,
@@ -75,7 +75,7 @@ impl Percentiles {
 }
 
 /// One model's numbers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ModelStats {
     pub model: String,
     /// Jobs accepted and not yet final: waiting or running.
@@ -95,13 +95,13 @@ pub struct ModelStats {
     pub latency_ms: Option<Percentiles>,
     /// Each stage of the succeeded jobs: `queue`, `fetch`, `decode`,
     /// `preprocess`, `inference`.
-    pub stages_ms: BTreeMap<&'static str, Percentiles>,
+    pub stages_ms: BTreeMap<String, Percentiles>,
     /// Mean jobs per inference call of the succeeded jobs.
     pub mean_batch_size: Option<f64>,
 }
 
 /// The sums over every model.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Totals {
     pub backlog: u64,
     pub completed: u64,
@@ -109,7 +109,7 @@ pub struct Totals {
 }
 
 /// The answer of `GET /v1/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub generated_at: chrono::DateTime<chrono::Utc>,
     pub window_secs: f64,
@@ -170,7 +170,7 @@ pub fn summarise(sample: ModelSample, now_ms: u64, window_ms: u64) -> ModelStats
     let stage = |f: StageOf| Percentiles::of(timed.iter().map(|t| f(t)).collect());
     let stages_ms = STAGES
         .iter()
-        .filter_map(|(name, f)| Some((*name, stage(*f)?)))
+        .filter_map(|(name, f)| Some((name.to_string(), stage(*f)?)))
         .collect();
     let mean_batch_size = (!timed.is_empty()).then(|| {
         round3(timed.iter().map(|t| t.batch_size as f64).sum::<f64>() / timed.len() as f64)
@@ -193,6 +193,19 @@ pub fn summarise(sample: ModelSample, now_ms: u64, window_ms: u64) -> ModelStats
 }
 
 /// `GET /v1/stats?window=SECONDS`
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "stats",
+    params(("window" = Option<f64>, Query, description = "Seconds of recent completions to summarise, 1 to 3600 (default 60)")),
+    responses(
+        (status = 200, description = "Backlog, throughput and latency per model, from the shared store", body = Stats),
+        (status = 400, description = "Bad window", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the read scope", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("api_key" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     q: Result<Query<StatsQuery>, QueryRejection>,
