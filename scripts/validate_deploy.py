@@ -10,7 +10,7 @@
 
 Facts are read from the sources, never restated: option variables from `env = "INFERQ_…"`
 in the Rust code, probe routes from api/src/lib.rs, metric names from
-shared/src/metrics.rs, binary names from the Cargo manifests, the ONNX Runtime version
+shared/runtime/src/metrics/mod.rs, binary names from the Cargo manifests, the ONNX Runtime version
 from scripts/requirements.txt. Prints one line per finding; exit status 1 if any failed.
 """
 
@@ -71,7 +71,7 @@ def rust_sources(*dirs):
 def known_env():
     """Every environment variable a binary reads through clap (`env = "…"`)."""
     names = set()
-    for text in rust_sources("shared/src", "api/src", "worker/src", "client/src"):
+    for text in rust_sources("shared", "api/src", "worker/src", "embedded/src", "client/src"):
         names.update(re.findall(r'\benv\s*=\s*"([A-Z][A-Z0-9_]*)"', text))
     return names
 
@@ -89,7 +89,7 @@ def api_routes():
 
 @functools.lru_cache(maxsize=None)
 def metric_names():
-    return set(re.findall(r'"(inferq_[a-z0-9_]+)"', read("shared/src/metrics.rs")))
+    return set(re.findall(r'"(inferq_[a-z0-9_]+)"', read("shared/runtime/src/metrics/mod.rs")))
 
 
 def seconds(value):
@@ -129,14 +129,14 @@ def ignored(path, patterns):
 
 def cargo_bins():
     bins = set()
-    for manifest in ("api/Cargo.toml", "worker/Cargo.toml"):
+    for manifest in ("api/Cargo.toml", "worker/Cargo.toml", "embedded/Cargo.toml"):
         text = read(manifest)
         bins.update(re.findall(r'\[\[bin\]\]\s*name\s*=\s*"([^"]+)"', text))
     return bins
 
 
 def default_ports():
-    text = read("shared/src/config.rs") + read("worker/src/config.rs")
+    text = read("shared/runtime/src/config.rs") + read("worker/src/config.rs") + read("embedded/src/config.rs")
     return {int(p) for p in re.findall(r'"0\.0\.0\.0:(\d+)"', text)}
 
 
@@ -524,7 +524,7 @@ def cross_check(where, docs, secrets):
         for t in so["spec"]["triggers"]:
             used = set(re.findall(r"inferq_[a-z0-9_]+", t["metadata"].get("query", "")))
             check(used and used <= metric_names(),
-                  f"{where}: KEDA query reads {sorted(used)}, defined in shared/src/metrics.rs")
+                  f"{where}: KEDA query reads {sorted(used)}, defined in shared/runtime/src/metrics/mod.rs")
             mn = so["spec"].get("minReplicaCount", 1)
             check(mn > 0 or "activationThreshold" in t["metadata"],
                   f"{where}: scale-from-zero trigger sets activationThreshold")
@@ -533,7 +533,7 @@ def cross_check(where, docs, secrets):
         for m in hpa["spec"].get("metrics", []):
             if m["type"] == "External":
                 n = m["external"]["metric"]["name"]
-                check(n in metric_names(), f"{where}: HPA external metric {n} is defined in shared/src/metrics.rs")
+                check(n in metric_names(), f"{where}: HPA external metric {n} is defined in shared/runtime/src/metrics/mod.rs")
     for target, who in owners.items():
         check(len(who) == 1, f"{where}: one autoscaler for {target} ({', '.join(who)})")
         check(target in deployments and "replicas" not in deployments[target]["spec"],

@@ -16,7 +16,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use inferq_shared::job::{JobId, JobRecord, JobStatus};
+use inferq_core::job::{JobId, JobRecord, JobStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -86,7 +86,7 @@ pub async fn list(
     path = "/v1/admin/dead-letters/{id}/replay",
     tag = "admin",
     params(("id" = String, Path, description = "Job id (UUID)")),
-    responses((status = 200, description = "The job", body = inferq_shared::job::JobRecord), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The job", body = inferq_core::job::JobRecord), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn replay_one(

@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
+use crate::auth::keys::AuthConfig;
 use clap::Parser;
-use inferq_shared::auth::AuthConfig;
-use inferq_shared::config::{
+use inferq_backends::fetch::FetchConfig;
+use inferq_runtime::config::{
     AdmissionConfig, BatchConfig, BrokerConfig, DeliveryConfig, EventConfig, HttpConfig,
     LimitConfig, LogConfig, MetricsConfig, ModelConfig, RetentionConfig, StoreConfig,
     WebhookConfig,
 };
-use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
 
 /// InferQ API: accepts image jobs over HTTP, validates them cheaply, enqueues

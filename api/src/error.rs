@@ -8,10 +8,10 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use inferq_shared::ErrorCode;
-use inferq_shared::broker::BrokerError;
-use inferq_shared::sniff::SniffError;
-use inferq_shared::store::StoreError;
+use inferq_backends::broker::BrokerError;
+use inferq_backends::store::StoreError;
+use inferq_core::ErrorCode;
+use inferq_core::sniff::SniffError;
 use serde::Serialize;
 
 /// Media type of error bodies.
@@ -35,7 +35,7 @@ pub enum ApiError {
     #[error("{0}")]
     InvalidUri(String),
     #[error("{0}")]
-    Fetch(inferq_shared::fetch::FetchError),
+    Fetch(inferq_backends::fetch::FetchError),
     #[error(
         "model {name} version {version} already exists; versions are immutable, upload a new one"
     )]
@@ -189,7 +189,7 @@ impl ApiError {
                 None,
             ),
             Fetch(e) => {
-                use inferq_shared::fetch::FetchError as F;
+                use inferq_backends::fetch::FetchError as F;
                 let (status, title) = match e {
                     F::InvalidUri(_) => (StatusCode::BAD_REQUEST, "Invalid URI"),
                     F::Forbidden(_) => (StatusCode::FORBIDDEN, "URI not allowed"),
@@ -320,8 +320,8 @@ impl From<BrokerError> for ApiError {
     }
 }
 
-impl From<inferq_shared::fetch::FetchError> for ApiError {
-    fn from(e: inferq_shared::fetch::FetchError) -> Self {
+impl From<inferq_backends::fetch::FetchError> for ApiError {
+    fn from(e: inferq_backends::fetch::FetchError) -> Self {
         ApiError::Fetch(e)
     }
 }

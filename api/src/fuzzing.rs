@@ -1,11 +1,11 @@
 //! Fuzz harness body for the API's JSON job parsing (target `request_json`
 //! of the `fuzz/` package).
 //!
-//! Like `inferq_shared::fuzzing`, it is shared by libFuzzer (feature
+//! Like `inferq_vision::fuzzing`, it is shared by libFuzzer (feature
 //! `fuzzing`) and by the unit test below that replays the committed corpus,
 //! so `make test` checks every seed and every fixed crash input cheaply.
 
-use inferq_shared::config::LimitConfig;
+use inferq_runtime::config::LimitConfig;
 
 use crate::input::{Payload, check_uri, parse_json};
 use crate::tensor::MAX_TENSOR_DEPTH;

@@ -16,8 +16,8 @@
 //! still being enqueued gets `409` with `Retry-After: 1`.
 
 use axum::http::HeaderMap;
-use inferq_shared::job::JobId;
-use inferq_shared::job::JobRecord;
+use inferq_core::job::JobId;
+use inferq_core::job::JobRecord;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;

@@ -28,8 +28,8 @@ use crate::error::ApiError;
 use crate::limits::{check_json_depth, check_uri_len};
 use crate::read::read_body;
 use crate::tensor::JsonTensor;
-use inferq_shared::config::LimitConfig;
-use inferq_shared::fetch::StorageUri;
+use inferq_backends::fetch::StorageUri;
+use inferq_runtime::config::LimitConfig;
 
 /// Per-job options, from the query string and/or the body (the body wins).
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -9,9 +9,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use inferq_shared::job::{JobId, JobRecord};
-use inferq_shared::postprocess::Prediction;
-use inferq_shared::store::Saved;
+use inferq_backends::store::Saved;
+use inferq_core::job::{JobId, JobRecord};
+use inferq_core::prediction::Prediction;
 use serde::Deserialize;
 
 use crate::auth::Principal;
@@ -36,7 +36,7 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
     path = "/v1/jobs/{id}",
     tag = "jobs",
     params(("id" = String, Path, description = "Job id (UUID)"), ("wait" = Option<u64>, Query, description = "Long-poll: answer once the job is final or after this many seconds")),
-    responses((status = 200, description = "The job", body = inferq_shared::job::JobRecord), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The job", body = inferq_core::job::JobRecord), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn get(
@@ -134,7 +134,7 @@ pub async fn output(
     path = "/v1/jobs/{id}/cancel",
     tag = "jobs",
     params(("id" = String, Path, description = "Job id (UUID)")),
-    responses((status = 200, description = "The job", body = inferq_shared::job::JobRecord), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The job", body = inferq_core::job::JobRecord), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn cancel(

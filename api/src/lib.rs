@@ -49,11 +49,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::middleware;
 use axum::routing::{get, post, put};
-use inferq_shared::broker::amqp::AmqpQueue;
-use inferq_shared::fetch::Fetcher;
-use inferq_shared::repository::{LiveRepository, ModelRepository};
-use inferq_shared::store::redis::RedisStore;
-use inferq_shared::telemetry::ReloadTrigger;
+use inferq_backends::broker::amqp::AmqpQueue;
+use inferq_backends::fetch::Fetcher;
+use inferq_backends::repository::{LiveRepository, ModelRepository};
+use inferq_backends::store::redis::RedisStore;
+use inferq_runtime::signals::ReloadTrigger;
 use tower_http::trace::TraceLayer;
 
 pub use config::ApiConfig;
@@ -245,24 +245,19 @@ pub enum RunError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Models(#[from] inferq_shared::manifest::ManifestError),
+    Models(#[from] inferq_core::manifest::ManifestError),
     #[error(transparent)]
-    Store(#[from] inferq_shared::store::StoreError),
+    Store(#[from] inferq_backends::store::StoreError),
     #[error("storage configuration: {0}")]
-    Fetch(#[from] inferq_shared::fetch::FetchError),
+    Fetch(#[from] inferq_backends::fetch::FetchError),
     #[error("API keys: {0}")]
-    Auth(#[from] inferq_shared::auth::AuthConfigError),
+    Auth(#[from] crate::auth::keys::AuthConfigError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
     #[error(transparent)]
     EventRule(#[from] events::rules::RuleError),
     #[error(transparent)]
-    Webhook(#[from] inferq_shared::webhook::sign::SecretError),
-}
-
-/// The model poll interval from its config value (0 = off).
-pub fn poll_interval(secs: f64) -> Option<std::time::Duration> {
-    (secs > 0.0 && secs.is_finite()).then(|| std::time::Duration::from_secs_f64(secs))
+    Webhook(#[from] inferq_backends::webhook::sign::SecretError),
 }
 
 /// Loads the model manifests, logging the ones that cannot be used.
@@ -292,7 +287,7 @@ pub async fn production_state(config: &ApiConfig) -> Result<AppState, RunError> 
     );
     // Connect eagerly so a misconfiguration shows at start, but start anyway:
     // readiness reports the broker until it is back.
-    if let Err(e) = inferq_shared::broker::JobQueue::check(&queue).await {
+    if let Err(e) = inferq_backends::broker::JobQueue::check(&queue).await {
         tracing::warn!(error = %e, "broker not reachable yet");
     }
     let store = RedisStore::new(&config.store.redis_url, &config.store.key_prefix)?;
@@ -341,7 +336,7 @@ pub async fn run_on(
 ) -> Result<(), RunError> {
     let state = production_state(&config).await?;
     let catalog = state.models.clone();
-    let poll = poll_interval(config.models.model_poll_secs);
+    let poll = inferq_runtime::signals::poll_interval(config.models.model_poll_secs);
     let watcher = tokio::spawn(async move {
         let mut trigger = ReloadTrigger::new(poll);
         loop {
@@ -359,8 +354,12 @@ pub async fn run_on(
         state.clone(),
         until(stop_rx.clone()),
     ));
-    inferq_shared::metrics::set_build_info("api");
-    let metrics = metrics::spawn(&config.metrics.metrics_listen, until(stop_rx.clone())).await;
+    inferq_runtime::metrics::set_build_info("api");
+    let metrics = inferq_runtime::metrics::listener::spawn(
+        &config.metrics.metrics_listen,
+        until(stop_rx.clone()),
+    )
+    .await;
     let gauges = tokio::spawn(metrics::refresh_gauges(
         state.store.clone(),
         state.models.clone(),

@@ -7,8 +7,8 @@
 //! recursive parser given `[[[[…` spends its stack (serde_json stops at 128
 //! levels, but everything built from the parse would be recursive too).
 
-use inferq_shared::config::LimitConfig;
-use inferq_shared::fetch::MAX_URI_LEN;
+use inferq_backends::fetch::MAX_URI_LEN;
+use inferq_runtime::config::LimitConfig;
 
 use crate::error::ApiError;
 

@@ -5,9 +5,9 @@ use inferq_api::ApiConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config: ApiConfig = inferq_shared::config::load_or_exit();
-    inferq_shared::telemetry::init(&config.log.log_format);
-    inferq_api::run(config, inferq_shared::telemetry::shutdown_signal())
+    let config: ApiConfig = inferq_runtime::config::load_or_exit();
+    inferq_runtime::logging::init(&config.log.log_format);
+    inferq_api::run(config, inferq_runtime::signals::shutdown_signal())
         .await
         .context("inferq-api failed")
 }

@@ -1,10 +1,6 @@
-//! Prometheus metrics of the API: request counting, the gauges the
-//! autoscaler reads, and the separate `/metrics` listener.
-//!
-//! `/metrics` is served on its own port (`--metrics-listen`), not on the
-//! API's: scrapers and autoscalers reach it inside the cluster without an
-//! API key, and it is never exposed with the public API. Workers and the
-//! embedded server use the same listener ([`spawn`]).
+//! Prometheus metrics of the API: request counting and the gauges the
+//! autoscaler reads. The `/metrics` listener itself is shared with the
+//! workers ([`inferq_runtime::metrics::listener`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,8 +9,8 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use inferq_shared::metrics::{metrics, render};
-use inferq_shared::store::ResultStore;
+use inferq_backends::store::ResultStore;
+use inferq_runtime::metrics::metrics;
 
 use crate::state::ModelCatalog;
 
@@ -70,44 +66,4 @@ pub async fn refresh_gauges(
             _ = tokio::time::sleep(REFRESH) => {}
         }
     }
-}
-
-/// Serves `GET /metrics` on `listen` until `shutdown`; an empty address
-/// turns it off. A port that cannot be bound is logged, not fatal: the
-/// process still serves jobs (several workers on one host share a config).
-pub async fn spawn(
-    listen: &str,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if listen.trim().is_empty() {
-        return None;
-    }
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(%listen, error = %e, "metrics listener not started");
-            return None;
-        }
-    };
-    tracing::info!(addr = ?listener.local_addr().ok(), "metrics on /metrics");
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(|| async {
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                render(),
-            )
-        }),
-    );
-    Some(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "metrics listener failed");
-        }
-    }))
 }

@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use inferq_shared::manifest::ModelManifest;
-use inferq_shared::repository::{ModelEntry, ModelRepository};
+use inferq_backends::repository::{ModelEntry, ModelRepository};
+use inferq_core::manifest::ModelManifest;
 use serde::Serialize;
 
 use crate::error::ApiError;

@@ -98,7 +98,7 @@ pub async fn version(
 /// One instance in the shape the job submission path reads.
 fn instance(
     value: Value,
-    limits: &inferq_shared::config::LimitConfig,
+    limits: &inferq_runtime::config::LimitConfig,
 ) -> Result<crate::input::Payload, ApiError> {
     let normalised = match value {
         Value::Array(_) => json!({ "tensor": value }),

@@ -20,8 +20,8 @@ use axum::extract::{FromRequest, Multipart, Path as UrlPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use inferq_shared::manifest::{MANIFEST_FILE, MODEL_FILE, ModelManifest};
-use inferq_shared::repository::valid_model_name;
+use inferq_backends::repository::valid_model_name;
+use inferq_core::manifest::{MANIFEST_FILE, MODEL_FILE, ModelManifest};
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use inferq_shared::broker::JobQueue;
-use inferq_shared::config::LimitConfig;
-use inferq_shared::repository::{LiveRepository, ModelEntry, ModelRepository};
-use inferq_shared::store::ResultStore;
+use inferq_backends::broker::JobQueue;
+use inferq_backends::repository::{LiveRepository, ModelEntry, ModelRepository};
+use inferq_backends::store::ResultStore;
+use inferq_runtime::config::LimitConfig;
 
 /// Shared, cheaply clonable handler state.
 #[derive(Clone)]
@@ -15,7 +15,7 @@ pub struct AppState {
     pub store: Arc<dyn ResultStore>,
     pub models: Arc<dyn ModelCatalog>,
     /// Policy for storage references (checked at submission; the worker fetches).
-    pub fetcher: Arc<inferq_shared::fetch::Fetcher>,
+    pub fetcher: Arc<inferq_backends::fetch::Fetcher>,
     pub settings: Arc<Settings>,
     /// API keys, or authentication off (see [`crate::auth`]).
     pub auth: Arc<crate::auth::Authenticator>,
@@ -86,7 +86,7 @@ impl ModelCatalog for ApiCatalog {
 pub struct Settings {
     pub default_model: String,
     /// Model repository settings (directory, uploads).
-    pub models: inferq_shared::config::ModelConfig,
+    pub models: inferq_runtime::config::ModelConfig,
     pub limits: LimitConfig,
     pub retention: Retention,
     /// Cap on `?wait=`.
@@ -104,7 +104,7 @@ pub struct Settings {
     /// Whether jobs may ask for a completion webhook (a signing secret is set).
     pub webhooks: bool,
     /// Batch prediction limits and pacing.
-    pub batch: inferq_shared::config::BatchConfig,
+    pub batch: inferq_runtime::config::BatchConfig,
     /// Verifies Pub/Sub push tokens on the event routes, when configured.
     pub event_oidc: Option<std::sync::Arc<crate::events::oidc::OidcVerifier>>,
 }
@@ -123,14 +123,14 @@ pub struct Retention {
 /// The option groups request handling is configured from; the API's and the
 /// embedded server's configs both hold them.
 pub struct SettingsSources<'a> {
-    pub http: &'a inferq_shared::config::HttpConfig,
-    pub models: &'a inferq_shared::config::ModelConfig,
+    pub http: &'a inferq_runtime::config::HttpConfig,
+    pub models: &'a inferq_runtime::config::ModelConfig,
     pub limits: &'a LimitConfig,
-    pub retention: &'a inferq_shared::config::RetentionConfig,
-    pub admission: &'a inferq_shared::config::AdmissionConfig,
-    pub events: &'a inferq_shared::config::EventConfig,
-    pub webhooks: &'a inferq_shared::config::WebhookConfig,
-    pub batches: &'a inferq_shared::config::BatchConfig,
+    pub retention: &'a inferq_runtime::config::RetentionConfig,
+    pub admission: &'a inferq_runtime::config::AdmissionConfig,
+    pub events: &'a inferq_runtime::config::EventConfig,
+    pub webhooks: &'a inferq_runtime::config::WebhookConfig,
+    pub batches: &'a inferq_runtime::config::BatchConfig,
 }
 
 impl Settings {
@@ -138,7 +138,7 @@ impl Settings {
     /// rules and webhook secrets.
     pub fn build(
         src: SettingsSources<'_>,
-        fetcher: &inferq_shared::fetch::Fetcher,
+        fetcher: &inferq_backends::fetch::Fetcher,
     ) -> Result<Self, crate::RunError> {
         Ok(Self::from_config(
             src.http,
@@ -155,11 +155,11 @@ impl Settings {
 
     /// Settings from the shared config groups.
     pub fn from_config(
-        http: &inferq_shared::config::HttpConfig,
-        models: &inferq_shared::config::ModelConfig,
+        http: &inferq_runtime::config::HttpConfig,
+        models: &inferq_runtime::config::ModelConfig,
         limits: &LimitConfig,
-        retention: &inferq_shared::config::RetentionConfig,
-        admission: &inferq_shared::config::AdmissionConfig,
+        retention: &inferq_runtime::config::RetentionConfig,
+        admission: &inferq_runtime::config::AdmissionConfig,
     ) -> Self {
         Settings {
             default_model: models.default_model.clone(),
@@ -178,7 +178,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs_f64(http.shutdown_grace_secs.clamp(0.0, 3600.0)),
             event_rules: Vec::new(),
             webhooks: false,
-            batch: inferq_shared::config::BatchConfig::default(),
+            batch: inferq_runtime::config::BatchConfig::default(),
             event_oidc: None,
         }
     }
@@ -186,8 +186,8 @@ impl Settings {
     /// Turns on OIDC verification of push tokens when an audience is set.
     pub fn with_event_oidc(
         mut self,
-        events: &inferq_shared::config::EventConfig,
-        fetcher: &inferq_shared::fetch::Fetcher,
+        events: &inferq_runtime::config::EventConfig,
+        fetcher: &inferq_backends::fetch::Fetcher,
     ) -> Self {
         use crate::events::oidc::{OidcPolicy, OidcVerifier};
         self.event_oidc = events.event_oidc_audience.as_ref().map(|audience| {
@@ -215,7 +215,7 @@ impl Settings {
     }
 
     /// Sets the batch prediction options.
-    pub fn with_batches(mut self, cfg: &inferq_shared::config::BatchConfig) -> Self {
+    pub fn with_batches(mut self, cfg: &inferq_runtime::config::BatchConfig) -> Self {
         self.batch = cfg.clone();
         self
     }
@@ -223,16 +223,17 @@ impl Settings {
     /// Turns webhooks on when signing secrets are set, refusing bad ones.
     pub fn with_webhooks(
         mut self,
-        cfg: &inferq_shared::config::WebhookConfig,
-    ) -> Result<Self, inferq_shared::webhook::sign::SecretError> {
-        self.webhooks = inferq_shared::webhook::sign::Signer::new(&cfg.webhook_secrets)?.is_some();
+        cfg: &inferq_runtime::config::WebhookConfig,
+    ) -> Result<Self, inferq_backends::webhook::sign::SecretError> {
+        self.webhooks =
+            inferq_backends::webhook::sign::Signer::new(&cfg.webhook_secrets)?.is_some();
         Ok(self)
     }
 
     /// Adds the storage-event rules, refusing the first malformed one.
     pub fn with_event_rules(
         mut self,
-        events: &inferq_shared::config::EventConfig,
+        events: &inferq_runtime::config::EventConfig,
     ) -> Result<Self, crate::events::rules::RuleError> {
         self.event_rules = crate::events::rules::EventRule::parse_all(&events.event_rule)?;
         Ok(self)

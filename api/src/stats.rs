@@ -10,7 +10,7 @@
 //!   job no worker has started — the same numbers the autoscaling gauges
 //!   report (see [`crate::metrics::refresh_gauges`]);
 //! - *throughput*, *outcomes* and *latency percentiles* from the model's
-//!   window of recent completions ([`inferq_shared::store::recent`]), which
+//!   window of recent completions ([`inferq_backends::store::recent`]), which
 //!   the write that makes a job final appends to, whichever worker (or API,
 //!   for a cancel) made it final.
 //!
@@ -24,9 +24,9 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use inferq_shared::JobStatus;
-use inferq_shared::job::Timings;
-use inferq_shared::store::recent::{Completion, RECENT_CAPACITY};
+use inferq_backends::store::recent::{Completion, RECENT_CAPACITY};
+use inferq_core::JobStatus;
+use inferq_core::job::Timings;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -223,7 +223,7 @@ pub async fn get(
         let backlog = store.backlog(&model).await?;
         let oldest_waiting_ms = store.oldest_waiting(&model).await?;
         let recent = store.recent_completions(&model).await?;
-        Ok::<_, inferq_shared::store::StoreError>(ModelSample {
+        Ok::<_, inferq_backends::store::StoreError>(ModelSample {
             model,
             backlog,
             oldest_waiting_ms,

@@ -17,13 +17,13 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use inferq_shared::job::{InputInfo, JobId, JobRecord};
-use inferq_shared::manifest::{DType, Layout, ModelManifest};
-use inferq_shared::message::{ImageSource, JobMessage};
-use inferq_shared::repository::{ModelEntry, valid_model_name};
-use inferq_shared::sniff;
-use inferq_shared::store::{Admission, Claim, Saved, retry_after_secs};
-use inferq_shared::trace::TraceContext;
+use inferq_backends::repository::{ModelEntry, valid_model_name};
+use inferq_backends::store::{Admission, Claim, Saved, retry_after_secs};
+use inferq_core::job::{InputInfo, JobId, JobRecord};
+use inferq_core::manifest::{DType, Layout, ModelManifest};
+use inferq_core::message::{ImageSource, JobMessage};
+use inferq_core::sniff;
+use inferq_core::trace::TraceContext;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -43,7 +43,7 @@ pub(crate) const MAX_TOP_K: usize = 1000;
     tag = "jobs",
     params(("model" = Option<String>, Query, description = "Model name (default: the server's default model)"), ("version" = Option<u64>, Query, description = "Model version (default: the newest)"), ("top_k" = Option<usize>, Query, description = "Classes listed by a classifier (1..=1000)"), ("timeout" = Option<f64>, Query, description = "Seconds the job may wait to start"), ("deadline" = Option<String>, Query, description = "RFC 3339 instant by which the job must start"), ("output_uri" = Option<String>, Query, description = "Storage prefix to also write the result to"), ("webhook_url" = Option<String>, Query, description = "Where to POST a signed notification when the job is final"), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this submission return the same job")),
     request_body(description = "The image: raw bytes, a multipart form (`file` part and option fields) or JSON", content(("image/*"), ("application/octet-stream"), ("multipart/form-data"), (crate::input::JsonJob = "application/json"))),
-    responses((status = 202, description = "Accepted; Location names the job", body = inferq_shared::job::JobRecord), (status = 200, description = "Idempotent replay of an earlier submission", body = inferq_shared::job::JobRecord), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Unsupported media type or image format", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json")),
+    responses((status = 202, description = "Accepted; Location names the job", body = inferq_core::job::JobRecord), (status = 200, description = "Idempotent replay of an earlier submission", body = inferq_core::job::JobRecord), (status = 400, description = "Invalid request", body = crate::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Unsupported media type or image format", body = crate::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn submit(
@@ -156,7 +156,7 @@ fn deadline(
 /// The object actually written is checked (for a prefix, `<prefix><id>.json`),
 /// so `file:///root/` is judged by what lands below it, not by the root itself.
 fn check_output(state: &AppState, output_uri: &str) -> Result<(), ApiError> {
-    let (json_target, _) = inferq_shared::fetch::result_targets(output_uri, "job");
+    let (json_target, _) = inferq_backends::fetch::result_targets(output_uri, "job");
     let target = input::check_uri(&json_target)?;
     state.fetcher.check(&target)?;
     Ok(())
@@ -168,7 +168,7 @@ fn check_output(state: &AppState, output_uri: &str) -> Result<(), ApiError> {
 pub(crate) fn check_webhook(
     state: &AppState,
     q: &JobOptions,
-) -> Result<Option<inferq_shared::webhook::Webhook>, ApiError> {
+) -> Result<Option<inferq_core::webhook::Webhook>, ApiError> {
     let Some(url) = &q.webhook_url else {
         if q.webhook_format.is_some() {
             return Err(ApiError::InvalidArgument(
@@ -184,16 +184,16 @@ pub(crate) fn check_webhook(
     }
     let format = match &q.webhook_format {
         Some(f) => f.parse().map_err(ApiError::InvalidArgument)?,
-        None => inferq_shared::webhook::WebhookFormat::default(),
+        None => inferq_core::webhook::WebhookFormat::default(),
     };
     let target = input::check_uri(url)?;
-    if !matches!(target, inferq_shared::fetch::StorageUri::Http(_)) {
+    if !matches!(target, inferq_backends::fetch::StorageUri::Http(_)) {
         return Err(ApiError::InvalidArgument(format!(
             "webhook URL {url} must be http:// or https://"
         )));
     }
     state.fetcher.check(&target)?;
-    Ok(Some(inferq_shared::webhook::Webhook {
+    Ok(Some(inferq_core::webhook::Webhook {
         url: url.clone(),
         format,
         delivery: None,
@@ -311,7 +311,7 @@ pub(crate) async fn enqueue(
 ) -> Result<Enqueued, ApiError> {
     let result = enqueue_counted(state, sub, owner, key).await;
     if let Err(e) = &result {
-        inferq_shared::metrics::metrics()
+        inferq_runtime::metrics::metrics()
             .jobs_rejected
             .with_label_values(&[e.code().as_str()])
             .inc();
@@ -457,7 +457,7 @@ async fn accept(state: &AppState, job: Prepared) -> Result<JobRecord, ApiError> 
     tracing::info!(job_id = %id, model = %entry.name, version = entry.version,
         encoding = %record.input.encoding, tenant = record.owner.as_deref().unwrap_or("-"),
         "job accepted");
-    inferq_shared::metrics::metrics()
+    inferq_runtime::metrics::metrics()
         .jobs_submitted
         .with_label_values(&[entry.name.as_str()])
         .inc();

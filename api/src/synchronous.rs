@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use inferq_shared::job::{JobId, JobRecord, JobStatus};
+use inferq_core::job::{JobId, JobRecord, JobStatus};
 
 use crate::error::ApiError;
 use crate::input::Submission;

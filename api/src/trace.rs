@@ -7,12 +7,12 @@
 //! context in a task-local for the duration of the request, so the submit
 //! path ([`current`]) stamps it on the job record and message without every
 //! handler having to pass it along. From there the worker continues the
-//! same trace (see `inferq_shared::trace`).
+//! same trace (see `inferq_core::trace`).
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use inferq_shared::trace::{TRACEPARENT, TraceContext};
+use inferq_core::trace::{TRACEPARENT, TraceContext};
 use tracing::Instrument;
 
 tokio::task_local! {

@@ -8,11 +8,11 @@ use std::time::Duration;
 use axum::http::{StatusCode, header};
 use bytes::Bytes;
 use common::*;
-use inferq_shared::ErrorCode;
-use inferq_shared::broker::JobQueue;
-use inferq_shared::job::{JobError, JobId, JobRecord};
-use inferq_shared::message::JobMessage;
-use inferq_shared::store::ResultStore;
+use inferq_backends::broker::JobQueue;
+use inferq_backends::store::ResultStore;
+use inferq_core::ErrorCode;
+use inferq_core::job::{JobError, JobId, JobRecord};
+use inferq_core::message::JobMessage;
 use tower::ServiceExt;
 
 const TTL: Duration = Duration::from_secs(60);

@@ -10,8 +10,8 @@ use axum::http::{Request, StatusCode, header};
 use common::*;
 use inferq_api::ApiConfig;
 use inferq_api::auth::Authenticator;
-use inferq_shared::broker::JobQueue;
-use inferq_shared::message::JobMessage;
+use inferq_backends::broker::JobQueue;
+use inferq_core::message::JobMessage;
 use serde_json::Value;
 
 const ALICE: &str = "alice-secret-0123456789abcdef";
@@ -275,7 +275,7 @@ async fn auth_off_needs_no_key_and_records_no_owner() {
 #[test]
 fn api_config_turns_auth_on_and_refuses_to_run_without_keys() {
     let load = |extra: &[&str]| -> ApiConfig {
-        inferq_shared::config::load(std::iter::once("inferq-api").chain(extra.iter().copied()))
+        inferq_runtime::config::load(std::iter::once("inferq-api").chain(extra.iter().copied()))
             .unwrap()
     };
     let cfg = load(&[]);

@@ -6,9 +6,9 @@ mod common;
 use axum::http::StatusCode;
 use base64::Engine;
 use common::*;
-use inferq_shared::broker::JobQueue;
-use inferq_shared::message::{ImageSource, JobMessage};
-use inferq_shared::store::ResultStore;
+use inferq_backends::broker::JobQueue;
+use inferq_backends::store::ResultStore;
+use inferq_core::message::{ImageSource, JobMessage};
 use serde_json::{Value, json};
 
 fn b64(bytes: &[u8]) -> String {

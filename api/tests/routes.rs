@@ -10,11 +10,11 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::*;
-use inferq_shared::ErrorCode;
-use inferq_shared::broker::JobQueue;
-use inferq_shared::job::{JobError, JobId, JobRecord, JobStatus};
-use inferq_shared::message::{ImageSource, JobMessage};
-use inferq_shared::store::ResultStore;
+use inferq_backends::broker::JobQueue;
+use inferq_backends::store::ResultStore;
+use inferq_core::ErrorCode;
+use inferq_core::job::{JobError, JobId, JobRecord, JobStatus};
+use inferq_core::message::{ImageSource, JobMessage};
 
 #[tokio::test]
 async fn submit_enqueues_and_answers_202() {

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::*;
-use inferq_shared::ErrorCode;
-use inferq_shared::job::{InputInfo, JobError, JobId, JobRecord, Timings};
-use inferq_shared::postprocess::Prediction;
-use inferq_shared::store::ResultStore;
+use inferq_backends::store::ResultStore;
+use inferq_core::ErrorCode;
+use inferq_core::job::{InputInfo, JobError, JobId, JobRecord, Timings};
+use inferq_core::prediction::Prediction;
 
 const READER: &str = "reader-secret-0123456789abcd";
 const SUBMITTER: &str = "submitter-secret-0123456789a";

@@ -31,7 +31,7 @@ impl BenchImage {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let image =
             Image::from_file(path).with_context(|| format!("reading {}", path.display()))?;
-        let decoded = inferq_shared::preprocess::decode(&image.bytes, MAX_PIXELS)
+        let decoded = inferq_vision::preprocess::decode(&image.bytes, MAX_PIXELS)
             .with_context(|| format!("decoding {}", path.display()))?;
         Ok(BenchImage {
             name: path

@@ -22,9 +22,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use inferq_shared::postprocess;
-use inferq_shared::preprocess::{self, InputTensor, Preprocessor, TensorData};
-use inferq_shared::repository::ModelEntry;
+use inferq_backends::repository::ModelEntry;
+use inferq_vision::postprocess;
+use inferq_vision::preprocess::{self, InputTensor, Preprocessor, TensorData};
 use inferq_worker::{engine, pinning};
 use ort::session::Session;
 use serde::Serialize;

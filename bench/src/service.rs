@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use inferq_shared::manifest::ModelManifest;
+use inferq_core::manifest::ModelManifest;
 use serde::Serialize;
 
 use crate::cli::Settings;

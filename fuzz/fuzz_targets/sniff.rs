@@ -1,5 +1,5 @@
-//! Fuzz target `sniff`: the body is `inferq_shared::fuzzing::sniff`, shared with
+//! Fuzz target `sniff`: the body is `inferq_vision::fuzzing::sniff`, shared with
 //! the corpus-replay unit tests.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| inferq_shared::fuzzing::sniff(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| inferq_vision::fuzzing::sniff(data));

@@ -69,12 +69,7 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 
 /// Sends `sig` to `pid`.
 fn signal(pid: u32, sig: i32) -> io::Result<()> {
-    // SAFETY: kill(2) has no memory effects; the pid is one of our children.
-    if unsafe { libc::kill(pid as i32, sig) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::send_signal(pid, sig)
 }
 
 /// A child process that can be killed and started again with the same

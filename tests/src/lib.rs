@@ -250,7 +250,7 @@ pub async fn start_api(
     }
     args.extend(metrics_flags(extra));
     args.extend(extra.iter().map(|s| s.to_string()));
-    let config: inferq_api::ApiConfig = inferq_shared::config::load(args).expect("api config");
+    let config: inferq_api::ApiConfig = inferq_runtime::config::load(args).expect("api config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, shutdown) = stopper();
@@ -277,7 +277,7 @@ pub async fn start_worker(ns: &Namespace, model_dir: &Path, extra: &[&str]) -> I
     args.extend(metrics_flags(extra));
     args.extend(extra.iter().map(|s| s.to_string()));
     let config: inferq_worker::WorkerConfig =
-        inferq_shared::config::load(args).expect("worker config");
+        inferq_runtime::config::load(args).expect("worker config");
     let (stop, shutdown) = stopper();
     let task = tokio::spawn(async move {
         inferq_worker::run(config, shutdown)
@@ -304,13 +304,13 @@ pub async fn start_embedded(model_dir: &Path, default_model: &str, extra: &[&str
     ];
     args.extend(metrics_flags(extra));
     args.extend(extra.iter().map(|s| s.to_string()));
-    let config: inferq_worker::EmbeddedConfig =
-        inferq_shared::config::load(args).expect("embedded config");
+    let config: inferq_embedded::EmbeddedConfig =
+        inferq_runtime::config::load(args).expect("embedded config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, shutdown) = stopper();
     let task = tokio::spawn(async move {
-        inferq_worker::embedded::run(config, listener, shutdown)
+        inferq_embedded::run(config, listener, shutdown)
             .await
             .expect("embedded runs");
     });
@@ -360,9 +360,7 @@ impl WorkerProcess {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
-        assert_eq!(rc, 0, "kill failed");
+        send_signal(self.child.id(), sig).expect("kill failed");
     }
 
     /// Waits for exit, at most `timeout`.
@@ -475,4 +473,13 @@ pub fn top1(job: &Value) -> u64 {
     job["result"]["top_k"][0]["index"]
         .as_u64()
         .unwrap_or_else(|| panic!("no result: {job}"))
+}
+
+/// Sends signal number `sig` (e.g. `libc::SIGKILL`) to process `pid`.
+pub fn send_signal(pid: u32, sig: i32) -> std::io::Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let sig = Signal::try_from(sig).map_err(std::io::Error::from)?;
+    let pid = i32::try_from(pid).map_err(|e| std::io::Error::other(e.to_string()))?;
+    kill(Pid::from_raw(pid), sig).map_err(std::io::Error::from)
 }

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use inferq_shared::ErrorCode;
-use inferq_shared::job::JobId;
-use inferq_shared::postprocess::Prediction;
-use inferq_shared::repository::{ModelEntry, ModelRepository};
+use inferq_backends::repository::{ModelEntry, ModelRepository};
+use inferq_core::ErrorCode;
+use inferq_core::job::JobId;
 use inferq_tests::{ort_library, root, solid_png, test_models};
+use inferq_vision::postprocess::Prediction;
 use inferq_worker::engine::{Engine, EngineConfig, EngineError, InferError, Outcome, WorkInput};
 
 /// A one-model repository: `model.onnx` from `onnx`, tiny-mean's manifest

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use inferq_shared::broker::JobQueue;
-use inferq_shared::broker::amqp::AmqpQueue;
-use inferq_shared::job::{InputInfo, JobId, JobRecord};
-use inferq_shared::message::{ImageSource, JobMessage};
-use inferq_shared::store::ResultStore;
-use inferq_shared::store::redis::RedisStore;
+use inferq_backends::broker::JobQueue;
+use inferq_backends::broker::amqp::AmqpQueue;
+use inferq_backends::store::ResultStore;
+use inferq_backends::store::redis::RedisStore;
+use inferq_core::job::{InputInfo, JobId, JobRecord};
+use inferq_core::message::{ImageSource, JobMessage};
 use inferq_tests::*;
 use serde_json::Value;
 

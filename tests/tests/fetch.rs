@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use inferq_shared::fetch::{FetchConfig, FetchError, Fetcher, StorageUri};
+use inferq_backends::fetch::{FetchConfig, FetchError, Fetcher, StorageUri};
 use inferq_tests::emulators::{Emulator, Kind, emulators_available, pattern};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

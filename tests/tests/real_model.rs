@@ -114,7 +114,7 @@ fn reduced_scale_jpeg_decoding_keeps_the_answer() {
     if !real_model_present() {
         return;
     }
-    use inferq_shared::preprocess::Preprocessor;
+    use inferq_vision::preprocess::Preprocessor;
     use inferq_worker::engine;
 
     let env = engine::ort_environment(Some(&ort_library())).unwrap();

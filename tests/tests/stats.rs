@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use inferq_shared::job::{InputInfo, JobId, JobRecord, Timings};
-use inferq_shared::postprocess::Prediction;
-use inferq_shared::store::ResultStore;
-use inferq_shared::store::recent::RECENT_CAPACITY;
-use inferq_shared::store::redis::RedisStore;
+use inferq_backends::store::ResultStore;
+use inferq_backends::store::recent::RECENT_CAPACITY;
+use inferq_backends::store::redis::RedisStore;
+use inferq_core::job::{InputInfo, JobId, JobRecord, Timings};
 use inferq_tests::*;
+use inferq_vision::postprocess::Prediction;
 use serde_json::Value;
 
 async fn stats(client: &reqwest::Client, base: &str) -> Value {

@@ -1,15 +1,14 @@
-//! Configuration of the `inferq-worker` and embedded `inferq` processes.
+//! Configuration of the `inferq-worker` process (the consume-loop group is
+//! also used by the embedded server).
 
 use std::path::PathBuf;
 
 use clap::Parser;
-use inferq_shared::auth::AuthConfig;
-use inferq_shared::config::{
-    AdmissionConfig, BatchConfig, BrokerConfig, DeliveryConfig, EventConfig, HttpConfig,
-    InferenceConfig, LimitConfig, LogConfig, MetricsConfig, ModelConfig, RetentionConfig,
-    StoreConfig, WebhookConfig,
+use inferq_backends::fetch::FetchConfig;
+use inferq_runtime::config::{
+    BrokerConfig, DeliveryConfig, InferenceConfig, LimitConfig, LogConfig, MetricsConfig,
+    ModelConfig, RetentionConfig, StoreConfig, WebhookConfig,
 };
-use inferq_shared::fetch::FetchConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineConfig;
@@ -77,75 +76,6 @@ pub struct WorkerConfig {
     pub log: LogConfig,
 }
 
-/// InferQ embedded: the API and the inference threads in one process, with
-/// an in-memory queue and result store — for a first try, a laptop, a demo.
-/// Nothing survives a restart; use inferq-api + inferq-worker for that.
-///
-/// API keys are off by default here (unlike inferq-api): turn them on with
-/// `--auth true` and `--api-keys` before exposing it beyond localhost.
-#[derive(Debug, Clone, Parser, Serialize, Deserialize)]
-#[command(name = "inferq", version)]
-// The shared `auth` group defaults to on, which suits the production API;
-// a first try on a laptop should not need a key.
-#[command(mut_arg("auth", |a| a.default_value("false")))]
-pub struct EmbeddedConfig {
-    /// Config file (TOML or JSON) with any of the options below.
-    #[arg(long, env = "INFERQ_CONFIG")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub http: HttpConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub delivery: DeliveryConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub admission: AdmissionConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub retention: RetentionConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub models: ModelConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub inference: InferenceConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub limits: LimitConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub events: EventConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub consume: ConsumeConfig,
-    /// Jobs the in-memory queue holds before submissions get 429.
-    #[arg(long, env = "INFERQ_QUEUE_CAPACITY", default_value_t = 1024)]
-    pub queue_capacity: usize,
-    /// Job records the in-memory store holds (expired ones are evicted first).
-    #[arg(long, env = "INFERQ_STORE_CAPACITY", default_value_t = 100_000)]
-    pub store_capacity: usize,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub fetch: FetchConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub auth: AuthConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub webhooks: WebhookConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub metrics: MetricsConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub batches: BatchConfig,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub log: LogConfig,
-}
-
 /// The engine settings from the shared groups.
 pub fn engine_config(inference: &InferenceConfig, limits: &LimitConfig) -> EngineConfig {
     EngineConfig {
@@ -154,29 +84,5 @@ pub fn engine_config(inference: &InferenceConfig, limits: &LimitConfig) -> Engin
         pin: inference.pin_threads,
         ort_library: inference.ort_library.clone(),
         max_pixels: limits.max_pixels,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embedded_server_has_api_keys_off_unless_asked() {
-        let cfg: EmbeddedConfig = inferq_shared::config::load(["inferq"]).unwrap();
-        assert!(!cfg.auth.auth);
-        assert!(cfg.auth.keys().unwrap().is_empty());
-        let on: EmbeddedConfig = inferq_shared::config::load([
-            "inferq",
-            "--auth",
-            "true",
-            "--api-keys",
-            "me:read:0123456789abcdef0123",
-        ])
-        .unwrap();
-        assert_eq!(on.auth.keys().unwrap()[0].tenant, "me");
-        let no_keys: EmbeddedConfig =
-            inferq_shared::config::load(["inferq", "--auth", "true"]).unwrap();
-        assert!(no_keys.auth.keys().is_err());
     }
 }

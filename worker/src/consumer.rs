@@ -22,14 +22,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use inferq_shared::ErrorCode;
-use inferq_shared::broker::{Delivery, JobQueue};
-use inferq_shared::job::{InputInfo, JobError, JobRecord, Timings};
-use inferq_shared::manifest::{DType, ModelManifest};
-use inferq_shared::message::{ImageSource, JobMessage};
-use inferq_shared::postprocess::Prediction;
-use inferq_shared::preprocess::{InputTensor, TensorData};
-use inferq_shared::store::{ResultStore, Saved, StoreError};
+use inferq_backends::broker::{Delivery, JobQueue};
+use inferq_backends::store::{ResultStore, Saved, StoreError};
+use inferq_core::ErrorCode;
+use inferq_core::job::{InputInfo, JobError, JobRecord, Timings};
+use inferq_core::manifest::{DType, ModelManifest};
+use inferq_core::message::{ImageSource, JobMessage};
+use inferq_vision::postprocess::Prediction;
+use inferq_vision::preprocess::{InputTensor, TensorData};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -37,7 +37,7 @@ use tracing::Instrument;
 use crate::deliver;
 use crate::engine::{Engine, InferError, WorkInput};
 use crate::models::ModelSet;
-use inferq_shared::fetch::Fetcher;
+use inferq_backends::fetch::Fetcher;
 
 /// Everything needed to process one delivery.
 pub struct Processor {
@@ -88,7 +88,7 @@ impl Processor {
             trace_id = hop.map(|t| t.trace_id()).unwrap_or_default(),
             span_id = hop.map(|t| t.span_id()).unwrap_or_default(),
             parent_id = parent.map(|t| t.span_id()).unwrap_or_default());
-        let in_flight = &inferq_shared::metrics::metrics().worker_in_flight;
+        let in_flight = &inferq_runtime::metrics::metrics().worker_in_flight;
         in_flight.inc();
         let outcome = self.process(msg).instrument(span).await;
         in_flight.dec();
@@ -98,7 +98,7 @@ impl Processor {
     /// Reads a record, waiting out a store outage for up to `store_patience`.
     pub(crate) async fn read_record(
         &self,
-        id: inferq_shared::job::JobId,
+        id: inferq_core::job::JobId,
     ) -> Result<Option<JobRecord>, ()> {
         let give_up = tokio::time::Instant::now() + self.store_patience;
         let mut delay = Duration::from_millis(100);
@@ -272,7 +272,7 @@ impl Processor {
                         tracing::info!(status = %record.status, total_ms = t.total_ms,
                             inference_ms = t.inference_ms, "job finished");
                     }
-                    if saved == inferq_shared::store::Saved::Written {
+                    if saved == inferq_backends::store::Saved::Written {
                         observe(record, started.elapsed());
                     }
                     self.drop_blob(msg).await;
@@ -304,7 +304,7 @@ impl Processor {
 
 /// Counts a finished job and its stage durations in the metrics.
 fn observe(record: &JobRecord, store: Duration) {
-    use inferq_shared::metrics::{metrics, stage};
+    use inferq_runtime::metrics::{metrics, stage};
     let m = metrics();
     let model = record.model.as_str();
     m.jobs_completed
@@ -390,7 +390,7 @@ async fn open(
     queue: &dyn JobQueue,
     lane: Lane,
     prefetch: u16,
-) -> Result<Box<dyn inferq_shared::broker::Deliveries>, inferq_shared::broker::BrokerError> {
+) -> Result<Box<dyn inferq_backends::broker::Deliveries>, inferq_backends::broker::BrokerError> {
     match lane {
         Lane::Jobs => queue.consume(prefetch).await,
         Lane::Dead => queue.consume_dead(prefetch).await,
@@ -399,7 +399,7 @@ async fn open(
 
 /// Cancels a consumer, giving up after a few seconds: a broker that does
 /// not answer must not keep the process from draining and exiting.
-async fn cancel(deliveries: &mut dyn inferq_shared::broker::Deliveries) {
+async fn cancel(deliveries: &mut dyn inferq_backends::broker::Deliveries) {
     if tokio::time::timeout(Duration::from_secs(5), deliveries.cancel())
         .await
         .is_err()

@@ -15,11 +15,11 @@
 
 use bytes::Bytes;
 use chrono::Utc;
-use inferq_shared::ErrorCode;
-use inferq_shared::broker::Delivery;
-use inferq_shared::job::{InputInfo, JobError, JobRecord};
-use inferq_shared::message::{ImageSource, JobMessage};
-use inferq_shared::store::Saved;
+use inferq_backends::broker::Delivery;
+use inferq_backends::store::Saved;
+use inferq_core::ErrorCode;
+use inferq_core::job::{InputInfo, JobError, JobRecord};
+use inferq_core::message::{ImageSource, JobMessage};
 
 use crate::consumer::{Processor, Settle};
 

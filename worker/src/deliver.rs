@@ -3,13 +3,13 @@
 //!
 //! A job may name where its result should also land (`"output": {"uri":
 //! "gs://bucket/prefix/"}`; object names from
-//! [`inferq_shared::fetch::result_targets`]). A failed write does not lose the result: it is
+//! [`inferq_backends::fetch::result_targets`]). A failed write does not lose the result: it is
 //! still in the job record, with the delivery error next to it.
 
 use bytes::Bytes;
-use inferq_shared::fetch::{FetchError, Fetcher, StorageUri, result_targets};
-use inferq_shared::job::{JobError, JobRecord, OutputDelivery};
-use inferq_shared::postprocess::Artifact;
+use inferq_backends::fetch::{FetchError, Fetcher, StorageUri, result_targets};
+use inferq_core::job::{JobError, JobRecord, OutputDelivery};
+use inferq_vision::postprocess::Artifact;
 
 /// Fetches a `uri` input; failures become the job's error.
 pub async fn fetch_input(fetcher: &Fetcher, uri: &str) -> Result<Bytes, JobError> {
@@ -34,11 +34,11 @@ pub async fn write_output(
     // exactly as in `GET /v1/jobs/{id}`.
     #[derive(serde::Serialize)]
     struct ResultDoc<'a> {
-        id: &'a inferq_shared::JobId,
+        id: &'a inferq_core::JobId,
         model: &'a str,
         version: u64,
-        input: &'a inferq_shared::job::InputInfo,
-        result: &'a Option<inferq_shared::postprocess::Prediction>,
+        input: &'a inferq_core::job::InputInfo,
+        result: &'a Option<inferq_vision::postprocess::Prediction>,
         finished_at: &'a Option<chrono::DateTime<chrono::Utc>>,
     }
     let body = ResultDoc {

@@ -3,17 +3,20 @@
 //! - [`engine`]: pinned inference threads, each owning its sessions;
 //! - [`consumer`]: the consume → infer → store → ack loop;
 //! - [`dead`]: parks dead-lettered jobs for an operator's replay;
-//! - [`embedded`]: API + engine in one process on in-memory backends;
 //! - [`run`]: the production worker on RabbitMQ and Redis.
 //!
-//! `run` and [`embedded::run`] take a shutdown future so tests (and `main`)
-//! decide when the process drains and stops.
+//! The worker never links the HTTP API: the two meet only through the
+//! broker and the store. The embedded server (crate `inferq-embedded`)
+//! composes both from the pieces made public here ([`start_engine`],
+//! [`processor`], [`consume_all`]).
+//!
+//! `run` takes a shutdown future so tests (and `main`) decide when the
+//! process drains and stops.
 
 pub mod config;
 pub mod consumer;
 pub mod dead;
 pub mod deliver;
-pub mod embedded;
 pub mod engine;
 pub mod models;
 pub mod pinning;
@@ -22,12 +25,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use inferq_shared::broker::amqp::AmqpQueue;
-use inferq_shared::fetch::Fetcher;
-use inferq_shared::repository::{LiveRepository, ModelRepository};
-use inferq_shared::store::redis::RedisStore;
+use inferq_backends::broker::amqp::AmqpQueue;
+use inferq_backends::fetch::Fetcher;
+use inferq_backends::repository::{LiveRepository, ModelRepository};
+use inferq_backends::store::redis::RedisStore;
+use inferq_runtime::signals::{poll_interval, stopped};
 
-pub use config::{EmbeddedConfig, WorkerConfig};
+pub use config::WorkerConfig;
 use consumer::Processor;
 use engine::{Engine, EngineError};
 use models::ModelSet;
@@ -38,15 +42,15 @@ pub enum RunError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
-    Models(#[from] inferq_shared::manifest::ManifestError),
+    Models(#[from] inferq_core::manifest::ManifestError),
     #[error("no models found under {0}")]
     NoModels(String),
     #[error(transparent)]
-    Store(#[from] inferq_shared::store::StoreError),
-    #[error(transparent)]
-    Api(#[from] inferq_api::RunError),
+    Store(#[from] inferq_backends::store::StoreError),
+    #[error("webhook signing secrets: {0}")]
+    Webhook(#[from] inferq_backends::webhook::sign::SecretError),
     #[error("storage configuration: {0}")]
-    Fetch(#[from] inferq_shared::fetch::FetchError),
+    Fetch(#[from] inferq_backends::fetch::FetchError),
 }
 
 /// Scans the model repository; broken models are logged and skipped.
@@ -61,17 +65,12 @@ pub fn load_models(dir: &std::path::Path) -> Result<ModelRepository, RunError> {
     Ok(scan.repository)
 }
 
-/// Resolves once the flag turns true (or its sender is gone).
-pub(crate) async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
 /// Scans the models and starts the engine on them (blocking work, kept off
 /// the runtime); returns the engine and the live model set.
-pub(crate) async fn start_engine(
-    models: &inferq_shared::config::ModelConfig,
-    inference: &inferq_shared::config::InferenceConfig,
-    limits: &inferq_shared::config::LimitConfig,
+pub async fn start_engine(
+    models: &inferq_runtime::config::ModelConfig,
+    inference: &inferq_runtime::config::InferenceConfig,
+    limits: &inferq_runtime::config::LimitConfig,
 ) -> Result<(Arc<Engine>, Arc<ModelSet>), RunError> {
     let repo = load_models(&models.model_dir)?;
     let engine_cfg = config::engine_config(inference, limits);
@@ -91,13 +90,13 @@ const DEAD_PREFETCH: u16 = 4;
 const STORE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The processor both worker flavours run.
-pub(crate) fn processor(
+pub fn processor(
     engine: Arc<Engine>,
-    store: Arc<dyn inferq_shared::store::ResultStore>,
+    store: Arc<dyn inferq_backends::store::ResultStore>,
     models: Arc<ModelSet>,
     fetcher: Arc<Fetcher>,
-    retention: &inferq_shared::config::RetentionConfig,
-    delivery: &inferq_shared::config::DeliveryConfig,
+    retention: &inferq_runtime::config::RetentionConfig,
+    delivery: &inferq_runtime::config::DeliveryConfig,
 ) -> Arc<Processor> {
     Arc::new(Processor {
         engine,
@@ -112,8 +111,8 @@ pub(crate) fn processor(
 }
 
 /// Runs the job and dead-letter consume loops until `stop` turns true.
-pub(crate) async fn consume_all(
-    queue: Arc<dyn inferq_shared::broker::JobQueue>,
+pub async fn consume_all(
+    queue: Arc<dyn inferq_backends::broker::JobQueue>,
     processor: Arc<Processor>,
     prefetch: u16,
     drain: Duration,
@@ -167,18 +166,20 @@ pub async fn run(
     )?);
     let fetcher = Fetcher::new(&config.fetch)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    inferq_shared::metrics::set_build_info("worker");
-    let metrics =
-        inferq_api::metrics::spawn(&config.metrics.metrics_listen, stopped(stop_rx.clone())).await;
+    inferq_runtime::metrics::set_build_info("worker");
+    let metrics = inferq_runtime::metrics::listener::spawn(
+        &config.metrics.metrics_listen,
+        stopped(stop_rx.clone()),
+    )
+    .await;
     // Every worker also drains the webhook outbox (docs/webhooks.md).
-    let dispatcher = inferq_shared::webhook::spawn_dispatcher(
+    let dispatcher = inferq_backends::webhook::spawn_dispatcher(
         &config.webhooks,
         Duration::from_secs(config.retention.result_ttl_secs.max(1)),
         store.clone(),
         fetcher.clone(),
         stopped(stop_rx.clone()),
-    )
-    .map_err(inferq_api::RunError::from)?;
+    )?;
     let processor = processor(
         engine.clone(),
         store,
@@ -195,7 +196,7 @@ pub async fn run(
         "inferq-worker ready"
     );
     let watcher = tokio::spawn(models.clone().watch(
-        inferq_api::poll_interval(config.models.model_poll_secs),
+        poll_interval(config.models.model_poll_secs),
         stopped(stop_rx.clone()),
     ));
     let consumers = consume_all(

@@ -12,14 +12,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use inferq_shared::repository::{LiveRepository, ModelEntry, ModelRepository};
-use inferq_shared::telemetry::ReloadTrigger;
+use inferq_backends::repository::{LiveRepository, ModelEntry, ModelRepository};
+use inferq_runtime::signals::ReloadTrigger;
 
 use crate::engine::Engine;
 
 /// Repository and sessions, reloaded together.
 pub struct ModelSet {
-    live: LiveRepository,
+    pub(crate) live: LiveRepository,
     engine: Arc<Engine>,
     reloading: tokio::sync::Mutex<()>,
 }
@@ -45,7 +45,7 @@ impl ModelSet {
         let this = self.clone();
         let result = tokio::task::spawn_blocking(move || {
             let Some(repo) = this.live.scan_if_changed()? else {
-                return Ok::<_, inferq_shared::manifest::ManifestError>(false);
+                return Ok::<_, inferq_core::manifest::ManifestError>(false);
             };
             let entries: Vec<Arc<ModelEntry>> = repo.entries().cloned().collect();
             let loaded = this.engine.reload(&entries);
@@ -97,21 +97,9 @@ impl ModelSet {
     }
 }
 
-/// In the embedded process the API reads the worker's model set, so it only
-/// routes jobs to versions whose sessions are ready.
-pub struct EmbeddedCatalog(pub Arc<ModelSet>);
-
-#[async_trait::async_trait]
-impl inferq_api::ModelCatalog for EmbeddedCatalog {
-    fn current(&self) -> Arc<ModelRepository> {
-        self.0.current()
-    }
-
-    fn may_rescan(&self) -> bool {
-        self.0.live.may_rescan()
-    }
-
-    async fn rescan(&self) -> bool {
-        self.0.reload().await
+impl ModelSet {
+    /// Whether an on-demand rescan is allowed now (they are rate-limited).
+    pub fn may_rescan(&self) -> bool {
+        self.live.may_rescan()
     }
 }

@@ -24,10 +24,11 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use inferq_shared::ErrorCode;
-use inferq_shared::batch::{self, BatchRecord, BatchState};
-use inferq_shared::job::{JobError, JobId, JobRecord, JobStatus};
-use inferq_shared::store::{BATCHES, ResultStore, Saved};
+use inferq_backends::store::batches;
+use inferq_backends::store::{BATCHES, ResultStore, Saved};
+use inferq_core::ErrorCode;
+use inferq_core::batch::{self, BatchRecord, BatchState};
+use inferq_core::job::{JobError, JobId, JobRecord, JobStatus};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -171,11 +172,11 @@ impl Run {
 
     async fn save(&self, record: &BatchRecord) -> Result<(), ApiError> {
         let ttl = self.state.settings.retention.result_ttl;
-        Ok(batch::save(self.store(), record, ttl).await?)
+        Ok(batches::save(self.store(), record, ttl).await?)
     }
 
     async fn go(&mut self) -> Result<Outcome, ApiError> {
-        let Some(mut rec) = batch::load(self.store(), self.id).await? else {
+        let Some(mut rec) = batches::load(self.store(), self.id).await? else {
             return Ok(Outcome::Finished);
         };
         if rec.state.is_terminal() {
@@ -236,7 +237,7 @@ impl Run {
     /// Records an interruption; returns when to try again, or `None` when
     /// the batch has failed for good (or cannot be read to say so).
     async fn interrupted(&self, e: ApiError) -> Option<u64> {
-        let Ok(Some(mut rec)) = batch::load(self.store(), self.id).await else {
+        let Ok(Some(mut rec)) = batches::load(self.store(), self.id).await else {
             tracing::warn!(error = %e, "batch interrupted; retried shortly");
             return Some(now_ms() + batch::retry_delay(1).as_millis() as u64);
         };
@@ -275,8 +276,8 @@ impl Run {
     ) -> Result<Option<bool>, ApiError> {
         let store = self.state.store.clone();
         let (ok_key, err_key) = (
-            batch::ok_key(&*store, rec.id),
-            batch::err_key(&*store, rec.id),
+            batches::ok_key(&*store, rec.id),
+            batches::err_key(&*store, rec.id),
         );
         let mut done: HashSet<usize> = HashSet::new();
         for key in [&ok_key, &err_key] {

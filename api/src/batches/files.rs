@@ -10,7 +10,8 @@
 //! so a consumer can rely on both existing.
 
 use bytes::Bytes;
-use inferq_shared::batch::{self, BatchRecord};
+use inferq_backends::store::batches;
+use inferq_core::batch::{self, BatchRecord};
 use serde_json::{Map, Value};
 
 use super::coordinator::Run;
@@ -87,7 +88,10 @@ pub(super) async fn write(
 ) -> Result<(Vec<String>, (u64, u64)), ApiError> {
     let state = run.state().clone();
     let store = state.store.as_ref();
-    let (ok_key, err_key) = (batch::ok_key(store, rec.id), batch::err_key(store, rec.id));
+    let (ok_key, err_key) = (
+        batches::ok_key(store, rec.id),
+        batches::err_key(store, rec.id),
+    );
     let n_ok = store.hash_len(&ok_key).await?;
     let n_err = store.hash_len(&err_key).await?;
     let mut results = Shards::new("results", n_ok, rec.shard_size);

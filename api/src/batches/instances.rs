@@ -9,8 +9,9 @@
 //! changed file fails the batch rather than mixing two inputs.
 
 use bytes::Bytes;
-use inferq_shared::batch::{self, BatchRecord, InputKind};
-use inferq_shared::fetch::StorageUri;
+use inferq_backends::fetch::StorageUri;
+use inferq_backends::store::batches;
+use inferq_core::batch::{BatchRecord, InputKind};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -67,7 +68,7 @@ impl Instances {
     pub fn payload(
         &self,
         item: &Instance,
-        limits: &inferq_shared::config::LimitConfig,
+        limits: &inferq_runtime::config::LimitConfig,
     ) -> Result<Payload, ApiError> {
         match item {
             Instance::Uri { uri, .. } => Ok(Payload::Uri(uri.clone())),
@@ -260,7 +261,7 @@ async fn stored_uris(
     n: usize,
 ) -> Result<Option<Vec<String>>, InputError> {
     let store = state.store.as_ref();
-    let key = batch::inputs_key(store, record.id);
+    let key = batches::inputs_key(store, record.id);
     if n == 0 || store.hash_len(&key).await.map_err(ApiError::from)? as usize != n {
         return Ok(None);
     }
@@ -289,7 +290,7 @@ async fn store_uris(
     uris: &[String],
 ) -> Result<(), InputError> {
     let store = state.store.as_ref();
-    let key = batch::inputs_key(store, record.id);
+    let key = batches::inputs_key(store, record.id);
     let ttl = state.settings.retention.result_ttl;
     for (c, chunk) in uris.chunks(CHUNK).enumerate() {
         let fields: Vec<(String, Vec<u8>)> = chunk

@@ -7,7 +7,7 @@
 //! process, holding a renewable lease — lists the input, fans the
 //! instances out as ordinary jobs through the same admission control and
 //! queue, collects every outcome and writes `prediction.results-…` and
-//! `prediction.errors-…` files (see [`inferq_shared::batch`] for what is
+//! `prediction.errors-…` files (see [`inferq_core::batch`] for what is
 //! kept where, and why a batch survives restarts).
 
 pub mod coordinator;
@@ -19,10 +19,11 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use inferq_shared::batch::{self, BatchCounts, BatchInput, BatchRecord, BatchState, InputKind};
-use inferq_shared::job::JobId;
-use inferq_shared::repository::valid_model_name;
-use inferq_shared::store::{BATCHES, Claim};
+use inferq_backends::repository::valid_model_name;
+use inferq_backends::store::batches;
+use inferq_backends::store::{BATCHES, Claim};
+use inferq_core::batch::{self, BatchCounts, BatchInput, BatchRecord, BatchState, InputKind};
+use inferq_core::job::JobId;
 use serde::Deserialize;
 
 use crate::auth::Principal;
@@ -115,14 +116,14 @@ pub async fn create(
                     "this Idempotency-Key was used for a different batch request".into(),
                 ));
             }
-            let earlier = batch::load(store, job)
+            let earlier = batches::load(store, job)
                 .await?
                 .ok_or(ApiError::IdempotencyKeyInUse)?;
             return Ok(respond(StatusCode::OK, &earlier, true));
         }
     }
     let ttl = state.settings.retention.result_ttl;
-    batch::save(store, &record, ttl).await?;
+    batches::save(store, &record, ttl).await?;
     store
         .schedule(BATCHES, &record.id.to_string(), now_ms())
         .await?;
@@ -176,7 +177,7 @@ async fn validate(state: &AppState, spec: CreateBatch) -> Result<BatchRecord, Ap
     };
     state.fetcher.check(&source)?;
     if input.kind == InputKind::Prefix
-        && matches!(source, inferq_shared::fetch::StorageUri::Http(_))
+        && matches!(source, inferq_backends::fetch::StorageUri::Http(_))
     {
         return Err(ApiError::InvalidArgument(
             "a web URL cannot be listed as a prefix; use a `jsonl` or `file_list` input".into(),
@@ -191,7 +192,7 @@ async fn validate(state: &AppState, spec: CreateBatch) -> Result<BatchRecord, Ap
     state.fetcher.check(&check_uri(&first_shard)?)?;
     if matches!(
         instances::parse_prefix(&output)?,
-        inferq_shared::fetch::StorageUri::Http(_)
+        inferq_backends::fetch::StorageUri::Http(_)
     ) {
         return Err(ApiError::InvalidArgument(
             "the output prefix must be a bucket or file:// prefix".into(),
@@ -267,7 +268,7 @@ async fn visible(
 ) -> Result<BatchRecord, ApiError> {
     let not_found = || ApiError::BatchNotFound(id.to_owned());
     let batch_id: JobId = id.parse().map_err(|_| not_found())?;
-    batch::load(state.store.as_ref(), batch_id)
+    batches::load(state.store.as_ref(), batch_id)
         .await?
         .filter(|b| principal.can_see(b.owner.as_deref()))
         .ok_or_else(not_found)
@@ -290,8 +291,8 @@ pub async fn get(
     let mut record = visible(&state, &principal, &id).await?;
     if !record.state.is_terminal() {
         let store = state.store.as_ref();
-        record.counts.succeeded = store.hash_len(&batch::ok_key(store, record.id)).await?;
-        record.counts.failed = store.hash_len(&batch::err_key(store, record.id)).await?;
+        record.counts.succeeded = store.hash_len(&batches::ok_key(store, record.id)).await?;
+        record.counts.failed = store.hash_len(&batches::err_key(store, record.id)).await?;
     }
     Ok(Json(record))
 }

@@ -24,7 +24,7 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use inferq_shared::job::{JobId, JobStatus};
+use inferq_core::job::{JobId, JobStatus};
 use serde::Serialize;
 
 use crate::auth::Principal;
@@ -158,7 +158,7 @@ pub async fn push_auth(
         tracing::warn!(path = %req.uri().path(), reason = %e, "push refused: token not valid");
         return ApiError::Unauthorized(format!("the push token is not valid: {e}")).into_response();
     }
-    let scopes = inferq_shared::auth::Scopes::default().with(crate::auth::Scope::Submit);
+    let scopes = crate::auth::keys::Scopes::default().with(crate::auth::Scope::Submit);
     req.extensions_mut()
         .insert(Principal::service(&verifier.policy().tenant, scopes));
     next.run(req).await

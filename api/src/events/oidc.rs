@@ -28,7 +28,7 @@ use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use inferq_shared::fetch::{Fetcher, StorageUri};
+use inferq_backends::fetch::{Fetcher, StorageUri};
 
 /// Clock skew tolerated on `exp`, `iat` and `nbf`.
 const LEEWAY_SECS: i64 = 60;

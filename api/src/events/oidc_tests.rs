@@ -66,7 +66,7 @@ fn verifier(keys: &[&Signer]) -> (OidcVerifier, std::path::PathBuf) {
         jwks: path.display().to_string(),
         tenant: "pubsub".into(),
     };
-    let fetcher = Fetcher::new(&inferq_shared::fetch::FetchConfig::default()).unwrap();
+    let fetcher = Fetcher::new(&inferq_backends::fetch::FetchConfig::default()).unwrap();
     (OidcVerifier::new(policy, fetcher), path)
 }
 

@@ -28,8 +28,8 @@ use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use inferq_shared::manifest::{DType, Layout};
-use inferq_shared::repository::ModelEntry;
+use inferq_backends::repository::ModelEntry;
+use inferq_core::manifest::{DType, Layout};
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
@@ -111,7 +111,7 @@ pub async fn version_ready(
 }
 
 async fn check_model(state: State<AppState>, name: &str, version: Option<u64>) -> StatusCode {
-    if !inferq_shared::repository::valid_model_name(name)
+    if !inferq_backends::repository::valid_model_name(name)
         || state.models.find(name, version).await.is_none()
     {
         return StatusCode::NOT_FOUND;
@@ -133,7 +133,7 @@ async fn entry(
         Some(v) => Some(v.parse::<u64>().map_err(|_| not_found(None))?),
         None => None,
     };
-    if !inferq_shared::repository::valid_model_name(name) {
+    if !inferq_backends::repository::valid_model_name(name) {
         return Err(not_found(version));
     }
     state
@@ -323,7 +323,7 @@ async fn infer(
     let mut answers = Vec::with_capacity(records.len());
     for r in records {
         let image = match entry.manifest.kind {
-            inferq_shared::manifest::ModelKind::Image => {
+            inferq_core::manifest::ModelKind::Image => {
                 state.store.get_blob(&state.store.output_key(r.id)).await?
             }
             _ => None,

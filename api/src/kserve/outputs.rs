@@ -22,9 +22,9 @@
 //! for with `parameters.classification = k` is BYTES `[N, k]` of
 //! `"score:index:label"`.
 
-use inferq_shared::manifest::{ModelKind, ModelManifest};
-use inferq_shared::postprocess::Prediction;
-use inferq_shared::repository::ModelEntry;
+use inferq_backends::repository::ModelEntry;
+use inferq_core::manifest::{ModelKind, ModelManifest};
+use inferq_core::prediction::Prediction;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;

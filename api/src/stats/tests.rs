@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use inferq_shared::ErrorCode;
-use inferq_shared::job::{InputInfo, JobError, JobId, JobRecord, Timings};
-use inferq_shared::postprocess::Prediction;
-use inferq_shared::store::ResultStore;
-use inferq_shared::store::memory::MemoryStore;
+use inferq_backends::store::ResultStore;
+use inferq_backends::store::memory::MemoryStore;
+use inferq_core::ErrorCode;
+use inferq_core::job::{InputInfo, JobError, JobId, JobRecord, Timings};
+use inferq_core::prediction::Prediction;
 
 use super::*;
 

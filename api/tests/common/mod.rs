@@ -10,19 +10,19 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use inferq_api::{ApiCatalog, ApiConfig, AppState, Settings, app};
-use inferq_shared::broker::memory::MemoryQueue;
-use inferq_shared::repository::{LiveRepository, ModelRepository};
-use inferq_shared::store::memory::MemoryStore;
+use inferq_backends::broker::memory::MemoryQueue;
+use inferq_backends::repository::{LiveRepository, ModelRepository};
+use inferq_backends::store::memory::MemoryStore;
 use serde_json::Value;
 use tower::ServiceExt;
 
-pub struct Harness {
+pub(crate) struct Harness {
     pub state: AppState,
     pub queue: MemoryQueue,
     pub store: Arc<MemoryStore>,
 }
 
-pub fn harness(max_body: usize, inline_max: usize) -> Harness {
+pub(crate) fn harness(max_body: usize, inline_max: usize) -> Harness {
     harness_with(&[
         "--max-body-bytes",
         &max_body.to_string(),
@@ -33,7 +33,7 @@ pub fn harness(max_body: usize, inline_max: usize) -> Harness {
 
 /// The harness with extra `inferq-api` flags (defaults otherwise, as the
 /// production binary would parse them).
-pub fn harness_with(flags: &[&str]) -> Harness {
+pub(crate) fn harness_with(flags: &[&str]) -> Harness {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/models");
     // Defaults for tests; a flag given in `flags` replaces its default
     // (clap refuses a flag given twice).
@@ -54,7 +54,7 @@ pub fn harness_with(flags: &[&str]) -> Harness {
         }
     }
     args.extend_from_slice(flags);
-    let config: ApiConfig = inferq_shared::config::load(args).unwrap();
+    let config: ApiConfig = inferq_runtime::config::load(args).unwrap();
     let repo = ModelRepository::scan(&dir).unwrap().repository;
     let models = ApiCatalog(Arc::new(LiveRepository::new(&dir, repo)));
     let queue = MemoryQueue::new(8, config.delivery.delivery_limit);
@@ -63,7 +63,7 @@ pub fn harness_with(flags: &[&str]) -> Harness {
         queue: Arc::new(queue.clone()),
         store: store.clone(),
         models: Arc::new(models),
-        fetcher: Arc::new(inferq_shared::fetch::Fetcher::new(&config.fetch).unwrap()),
+        fetcher: Arc::new(inferq_backends::fetch::Fetcher::new(&config.fetch).unwrap()),
         settings: Arc::new(Settings::from_config(
             &config.http,
             &config.models,
@@ -82,18 +82,18 @@ pub fn harness_with(flags: &[&str]) -> Harness {
 
 /// [`harness`] with API-key authentication on, for these
 /// `tenant:scopes:secret` entries.
-pub fn auth_harness(entries: &[&str]) -> Harness {
+pub(crate) fn auth_harness(entries: &[&str]) -> Harness {
     let mut h = harness(1 << 20, 1 << 16);
     let keys = entries
         .iter()
-        .map(|e| inferq_shared::auth::ApiKey::parse(e).unwrap())
+        .map(|e| inferq_api::auth::keys::ApiKey::parse(e).unwrap())
         .collect();
     h.state.auth = Arc::new(inferq_api::auth::Authenticator::with_keys(keys));
     h
 }
 
 /// Adds `Authorization: Bearer <key>`.
-pub fn bearer(mut req: Request<Body>, key: &str) -> Request<Body> {
+pub(crate) fn bearer(mut req: Request<Body>, key: &str) -> Request<Body> {
     req.headers_mut().insert(
         header::AUTHORIZATION,
         format!("Bearer {key}").parse().unwrap(),
@@ -101,7 +101,7 @@ pub fn bearer(mut req: Request<Body>, key: &str) -> Request<Body> {
     req
 }
 
-pub fn png(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn png(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_pixel(w, h, image::Rgb([255, 0, 0]));
     let mut out = Vec::new();
     image::DynamicImage::ImageRgb8(img)
@@ -111,7 +111,7 @@ pub fn png(w: u32, h: u32) -> Vec<u8> {
 }
 
 /// A PNG signature and IHDR declaring the size, with no pixel data.
-pub fn png_header(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn png_header(w: u32, h: u32) -> Vec<u8> {
     let mut v = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
     v.extend_from_slice(b"IHDR");
     v.extend_from_slice(&w.to_be_bytes());
@@ -120,7 +120,7 @@ pub fn png_header(w: u32, h: u32) -> Vec<u8> {
     v
 }
 
-pub async fn send(
+pub(crate) async fn send(
     state: &AppState,
     req: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
@@ -132,19 +132,19 @@ pub async fn send(
     (status, headers, json)
 }
 
-pub fn post(uri: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
+pub(crate) fn post(uri: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
     Request::post(uri)
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(body))
         .unwrap()
 }
 
-pub fn get(uri: &str) -> Request<Body> {
+pub(crate) fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
 /// Asserts an RFC 9457 problem with the given status and code.
-pub fn assert_problem(
+pub(crate) fn assert_problem(
     (status, headers, body): &(StatusCode, axum::http::HeaderMap, Value),
     want: StatusCode,
     code: &str,

@@ -10,13 +10,13 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use inferq_shared::ErrorCode;
-use inferq_shared::job::JobError;
-use inferq_shared::postprocess::{self, Interpreted, RawOutput};
-use inferq_shared::preprocess::{
+use inferq_backends::repository::ModelEntry;
+use inferq_core::ErrorCode;
+use inferq_core::job::JobError;
+use inferq_vision::postprocess::{self, Interpreted, RawOutput};
+use inferq_vision::preprocess::{
     self, BatchTensor, DecodeError, Decoded, Geometry, InputTensor, Preprocessor, TensorData,
 };
-use inferq_shared::repository::ModelEntry;
 use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 

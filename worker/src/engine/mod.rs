@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use inferq_shared::ErrorCode;
-use inferq_shared::job::{JobError, JobId};
-use inferq_shared::postprocess::{Artifact, Prediction};
-use inferq_shared::preprocess::InputTensor;
-use inferq_shared::repository::{ModelEntry, ModelRepository};
+use inferq_backends::repository::{ModelEntry, ModelRepository};
+use inferq_core::ErrorCode;
+use inferq_core::job::{JobError, JobId};
+use inferq_vision::postprocess::{Artifact, Prediction};
+use inferq_vision::preprocess::InputTensor;
 use ort::session::{Session, builder::GraphOptimizationLevel};
 use tokio::sync::oneshot;
 

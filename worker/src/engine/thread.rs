@@ -14,10 +14,10 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use inferq_shared::ErrorCode;
-use inferq_shared::job::JobError;
-use inferq_shared::preprocess::{BatchTensor, Preprocessor};
-use inferq_shared::repository::ModelEntry;
+use inferq_backends::repository::ModelEntry;
+use inferq_core::ErrorCode;
+use inferq_core::job::JobError;
+use inferq_vision::preprocess::{BatchTensor, Preprocessor};
 
 use super::compute::{self, Sessions};
 use super::{CONTROL_POLL, Control, LoadReport, Work, WorkInput, load_session};
@@ -61,7 +61,7 @@ impl ThreadState {
                 .and_then(|mut s| compute::warm_up(&mut s, entry).map(|_| s))
             {
                 Ok(session) => {
-                    inferq_shared::metrics::metrics()
+                    inferq_runtime::metrics::metrics()
                         .model_load_seconds
                         .with_label_values(&[entry.name.as_str()])
                         .observe(started.elapsed().as_secs_f64());

@@ -29,7 +29,7 @@ use inferq_tests::cluster;
 use inferq_tests::load::submit_url;
 
 #[derive(Debug, clap::Args)]
-pub struct ChaosArgs {
+pub(crate) struct ChaosArgs {
     /// Jobs to submit.
     #[arg(long, default_value_t = 3000)]
     jobs: u64,
@@ -346,7 +346,11 @@ async fn settle_one(client: &reqwest::Client, api: &str, id: &str, deadline: Ins
 
 /// Runs the chaos scenario and prints the report; `Ok(true)` if no job was
 /// lost and nothing unexpected happened.
-pub async fn run(d: Arc<Deployment>, args: &ChaosArgs, concurrency: usize) -> anyhow::Result<bool> {
+pub(crate) async fn run(
+    d: Arc<Deployment>,
+    args: &ChaosArgs,
+    concurrency: usize,
+) -> anyhow::Result<bool> {
     let t0 = Instant::now();
     let subs = Arc::new(Submissions::default());
     let faults = Arc::new(Faults::default());

@@ -20,7 +20,7 @@ use inferq_tests::cluster::rss_kib;
 use inferq_tests::load::{one_job, submit_url};
 
 #[derive(Debug, clap::Args)]
-pub struct SoakArgs {
+pub(crate) struct SoakArgs {
     /// Jobs in total; memory is sampled again after the last one.
     #[arg(long, default_value_t = 100_000)]
     jobs: u64,
@@ -101,7 +101,11 @@ fn sample(d: &Deployment) -> Vec<(String, Option<u64>)> {
 
 /// Runs the soak and prints the comparison; `Ok(true)` if no process grew
 /// beyond the limit and no job failed.
-pub async fn run(d: Arc<Deployment>, args: &SoakArgs, concurrency: usize) -> anyhow::Result<bool> {
+pub(crate) async fn run(
+    d: Arc<Deployment>,
+    args: &SoakArgs,
+    concurrency: usize,
+) -> anyhow::Result<bool> {
     anyhow::ensure!(
         args.checkpoint > 0 && args.checkpoint < args.jobs,
         "--checkpoint must be between 1 and --jobs"

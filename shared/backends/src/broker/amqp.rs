@@ -1,0 +1,488 @@
+//! RabbitMQ job queue (lapin).
+//!
+//! Jobs go to one durable quorum queue as persistent messages on a channel in
+//! confirm mode: `publish` returns only after the broker acknowledged the
+//! message, i.e. after a majority of the queue's replicas wrote it. That is
+//! the moment the API may answer 202.
+//!
+//! The connection is opened lazily and re-opened after it breaks, so a broker
+//! restart makes calls fail fast with [`BrokerError::Unavailable`] (the API
+//! answers 503) and the next call after the broker is back succeeds.
+//!
+//! Topology, declared by every process on connect (declaring is idempotent):
+//! - `Q` — the job queue: quorum, with `x-delivery-limit` (a message
+//!   returned more often than that — its consumers keep dying — is
+//!   dead-lettered instead of looping forever) and at-least-once
+//!   dead-lettering into `Q.dlx`, so a dead letter cannot be lost between
+//!   the two queues;
+//! - `Q.dlx` — a fanout exchange; `Q.dead` — the quorum queue behind it,
+//!   drained by the workers' dead-letter consumer.
+//!
+//! Every process must declare `Q` with the same arguments: RabbitMQ refuses
+//! a declaration that differs from the existing queue (PRECONDITION_FAILED),
+//! which is reported with a hint rather than retried silently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use lapin::Confirmation;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+
+use super::{Acker, BrokerError, Deliveries, Delivery, JobQueue};
+use inferq_core::job::JobId;
+
+/// Content type of InferQ job messages (see [`inferq_core::message`]).
+pub const CONTENT_TYPE: &str = "application/vnd.inferq.job";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest AMQP frame InferQ asks for when the URL does not set
+/// `frame_max`. lapin keeps 32 frames of receive and 32 of send buffer per
+/// connection, so RabbitMQ's default of 128 KiB costs 8 MiB in every API
+/// and worker process; 32 KiB costs 2 MiB, and a 100 KB image is still
+/// only four frames.
+pub const DEFAULT_FRAME_MAX: u32 = 32 * 1024;
+/// Publishes of one message before a nack is reported.
+const NACK_RETRIES: u32 = 3;
+/// AMQP delivery mode for messages written to disk.
+const PERSISTENT: u8 = 2;
+
+struct Link {
+    connection: Connection,
+    publisher: Channel,
+}
+
+impl Link {
+    fn healthy(&self) -> bool {
+        self.connection.status().connected() && self.publisher.status().connected()
+    }
+}
+
+/// Parses the AMQP URL, asking for [`DEFAULT_FRAME_MAX`] unless the URL
+/// sets `frame_max` itself.
+pub fn connection_uri(url: &str) -> Result<lapin::uri::AMQPUri, String> {
+    let mut uri: lapin::uri::AMQPUri = url.parse().map_err(|e| format!("invalid AMQP URL: {e}"))?;
+    uri.query.frame_max.get_or_insert(DEFAULT_FRAME_MAX);
+    Ok(uri)
+}
+
+/// A RabbitMQ-backed [`JobQueue`].
+pub struct AmqpQueue {
+    url: String,
+    queue: String,
+    name: String,
+    delivery_limit: u32,
+    link: Mutex<Option<Arc<Link>>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
+impl AmqpQueue {
+    /// `name` identifies the connection in the RabbitMQ management UI;
+    /// `delivery_limit` is how often a message may return to the queue
+    /// before it is dead-lettered.
+    pub fn new(url: &str, queue: &str, name: &str, delivery_limit: u32) -> Self {
+        AmqpQueue {
+            url: url.to_owned(),
+            queue: queue.to_owned(),
+            name: name.to_owned(),
+            delivery_limit: delivery_limit.max(1),
+            link: Mutex::new(None),
+        }
+    }
+
+    /// One publish and its confirm.
+    async fn publish_once(&self, id: JobId, payload: &[u8]) -> Result<(), BrokerError> {
+        let link = self.link().await?;
+        let mut props = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_message_id(id.to_string().into())
+            .with_content_type(CONTENT_TYPE.into())
+            .with_timestamp(chrono::Utc::now().timestamp() as u64);
+        // The W3C AMQP binding's application property, for tracing-aware
+        // tools on the broker's side; workers read it back on delivery.
+        if let Some(trace) = inferq_core::message::JobMessage::peek_trace(payload) {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                inferq_core::trace::TRACEPARENT.into(),
+                AMQPValue::LongString(trace.to_string().into()),
+            );
+            props = props.with_headers(headers);
+        }
+        let result = async {
+            let confirm = link
+                .publisher
+                .basic_publish(
+                    "".into(),
+                    self.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    payload,
+                    props,
+                )
+                .await
+                .map_err(unavailable)?;
+            match confirm.await.map_err(unavailable)? {
+                Confirmation::Ack(_) => Ok(()),
+                Confirmation::Nack(_) => Err(BrokerError::Rejected("broker nacked".into())),
+                Confirmation::NotRequested => Err(BrokerError::Unavailable(
+                    "channel is not in confirm mode".into(),
+                )),
+            }
+        }
+        .await;
+        if matches!(result, Err(BrokerError::Unavailable(_))) {
+            self.drop_link(&link).await;
+        }
+        result
+    }
+
+    /// The live connection, opening (and declaring the queue) if needed.
+    async fn link(&self) -> Result<Arc<Link>, BrokerError> {
+        let mut guard = self.link.lock().await;
+        if let Some(link) = guard.as_ref().filter(|l| l.healthy()) {
+            return Ok(link.clone());
+        }
+        if let Some(old) = guard.take() {
+            let _ = old.connection.close(200, "reconnecting".into()).await;
+        }
+        let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
+        let uri = connection_uri(&self.url).map_err(unavailable)?;
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, props))
+            .await
+            .map_err(|_| unavailable("connect timed out"))?
+            .map_err(unavailable)?;
+        let publisher = connection.create_channel().await.map_err(unavailable)?;
+        declare(&publisher, &self.queue, self.delivery_limit).await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let link = Arc::new(Link {
+            connection,
+            publisher,
+        });
+        *guard = Some(link.clone());
+        tracing::info!(queue = %self.queue, "connected to RabbitMQ");
+        Ok(link)
+    }
+
+    /// Forgets a connection that just failed so the next call reconnects.
+    async fn drop_link(&self, failed: &Arc<Link>) {
+        let mut guard = self.link.lock().await;
+        if guard.as_ref().is_some_and(|l| Arc::ptr_eq(l, failed)) {
+            *guard = None;
+        }
+    }
+
+    /// A consumer on `queue` (the job queue or its dead-letter queue).
+    async fn consume_from(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<Box<dyn Deliveries>, BrokerError> {
+        let link = self.link().await?;
+        let result = async {
+            let channel = link
+                .connection
+                .create_channel()
+                .await
+                .map_err(unavailable)?;
+            // Per-consumer prefetch (global = false): quorum queues do not
+            // support a channel-wide limit.
+            channel
+                .basic_qos(prefetch.max(1), BasicQosOptions { global: false })
+                .await
+                .map_err(unavailable)?;
+            let tag = format!("{}-{}", self.name, uuid::Uuid::new_v4().simple());
+            let consumer = channel
+                .basic_consume(
+                    queue.into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok::<_, BrokerError>(Box::new(AmqpDeliveries {
+                channel,
+                consumer,
+                tag,
+                done: false,
+            }) as Box<dyn Deliveries>)
+        }
+        .await;
+        if result.is_err() {
+            self.drop_link(&link).await;
+        }
+        result
+    }
+
+    /// Closes the connection (pending acks are flushed first by the broker).
+    pub async fn close(&self) {
+        if let Some(link) = self.link.lock().await.take() {
+            // Bounded: a broker that does not answer must not block exit.
+            let close = link.connection.close(200, "shutdown".into());
+            let _ = tokio::time::timeout(CONNECT_TIMEOUT, close).await;
+        }
+    }
+}
+
+/// The dead-letter queue of job queue `queue`.
+pub fn dead_queue(queue: &str) -> String {
+    format!("{queue}.dead")
+}
+
+fn dead_exchange(queue: &str) -> String {
+    format!("{queue}.dlx")
+}
+
+fn declare_error(queue: &str, e: lapin::Error) -> BrokerError {
+    let text = e.to_string();
+    if text.contains("PRECONDITION_FAILED") {
+        tracing::error!(queue, error = %text, "queue exists with other arguments");
+        return BrokerError::Unavailable(format!(
+            "queue {queue} exists with different arguments (an older InferQ, or another \
+             --delivery-limit); delete it or use another --queue: {text}"
+        ));
+    }
+    unavailable(text)
+}
+
+/// Declares the topology described in the module docs. Queues are durable
+/// and replicated (quorum), so a broker node restart loses nothing that was
+/// confirmed.
+async fn declare(channel: &Channel, queue: &str, delivery_limit: u32) -> Result<(), BrokerError> {
+    let quorum = || {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        args
+    };
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let dlx = dead_exchange(queue);
+    let dead = dead_queue(queue);
+    channel
+        .exchange_declare(
+            dlx.as_str().into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| declare_error(&dlx, e))?;
+    channel
+        .queue_declare(dead.as_str().into(), durable, quorum())
+        .await
+        .map_err(|e| declare_error(&dead, e))?;
+    channel
+        .queue_bind(
+            dead.as_str().into(),
+            dlx.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    let mut args = quorum();
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongInt(delivery_limit.min(i32::MAX as u32) as i32),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(dlx.as_str().into()),
+    );
+    // At-least-once dead-lettering needs the queue to reject publishes
+    // when over a length limit instead of dropping its head.
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    channel
+        .queue_declare(queue.into(), durable, args)
+        .await
+        .map_err(|e| declare_error(queue, e))?;
+    Ok(())
+}
+
+/// How often a delivered message went back to its quorum queue before.
+fn delivery_count(props: &BasicProperties) -> u32 {
+    let Some(headers) = props.headers() else {
+        return 0;
+    };
+    let Some(v) = headers.inner().get("x-delivery-count") else {
+        return 0;
+    };
+    let n = match v {
+        AMQPValue::LongLongInt(n) => *n,
+        AMQPValue::LongInt(n) => i64::from(*n),
+        AMQPValue::LongUInt(n) => i64::from(*n),
+        AMQPValue::ShortInt(n) => i64::from(*n),
+        AMQPValue::ShortUInt(n) => i64::from(*n),
+        _ => 0,
+    };
+    n.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// The `traceparent` application header, when it is a valid one.
+fn traceparent(props: &BasicProperties) -> Option<inferq_core::trace::TraceContext> {
+    match props
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(inferq_core::trace::TRACEPARENT)?
+    {
+        AMQPValue::LongString(s) => inferq_core::trace::TraceContext::parse(&s.to_string()),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl JobQueue for AmqpQueue {
+    async fn publish(&self, id: JobId, payload: Vec<u8>) -> Result<(), BrokerError> {
+        // A nack means the queue did not take the message (a quorum queue
+        // can refuse while its leader is being elected, e.g. just after it
+        // was declared): publishing again is safe, and a job id that
+        // arrives twice is handled like any redelivery.
+        let mut backoff = Duration::from_millis(50);
+        for _ in 1..NACK_RETRIES {
+            match self.publish_once(id, &payload).await {
+                Err(BrokerError::Rejected(reason)) => {
+                    tracing::warn!(job_id = %id, %reason, "publish nacked; publishing again");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.publish_once(id, &payload).await
+    }
+
+    async fn consume(&self, prefetch: u16) -> Result<Box<dyn Deliveries>, BrokerError> {
+        self.consume_from(&self.queue, prefetch).await
+    }
+
+    async fn consume_dead(&self, prefetch: u16) -> Result<Box<dyn Deliveries>, BrokerError> {
+        self.consume_from(&dead_queue(&self.queue), prefetch).await
+    }
+
+    async fn check(&self) -> Result<(), BrokerError> {
+        self.link().await.map(|_| ())
+    }
+}
+
+struct AmqpDeliveries {
+    channel: Channel,
+    consumer: lapin::Consumer,
+    tag: String,
+    done: bool,
+}
+
+#[async_trait]
+impl Deliveries for AmqpDeliveries {
+    async fn next(&mut self) -> Option<Result<Delivery, BrokerError>> {
+        if self.done {
+            return None;
+        }
+        match self.consumer.next().await {
+            Some(Ok(d)) => Some(Ok(Delivery {
+                delivery_count: delivery_count(&d.properties),
+                traceparent: traceparent(&d.properties),
+                payload: Bytes::from(d.data),
+                redelivered: d.redelivered,
+                acker: Box::new(AmqpAcker(d.acker)),
+            })),
+            Some(Err(e)) => {
+                self.done = true;
+                Some(Err(unavailable(e)))
+            }
+            None => {
+                self.done = true;
+                None
+            }
+        }
+    }
+
+    async fn cancel(&mut self) {
+        if self.channel.status().connected() {
+            let _ = self
+                .channel
+                .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+                .await;
+        }
+        self.done = true;
+    }
+}
+
+struct AmqpAcker(lapin::Acker);
+
+#[async_trait]
+impl Acker for AmqpAcker {
+    async fn ack(&self) -> Result<(), BrokerError> {
+        self.0
+            .ack(BasicAckOptions::default())
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn requeue(&self) -> Result<(), BrokerError> {
+        self.0
+            .nack(BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            })
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn reject(&self) -> Result<(), BrokerError> {
+        self.0
+            .nack(BasicNackOptions {
+                multiple: false,
+                requeue: false,
+            })
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_max_defaults_small_but_the_url_wins() {
+        let uri = connection_uri("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(uri.query.frame_max, Some(DEFAULT_FRAME_MAX));
+        assert_eq!(uri.vhost, "/");
+        let uri = connection_uri("amqp://127.0.0.1/%2f?frame_max=131072").unwrap();
+        assert_eq!(uri.query.frame_max, Some(131_072));
+        assert!(connection_uri("http://nope").is_err());
+    }
+}

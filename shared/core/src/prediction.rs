@@ -1,0 +1,101 @@
+//! What a model answered for one image, as clients see it in a job's `result`.
+//!
+//! These are the result *types*; computing them from output tensors is the
+//! vision crate's postprocessing. They live in the vocabulary because the
+//! job record carries them and the API serves them without running a model.
+//! Coordinates are in the submitted image's pixels.
+
+use serde::{Deserialize, Serialize};
+
+/// One output tensor as read from the model, batch dimension included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RawOutput {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub data: Vec<f32>,
+}
+
+/// A model's answer for one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Prediction {
+    /// The `k` most likely classes, most likely first.
+    Classification { top_k: Vec<ClassScore> },
+    /// Named points in original-image pixels, and the edges between them.
+    Keypoints {
+        keypoints: Vec<Keypoint>,
+        skeleton: Vec<[usize; 2]>,
+    },
+    /// Boxes in original-image pixels, best first.
+    Detection { detections: Vec<Detection> },
+    /// An output image, served at `href` (`GET /v1/jobs/{id}/output`).
+    Image {
+        width: u32,
+        height: u32,
+        content_type: String,
+        href: String,
+    },
+    /// A feature vector.
+    Embedding {
+        dimensions: usize,
+        normalized: bool,
+        values: Vec<f32>,
+    },
+    /// Raw output tensors.
+    Tensor { outputs: Vec<RawOutput> },
+}
+
+/// One class of a classification result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClassScore {
+    pub index: usize,
+    pub label: String,
+    pub probability: f32,
+}
+
+/// A named point in original-image pixels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Keypoint {
+    pub name: String,
+    pub x: f32,
+    pub y: f32,
+    pub score: f32,
+}
+
+/// A box in original-image pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BoundingBox {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+}
+
+impl BoundingBox {
+    pub fn area(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
+    }
+
+    /// Intersection over union.
+    pub fn iou(&self, other: &BoundingBox) -> f32 {
+        let inter = BoundingBox {
+            x1: self.x1.max(other.x1),
+            y1: self.y1.max(other.y1),
+            x2: self.x2.min(other.x2),
+            y2: self.y2.min(other.y2),
+        }
+        .area();
+        let union = self.area() + other.area() - inter;
+        if union > 0.0 { inter / union } else { 0.0 }
+    }
+}
+
+/// One detected object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Detection {
+    pub class: usize,
+    pub label: String,
+    pub score: f32,
+    #[serde(rename = "box")]
+    pub bbox: BoundingBox,
+}

@@ -1,0 +1,12 @@
+//! Process plumbing every InferQ binary shares: layered configuration
+//! ([`config`]: defaults, then a file, then environment, then flags),
+//! logging ([`logging`]), signals and shutdown fan-out ([`signals`]) and the
+//! Prometheus registry with the `/metrics` listener ([`metrics`]).
+//!
+//! It knows nothing about jobs, queues or images, so the API and the worker
+//! can both stand on it without standing on each other.
+
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod signals;

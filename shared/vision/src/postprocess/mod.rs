@@ -1,0 +1,95 @@
+//! Turning raw model outputs into answers.
+//!
+//! The worker hands over the output tensors, the manifest and the geometry of
+//! the preprocessing; what comes back is what clients see in a job's
+//! `result`, plus an optional artifact (an output image) stored next to it.
+//! Coordinates are mapped back to the *original* image's pixels here, so
+//! clients never need to know the model's input size or how it was resized.
+//! Kept free of ONNX Runtime types so it is unit-testable with plain slices.
+
+mod classify;
+mod image;
+mod spatial;
+
+pub use classify::{classify, embed};
+pub use inferq_core::prediction::{
+    BoundingBox, ClassScore, Detection, Keypoint, Prediction, RawOutput,
+};
+pub use spatial::{detect, keypoints};
+
+use crate::preprocess::Geometry;
+use inferq_core::manifest::{ModelKind, ModelManifest};
+
+/// Largest raw tensor result (elements): bigger outputs belong in an image or
+/// a storage reference, not in a JSON record.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 20;
+
+/// A binary result stored beside the job record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Artifact {
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// The prediction and, for image models, the image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interpreted {
+    pub prediction: Prediction,
+    pub artifact: Option<Artifact>,
+}
+
+/// The output did not have the shape the manifest promised.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("model output: {0}")]
+pub struct OutputError(pub String);
+
+/// Interprets one image's outputs.
+pub fn interpret(
+    outputs: &[RawOutput],
+    manifest: &ModelManifest,
+    labels: &[String],
+    geometry: &Geometry,
+    top_k: Option<usize>,
+) -> Result<Interpreted, OutputError> {
+    let o = &manifest.output;
+    let single = || -> Result<&RawOutput, OutputError> {
+        let name = o.name.as_deref().unwrap_or_default();
+        outputs
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| OutputError(format!("no output named `{name}`")))
+    };
+    let plain = |prediction| {
+        Ok(Interpreted {
+            prediction,
+            artifact: None,
+        })
+    };
+    match manifest.kind {
+        ModelKind::Classification => {
+            let k = top_k.unwrap_or(o.top_k);
+            plain(classify(&single()?.data, o.softmax, labels, k)?)
+        }
+        ModelKind::Keypoints => plain(keypoints(&single()?.data, manifest, geometry)?),
+        ModelKind::Detection => plain(detect(&single()?.data, manifest, labels, geometry)?),
+        ModelKind::Embedding => plain(embed(&single()?.data, o.normalize)?),
+        ModelKind::Image => {
+            let (prediction, artifact) = image::to_png(single()?, o)?;
+            Ok(Interpreted {
+                prediction,
+                artifact: Some(artifact),
+            })
+        }
+        ModelKind::Tensor => {
+            let total: usize = outputs.iter().map(|r| r.data.len()).sum();
+            if total > MAX_TENSOR_ELEMENTS {
+                return Err(OutputError(format!(
+                    "{total} output values exceed the tensor result limit of {MAX_TENSOR_ELEMENTS}"
+                )));
+            }
+            plain(Prediction::Tensor {
+                outputs: outputs.to_vec(),
+            })
+        }
+    }
+}
