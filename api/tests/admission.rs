@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use bytes::Bytes;
 use common::*;
 use inferq_backends::broker::JobQueue;
-use inferq_backends::store::ResultStore;
+use inferq_backends::store::{AdmissionControl, DeadLetters, Records};
 use inferq_core::ErrorCode;
 use inferq_core::job::{JobError, JobId, JobRecord};
 use inferq_core::message::JobMessage;

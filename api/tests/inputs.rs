@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use base64::Engine;
 use common::*;
 use inferq_backends::broker::JobQueue;
-use inferq_backends::store::ResultStore;
+use inferq_backends::store::Blobs;
 use inferq_core::message::{ImageSource, JobMessage};
 use serde_json::{Value, json};
 

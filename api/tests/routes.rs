@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::*;
 use inferq_backends::broker::JobQueue;
-use inferq_backends::store::ResultStore;
+use inferq_backends::store::{Blobs, Records};
 use inferq_core::ErrorCode;
 use inferq_core::job::{JobError, JobId, JobRecord, JobStatus};
 use inferq_core::message::{ImageSource, JobMessage};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::*;
-use inferq_backends::store::ResultStore;
+use inferq_backends::store::Records;
 use inferq_core::ErrorCode;
 use inferq_core::job::{InputInfo, JobError, JobId, JobRecord, Timings};
 use inferq_core::prediction::Prediction;

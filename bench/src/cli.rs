@@ -15,7 +15,7 @@ use serde::Serialize;
 /// The measurements `--only` can pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Phase {
+pub(crate) enum Phase {
     /// In-process limit: decode, preprocess and inference on pinned threads.
     Limit,
     /// The full path: API + workers on RabbitMQ and Redis, closed-loop clients.
@@ -26,7 +26,7 @@ pub enum Phase {
     Coldstart,
 }
 
-pub const ALL_PHASES: [Phase; 4] = [
+pub(crate) const ALL_PHASES: [Phase; 4] = [
     Phase::Limit,
     Phase::Service,
     Phase::Submit,
@@ -39,7 +39,7 @@ pub const ALL_PHASES: [Phase; 4] = [
 /// 127.0.0.1:5672 and Redis on 127.0.0.1:6379 (`make services`).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "inferq-bench", version)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Seconds per measurement: each service concurrency level and each
     /// submit run; each limit sub-measurement takes at most 3 s of it.
     /// With --quick: at most 1.5 s, and 0.5 s per limit sub-measurement.
@@ -87,7 +87,7 @@ pub struct Cli {
 
 /// What the phases use, derived from the flags.
 #[derive(Debug, Clone, Serialize)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub phases: Vec<Phase>,
     /// One limit sub-measurement (per image, per batch size).
     #[serde(serialize_with = "secs")]
@@ -117,7 +117,7 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl Settings {
-    pub fn from_cli(cli: Cli) -> anyhow::Result<Settings> {
+    pub(crate) fn from_cli(cli: Cli) -> anyhow::Result<Settings> {
         anyhow::ensure!(
             cli.secs > 0.0 && cli.secs.is_finite(),
             "--secs must be positive"
@@ -168,7 +168,7 @@ impl Settings {
         })
     }
 
-    pub fn runs(&self, phase: Phase) -> bool {
+    pub(crate) fn runs(&self, phase: Phase) -> bool {
         self.phases.contains(&phase)
     }
 }

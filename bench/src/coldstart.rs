@@ -22,7 +22,7 @@ use crate::loadgen::{full_job, http_client};
 
 /// One cold start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct ColdRun {
+pub(crate) struct ColdRun {
     pub spawn_to_ready_ms: f64,
     /// As logged by the worker (`startup_ms`), if readable.
     pub logged_startup_ms: Option<f64>,
@@ -33,14 +33,14 @@ pub struct ColdRun {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ColdStartReport {
+pub(crate) struct ColdStartReport {
     pub image: String,
     pub runs: Vec<ColdRun>,
     pub median: ColdRun,
 }
 
 /// Median of each field separately.
-pub fn median(runs: &[ColdRun]) -> ColdRun {
+pub(crate) fn median(runs: &[ColdRun]) -> ColdRun {
     fn mid(mut v: Vec<f64>) -> f64 {
         if v.is_empty() {
             return 0.0;
@@ -63,7 +63,10 @@ pub fn median(runs: &[ColdRun]) -> ColdRun {
     }
 }
 
-pub async fn run(settings: &Settings, image: &BenchImage) -> anyhow::Result<ColdStartReport> {
+pub(crate) async fn run(
+    settings: &Settings,
+    image: &BenchImage,
+) -> anyhow::Result<ColdStartReport> {
     let mut dep = Deployment::start(settings, "coldstart", Vec::new())?;
     let result = measure(settings, image, &mut dep).await;
     dep.finish().await;

@@ -21,20 +21,20 @@ use serde_json::Value;
 use crate::cli::Settings;
 
 /// The log line a worker prints once its sessions are loaded and warm.
-pub const WORKER_READY: &str = "inferq-worker ready";
+pub(crate) const WORKER_READY: &str = "inferq-worker ready";
 
 /// How long processes get to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running API (and maybe workers) in a private namespace.
-pub struct Deployment {
+pub(crate) struct Deployment {
     pub ns: Namespace,
     pub spec: ClusterSpec,
     pub cluster: Cluster,
 }
 
 /// Worker flags: one inference thread pinned to `core`.
-pub fn pinned_worker_flags(core: usize) -> Vec<String> {
+pub(crate) fn pinned_worker_flags(core: usize) -> Vec<String> {
     vec![
         "--threads".into(),
         "1".into(),
@@ -46,7 +46,7 @@ pub fn pinned_worker_flags(core: usize) -> Vec<String> {
 impl Deployment {
     /// Starts the API and `per_worker_flags.len()` workers; logs go to
     /// `<out>/logs/<phase>`.
-    pub fn start(
+    pub(crate) fn start(
         settings: &Settings,
         phase: &str,
         per_worker_flags: Vec<Vec<String>>,
@@ -82,12 +82,12 @@ impl Deployment {
         Ok(Deployment { ns, spec, cluster })
     }
 
-    pub fn api_url(&self) -> String {
+    pub(crate) fn api_url(&self) -> String {
         self.cluster.api_url()
     }
 
     /// Waits until the API answers /readyz and every worker logged ready.
-    pub async fn wait_ready(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
+    pub(crate) async fn wait_ready(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let url = format!("{}/readyz", self.api_url());
         loop {
@@ -120,7 +120,7 @@ impl Deployment {
     }
 
     /// Pids of the API and workers, named for the memory report.
-    pub fn pids(&self) -> Vec<(String, u32)> {
+    pub(crate) fn pids(&self) -> Vec<(String, u32)> {
         std::iter::once(&self.cluster.api)
             .chain(&self.cluster.workers)
             .filter_map(|m| m.pid().map(|p| (m.name.clone(), p)))
@@ -128,7 +128,7 @@ impl Deployment {
     }
 
     /// Stops the processes and deletes the namespace's queue and keys.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         let Deployment {
             ns, mut cluster, ..
         } = self;
@@ -140,7 +140,7 @@ impl Deployment {
 }
 
 /// Fails with the process's log tail when it has exited.
-pub fn check_running(m: &mut Managed) -> anyhow::Result<()> {
+pub(crate) fn check_running(m: &mut Managed) -> anyhow::Result<()> {
     if m.running() {
         return Ok(());
     }
@@ -148,13 +148,13 @@ pub fn check_running(m: &mut Managed) -> anyhow::Result<()> {
 }
 
 /// The whole log of a process (empty if unreadable).
-pub fn read_log(m: &Managed) -> String {
+pub(crate) fn read_log(m: &Managed) -> String {
     std::fs::read_to_string(m.log_path()).unwrap_or_default()
 }
 
 /// The worker's ready line in `log`, with the `startup_ms` it reports when
 /// that can be read (JSON log lines, or text `startup_ms=…`).
-pub fn ready_line(log: &str) -> Option<Option<f64>> {
+pub(crate) fn ready_line(log: &str) -> Option<Option<f64>> {
     let line = log.lines().find(|l| l.contains(WORKER_READY))?;
     if let Ok(v) = serde_json::from_str::<Value>(line) {
         return Some(v["fields"]["startup_ms"].as_f64());

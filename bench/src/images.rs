@@ -13,7 +13,7 @@ use inferq_tests::load::Image;
 
 /// A benchmark image: its bytes, content type and size.
 #[derive(Debug, Clone)]
-pub struct BenchImage {
+pub(crate) struct BenchImage {
     /// File name, e.g. `photo-640x480.jpg`.
     pub name: String,
     pub image: Image,
@@ -22,13 +22,13 @@ pub struct BenchImage {
 }
 
 /// The images of the limit and service phases, in report order.
-pub const IMAGE_FILES: [&str; 2] = ["photo-640x480.jpg", "chelsea.png"];
+pub(crate) const IMAGE_FILES: [&str; 2] = ["photo-640x480.jpg", "chelsea.png"];
 
 /// Decoder pixel limit for the in-process measurements (the worker's default).
-pub const MAX_PIXELS: u64 = 40_000_000;
+pub(crate) const MAX_PIXELS: u64 = 40_000_000;
 
 impl BenchImage {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let image =
             Image::from_file(path).with_context(|| format!("reading {}", path.display()))?;
         let decoded = inferq_vision::preprocess::decode(&image.bytes, MAX_PIXELS)
@@ -44,18 +44,18 @@ impl BenchImage {
         })
     }
 
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.image.bytes.len()
     }
 }
 
 /// Directory of the committed test images.
-pub fn image_dir() -> PathBuf {
+pub(crate) fn image_dir() -> PathBuf {
     inferq_tests::root().join("tests/images")
 }
 
 /// Loads [`IMAGE_FILES`].
-pub fn load_all() -> anyhow::Result<Vec<BenchImage>> {
+pub(crate) fn load_all() -> anyhow::Result<Vec<BenchImage>> {
     IMAGE_FILES
         .iter()
         .map(|f| BenchImage::load(&image_dir().join(f)))
@@ -63,6 +63,6 @@ pub fn load_all() -> anyhow::Result<Vec<BenchImage>> {
 }
 
 /// The tiny PNG of the submit-path phase.
-pub fn tiny_png() -> Image {
+pub(crate) fn tiny_png() -> Image {
     Image::png(inferq_tests::solid_png(32, 32, [200, 120, 40]))
 }

@@ -34,7 +34,7 @@ use crate::stats::{Latencies, Summary, rate};
 
 /// Throughput and per-item latency of one parallel measurement.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Throughput {
+pub(crate) struct Throughput {
     pub images_per_sec: f64,
     /// Per call: one image, or one batch in the batch sweep.
     pub latency: Summary,
@@ -42,7 +42,7 @@ pub struct Throughput {
 
 /// One point of the batch-size sweep.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct BatchPoint {
+pub(crate) struct BatchPoint {
     pub batch: usize,
     pub images_per_sec: f64,
     /// Per batch call.
@@ -51,7 +51,7 @@ pub struct BatchPoint {
 
 /// The limit measurements of one image.
 #[derive(Debug, Clone, Serialize)]
-pub struct LimitImage {
+pub(crate) struct LimitImage {
     pub image: String,
     pub bytes: usize,
     pub width: u32,
@@ -71,7 +71,7 @@ pub struct LimitImage {
 
 /// The whole limit phase.
 #[derive(Debug, Clone, Serialize)]
-pub struct LimitReport {
+pub(crate) struct LimitReport {
     pub model: String,
     /// One pinned thread per core, in this order.
     pub cores: Vec<usize>,
@@ -84,7 +84,7 @@ pub struct LimitReport {
 
 impl LimitReport {
     /// The full-path limit (a) for `image`, if measured.
-    pub fn full_rate(&self, image: &str) -> Option<f64> {
+    pub(crate) fn full_rate(&self, image: &str) -> Option<f64> {
         self.images
             .iter()
             .find(|i| i.image == image)
@@ -238,7 +238,7 @@ fn timed_loop(
 }
 
 /// `tensor` repeated `n` times along the batch axis.
-pub fn batched(tensor: &InputTensor, n: usize) -> InputTensor {
+pub(crate) fn batched(tensor: &InputTensor, n: usize) -> InputTensor {
     let mut shape = tensor.shape;
     shape[0] *= n;
     let data = match &tensor.data {
@@ -250,7 +250,11 @@ pub fn batched(tensor: &InputTensor, n: usize) -> InputTensor {
 }
 
 /// Loads the model through the worker's repository code.
-pub fn load_model(model_dir: &Path, name: &str, version: u64) -> anyhow::Result<Arc<ModelEntry>> {
+pub(crate) fn load_model(
+    model_dir: &Path,
+    name: &str,
+    version: u64,
+) -> anyhow::Result<Arc<ModelEntry>> {
     let repo = inferq_worker::load_models(model_dir)
         .with_context(|| format!("loading models from {}", model_dir.display()))?;
     repo.get(name, Some(version)).cloned().with_context(|| {
@@ -292,7 +296,7 @@ fn throughput(m: &Measured) -> Throughput {
 }
 
 /// Runs the limit phase for `images`, `secs` per measurement.
-pub fn run(
+pub(crate) fn run(
     entry: &Arc<ModelEntry>,
     images: &[BenchImage],
     secs: Duration,

@@ -24,7 +24,7 @@ const ERROR_SAMPLES: usize = 5;
 
 /// What a closed-loop run measured.
 #[derive(Default)]
-pub struct LoopResult {
+pub(crate) struct LoopResult {
     pub ok: u64,
     pub errors: u64,
     pub error_samples: Vec<String>,
@@ -44,7 +44,7 @@ pub struct LoopResult {
 
 /// The serialised form of a run.
 #[derive(Debug, Clone, Serialize)]
-pub struct LoopSummary {
+pub(crate) struct LoopSummary {
     pub concurrency: usize,
     pub ok: u64,
     pub errors: u64,
@@ -61,7 +61,7 @@ pub struct LoopSummary {
 }
 
 impl LoopResult {
-    pub fn summary(&self, concurrency: usize) -> LoopSummary {
+    pub(crate) fn summary(&self, concurrency: usize) -> LoopSummary {
         LoopSummary {
             concurrency,
             ok: self.ok,
@@ -79,7 +79,7 @@ impl LoopResult {
 
 /// What the worker reported about a finished job.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct JobTimes {
+pub(crate) struct JobTimes {
     /// decode + preprocess + inference.
     pub compute: Duration,
     pub queue: Duration,
@@ -89,7 +89,7 @@ pub struct JobTimes {
 
 impl JobTimes {
     /// From a job's `timings` object; `None` when it has none.
-    pub fn from_job(job: &serde_json::Value) -> Option<Self> {
+    pub(crate) fn from_job(job: &serde_json::Value) -> Option<Self> {
         let t = &job["timings"];
         let ms = |k: &str| t[k].as_f64().filter(|v| v.is_finite() && *v >= 0.0);
         let compute = ms("decode_ms")? + ms("preprocess_ms")? + ms("inference_ms")?;
@@ -106,7 +106,7 @@ impl JobTimes {
 
 /// Runs `op` from `concurrency` clients for `duration`. `op` returns the
 /// worker-side times of the job when it knows them.
-pub async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, op: F) -> LoopResult
+pub(crate) async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, op: F) -> LoopResult
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Option<JobTimes>, String>> + Send,
@@ -183,7 +183,7 @@ impl LoopResult {
 
 /// An HTTP client for the load: generous pool, and a timeout so a stuck
 /// request becomes an error instead of a hang.
-pub fn http_client() -> reqwest::Client {
+pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(60))
@@ -192,7 +192,7 @@ pub fn http_client() -> reqwest::Client {
 }
 
 /// One full job: submit `image` and long-poll until it is terminal.
-pub async fn full_job(
+pub(crate) async fn full_job(
     client: reqwest::Client,
     base: Arc<str>,
     image: Image,
@@ -211,7 +211,7 @@ pub async fn full_job(
 
 /// What the submit-path phase posts.
 #[derive(Debug, Clone)]
-pub enum SubmitBody {
+pub(crate) enum SubmitBody {
     /// Raw image bytes.
     Image(Image),
     /// A by-reference job: `{"input":{"uri": ...}}`.
@@ -219,7 +219,7 @@ pub enum SubmitBody {
 }
 
 /// One `POST /v1/jobs`, expecting 202.
-pub async fn submit_only(
+pub(crate) async fn submit_only(
     client: reqwest::Client,
     base: Arc<str>,
     body: Arc<SubmitBody>,

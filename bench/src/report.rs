@@ -18,10 +18,10 @@ use crate::service::{ServiceReport, SubmitRow};
 use crate::table::{Table, num, sig};
 
 /// Bumped when the JSON shape changes incompatibly.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub schema_version: u32,
     pub started_at: String,
     pub host: Host,
@@ -35,7 +35,7 @@ pub struct Report {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Host {
+pub(crate) struct Host {
     /// CPUs this process may run on.
     pub allowed_cores: Vec<usize>,
     pub os: String,
@@ -49,7 +49,7 @@ pub struct Host {
 const BUSY_LOAD: f64 = 0.5;
 
 /// The 1-minute load average (`/proc/loadavg`).
-pub fn load_avg() -> Option<f64> {
+pub(crate) fn load_avg() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()
@@ -59,7 +59,7 @@ pub fn load_avg() -> Option<f64> {
 }
 
 impl Host {
-    pub fn detect() -> Host {
+    pub(crate) fn detect() -> Host {
         let cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("model name"))
@@ -81,7 +81,7 @@ fn mib(kib: u64) -> String {
 
 impl Report {
     /// The tables, in the order the phases ran.
-    pub fn tables(&self) -> Vec<Table> {
+    pub(crate) fn tables(&self) -> Vec<Table> {
         let mut out = Vec::new();
         if let Some(l) = &self.limit {
             let mut t = Table::new(
@@ -288,7 +288,7 @@ impl Report {
     }
 
     /// A warning when the machine was busy before the run.
-    pub fn busy_warning(&self) -> Option<String> {
+    pub(crate) fn busy_warning(&self) -> Option<String> {
         let load = self.host.load_avg_at_start.filter(|l| *l >= BUSY_LOAD)?;
         Some(format!(
             "WARNING: load average {load:.2} before the run: other processes were using the \
@@ -296,7 +296,7 @@ impl Report {
         ))
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = self.busy_warning().map(|w| w + "\n\n").unwrap_or_default();
         out.extend(self.tables().iter().map(|t| t.text() + "\n"));
         for e in &self.errors {
@@ -305,7 +305,7 @@ impl Report {
         out
     }
 
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut out = format!(
             "# inferq-bench report\n\n{} on {} ({:?}, cores {:?}); {}s per measurement{}.\n\n",
             self.started_at,
@@ -335,7 +335,7 @@ impl Report {
     }
 
     /// Writes bench.json and bench.md into `dir`; returns their paths.
-    pub fn write(&self, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    pub(crate) fn write(&self, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let json = dir.join("bench.json");
         let md = dir.join("bench.md");

@@ -16,7 +16,7 @@ use inferq_tests::cluster::rss_kib;
 use serde::Serialize;
 
 /// User + system CPU time of this process so far.
-pub fn cpu_time() -> Duration {
+pub(crate) fn cpu_time() -> Duration {
     // SAFETY: getrusage writes only into the struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
@@ -28,13 +28,13 @@ pub fn cpu_time() -> Duration {
 
 /// CPU used over an interval: seconds, and percent of one core.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct CpuUse {
+pub(crate) struct CpuUse {
     pub cpu_secs: f64,
     pub pct_of_one_core: f64,
 }
 
 impl CpuUse {
-    pub fn over(cpu: Duration, wall: Duration) -> Self {
+    pub(crate) fn over(cpu: Duration, wall: Duration) -> Self {
         let wall = wall.as_secs_f64();
         CpuUse {
             cpu_secs: cpu.as_secs_f64(),
@@ -49,7 +49,7 @@ impl CpuUse {
 
 /// Peak resident memory of the sampled processes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct MemoryReport {
+pub(crate) struct MemoryReport {
     /// Peak RSS per process name, KiB.
     pub peak_kib: BTreeMap<String, u64>,
     /// Highest sum over all processes at one sample, KiB.
@@ -59,7 +59,7 @@ pub struct MemoryReport {
 
 impl MemoryReport {
     /// Folds in another run's report: the peaks of both.
-    pub fn merge(&mut self, other: &MemoryReport) {
+    pub(crate) fn merge(&mut self, other: &MemoryReport) {
         for (name, kib) in &other.peak_kib {
             let peak = self.peak_kib.entry(name.clone()).or_default();
             *peak = (*peak).max(*kib);
@@ -69,7 +69,7 @@ impl MemoryReport {
     }
 
     /// Folds in one sample (KiB per process; a process that is gone is absent).
-    pub fn add_sample(&mut self, sample: &[(String, u64)]) {
+    pub(crate) fn add_sample(&mut self, sample: &[(String, u64)]) {
         let mut total = 0;
         for (name, kib) in sample {
             let peak = self.peak_kib.entry(name.clone()).or_default();
@@ -82,14 +82,14 @@ impl MemoryReport {
 }
 
 /// Samples the RSS of some processes until stopped.
-pub struct RssSampler {
+pub(crate) struct RssSampler {
     stop: Arc<AtomicBool>,
     report: Arc<Mutex<MemoryReport>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RssSampler {
-    pub fn start(processes: Vec<(String, u32)>, every: Duration) -> Self {
+    pub(crate) fn start(processes: Vec<(String, u32)>, every: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let report = Arc::new(Mutex::new(MemoryReport::default()));
         let (s, r) = (stop.clone(), report.clone());
@@ -110,7 +110,7 @@ impl RssSampler {
         }
     }
 
-    pub fn finish(mut self) -> MemoryReport {
+    pub(crate) fn finish(mut self) -> MemoryReport {
         self.halt();
         self.report.lock().expect("rss lock").clone()
     }

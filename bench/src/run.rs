@@ -56,7 +56,7 @@ fn preflight(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(settings: Settings) -> anyhow::Result<Report> {
+pub(crate) async fn run(settings: Settings) -> anyhow::Result<Report> {
     preflight(&settings)?;
     let imgs = images::load_all()?;
     let mut report = Report {

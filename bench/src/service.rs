@@ -28,7 +28,7 @@ use crate::stats::Summary;
 
 /// One concurrency level of the service phase.
 #[derive(Debug, Clone, Serialize)]
-pub struct ServiceRow {
+pub(crate) struct ServiceRow {
     /// The model's `[batching] max_batch` in this run (1 = no batching).
     pub max_batch: usize,
     pub image: String,
@@ -44,7 +44,7 @@ pub struct ServiceRow {
 
 /// The service phase.
 #[derive(Debug, Clone, Serialize)]
-pub struct ServiceReport {
+pub(crate) struct ServiceReport {
     pub workers: usize,
     /// The core each worker's single inference thread is pinned to.
     pub worker_cores: Vec<usize>,
@@ -57,7 +57,7 @@ pub struct ServiceReport {
 
 /// The submit-path phase.
 #[derive(Debug, Clone, Serialize)]
-pub struct SubmitRow {
+pub(crate) struct SubmitRow {
     /// `png-32x32` or `uri`.
     pub input: String,
     #[serde(flatten)]
@@ -65,7 +65,7 @@ pub struct SubmitRow {
 }
 
 /// Runs the service phase for every image and concurrency level.
-pub async fn service(
+pub(crate) async fn service(
     settings: &Settings,
     images: &[BenchImage],
     limit: Option<&LimitReport>,
@@ -155,7 +155,10 @@ async fn measure_service(
 /// one when its manifest already says so, otherwise a copy under
 /// `<out>/models/batch-<n>` whose manifest has `[batching] max_batch = n`
 /// (`max_delay_ms` 0) and whose model and labels are links to the originals.
-pub fn batching_repository(settings: &Settings, max_batch: usize) -> anyhow::Result<PathBuf> {
+pub(crate) fn batching_repository(
+    settings: &Settings,
+    max_batch: usize,
+) -> anyhow::Result<PathBuf> {
     let model = settings.model_dir.join(&settings.model);
     let version = model.join(settings.model_version.to_string());
     let manifest_path = version.join("model.toml");
@@ -216,7 +219,7 @@ fn with_batching(manifest: &str, max_batch: usize) -> String {
 }
 
 /// Runs the submit-path phase: a tiny PNG and a by-reference job.
-pub async fn submit(settings: &Settings) -> anyhow::Result<Vec<SubmitRow>> {
+pub(crate) async fn submit(settings: &Settings) -> anyhow::Result<Vec<SubmitRow>> {
     let mut dep = Deployment::start(settings, "submit", Vec::new())?;
     let result = measure_submit(settings, &mut dep).await;
     eprintln!("submit: deleting the queue");

@@ -16,7 +16,7 @@ const MAX_MICROS: u64 = 600_000_000;
 
 /// A latency histogram in microseconds.
 #[derive(Clone)]
-pub struct Latencies {
+pub(crate) struct Latencies {
     hist: Histogram<u64>,
 }
 
@@ -27,20 +27,20 @@ impl Default for Latencies {
 }
 
 impl Latencies {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Latencies {
             hist: Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds"),
         }
     }
 
     /// Records one duration (at least 1 µs, at most [`MAX_MICROS`]).
-    pub fn record(&mut self, d: Duration) {
+    pub(crate) fn record(&mut self, d: Duration) {
         let micros = (d.as_micros() as u64).clamp(1, MAX_MICROS);
         self.hist.saturating_record(micros);
     }
 
     /// Adds every value recorded in `other`.
-    pub fn merge(&mut self, other: &Latencies) {
+    pub(crate) fn merge(&mut self, other: &Latencies) {
         // Same bounds on both sides, so adding cannot fail.
         self.hist
             .add(&other.hist)
@@ -48,12 +48,12 @@ impl Latencies {
     }
 
     #[cfg(test)]
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.hist.len()
     }
 
     /// The summary the report shows; all zero when nothing was recorded.
-    pub fn summary(&self) -> Summary {
+    pub(crate) fn summary(&self) -> Summary {
         if self.hist.is_empty() {
             return Summary::default();
         }
@@ -71,7 +71,7 @@ impl Latencies {
 
 /// Percentiles of one set of latencies, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub count: u64,
     pub mean_ms: f64,
     pub p50_ms: f64,
@@ -81,7 +81,7 @@ pub struct Summary {
 }
 
 /// `count / secs`, or 0 for an empty interval.
-pub fn rate(count: u64, secs: f64) -> f64 {
+pub(crate) fn rate(count: u64, secs: f64) -> f64 {
     if secs > 0.0 { count as f64 / secs } else { 0.0 }
 }
 

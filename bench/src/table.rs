@@ -5,7 +5,7 @@
 /// A titled table of strings; the first column is left-aligned, the others
 /// (numbers) right-aligned.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Table {
+pub(crate) struct Table {
     pub title: String,
     pub headers: Vec<String>,
     pub rows: Vec<Vec<String>>,
@@ -14,7 +14,7 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn new(title: &str, headers: &[&str]) -> Self {
+    pub(crate) fn new(title: &str, headers: &[&str]) -> Self {
         Table {
             title: title.to_owned(),
             headers: headers.iter().map(|h| h.to_string()).collect(),
@@ -22,11 +22,11 @@ impl Table {
         }
     }
 
-    pub fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    pub fn note(&mut self, note: impl Into<String>) {
+    pub(crate) fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());
     }
 
@@ -45,7 +45,7 @@ impl Table {
     }
 
     /// Aligned text with a title line.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let widths = self.widths();
         let line = |cells: &[String]| {
             let parts: Vec<String> = widths
@@ -79,7 +79,7 @@ impl Table {
     }
 
     /// A Markdown section: `### title`, the table, the notes.
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let esc = |c: &str| c.replace('|', "\\|");
         let mut out = format!("### {}\n\n", self.title);
         out += &format!(
@@ -112,7 +112,7 @@ impl Table {
 }
 
 /// A number with `decimals` places; "-" for a missing or non-finite one.
-pub fn num(v: Option<f64>, decimals: usize) -> String {
+pub(crate) fn num(v: Option<f64>, decimals: usize) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{v:.decimals$}"),
         _ => "-".into(),
@@ -120,7 +120,7 @@ pub fn num(v: Option<f64>, decimals: usize) -> String {
 }
 
 /// A value with about three significant digits: 1234, 123, 12.3, 1.23.
-pub fn sig(v: f64) -> String {
+pub(crate) fn sig(v: f64) -> String {
     let a = v.abs();
     if !v.is_finite() {
         "-".into()

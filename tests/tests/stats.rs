@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use inferq_backends::store::ResultStore;
 use inferq_backends::store::recent::RECENT_CAPACITY;
 use inferq_backends::store::redis::RedisStore;
+use inferq_backends::store::{AdmissionControl, Records};
 use inferq_core::job::{InputInfo, JobId, JobRecord, Timings};
 use inferq_tests::*;
 use inferq_vision::postprocess::Prediction;

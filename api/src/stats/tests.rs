@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use inferq_backends::store::ResultStore;
 use inferq_backends::store::memory::MemoryStore;
+use inferq_backends::store::{AdmissionControl, Records};
 use inferq_core::ErrorCode;
 use inferq_core::job::{InputInfo, JobError, JobId, JobRecord, Timings};
 use inferq_core::prediction::Prediction;

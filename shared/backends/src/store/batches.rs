@@ -11,24 +11,27 @@ use inferq_core::batch::BatchRecord;
 use inferq_core::job::JobId;
 use inferq_core::webhook::Webhook;
 
-use crate::store::{ResultStore, StoreError};
+use crate::store::{Blobs, Documents, Scheduling, StoreError};
 
 /// The store key names of a batch's parts.
-pub fn doc_key(store: &dyn ResultStore, id: JobId) -> String {
+pub fn doc_key(store: &(impl Documents + ?Sized), id: JobId) -> String {
     store.key(&format!("batch:{id}"))
 }
-pub fn inputs_key(store: &dyn ResultStore, id: JobId) -> String {
+pub fn inputs_key(store: &(impl Documents + ?Sized), id: JobId) -> String {
     store.key(&format!("batch:{id}:inputs"))
 }
-pub fn ok_key(store: &dyn ResultStore, id: JobId) -> String {
+pub fn ok_key(store: &(impl Documents + ?Sized), id: JobId) -> String {
     store.key(&format!("batch:{id}:ok"))
 }
-pub fn err_key(store: &dyn ResultStore, id: JobId) -> String {
+pub fn err_key(store: &(impl Documents + ?Sized), id: JobId) -> String {
     store.key(&format!("batch:{id}:err"))
 }
 
 /// Reads a batch record, with its webhook's delivery outcome merged in.
-pub async fn load(store: &dyn ResultStore, id: JobId) -> Result<Option<BatchRecord>, StoreError> {
+pub async fn load<S>(store: &S, id: JobId) -> Result<Option<BatchRecord>, StoreError>
+where
+    S: Blobs + Documents + Scheduling + ?Sized,
+{
     let Some(raw) = store.get_blob(&doc_key(store, id)).await? else {
         return Ok(None);
     };
@@ -42,11 +45,14 @@ pub async fn load(store: &dyn ResultStore, id: JobId) -> Result<Option<BatchReco
 
 /// Writes a batch record for `ttl`; a final record with a webhook is put
 /// into the outbox.
-pub async fn save(
-    store: &dyn ResultStore,
+pub async fn save<S>(
+    store: &S,
     record: &BatchRecord,
     ttl: std::time::Duration,
-) -> Result<(), StoreError> {
+) -> Result<(), StoreError>
+where
+    S: Blobs + Documents + Scheduling + ?Sized,
+{
     let mut stored = record.clone();
     if let Some(w) = stored.webhook.as_mut() {
         w.delivery = None;
@@ -66,10 +72,13 @@ pub async fn save(
 
 /// What the webhook dispatcher sends for a finished batch: its webhook,
 /// the event type and the record. `None` if there is nothing to send.
-pub async fn notification(
-    store: &dyn ResultStore,
+pub async fn notification<S>(
+    store: &S,
     id: &str,
-) -> Result<Option<(Webhook, String, serde_json::Value)>, StoreError> {
+) -> Result<Option<(Webhook, String, serde_json::Value)>, StoreError>
+where
+    S: Blobs + Documents + Scheduling + ?Sized,
+{
     let Ok(id) = id.parse() else { return Ok(None) };
     let Some(mut record) = load(store, id).await? else {
         return Ok(None);

@@ -162,8 +162,9 @@ impl MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::ResultStore;
+
     use crate::store::memory::MemoryStore;
+    use crate::store::{Documents, Scheduling};
     use std::time::Duration;
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Unit tests of the in-memory store.
 
 use super::*;
+use crate::store::{Admission, AdmissionControl, Blobs, DeadLetters, Records, Saved};
 use inferq_core::ErrorCode;
 use inferq_core::job::{InputInfo, JobError, JobStatus};
 use std::sync::Arc;
