@@ -25,7 +25,7 @@ use chrono::Utc;
 use inferq_backends::broker::{Delivery, JobQueue};
 use inferq_backends::store::{ResultStore, Saved, StoreError};
 use inferq_core::ErrorCode;
-use inferq_core::job::{InputInfo, JobError, JobRecord, Timings};
+use inferq_core::job::{JobError, JobRecord, Timings};
 use inferq_core::manifest::{DType, ModelManifest};
 use inferq_core::message::{ImageSource, JobMessage};
 use inferq_vision::postprocess::Prediction;
@@ -35,15 +35,16 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::deliver;
-use crate::engine::{Engine, InferError, WorkInput};
-use crate::models::ModelSet;
+use crate::engine::{InferError, WorkInput};
+use crate::inference::Inference;
+use crate::triage::{Action, Triage, triage};
 use inferq_backends::fetch::Fetcher;
 
 /// Everything needed to process one delivery.
 pub struct Processor {
-    pub engine: Arc<Engine>,
+    /// Model lookup and inference (the engine, or a stand-in in tests).
+    pub inference: Arc<dyn Inference>,
     pub store: Arc<dyn ResultStore>,
-    pub models: Arc<ModelSet>,
     /// Reads `uri` inputs and writes results to output URIs.
     pub fetcher: Arc<Fetcher>,
     pub result_ttl: Duration,
@@ -120,42 +121,31 @@ impl Processor {
 
     /// Runs the job as far as it should go and says how to settle it.
     async fn process(&self, msg: JobMessage) -> Settle {
-        let Ok(record) = self.read_record(msg.id).await else {
+        let Ok(stored) = self.read_record(msg.id).await else {
             return Settle::Requeue;
         };
-        // The record may be gone (expired, or the store lost it); the
-        // message alone is enough to run the job.
-        let mut record = record.unwrap_or_else(|| {
-            let mut r = JobRecord::queued(msg.id, &msg.model, msg.version, InputInfo::default());
-            r.created_at = msg.created_at;
-            r.deadline = msg.deadline;
-            r.owner = msg.owner.clone();
-            r.webhook = msg.webhook.clone();
-            r.trace = msg.trace;
-            r
-        });
-        if record.status.is_terminal() {
-            tracing::info!(status = %record.status, "job already finished; acking redelivery");
-            self.drop_blob(&msg).await;
-            return Settle::Ack;
+        let Triage { mut record, action } = triage(stored, &msg, Utc::now(), self.delivery_limit);
+        match action {
+            Action::Run => {}
+            Action::AlreadyFinal => {
+                tracing::info!(status = %record.status, "job already finished; acking redelivery");
+                self.drop_blob(&msg).await;
+                return Settle::Ack;
+            }
+            Action::Expire => {
+                tracing::info!(deadline = ?record.deadline, "deadline passed in the queue; job expired");
+                return self.finish(&msg, &record).await;
+            }
+            Action::DeadLetter => {
+                tracing::error!(
+                    attempts = record.attempts,
+                    "job keeps failing to finish; dead-lettering"
+                );
+                return Settle::Reject;
+            }
+            Action::Skip => return Settle::Ack,
         }
-        let now = Utc::now();
-        if record.past_deadline(now) {
-            tracing::info!(deadline = ?record.deadline, "deadline passed in the queue; job expired");
-            let _ = record.expire(now);
-            return self.finish(&msg, &record).await;
-        }
-        if record.attempts >= self.delivery_limit {
-            tracing::error!(
-                attempts = record.attempts,
-                "job keeps failing to finish; dead-lettering"
-            );
-            return Settle::Reject;
-        }
-        let started = Utc::now();
-        if record.start(started).is_err() {
-            return Settle::Ack;
-        }
+        let started = record.started_at.unwrap_or_else(Utc::now);
         match self.store.save(&record, self.result_ttl).await {
             Ok(Saved::Written) => {}
             Ok(Saved::AlreadyFinished) => return Settle::Ack,
@@ -198,7 +188,7 @@ impl Processor {
         };
         timings.fetch_ms = fetch_start.elapsed().as_secs_f64() * 1e3;
 
-        let Some(entry) = self.models.get(&msg.model, msg.version).await else {
+        let Some(entry) = self.inference.model(&msg.model, msg.version).await else {
             let err = JobError::new(
                 ErrorCode::ModelNotFound,
                 format!(
@@ -219,7 +209,7 @@ impl Processor {
                 }
             },
         };
-        match self.engine.infer(msg.id, entry, input, msg.top_k).await {
+        match self.inference.infer(msg.id, entry, input, msg.top_k).await {
             Ok(mut outcome) => {
                 let artifact = outcome.artifact.take();
                 if let Some(artifact) = &artifact {
@@ -506,3 +496,6 @@ pub async fn consume(
         tracing::info!("drained");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,9 @@
 //!
 //! - [`engine`]: pinned inference threads, each owning its sessions;
 //! - [`consumer`]: the consume → infer → store → ack loop;
+//! - [`inference`]: the trait the loop runs jobs through (the engine, or a
+//!   stand-in in tests);
+//! - [`triage`]: the pure per-delivery decision (run, expire, dead-letter…);
 //! - [`dead`]: parks dead-lettered jobs for an operator's replay;
 //! - [`run`]: the production worker on RabbitMQ and Redis.
 //!
@@ -18,8 +21,10 @@ pub mod consumer;
 pub mod dead;
 pub mod deliver;
 pub mod engine;
+pub mod inference;
 pub mod models;
 pub mod pinning;
+pub mod triage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -99,9 +104,8 @@ pub fn processor(
     delivery: &inferq_runtime::config::DeliveryConfig,
 ) -> Arc<Processor> {
     Arc::new(Processor {
-        engine,
+        inference: Arc::new(inference::EngineInference { engine, models }),
         store,
-        models,
         fetcher,
         result_ttl: Duration::from_secs(retention.result_ttl_secs.max(1)),
         delivery_limit: delivery.delivery_limit.max(1),
