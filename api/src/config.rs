@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::auth::keys::AuthConfig;
+use crate::http::auth::keys::AuthConfig;
 use clap::Parser;
 use inferq_backends::fetch::FetchConfig;
 use inferq_runtime::config::{

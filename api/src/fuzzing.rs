@@ -7,8 +7,8 @@
 
 use inferq_runtime::config::LimitConfig;
 
-use crate::input::{Payload, check_uri, parse_json};
-use crate::tensor::MAX_TENSOR_DEPTH;
+use crate::intake::encodings::{Payload, check_uri, parse_json};
+use crate::intake::json_tensor::MAX_TENSOR_DEPTH;
 
 /// The limits the target parses under: the defaults, with a 1 MiB body.
 pub fn limits() -> LimitConfig {

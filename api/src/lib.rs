@@ -10,35 +10,14 @@
 //! shutdown future resolves; [`run`] wires the production backends
 //! (RabbitMQ, Redis) from an [`ApiConfig`].
 
-pub mod admin;
-pub mod auth;
-pub mod batches;
 pub mod config;
-pub mod console;
-pub mod error;
-pub mod events;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
-pub mod health;
-pub mod idempotency;
-pub mod inflight;
-pub mod input;
-pub mod jobs;
-pub mod kserve;
-pub mod limits;
+pub mod http;
+pub mod intake;
 pub mod metrics;
-pub mod models;
-pub mod openapi;
-pub mod predict;
-pub mod read;
-pub mod register;
-pub mod server;
+pub mod routes;
 pub mod state;
-pub mod stats;
-pub mod submit;
-pub mod synchronous;
-pub mod tensor;
-pub mod trace;
 
 use std::future::Future;
 use std::path::Path;
@@ -56,8 +35,14 @@ use inferq_backends::store::redis::RedisStore;
 use inferq_runtime::signals::ReloadTrigger;
 use tower_http::trace::TraceLayer;
 
+use http::{auth, concurrency, server, trace};
+use routes::{
+    batch_prediction, console, dead_letters, events, health, jobs, kserve, models, openapi,
+    predict, register, stats, submit,
+};
+
 pub use config::ApiConfig;
-pub use error::ApiError;
+pub use http::error::ApiError;
 pub use state::{ApiCatalog, AppState, ModelCatalog, Settings, SettingsSources};
 
 /// The API's routes.
@@ -81,7 +66,7 @@ pub fn app(state: AppState) -> Router {
             require(Scope::Submit, post(events::cloudevents)),
         )
         .route("/v1/events/s3", require(Scope::Submit, post(events::s3)));
-    let inflight = inflight::InFlight::new(state.settings.max_inflight_requests);
+    let inflight = concurrency::InFlight::new(state.settings.max_inflight_requests);
     // With push-token verification the event routes authenticate by the
     // token (Pub/Sub cannot send an API key); otherwise like every route.
     let (keyed_events, pushed_events) = match &state.settings.event_oidc {
@@ -94,7 +79,7 @@ pub fn app(state: AppState) -> Router {
                 ))
                 .layer(middleware::from_fn_with_state(
                     inflight.clone(),
-                    inflight::in_flight,
+                    concurrency::in_flight,
                 )),
         ),
         None => (events, Router::new()),
@@ -111,11 +96,17 @@ pub fn app(state: AppState) -> Router {
             "/v1/jobs/{id}/cancel",
             require(Scope::Submit, post(jobs::cancel)),
         )
-        .route("/v1/batches", require(Scope::Submit, post(batches::create)))
-        .route("/v1/batches/{id}", require(Scope::Read, get(batches::get)))
+        .route(
+            "/v1/batches",
+            require(Scope::Submit, post(batch_prediction::create)),
+        )
+        .route(
+            "/v1/batches/{id}",
+            require(Scope::Read, get(batch_prediction::get)),
+        )
         .route(
             "/v1/batches/{id}/cancel",
-            require(Scope::Submit, post(batches::cancel)),
+            require(Scope::Submit, post(batch_prediction::cancel)),
         )
         .route("/v1/models", require(Scope::Read, get(models::list)))
         .route("/v1/stats", require(Scope::Read, get(stats::get)))
@@ -145,15 +136,15 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/v1/admin/dead-letters",
-            require(Scope::Admin, get(admin::list)),
+            require(Scope::Admin, get(dead_letters::list)),
         )
         .route(
             "/v1/admin/dead-letters/replay",
-            require(Scope::Admin, post(admin::replay_many)),
+            require(Scope::Admin, post(dead_letters::replay_many)),
         )
         .route(
             "/v1/admin/dead-letters/{id}/replay",
-            require(Scope::Admin, post(admin::replay_one)),
+            require(Scope::Admin, post(dead_letters::replay_one)),
         )
         .route(
             "/v1/models/{name}",
@@ -176,7 +167,7 @@ pub fn app(state: AppState) -> Router {
         // Outside auth: a busy server sheds load before spending a hash.
         .layer(middleware::from_fn_with_state(
             inflight,
-            inflight::in_flight,
+            concurrency::in_flight,
         ));
     // Probes are outside auth and the in-flight limit: a busy server is
     // still alive and must not be restarted for being busy. The API
@@ -217,7 +208,7 @@ pub async fn serve(
         tracing::info!(grace = ?grace, "shutting down: finishing requests in progress");
         let _ = tx.send(true);
     };
-    let router = app(state).layer(axum::Extension(inflight::Draining(rx.clone())));
+    let router = app(state).layer(axum::Extension(concurrency::Draining(rx.clone())));
     let server = async {
         server::serve_connections(listener, router, signal).await;
         Ok(())
@@ -251,7 +242,7 @@ pub enum RunError {
     #[error("storage configuration: {0}")]
     Fetch(#[from] inferq_backends::fetch::FetchError),
     #[error("API keys: {0}")]
-    Auth(#[from] crate::auth::keys::AuthConfigError),
+    Auth(#[from] crate::http::auth::keys::AuthConfigError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
     #[error(transparent)]
@@ -350,7 +341,7 @@ pub async fn run_on(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let coordinator = tokio::spawn(batches::coordinator::run(
+    let coordinator = tokio::spawn(batch_prediction::coordinator::run(
         state.clone(),
         until(stop_rx.clone()),
     ));

@@ -17,8 +17,8 @@ pub struct AppState {
     /// Policy for storage references (checked at submission; the worker fetches).
     pub fetcher: Arc<inferq_backends::fetch::Fetcher>,
     pub settings: Arc<Settings>,
-    /// API keys, or authentication off (see [`crate::auth`]).
-    pub auth: Arc<crate::auth::Authenticator>,
+    /// API keys, or authentication off (see [`crate::http::auth`]).
+    pub auth: Arc<crate::http::auth::Authenticator>,
 }
 
 /// The models the API knows, kept current as the repository changes.
@@ -99,14 +99,14 @@ pub struct Settings {
     pub max_inflight_requests: usize,
     /// Time requests in progress get to finish after a shutdown signal.
     pub shutdown_grace: Duration,
-    /// Storage-event rules (see [`crate::events::rules`]); none by default.
-    pub event_rules: Vec<crate::events::rules::EventRule>,
+    /// Storage-event rules (see [`crate::routes::events::rules`]); none by default.
+    pub event_rules: Vec<crate::routes::events::rules::EventRule>,
     /// Whether jobs may ask for a completion webhook (a signing secret is set).
     pub webhooks: bool,
     /// Batch prediction limits and pacing.
     pub batch: inferq_runtime::config::BatchConfig,
     /// Verifies Pub/Sub push tokens on the event routes, when configured.
-    pub event_oidc: Option<std::sync::Arc<crate::events::oidc::OidcVerifier>>,
+    pub event_oidc: Option<std::sync::Arc<crate::routes::events::oidc::OidcVerifier>>,
 }
 
 /// Record and blob lifetimes.
@@ -189,7 +189,7 @@ impl Settings {
         events: &inferq_runtime::config::EventConfig,
         fetcher: &inferq_backends::fetch::Fetcher,
     ) -> Self {
-        use crate::events::oidc::{OidcPolicy, OidcVerifier};
+        use crate::routes::events::oidc::{OidcPolicy, OidcVerifier};
         self.event_oidc = events.event_oidc_audience.as_ref().map(|audience| {
             let emails: Vec<String> = events
                 .event_oidc_emails
@@ -234,8 +234,8 @@ impl Settings {
     pub fn with_event_rules(
         mut self,
         events: &inferq_runtime::config::EventConfig,
-    ) -> Result<Self, crate::events::rules::RuleError> {
-        self.event_rules = crate::events::rules::EventRule::parse_all(&events.event_rule)?;
+    ) -> Result<Self, crate::routes::events::rules::RuleError> {
+        self.event_rules = crate::routes::events::rules::EventRule::parse_all(&events.event_rule)?;
         Ok(self)
     }
 }

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::*;
 use inferq_api::ApiConfig;
-use inferq_api::auth::Authenticator;
+use inferq_api::http::auth::Authenticator;
 use inferq_backends::broker::JobQueue;
 use inferq_core::message::JobMessage;
 use serde_json::Value;

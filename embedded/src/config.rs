@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use inferq_api::auth::keys::AuthConfig;
+use inferq_api::http::auth::keys::AuthConfig;
 use inferq_backends::fetch::FetchConfig;
 use inferq_runtime::config::{
     AdmissionConfig, BatchConfig, DeliveryConfig, EventConfig, HttpConfig, InferenceConfig,

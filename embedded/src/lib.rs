@@ -42,7 +42,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let auth = inferq_api::auth::Authenticator::from_config(&config.auth)
+    let auth = inferq_api::http::auth::Authenticator::from_config(&config.auth)
         .map_err(inferq_api::RunError::from)?;
     let (engine, models) = start_engine(&config.models, &config.inference, &config.limits).await?;
     let queue = Arc::new(MemoryQueue::new(
@@ -107,7 +107,7 @@ pub async fn run(
         stopped(stop_rx.clone()),
     )
     .map_err(inferq_api::RunError::from)?;
-    let coordinator = tokio::spawn(inferq_api::batches::coordinator::run(
+    let coordinator = tokio::spawn(inferq_api::routes::batch_prediction::coordinator::run(
         state.clone(),
         stopped(stop_rx.clone()),
     ));

@@ -7,7 +7,7 @@
 //! it again, counting the attempt). A job that keeps killing workers is
 //! rejected into the dead-letter queue once it has been started
 //! `delivery_limit` times (the broker does the same on its own when a
-//! message keeps coming back); [`crate::dead`] parks it for an operator.
+//! message keeps coming back); [`crate::dead_letters`] parks it for an operator.
 //!
 //! A job whose deadline passed while it waited is not run: it ends
 //! `expired`. Bad input is not retried: a job whose image cannot be decoded
@@ -34,9 +34,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::deliver;
 use crate::engine::{InferError, WorkInput};
 use crate::inference::Inference;
+use crate::storage;
 use crate::triage::{Action, Triage, triage};
 use inferq_backends::fetch::Fetcher;
 
@@ -162,7 +162,7 @@ impl Processor {
         let fetch_start = std::time::Instant::now();
         let bytes: Bytes = match &msg.image {
             ImageSource::Inline(b) => b.clone(),
-            ImageSource::Uri(uri) => match deliver::fetch_input(&self.fetcher, uri).await {
+            ImageSource::Uri(uri) => match storage::fetch_input(&self.fetcher, uri).await {
                 Ok(b) => b,
                 Err(err) => {
                     tracing::info!(code = %err.code, error = %err.message, "input fetch failed");
@@ -235,7 +235,7 @@ impl Processor {
                 let _ = record.succeed(outcome.prediction, timings, now);
                 if let Some(uri) = &msg.output_uri {
                     let delivery =
-                        deliver::write_output(&self.fetcher, uri, &record, artifact.as_ref()).await;
+                        storage::write_output(&self.fetcher, uri, &record, artifact.as_ref()).await;
                     record.output = Some(delivery);
                 }
             }
@@ -403,7 +403,7 @@ async fn cancel(deliveries: &mut dyn inferq_backends::broker::Deliveries) {
 pub enum Lane {
     /// The job queue: run jobs.
     Jobs,
-    /// The dead-letter queue: park dead letters (see [`crate::dead`]).
+    /// The dead-letter queue: park dead letters (see [`crate::dead_letters`]).
     Dead,
 }
 

@@ -5,7 +5,7 @@
 //! - [`inference`]: the trait the loop runs jobs through (the engine, or a
 //!   stand-in in tests);
 //! - [`triage`]: the pure per-delivery decision (run, expire, dead-letter…);
-//! - [`dead`]: parks dead-lettered jobs for an operator's replay;
+//! - [`dead_letters`]: parks dead-lettered jobs for an operator's replay;
 //! - [`run`]: the production worker on RabbitMQ and Redis.
 //!
 //! The worker never links the HTTP API: the two meet only through the
@@ -18,12 +18,12 @@
 
 pub mod config;
 pub mod consumer;
-pub mod dead;
-pub mod deliver;
+pub mod dead_letters;
 pub mod engine;
 pub mod inference;
 pub mod models;
 pub mod pinning;
+pub mod storage;
 pub mod triage;
 
 use std::future::Future;

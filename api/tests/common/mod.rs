@@ -71,7 +71,7 @@ pub(crate) fn harness_with(flags: &[&str]) -> Harness {
             &config.retention,
             &config.admission,
         )),
-        auth: Arc::new(inferq_api::auth::Authenticator::disabled()),
+        auth: Arc::new(inferq_api::http::auth::Authenticator::disabled()),
     };
     Harness {
         state,
@@ -86,9 +86,9 @@ pub(crate) fn auth_harness(entries: &[&str]) -> Harness {
     let mut h = harness(1 << 20, 1 << 16);
     let keys = entries
         .iter()
-        .map(|e| inferq_api::auth::keys::ApiKey::parse(e).unwrap())
+        .map(|e| inferq_api::http::auth::keys::ApiKey::parse(e).unwrap())
         .collect();
-    h.state.auth = Arc::new(inferq_api::auth::Authenticator::with_keys(keys));
+    h.state.auth = Arc::new(inferq_api::http::auth::Authenticator::with_keys(keys));
     h
 }
 

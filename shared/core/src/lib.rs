@@ -6,13 +6,13 @@
 //! format of a queued job ([`message`]), model manifests ([`manifest`]), the
 //! answers a model gives ([`prediction`]), error codes ([`error`]), trace
 //! context ([`trace`]), the webhook and batch records ([`webhook`],
-//! [`batch`]) and cheap header-only image identification ([`sniff`]).
+//! [`batch_prediction`]) and cheap header-only image identification ([`sniff`]).
 //!
 //! Nothing here does I/O, decodes pixels or runs a model: the crate is
 //! plain data, parsing and pure rules, so every other crate can depend on
 //! it without pulling in a network stack or an image decoder.
 
-pub mod batch;
+pub mod batch_prediction;
 pub mod error;
 pub mod job;
 pub mod manifest;

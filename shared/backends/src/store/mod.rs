@@ -21,7 +21,7 @@
 //! `dead_lettered`), the original queue message (so it can be replayed) and
 //! an index ordered by when they were parked.
 
-pub mod batches;
+pub mod batch_prediction;
 mod capabilities;
 pub mod memory;
 pub mod recent;

@@ -190,7 +190,7 @@ impl Dispatcher {
             }
             "batch" => {
                 let Some((webhook, event, data)) =
-                    crate::store::batches::notification(self.store.as_ref(), id).await?
+                    crate::store::batch_prediction::notification(self.store.as_ref(), id).await?
                 else {
                     return Ok(None);
                 };

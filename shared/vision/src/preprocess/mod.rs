@@ -12,19 +12,19 @@
 //! resizer's scratch space of one inference thread, so a job allocates nothing
 //! between the decoded image and the tensor handed to ONNX Runtime.
 
-mod batch;
 mod decode;
 mod draft;
 mod fit;
+mod microbatch;
 mod tensor;
 
 use image::RgbImage;
 
 use inferq_core::manifest::ModelManifest;
 
-pub use batch::BatchTensor;
 pub use decode::{DecodeError, Decoded, decode, decode_with};
 pub use draft::denominator as draft_denominator;
+pub use microbatch::BatchTensor;
 
 /// A model input of one image, batch dimension included (`N = 1`).
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,560 @@
+//! Reading a KServe v2 inference request, in JSON or with the binary-tensor
+//! extension.
+//!
+//! A JSON request carries each input's `data` inline, flat or nested in the
+//! tensor's shape. With the binary extension the body starts with the same
+//! JSON (its length in the `Inference-Header-Content-Length` header) and the
+//! raw bytes of the inputs that say `parameters.binary_data_size` follow in
+//! input order: little-endian numbers, and for `BYTES` each element as a
+//! 4-byte little-endian length and its bytes. Binary is what `tritonclient`
+//! sends by default and what large tensors and encoded images should use:
+//! no base64, no JSON numbers.
+//!
+//! Everything is validated here — datatype, shape against the element
+//! count, value ranges — so what reaches the job path is either encoded
+//! image bytes (sniffed there like any upload) or `f32` values in the
+//! model's layout.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+use crate::http::error::ApiError;
+
+/// Header giving the length of the JSON part of a binary request/response.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// Largest integer an `f32` holds exactly: INT32 inputs travel to the
+/// worker as `f32`, like every tensor job.
+const EXACT_F32_INT: f64 = 16_777_216.0;
+
+/// The element types this server reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    Bytes,
+    Fp32,
+    Uint8,
+    Int32,
+}
+
+impl DataType {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        Ok(match s {
+            "BYTES" => DataType::Bytes,
+            "FP32" => DataType::Fp32,
+            "UINT8" => DataType::Uint8,
+            "INT32" => DataType::Int32,
+            other => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "datatype {other} is not accepted; send BYTES (encoded images), FP32, UINT8 or INT32"
+                )));
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::Bytes => "BYTES",
+            DataType::Fp32 => "FP32",
+            DataType::Uint8 => "UINT8",
+            DataType::Int32 => "INT32",
+        }
+    }
+
+    /// Bytes per element in binary form (`None` for variable-length BYTES).
+    fn width(self) -> Option<usize> {
+        match self {
+            DataType::Bytes => None,
+            DataType::Uint8 => Some(1),
+            DataType::Fp32 | DataType::Int32 => Some(4),
+        }
+    }
+}
+
+/// The JSON part of a request.
+#[derive(Deserialize)]
+pub struct InferRequest {
+    pub id: Option<String>,
+    #[serde(default)]
+    pub parameters: RequestParameters,
+    pub inputs: Vec<RequestInput>,
+    #[serde(default)]
+    pub outputs: Vec<RequestOutput>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct RequestParameters {
+    /// Every output in binary form unless the output says otherwise.
+    #[serde(default)]
+    pub binary_data_output: bool,
+}
+
+#[derive(Deserialize)]
+pub struct RequestInput {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub datatype: String,
+    #[serde(default)]
+    pub parameters: InputParameters,
+    pub data: Option<FlatData>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct InputParameters {
+    pub binary_data_size: Option<usize>,
+}
+
+#[derive(Deserialize)]
+pub struct RequestOutput {
+    pub name: String,
+    #[serde(default)]
+    pub parameters: OutputParameters,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+pub struct OutputParameters {
+    pub binary_data: Option<bool>,
+    /// The classification extension: the top `n` classes as
+    /// `"score:index:label"` strings instead of the tensor.
+    pub classification: Option<usize>,
+}
+
+/// An input's elements, decoded.
+#[derive(Debug, PartialEq)]
+pub enum Elements {
+    /// Encoded images, one per element.
+    Blobs(Vec<Bytes>),
+    /// Numbers, row-major, as the `f32` the job path carries.
+    Numbers(Vec<f32>),
+}
+
+/// One decoded input.
+#[derive(Debug)]
+pub struct Input {
+    pub name: String,
+    pub datatype: DataType,
+    pub shape: Vec<usize>,
+    pub elements: Elements,
+}
+
+/// Splits a request body into its JSON header and binary tail.
+pub fn split_body(body: &Bytes, header_length: Option<&str>) -> Result<(Bytes, Bytes), ApiError> {
+    let Some(value) = header_length else {
+        return Ok((body.clone(), Bytes::new()));
+    };
+    let n: usize = value
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::InvalidArgument(format!("{HEADER_LENGTH} must be a byte count")))?;
+    if n > body.len() {
+        return Err(ApiError::InvalidArgument(format!(
+            "{HEADER_LENGTH} is {n} but the body has {} bytes",
+            body.len()
+        )));
+    }
+    Ok((body.slice(..n), body.slice(n..)))
+}
+
+/// Decodes every input, taking binary data from `tail` in input order.
+pub fn decode_inputs(inputs: Vec<RequestInput>, tail: Bytes) -> Result<Vec<Input>, ApiError> {
+    let mut offset = 0usize;
+    let mut out = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let datatype = DataType::parse(&input.datatype).map_err(|e| prefix(&input.name, e))?;
+        let shape = input
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d).ok().filter(|d| *d > 0))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| bad(&input.name, "every dimension of `shape` must be positive"))?;
+        let count = shape
+            .iter()
+            .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+            .ok_or_else(|| bad(&input.name, "`shape` is too large"))?;
+        let elements = match (input.parameters.binary_data_size, input.data) {
+            (Some(size), None) => {
+                let end = offset.checked_add(size).filter(|e| *e <= tail.len());
+                let end = end.ok_or_else(|| {
+                    bad(
+                        &input.name,
+                        "binary_data_size runs past the end of the body",
+                    )
+                })?;
+                let chunk = tail.slice(offset..end);
+                offset = end;
+                from_binary(&input.name, datatype, count, chunk)?
+            }
+            (None, Some(data)) => from_json(&input.name, datatype, count, data)?,
+            (Some(_), Some(_)) => {
+                return Err(bad(&input.name, "give `data` or binary data, not both"));
+            }
+            (None, None) => return Err(bad(&input.name, "no `data` and no binary data")),
+        };
+        out.push(Input {
+            name: input.name,
+            datatype,
+            shape,
+            elements,
+        });
+    }
+    if offset != tail.len() {
+        return Err(ApiError::InvalidArgument(format!(
+            "{} bytes of binary data follow the inputs that claim them",
+            tail.len() - offset
+        )));
+    }
+    Ok(out)
+}
+
+fn bad(name: &str, message: &str) -> ApiError {
+    ApiError::InvalidArgument(format!("input `{name}`: {message}"))
+}
+
+fn prefix(name: &str, e: ApiError) -> ApiError {
+    match e {
+        ApiError::InvalidArgument(m) => ApiError::InvalidArgument(format!("input `{name}`: {m}")),
+        other => other,
+    }
+}
+
+fn from_binary(
+    name: &str,
+    datatype: DataType,
+    count: usize,
+    chunk: Bytes,
+) -> Result<Elements, ApiError> {
+    let Some(width) = datatype.width() else {
+        let mut blobs = Vec::with_capacity(count.min(1024));
+        let mut at = 0usize;
+        while at < chunk.len() {
+            let len_bytes = chunk
+                .get(at..at + 4)
+                .ok_or_else(|| bad(name, "truncated BYTES element length"))?;
+            let len = u32::from_le_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
+            let start = at + 4;
+            let end = start
+                .checked_add(len)
+                .filter(|e| *e <= chunk.len())
+                .ok_or_else(|| bad(name, "a BYTES element runs past its binary data"))?;
+            blobs.push(chunk.slice(start..end));
+            at = end;
+        }
+        if blobs.len() != count {
+            return Err(bad(
+                name,
+                &format!(
+                    "`shape` says {count} elements, the data holds {}",
+                    blobs.len()
+                ),
+            ));
+        }
+        return Ok(Elements::Blobs(blobs));
+    };
+    if chunk.len() != count * width {
+        return Err(bad(
+            name,
+            &format!(
+                "`shape` needs {} bytes of {}, binary_data_size is {}",
+                count * width,
+                datatype.as_str(),
+                chunk.len()
+            ),
+        ));
+    }
+    let numbers: Vec<f64> = match datatype {
+        DataType::Uint8 => chunk.iter().map(|b| *b as f64).collect(),
+        DataType::Fp32 => chunk
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)
+            .collect(),
+        DataType::Int32 => chunk
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)
+            .collect(),
+        DataType::Bytes => unreachable!("handled above"),
+    };
+    numbers_to_f32(name, datatype, numbers)
+}
+
+fn from_json(
+    name: &str,
+    datatype: DataType,
+    count: usize,
+    data: FlatData,
+) -> Result<Elements, ApiError> {
+    let elements = match (datatype, data) {
+        (DataType::Bytes, FlatData::Strings(s)) => {
+            // JSON cannot carry raw bytes: an image in JSON is base64, like
+            // the `b64` inputs of the other routes.
+            let blobs = s
+                .iter()
+                .map(|t| crate::intake::encodings::decode_b64(t).map_err(|e| prefix(name, e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Elements::Blobs(blobs)
+        }
+        (DataType::Bytes, FlatData::Numbers(_)) => {
+            return Err(bad(name, "BYTES data must be base64 strings"));
+        }
+        (_, FlatData::Numbers(n)) => numbers_to_f32(name, datatype, n)?,
+        (_, FlatData::Strings(_)) => {
+            return Err(bad(
+                name,
+                &format!("{} data must be numbers", datatype.as_str()),
+            ));
+        }
+    };
+    let n = match &elements {
+        Elements::Blobs(b) => b.len(),
+        Elements::Numbers(v) => v.len(),
+    };
+    if n != count {
+        return Err(bad(
+            name,
+            &format!("`shape` says {count} elements, `data` holds {n}"),
+        ));
+    }
+    Ok(elements)
+}
+
+/// Range checks by datatype, then the `f32` the job path carries.
+fn numbers_to_f32(name: &str, datatype: DataType, n: Vec<f64>) -> Result<Elements, ApiError> {
+    let ok = |v: f64| match datatype {
+        DataType::Fp32 => v.is_finite() && (v as f32).is_finite(),
+        DataType::Uint8 => v.fract() == 0.0 && (0.0..=255.0).contains(&v),
+        DataType::Int32 => v.fract() == 0.0 && v.abs() <= EXACT_F32_INT,
+        DataType::Bytes => false,
+    };
+    if let Some(v) = n.iter().find(|v| !ok(**v)) {
+        let range = match datatype {
+            DataType::Uint8 => "integers 0..=255",
+            DataType::Int32 => "integers within ±16777216",
+            _ => "finite 32-bit floats",
+        };
+        return Err(bad(
+            name,
+            &format!("{} values must be {range}; got {v}", datatype.as_str()),
+        ));
+    }
+    Ok(Elements::Numbers(n.into_iter().map(|v| v as f32).collect()))
+}
+
+/// An input's `data`, flattened as it is read: nested lists of numbers or
+/// of strings, never both. Read by a streaming visitor so a large tensor
+/// is not first built as a tree of `serde_json::Value`s.
+#[derive(Debug)]
+pub enum FlatData {
+    Numbers(Vec<f64>),
+    Strings(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for FlatData {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut acc = Flat::default();
+        d.deserialize_any(FlatVisitor(&mut acc))?;
+        Ok(match acc {
+            Flat::Strings(s) => FlatData::Strings(s),
+            Flat::Numbers(n) => FlatData::Numbers(n),
+            Flat::Empty => FlatData::Numbers(Vec::new()),
+        })
+    }
+}
+
+#[derive(Default)]
+enum Flat {
+    #[default]
+    Empty,
+    Numbers(Vec<f64>),
+    Strings(Vec<String>),
+}
+
+struct FlatVisitor<'a>(&'a mut Flat);
+
+impl<'de> de::DeserializeSeed<'de> for FlatVisitor<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl FlatVisitor<'_> {
+    fn number<E: de::Error>(self, v: f64) -> Result<(), E> {
+        match self.0 {
+            Flat::Empty => *self.0 = Flat::Numbers(vec![v]),
+            Flat::Numbers(n) => n.push(v),
+            Flat::Strings(_) => return Err(E::custom("`data` mixes strings and numbers")),
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for FlatVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of numbers or strings, flat or nested")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(FlatVisitor(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.number(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.number(v as f64)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.number(v as f64)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        match self.0 {
+            Flat::Empty => *self.0 = Flat::Strings(vec![v.to_owned()]),
+            Flat::Strings(s) => s.push(v.to_owned()),
+            Flat::Numbers(_) => return Err(E::custom("`data` mixes strings and numbers")),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> InferRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn json_data_flat_or_nested() {
+        let r = request(
+            r#"{"inputs":[{"name":"x","shape":[1,2,2],"datatype":"INT32","data":[[1,2],[3,4]]}]}"#,
+        );
+        let inputs = decode_inputs(r.inputs, Bytes::new()).unwrap();
+        assert_eq!(inputs[0].shape, vec![1, 2, 2]);
+        assert_eq!(
+            inputs[0].elements,
+            Elements::Numbers(vec![1.0, 2.0, 3.0, 4.0])
+        );
+        let r =
+            request(r#"{"inputs":[{"name":"i","shape":[1],"datatype":"BYTES","data":["aGk="]}]}"#);
+        let inputs = decode_inputs(r.inputs, Bytes::new()).unwrap();
+        assert_eq!(
+            inputs[0].elements,
+            Elements::Blobs(vec![Bytes::from_static(b"hi")])
+        );
+    }
+
+    #[test]
+    fn binary_tail_in_input_order() {
+        let header = r#"{"inputs":[
+            {"name":"a","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":11}},
+            {"name":"b","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]}"#;
+        let mut tail = Vec::new();
+        tail.extend_from_slice(&2u32.to_le_bytes());
+        tail.extend_from_slice(b"hi");
+        tail.extend_from_slice(&1u32.to_le_bytes());
+        tail.extend_from_slice(b"!");
+        tail.extend_from_slice(&1.5f32.to_le_bytes());
+        tail.extend_from_slice(&(-2.0f32).to_le_bytes());
+        let mut body = header.as_bytes().to_vec();
+        body.extend_from_slice(&tail);
+        let (json, tail) = split_body(&Bytes::from(body), Some(&header.len().to_string())).unwrap();
+        let r: InferRequest = serde_json::from_slice(&json).unwrap();
+        let inputs = decode_inputs(r.inputs, tail).unwrap();
+        assert_eq!(
+            inputs[0].elements,
+            Elements::Blobs(vec![Bytes::from_static(b"hi"), Bytes::from_static(b"!")])
+        );
+        assert_eq!(inputs[1].elements, Elements::Numbers(vec![1.5, -2.0]));
+    }
+
+    #[test]
+    fn refuses_bad_shapes_types_ranges_and_lengths() {
+        for (json, tail, why) in [
+            (
+                r#"{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}"#,
+                &b""[..],
+                "holds 2",
+            ),
+            (
+                r#"{"name":"x","shape":[0],"datatype":"FP32","data":[]}"#,
+                b"",
+                "positive",
+            ),
+            (
+                r#"{"name":"x","shape":[1],"datatype":"FP16","data":[1]}"#,
+                b"",
+                "FP16",
+            ),
+            (
+                r#"{"name":"x","shape":[1],"datatype":"UINT8","data":[256]}"#,
+                b"",
+                "0..=255",
+            ),
+            (
+                r#"{"name":"x","shape":[1],"datatype":"INT32","data":[1.5]}"#,
+                b"",
+                "integers",
+            ),
+            (
+                r#"{"name":"x","shape":[1],"datatype":"INT32","data":[99999999]}"#,
+                b"",
+                "16777216",
+            ),
+            (
+                r#"{"name":"x","shape":[1],"datatype":"FP32","data":["a"]}"#,
+                b"",
+                "numbers",
+            ),
+            (
+                r#"{"name":"x","shape":[1],"datatype":"BYTES","data":[1]}"#,
+                b"",
+                "base64",
+            ),
+            (
+                r#"{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}"#,
+                &[0u8; 4][..],
+                "past the end",
+            ),
+            (
+                r#"{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":4}}"#,
+                &[0u8; 4][..],
+                "needs 8",
+            ),
+            (
+                r#"{"name":"x","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":4}}"#,
+                &[9u8, 0, 0, 0][..],
+                "runs past",
+            ),
+            (
+                r#"{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}"#,
+                &[0u8; 6][..],
+                "follow",
+            ),
+            (
+                r#"{"name":"x","shape":[1],"datatype":"FP32"}"#,
+                b"",
+                "no `data`",
+            ),
+        ] {
+            let r = request(&format!(r#"{{"inputs":[{json}]}}"#));
+            let err = decode_inputs(r.inputs, Bytes::copy_from_slice(tail)).unwrap_err();
+            assert!(err.to_string().contains(why), "{json}: {err}");
+        }
+        assert!(
+            serde_json::from_str::<InferRequest>(
+                r#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,"a"]}]}"#
+            )
+            .is_err()
+        );
+        assert!(split_body(&Bytes::from_static(b"{}"), Some("9")).is_err());
+        assert!(split_body(&Bytes::from_static(b"{}"), Some("x")).is_err());
+    }
+}

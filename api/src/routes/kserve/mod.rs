@@ -1,0 +1,420 @@
+//! KServe v2 / Open Inference Protocol: health, metadata and inference.
+//!
+//! Clients of Triton and KServe (`tritonclient`, the KServe SDK, load
+//! balancers configured for them) probe `GET /v2/health/live`,
+//! `/v2/health/ready` and `/v2/models/{m}[/versions/{v}]/ready` and read
+//! `GET /v2` for the server's name and version. Health answers carry only
+//! the status code, as the protocol specifies: 200, or 503 when the broker
+//! or store is down, or 404 for a model that is not served. Server health
+//! is outside API-key authentication like the other probes; model
+//! readiness and metadata name models, so they need the `read` scope.
+//!
+//! `POST /v2/models/{m}[/versions/{v}]/infer` is answered synchronously
+//! like TF Serving's `:predict` (see [`crate::intake::wait_all`]): every element
+//! of the batch axis becomes a job through the queue and the workers, with
+//! admission control, and the call waits for all of them. The input is
+//! either encoded images (`BYTES`, one per element, any accepted format) or
+//! a tensor in the model's layout (`FP32`, `UINT8`, `INT32`); [`codec`]
+//! reads both the JSON and the binary form, [`outputs`] says which tensors
+//! each model kind answers with. Errors are problem+json bodies that also
+//! carry the protocol's `error` member.
+
+pub mod codec;
+pub mod outputs;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use inferq_backends::repository::ModelEntry;
+use inferq_core::manifest::{DType, Layout};
+use serde_json::{Value, json};
+
+use crate::http::auth::Principal;
+use crate::http::error::ApiError;
+use crate::intake::encodings::{JobOptions, Payload, Submission};
+use crate::state::AppState;
+use codec::{DataType, Elements};
+
+/// `GET /v2`: server metadata.
+#[utoipa::path(
+    get,
+    path = "/v2",
+    tag = "kserve",
+    responses((status = 200, description = "Server name, version and extensions", body = serde_json::Value))
+)]
+pub async fn server() -> Json<Value> {
+    Json(json!({
+        "name": "inferq",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": [],
+    }))
+}
+
+/// `GET /v2/health/live`.
+#[utoipa::path(
+    get,
+    path = "/v2/health/live",
+    tag = "kserve",
+    responses((status = 200, description = "Live"))
+)]
+pub async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+/// `GET /v2/health/ready`: the broker and the store answer.
+#[utoipa::path(
+    get,
+    path = "/v2/health/ready",
+    tag = "kserve",
+    responses((status = 200, description = "Ready"), (status = 503, description = "Broker or store unavailable"))
+)]
+pub async fn ready(state: State<AppState>) -> StatusCode {
+    match crate::routes::health::readyz(state).await {
+        Ok(_) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// `GET /v2/models/{m}/ready`.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}/ready",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, description = "Ready"), (status = 404, description = "Not served")),
+    security(("api_key" = []))
+)]
+pub async fn model_ready(state: State<AppState>, Path(name): Path<String>) -> StatusCode {
+    check_model(state, &name, None).await
+}
+
+/// `GET /v2/models/{m}/versions/{v}/ready`.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}/versions/{version}/ready",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
+    responses((status = 200, description = "Ready"), (status = 404, description = "Not served")),
+    security(("api_key" = []))
+)]
+pub async fn version_ready(
+    state: State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> StatusCode {
+    match version.parse::<u64>() {
+        Ok(v) => check_model(state, &name, Some(v)).await,
+        Err(_) => StatusCode::NOT_FOUND,
+    }
+}
+
+async fn check_model(state: State<AppState>, name: &str, version: Option<u64>) -> StatusCode {
+    if !inferq_backends::repository::valid_model_name(name)
+        || state.models.find(name, version).await.is_none()
+    {
+        return StatusCode::NOT_FOUND;
+    }
+    ready(state).await
+}
+
+/// The model version a v2 path names, or 404.
+async fn entry(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Arc<ModelEntry>, ApiError> {
+    let not_found = |v| ApiError::ModelNotFound {
+        name: name.to_owned(),
+        version: v,
+    };
+    let version = match version {
+        Some(v) => Some(v.parse::<u64>().map_err(|_| not_found(None))?),
+        None => None,
+    };
+    if !inferq_backends::repository::valid_model_name(name) {
+        return Err(not_found(version));
+    }
+    state
+        .models
+        .find(name, version)
+        .await
+        .ok_or_else(|| not_found(version))
+}
+
+/// Name of the `BYTES` input that takes encoded images.
+const IMAGE_INPUT: &str = "image";
+
+/// The tensor input's datatype name.
+fn tensor_datatype(dtype: DType) -> &'static str {
+    match dtype {
+        DType::Float32 => "FP32",
+        DType::Uint8 => "UINT8",
+        DType::Int32 => "INT32",
+    }
+}
+
+/// `[channels, height, width]` or `[height, width, channels]`.
+fn instance_shape(entry: &ModelEntry) -> [usize; 3] {
+    let i = &entry.manifest.input;
+    let (w, h) = (i.width as usize, i.height as usize);
+    match i.layout {
+        Layout::Nchw => [3, h, w],
+        Layout::Nhwc => [h, w, 3],
+    }
+}
+
+fn metadata(entry: &ModelEntry, versions: Vec<u64>) -> Value {
+    let dims = instance_shape(entry);
+    let input = &entry.manifest.input;
+    let outputs: Vec<Value> = outputs::outputs(entry)
+        .into_iter()
+        .map(|o| json!({"name": o.name, "datatype": o.datatype, "shape": o.shape}))
+        .collect();
+    json!({
+        "name": entry.name,
+        "versions": versions.iter().map(u64::to_string).collect::<Vec<_>>(),
+        "platform": "onnxruntime_onnx",
+        "inputs": [
+            {
+                "name": input.name,
+                "datatype": tensor_datatype(input.dtype),
+                "shape": [-1, dims[0] as i64, dims[1] as i64, dims[2] as i64],
+            },
+            {"name": IMAGE_INPUT, "datatype": "BYTES", "shape": [-1]},
+        ],
+        "outputs": outputs,
+    })
+}
+
+/// `GET /v2/models/{m}`: inputs, outputs and versions. The two inputs are
+/// alternatives: a request sends one of them.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, description = "Inputs, outputs and versions", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    match entry(&state, &name, None).await {
+        Ok(e) => {
+            let repo = state.models.current();
+            let versions = repo
+                .versions(&name)
+                .map(|v| v.map(|e| e.version).collect())
+                .unwrap_or_default();
+            Json(metadata(&e, versions)).into_response()
+        }
+        Err(e) => e.into_v2_response(),
+    }
+}
+
+/// `GET /v2/models/{m}/versions/{v}`.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}/versions/{version}",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
+    responses((status = 200, description = "Inputs, outputs and versions", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+pub async fn version_metadata(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    match entry(&state, &name, Some(&version)).await {
+        Ok(e) => Json(metadata(&e, vec![e.version])).into_response(),
+        Err(e) => e.into_v2_response(),
+    }
+}
+
+/// `POST /v2/models/{m}/infer`.
+#[utoipa::path(
+    post,
+    path = "/v2/models/{name}/infer",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name")),
+    request_body(description = "Inference request, JSON or binary-tensor extension (Inference-Header-Content-Length); docs/protocols.md", content(("application/json"), ("application/octet-stream"))),
+    responses((status = 200, description = "Outputs, JSON or JSON header plus binary data", content(("application/json"), ("application/octet-stream"))), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+pub async fn model_infer(
+    state: State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    infer(state, principal, name, None, req)
+        .await
+        .unwrap_or_else(ApiError::into_v2_response)
+}
+
+/// `POST /v2/models/{m}/versions/{v}/infer`.
+#[utoipa::path(
+    post,
+    path = "/v2/models/{name}/versions/{version}/infer",
+    tag = "kserve",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
+    request_body(description = "Inference request, JSON or binary-tensor extension (Inference-Header-Content-Length); docs/protocols.md", content(("application/json"), ("application/octet-stream"))),
+    responses((status = 200, description = "Outputs, JSON or JSON header plus binary data", content(("application/json"), ("application/octet-stream"))), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+pub async fn version_infer(
+    state: State<AppState>,
+    principal: Principal,
+    Path((name, version)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    infer(state, principal, name, Some(version), req)
+        .await
+        .unwrap_or_else(ApiError::into_v2_response)
+}
+
+async fn infer(
+    State(state): State<AppState>,
+    principal: Principal,
+    name: String,
+    version: Option<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let entry = entry(&state, &name, version.as_deref()).await?;
+    let limits = &state.settings.limits;
+    let (parts, body) = req.into_parts();
+    let body = crate::http::body::read_body(&parts.headers, body, limits.json_limit()).await?;
+    let header_length = parts
+        .headers
+        .get(codec::HEADER_LENGTH)
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    let (head, tail) = codec::split_body(&body, header_length)?;
+    crate::http::request_limits::check_json_depth(&head, limits.max_json_depth)?;
+    let request: codec::InferRequest = serde_json::from_slice(&head)
+        .map_err(|e| ApiError::InvalidArgument(format!("invalid inference request: {e}")))?;
+    let wanted = outputs::resolve(
+        &entry,
+        request.outputs,
+        request.parameters.binary_data_output,
+    )?;
+    let mut inputs = codec::decode_inputs(request.inputs, tail)?;
+    if inputs.len() != 1 {
+        return Err(ApiError::InvalidArgument(format!(
+            "send exactly one input: `{IMAGE_INPUT}` (BYTES, encoded images) or `{}` (a tensor)",
+            entry.manifest.input.name
+        )));
+    }
+    let payloads = instances(&entry, inputs.remove(0))?;
+    crate::http::request_limits::check_instances(payloads.len(), limits)?;
+    let top_k = outputs::top_k_needed(&entry, &wanted);
+    let submissions = payloads
+        .into_iter()
+        .map(|payload| Submission {
+            options: JobOptions {
+                model: Some(entry.name.clone()),
+                version: Some(entry.version),
+                top_k,
+                ..JobOptions::default()
+            },
+            payload,
+        })
+        .collect();
+    let records = crate::intake::wait_all::run_all(&state, principal.tenant(), submissions).await?;
+    let mut answers = Vec::with_capacity(records.len());
+    for r in records {
+        let image = match entry.manifest.kind {
+            inferq_core::manifest::ModelKind::Image => {
+                state.store.get_blob(&state.store.output_key(r.id)).await?
+            }
+            _ => None,
+        };
+        let prediction = r
+            .result
+            .ok_or_else(|| ApiError::Internal("a succeeded job has no result".into()))?;
+        answers.push(outputs::Answer { prediction, image });
+    }
+    let tensors = outputs::build(&entry, &answers, &wanted)?;
+    let mut head = json!({
+        "model_name": entry.name,
+        "model_version": entry.version.to_string(),
+    });
+    if let Some(id) = request.id {
+        head["id"] = Value::String(id);
+    }
+    let (body, header_len) = outputs::encode(head, tensors);
+    let mut resp = body.into_response();
+    let headers = resp.headers_mut();
+    match header_len {
+        Some(n) => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            headers.insert(codec::HEADER_LENGTH, HeaderValue::from(n));
+        }
+        None => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+    }
+    Ok(resp)
+}
+
+/// One job payload per element of the input's batch axis.
+fn instances(entry: &ModelEntry, input: codec::Input) -> Result<Vec<Payload>, ApiError> {
+    let model_input = &entry.manifest.input;
+    let expected = instance_shape(entry);
+    match input.elements {
+        Elements::Blobs(blobs) => {
+            if input.name != IMAGE_INPUT && input.name != model_input.name {
+                return Err(ApiError::InvalidArgument(format!(
+                    "unknown input `{}`; encoded images go in `{IMAGE_INPUT}`",
+                    input.name
+                )));
+            }
+            if input.shape.len() > 2 || input.shape.get(1).is_some_and(|d| *d != 1) {
+                return Err(ApiError::InvalidArgument(format!(
+                    "input `{}`: BYTES images have shape [N] or [N, 1]",
+                    input.name
+                )));
+            }
+            Ok(blobs
+                .into_iter()
+                .map(|bytes| Payload::Image {
+                    bytes,
+                    encoding: "kserve",
+                })
+                .collect())
+        }
+        Elements::Numbers(values) => {
+            if input.name != model_input.name {
+                return Err(ApiError::InvalidArgument(format!(
+                    "unknown input `{}`; this model's tensor input is `{}`",
+                    input.name, model_input.name
+                )));
+            }
+            debug_assert_ne!(input.datatype, DataType::Bytes);
+            if input.shape.len() != 4 || input.shape[1..] != expected {
+                return Err(ApiError::InvalidArgument(format!(
+                    "input `{}` has shape {:?}; this model takes [N, {}, {}, {}] ({:?})",
+                    input.name,
+                    input.shape,
+                    expected[0],
+                    expected[1],
+                    expected[2],
+                    model_input.layout
+                )));
+            }
+            let per = expected.iter().product::<usize>();
+            Ok(values
+                .chunks_exact(per)
+                .map(|chunk| Payload::Tensor {
+                    shape: vec![1, expected[0], expected[1], expected[2]],
+                    values: chunk.to_vec(),
+                })
+                .collect())
+        }
+    }
+}

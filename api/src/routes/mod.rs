@@ -1,0 +1,27 @@
+//! The handlers, one module per resource. The router that mounts them is
+//! [`crate::app`], so every path and its scope are read in one place.
+//!
+//! - [`submit`], [`jobs`]: `POST /v1/jobs` and reading, waiting for and
+//!   canceling jobs;
+//! - [`batch_prediction`]: bulk batch prediction over a prefix or a JSONL
+//!   file (not the inference micro-batches the worker forms);
+//! - [`events`]: storage notifications that become jobs;
+//! - [`predict`], [`kserve`]: the TF Serving and KServe v2 protocols;
+//! - [`models`], [`register`]: listing and registering model versions;
+//! - [`dead_letters`]: the operator's view of parked jobs;
+//! - [`stats`], [`health`], [`openapi`], [`console`]: numbers, probes, the
+//!   API document and the web console.
+
+pub mod batch_prediction;
+pub mod console;
+pub mod dead_letters;
+pub mod events;
+pub mod health;
+pub mod jobs;
+pub mod kserve;
+pub mod models;
+pub mod openapi;
+pub mod predict;
+pub mod register;
+pub mod stats;
+pub mod submit;
