@@ -177,7 +177,8 @@ def check_dockerfile():
                           f"COPY {src}: in the build context",
                           "missing" if not exists else "excluded by .dockerignore")
     for needed in ("Cargo.toml", "Cargo.lock", "api/src/main.rs", "worker/src/main.rs",
-                   "tests/Cargo.toml", "bench/Cargo.toml", "client/Cargo.toml",
+                   "embedded/src/main.rs", "shared/core/Cargo.toml", "shared/vision/Cargo.toml",
+                   "shared/runtime/Cargo.toml", "shared/backends/Cargo.toml", "tests/Cargo.toml", "bench/Cargo.toml", "client/Cargo.toml",
                    "scripts/convert_efficientnet_lite0.py", "models/efficientnet-lite0/1/model.toml",
                    "models/efficientnet-lite0/labels.txt"):
         check(not ignored(needed, patterns), f".dockerignore keeps {needed}")

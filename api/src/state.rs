@@ -18,7 +18,7 @@ pub struct AppState {
     pub fetcher: Arc<inferq_backends::fetch::Fetcher>,
     pub settings: Arc<Settings>,
     /// API keys, or authentication off (see [`crate::http::auth`]).
-    pub auth: Arc<crate::http::auth::Authenticator>,
+    pub auth: Arc<crate::http::auth::principal::Authenticator>,
 }
 
 /// The models the API knows, kept current as the repository changes.

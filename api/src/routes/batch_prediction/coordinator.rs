@@ -36,6 +36,7 @@ use tracing::Instrument;
 
 use super::instances::{self, InputError, Instances};
 use super::now_ms;
+use super::run::Run;
 use crate::http::error::ApiError;
 use crate::intake::encodings::{JobOptions, Submission};
 use crate::intake::idempotency::IdempotencyKey;
@@ -128,16 +129,6 @@ async fn drive(state: AppState, member: String, lease: Duration, stop: watch::Re
     }
 }
 
-/// One coordinator's turn at one batch.
-pub(super) struct Run {
-    state: AppState,
-    id: JobId,
-    member: String,
-    lease: Duration,
-    renewed: Instant,
-    stop: watch::Receiver<bool>,
-}
-
 /// What happened to one submitted instance.
 enum Submitted {
     Job(JobId),
@@ -148,24 +139,6 @@ enum Submitted {
 }
 
 impl Run {
-    fn store(&self) -> &dyn ResultStore {
-        self.state.store.as_ref()
-    }
-
-    pub(super) fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    /// Extends the lease when a third of it has passed.
-    pub(super) async fn renew(&mut self) -> Result<(), ApiError> {
-        if self.renewed.elapsed() >= self.lease / 3 {
-            let until = now_ms() + self.lease.as_millis() as u64;
-            self.store().schedule(BATCHES, &self.member, until).await?;
-            self.renewed = Instant::now();
-        }
-        Ok(())
-    }
-
     fn stopping(&self) -> bool {
         *self.stop.borrow()
     }

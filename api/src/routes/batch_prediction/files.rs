@@ -14,8 +14,8 @@ use inferq_backends::store::batch_prediction as stored;
 use inferq_core::batch_prediction::{self as batch, BatchRecord};
 use serde_json::{Map, Value};
 
-use super::coordinator::Run;
 use super::instances::Instances;
+use super::run::Run;
 use crate::http::error::ApiError;
 use crate::intake::encodings::check_uri;
 

@@ -13,6 +13,7 @@
 pub mod coordinator;
 mod files;
 pub mod instances;
+mod run;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};

@@ -10,29 +10,11 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
-/// Why an image could not be decoded.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("not a supported image format")]
-    UnknownFormat,
-    #[error("image exceeds the decoder limits: {0}")]
-    Limits(String),
-    #[error("corrupt or truncated image: {0}")]
-    Corrupt(String),
-}
+use super::decoded::{DecodeError, Decoded, check_pixels};
 
 /// Decodes to 8-bit RGB, applying EXIF orientation; at most `max_pixels`.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
     decode_with(bytes, max_pixels, |_, _| 1).map(|d| d.image)
-}
-
-/// A decoded image and the size of the full-resolution original (after
-/// EXIF orientation), which differs when a JPEG was decoded at reduced scale.
-#[derive(Debug)]
-pub struct Decoded {
-    pub image: RgbImage,
-    pub full_width: u32,
-    pub full_height: u32,
 }
 
 /// Like [`decode`], but a JPEG may be decoded at 1/2, 1/4 or 1/8 scale:
@@ -94,15 +76,6 @@ fn decode_full(
         img.apply_orientation(o);
     }
     Ok(img.into_rgb8())
-}
-
-pub(super) fn check_pixels(w: u32, h: u32, max_pixels: u64) -> Result<(), DecodeError> {
-    if w as u64 * h as u64 > max_pixels {
-        return Err(DecodeError::Limits(format!(
-            "{w}x{h} is above {max_pixels} pixels"
-        )));
-    }
-    Ok(())
 }
 
 /// Whether a JPEG ends with its end-of-image marker (FF D9), allowing a

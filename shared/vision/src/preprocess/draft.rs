@@ -15,7 +15,7 @@
 
 use image::{DynamicImage, RgbImage};
 
-use super::decode::{DecodeError, Decoded, check_pixels};
+use super::decoded::{DecodeError, Decoded, check_pixels};
 
 /// Decodes `bytes` (a complete JPEG) at the scale `draft(width, height)`
 /// allows, or answers `None` when that is 1 or the JPEG is of a kind this

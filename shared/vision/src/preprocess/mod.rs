@@ -13,6 +13,7 @@
 //! between the decoded image and the tensor handed to ONNX Runtime.
 
 mod decode;
+mod decoded;
 mod draft;
 mod fit;
 mod microbatch;
@@ -22,7 +23,8 @@ use image::RgbImage;
 
 use inferq_core::manifest::ModelManifest;
 
-pub use decode::{DecodeError, Decoded, decode, decode_with};
+pub use decode::{decode, decode_with};
+pub use decoded::{DecodeError, Decoded};
 pub use draft::denominator as draft_denominator;
 pub use microbatch::BatchTensor;
 
