@@ -4,9 +4,9 @@ models/esrgan-psnr-small/1/model.onnx, a x2 upscaler, and check it on real photo
 
 Why this model. The npm packages @upscalerjs/esrgan-slim, esrgan-medium and default-model
 (all MIT, 1.0.0; default-model is byte-identical to esrgan-slim x2) carry small RDN networks
-(C1-D2-G4 and C1-D10-G64, trained in 0..255) that sharpen edges visibly but do NOT beat
-bicubic in PSNR on real photos: 0.1-0.4 dB below Pillow bicubic at x2 and x4 on
-chelsea/coffee/astronaut (`--compare` reproduces the table in docs/models-seed.md).
+(C1-D2-G4 and C1-D10-G64) that sharpen edges visibly but do NOT beat bicubic in PSNR on
+real photos: 0.1-0.4 dB below Pillow bicubic at x2 on chelsea/coffee/astronaut, and within
+-0.2..+0.3 dB of it at x4 (`--compare` reproduces the table in docs/models-seed.md).
 @upscalerjs/esrgan-legacy@1.0.0 (MIT) carries the pre-1.0 UpscalerJS models; its `psnr-small`
 (idealo "image-super-resolution" RDN C3-D10-G64-G0 64, x2, trained for PSNR on DIV2K; 2.6 MB of
 uint8-quantised weights) beats bicubic by +0.9 to +2.3 dB, so it is the smallest model here
@@ -44,7 +44,7 @@ Checks (always run after converting; --check-only skips the conversion):
    the model must beat bicubic by >= 0.3 dB PSNR and in SSIM on every image, and 0..1 input
    must beat 0..255 input;
 3. tiling: a 128x128 input upscaled in 64x64 tiles with 12 px of context on each side equals
-   the whole-image output within 0.5 grey levels (without context the seams differ by ~60);
+   the whole-image output within 0.5 grey levels (measured 0.05; without context: 36);
 4. one-thread time per 64x64 and 128x128 tile (printed).
 --bench-memory also measures a 1024x768 input whole vs in 128-px tiles (peak RSS, ~2.5 min).
 --compare converts and scores the other candidates (esrgan-slim, esrgan-medium, default-model,
@@ -59,7 +59,6 @@ Usage: .cache/tf-venv/bin/python scripts/convert_esrgan.py [--out models/esrgan-
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tarfile
@@ -283,15 +282,18 @@ def check(path, images_dir):
 
 def bench_memory(path):
     """Whole 1024x768 input vs 128-px tiles (12 px context): time and peak RSS, each in a fresh process."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec, so a child would report
+    # this (already large) process's peak.
     code = (
-        "import sys, time, resource, numpy as np\n"
+        "import sys, time, numpy as np\n"
         f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
         "import convert_esrgan as c\n"
+        "def mb(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1]) / 1024\n"
         "s = c.session(sys.argv[1]); x = np.random.RandomState(0).rand(768, 1024, 3).astype(np.float32)\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; t0 = time.perf_counter()\n"
+        "base = mb('VmRSS'); t0 = time.perf_counter()\n"
         "y = s.run(['output'], {'input': x[None]})[0][0] if sys.argv[2] == 'whole' else c.tiled(s, x, c.TILE, c.OVERLAP)\n"
         "print(f'{sys.argv[2]}: {y.shape[1]}x{y.shape[0]} in {time.perf_counter() - t0:.1f} s, '"
-        "      f'RSS {base:.0f} MB after load, peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB')\n")
+        "      f'RSS {base:.0f} MB after load, peak {mb(\"VmHWM\"):.0f} MB')\n")
     for mode in ("whole", "tiles"):
         subprocess.run([sys.executable, "-c", code, path, mode], check=True)
 

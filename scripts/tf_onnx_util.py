@@ -4,6 +4,7 @@ Why a module: both scripts export a Keras model through tf2onnx, rename the gene
 dimension names to the ones their manifests use, and check the result with onnxruntime on one
 thread. Keeping that in one place keeps the two scripts about their models.
 """
+import os
 import time
 
 import numpy as np
@@ -36,7 +37,6 @@ def export_keras(model, out, input_name, output_name, dims, opset=13):
                 d.dim_param = name
     onnx.checker.check_model(proto)
     onnx.save(proto, out + ".tmp")
-    import os
     os.replace(out + ".tmp", out)
     return proto
 
