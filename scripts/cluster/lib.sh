@@ -115,15 +115,17 @@ rabbit_env() {
     echo "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=$erl_args"
     if [[ "$(current_mode)" == loopback ]]; then
         echo "ERL_EPMD_PORT=$LOOPBACK_EPMD_PORT"
+        echo "ERL_EPMD_ADDRESS=127.0.0.1"
         echo "RABBITMQ_USE_LONGNAME=false"
     fi
 }
 
-# rabbit_run HOST CMD ARGS...: run a RabbitMQ CLI (rabbitmqctl, rabbitmq-queues, ...) "on" HOST.
+# rabbit_run HOST CMD ARGS...: run a RabbitMQ CLI (rabbitmqctl, rabbitmq-queues, ...) "on" HOST,
+# killed after RABBIT_CLI_TIMEOUT seconds (default 180).
 rabbit_run() {
     local h="$1" cmd="$2"; shift 2
     local -a envs; mapfile -t envs < <(rabbit_env "$h")
-    on "$h" env "${envs[@]}" "$RABBIT_BIN/$cmd" "$@"
+    on "$h" timeout "${RABBIT_CLI_TIMEOUT:-180}" env "${envs[@]}" "$RABBIT_BIN/$cmd" "$@"
 }
 rctl() { local h="$1"; shift; rabbit_run "$h" rabbitmqctl -n "$(rabbit_node "$h")" "$@"; }
 
@@ -217,6 +219,8 @@ redis_start() {
         echo "dir $d"
         echo "save \"\""
         echo "appendonly no"
+        # Full syncs (a new or restarted replica) start at once, not after the default 5 s.
+        echo "repl-diskless-sync-delay 0"
         echo "replica-announce-ip $ip"
         echo "replica-announce-port $port"
         if [[ $# -ge 3 ]]; then echo "replicaof $2 $3"; fi
@@ -305,7 +309,8 @@ write_env() {
         echo "INFERQ_CLUSTER_REDIS_MASTER_NAME=$REDIS_MASTER_NAME"
         list=""; for h in $SENTINEL_HOSTS; do list+="${list:+,}$(host_ip "$h"):$(sentinel_port "$h")"; done
         echo "INFERQ_CLUSTER_REDIS_SENTINELS=$list"
-        list=""; for h in $SENTINEL_HOSTS; do list+="${list:+,}redis+sentinel://$(host_ip "$h"):$(sentinel_port "$h")/$REDIS_MASTER_NAME"; done
+        # The form redis::sentinel::SentinelClient::build takes (one URL per Sentinel).
+        list=""; for h in $SENTINEL_HOSTS; do list+="${list:+,}redis://$(host_ip "$h"):$(sentinel_port "$h")/"; done
         echo "INFERQ_CLUSTER_REDIS_SENTINEL_URLS=$list"
         for n in $REDIS_INSTANCES; do
             local key="${n^^}"; key="${key//-/_}"

@@ -29,8 +29,9 @@ deadline=$((SECONDS + wait))
 while :; do
     for h in $RABBIT_HOSTS; do
         [[ -n "$(rabbit_pid "$h")" ]] || continue
-        json="$(rabbit_run "$h" rabbitmq-queues -n "$(rabbit_node "$h")" -p "$vhost" \
-            quorum_status "$queue" --formatter json 2>/dev/null | tr -d '\n')" || continue
+        # A node cut off the network may not answer: -t and RABBIT_CLI_TIMEOUT bound the wait.
+        json="$(RABBIT_CLI_TIMEOUT=10 rabbit_run "$h" rabbitmq-queues -n "$(rabbit_node "$h")" \
+            -p "$vhost" -t 5 quorum_status "$queue" --formatter json 2>/dev/null | tr -d '\n')" || continue
         # [{"Node Name":"rabbit@h1","Raft State":"leader",...,"Term":1,...}, ...]
         leader="$(grep -o '"Node Name":"[^"]*","Raft State":"leader"' <<< "$json" | head -n 1 | cut -d'"' -f4)" || true
         members="$(grep -o '"Node Name":"[^"]*"' <<< "$json" | cut -d'"' -f4 | paste -sd, -)" || true
@@ -43,7 +44,7 @@ while :; do
             echo "leader=$leader host=$lh pid=$(rabbit_pid "$lh") netns=$ns url=$(rabbit_url "$lh") term=$term members=$members online=$online"
             exit 0
         fi
-        break   # one answering node is enough per round
+        # No leader, or only the excluded one, in this node's view: ask the next node.
     done
     ((SECONDS < deadline)) || { echo "no leader known for queue '$queue' (vhost $vhost)" >&2; exit 1; }
     sleep 0.2

@@ -37,6 +37,8 @@ STATE = Path(os.environ.get("CLUSTER_STATE_DIR", HERE.parent.parent / ".cache" /
 MAX_RABBIT_PAUSE_S = 30.0
 MAX_REDIS_FAILOVER_S = 15.0
 MAX_REJOIN_S = 90.0
+# AMQP heartbeat the smoke clients ask for (RabbitMQ's default is 60 s).
+HEARTBEAT_S = 5
 # Consecutive nacks after which the publisher opens a new channel (see the publisher).
 NACKS_BEFORE_NEW_CHANNEL = 3
 
@@ -123,7 +125,8 @@ class Amqp:
             p = pika.URLParameters(url)
             p.connection_attempts, p.retry_delay = 1, 0
             p.socket_timeout, p.blocked_connection_timeout = 2, 10
-            p.heartbeat = 10
+            # Heartbeats are what notice a peer that vanished without a RST (a partition).
+            p.heartbeat = HEARTBEAT_S
             try:
                 self.conn = pika.BlockingConnection(p)
                 self.ch = self.conn.channel()
@@ -151,13 +154,19 @@ class Amqp:
         self.idx += 1  # the next node first
 
 
-def rabbit_phase(env: dict[str, str], rate: float) -> dict[str, float]:
+def rabbit_phase(env: dict[str, str], rate: float, fault: str) -> dict[str, float]:
+    """fault "kill": SIGKILL the leader's beam.smp, later start it again.
+    fault "isolate": cut the leader's host off the bridge (no RST reaches anyone), later heal."""
     urls = env["INFERQ_CLUSTER_AMQP_URLS"].split(",")
-    q = f"smoke-{os.getpid()}-{int(time.time())}"
+    q = f"smoke-{fault}-{os.getpid()}-{int(time.time())}"
+    pre = f"rabbit_{fault}_"
     timings: dict[str, float] = {}
+    log(f"== RabbitMQ, fault: {fault} the leader of a quorum queue")
 
     admin = Amqp("admin", urls, env)
     admin.connect(first=True)
+    # Declared through node 1: the leader goes to the declaring node (queue_leader_locator
+    # client-local, RabbitMQ 3.10's default), so the clients below sit on the leader's node.
     admin.ch.queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
     admin.conn.close()
     leader = kv(sh(str(HERE / "rabbit-leader.sh"), q))
@@ -166,20 +175,19 @@ def rabbit_phase(env: dict[str, str], rate: float) -> dict[str, float]:
     check(len(members) == 3 and len(leader["online"].split(",")) == 3,
           "quorum queue declared with x-queue-type=quorum has 3 members, all online")
 
-    confirmed: set[int] = set()
-    received: list[int] = []
+    confirmed: set[str] = set()
+    received: list[str] = []
+    observer_times: list[float] = []
     stop_pub = threading.Event()
     stop_con = threading.Event()
     confirm_times: list[float] = []
     receive_times: list[float] = []
+    nacks: list[float] = []
+    reopened: list[float] = []  # times the publisher reopened its channel after nacks
     lock = threading.Lock()
 
     pub = Amqp("publisher", urls, env, start=0)  # node 1 (h1), the leader
     con = Amqp("consumer", urls, env, start=0)
-
-    nacks: list[tuple[float, str]] = []  # (time, host) of each nack / return
-
-    reopened: list[float] = []  # times the publisher reopened its channel after nacks
 
     def publisher() -> None:
         pub.connect(first=True)
@@ -188,39 +196,43 @@ def rabbit_phase(env: dict[str, str], rate: float) -> dict[str, float]:
         streak = 0
         while not stop_pub.is_set():
             try:
-                pub.ch.basic_publish("", q, str(seq).encode(),
+                pub.ch.basic_publish("", q, f"p:{seq}".encode(),
                                      pika.BasicProperties(delivery_mode=2), mandatory=True)
                 with lock:
-                    confirmed.add(seq)
+                    confirmed.add(f"p:{seq}")
                     confirm_times.append(time.monotonic())
                 seq += 1
                 streak = 0
                 time.sleep(1 / rate)
-            except (pika.exceptions.AMQPError, OSError) as e:
-                if isinstance(e, (pika.exceptions.NackError, pika.exceptions.UnroutableError)):
-                    if not nacks or nacks[-1][0] < time.monotonic() - 1:
-                        log(f"publisher: message {seq} {type(e).__name__} from {pub.host} ({e}); "
-                            "sending it again every 50 ms")
-                    nacks.append((time.monotonic(), pub.host))
-                    streak += 1
-                    if streak >= NACKS_BEFORE_NEW_CHANNEL:
-                        # RabbitMQ 3.10: a channel opened while the queue had no live leader
-                        # keeps nacking (measured: for as long as the old leader is down).
-                        # A new channel on the same connection works at once.
-                        log(f"publisher: {streak} nacks in a row: opening a new channel on {pub.host}")
-                        try:
-                            pub.ch.close()
-                        except Exception:
-                            pass
+            except (pika.exceptions.NackError, pika.exceptions.UnroutableError) as e:
+                if not nacks or nacks[-1] < time.monotonic() - 1:
+                    log(f"publisher: message {seq} {type(e).__name__} from {pub.host} ({e}); "
+                        "sending it again every 50 ms")
+                nacks.append(time.monotonic())
+                streak += 1
+                if streak >= NACKS_BEFORE_NEW_CHANNEL:
+                    # RabbitMQ 3.10: a channel opened while the queue had no live leader keeps
+                    # nacking (measured: for as long as the old leader stays down). A new
+                    # channel on the same connection works at once.
+                    log(f"publisher: {streak} nacks in a row: opening a new channel on {pub.host}")
+                    try:
+                        pub.ch.close()
+                    except Exception:
+                        pass
+                    try:
                         pub.ch = pub.conn.channel()
                         pub.ch.confirm_delivery()
-                        reopened.append(time.monotonic())
-                        streak = 0
-                    time.sleep(0.05)
-                else:
-                    pub.lost(e)
-                    pub.connect()
-                    pub.ch.confirm_delivery()
+                    except (pika.exceptions.AMQPError, OSError) as e2:
+                        pub.lost(e2)
+                        pub.connect()
+                        pub.ch.confirm_delivery()
+                    reopened.append(time.monotonic())
+                    streak = 0
+                time.sleep(0.05)
+            except (pika.exceptions.AMQPError, OSError) as e:
+                pub.lost(e)
+                pub.connect()
+                pub.ch.confirm_delivery()
 
     def consumer() -> None:
         con.connect(first=True)
@@ -234,53 +246,98 @@ def rabbit_phase(env: dict[str, str], rate: float) -> dict[str, float]:
                             return
                         continue
                     with lock:
-                        received.append(int(body))
+                        received.append(body.decode())
                         receive_times.append(time.monotonic())
                     con.ch.basic_ack(method.delivery_tag)
             except (pika.exceptions.AMQPError, OSError) as e:
                 con.lost(e)
                 con.connect()
 
+    def observer() -> None:
+        """Publishes with confirms through node 2, never the faulty node: its pause is the
+        cluster's own (leader election), without any client-side detection or reconnect."""
+        p = pika.URLParameters(urls[1])
+        p.heartbeat = HEARTBEAT_S
+        conn = pika.BlockingConnection(p)
+        ch = conn.channel()
+        ch.confirm_delivery()
+        seq = 0
+        while not stop_pub.is_set():
+            try:
+                ch.basic_publish("", q, f"o:{seq}".encode(), pika.BasicProperties(delivery_mode=2))
+                with lock:
+                    confirmed.add(f"o:{seq}")
+                    observer_times.append(time.monotonic())
+                seq += 1
+            except pika.exceptions.NackError:
+                time.sleep(0.05)
+            time.sleep(0.1)
+        conn.close()
+
     tp = threading.Thread(target=publisher, daemon=True)
     tc = threading.Thread(target=consumer, daemon=True)
+    to = threading.Thread(target=observer, daemon=True)
     tp.start()
     tc.start()
+    to.start()
     time.sleep(3)
 
     victim = leader["leader"]
     with lock:
         before = len(confirmed)
-    t_kill = kill(int(leader["pid"]))
-    log(f"SIGKILLed {victim} (pid {leader['pid']}), the leader; {before} messages confirmed so far")
+    if fault == "kill":
+        t_fault = kill(int(leader["pid"]))
+        log(f"SIGKILLed {victim} (pid {leader['pid']}), the leader; {before} messages confirmed so far")
+    else:
+        # The veth's root end, named like the namespace; node.sh isolate does the same, slower.
+        sh("ip", "link", "set", env[f"INFERQ_CLUSTER_{leader['host'].upper()}_NETNS"], "down")
+        t_fault = time.monotonic()
+        log(f"cut {leader['host']} ({victim}, the leader) off the network; {before} messages confirmed so far")
     new = kv(sh(str(HERE / "rabbit-leader.sh"), q, "--wait", "60", "--not", victim))
     log(f"new leader: {new['leader']} (term {new['term']}), online {new['online']} "
-        f"(seen {time.monotonic() - t_kill:.2f}s after the kill, incl. ~1.3s of rabbitmq-queues)")
-    time.sleep(5)  # keep publishing/consuming on the survivors
+        f"(seen {time.monotonic() - t_fault:.2f}s after the fault, incl. ~1.3s of rabbitmq-queues)")
+    # Keep publishing/consuming on the survivors until 5 s after the first confirm there.
+    settle = time.monotonic() + (5 if fault == "kill" else 40)
+    while time.monotonic() < settle:
+        with lock:
+            first = next((t for t in confirm_times if t > t_fault), None)
+        if first is not None:
+            settle = min(settle, first + 5)
+        time.sleep(0.2)
     with lock:
-        after_kill = [t for t in confirm_times if t > t_kill]
-        last_before = max((t for t in confirm_times if t <= t_kill), default=t_kill)
-    with lock:
-        recv_after = [t for t in receive_times if t > t_kill]
-    check(len(after_kill) > 0, f"publishing goes on after the leader's death ({len(after_kill)} confirms in 5 s)")
-    check(len(recv_after) > 0, f"consuming goes on after the leader's death ({len(recv_after)} deliveries in 5 s)")
+        after = [t for t in confirm_times if t > t_fault]
+        last_before = max((t for t in confirm_times if t <= t_fault), default=t_fault)
+        recv_after = [t for t in receive_times if t > t_fault]
+    check(len(after) > 0, f"publishing goes on after the fault ({len(after)} confirms)")
+    check(len(recv_after) > 0, f"consuming goes on after the fault ({len(recv_after)} deliveries)")
+    if after:
+        timings[pre + "publish_pause_s"] = after[0] - last_before
+        timings[pre + "fault_to_first_confirm_s"] = after[0] - t_fault
     if recv_after:
-        timings["rabbit_kill_to_first_delivery_s"] = recv_after[0] - t_kill
-    if after_kill:
-        timings["rabbit_publish_pause_s"] = after_kill[0] - last_before
-        timings["rabbit_kill_to_first_confirm_s"] = after_kill[0] - t_kill
-    nk = [t for t, _ in nacks if t > t_kill]
-    timings["rabbit_nacks_after_kill"] = len(nk)
-    timings["rabbit_channel_reopens"] = len(reopened)
+        timings[pre + "fault_to_first_delivery_s"] = recv_after[0] - t_fault
+    with lock:
+        obs_after = [t for t in observer_times if t > t_fault]
+        obs_before = max((t for t in observer_times if t <= t_fault), default=t_fault)
+    if obs_after:
+        timings[pre + "observer_pause_s"] = obs_after[0] - obs_before
+        log(f"observer on node 2 (pre-connected): confirms paused {obs_after[0] - obs_before:.2f}s")
+    nk = [t for t in nacks if t > t_fault]
+    timings[pre + "nacks"] = len(nk)
+    timings[pre + "channel_reopens"] = len(reopened)
     if nk:
-        timings["rabbit_nack_period_s"] = nk[-1] - nk[0]
-        log(f"publisher: {len(nk)} nacks from {nk[0] - t_kill:.2f}s to {nk[-1] - t_kill:.2f}s after the kill")
+        log(f"publisher: {len(nk)} nacks from {nk[0] - t_fault:.2f}s to {nk[-1] - t_fault:.2f}s after the fault")
     fmt = lambda rs: ", ".join(f"{h} after {g * 1000:.0f} ms" for h, g in rs)  # noqa: E731
-    check(any(h != "h1" for h, _ in pub.reconnects), f"publisher reconnected to another node: {fmt(pub.reconnects)}")
-    check(any(h != "h1" for h, _ in con.reconnects), f"consumer reconnected to another node: {fmt(con.reconnects)}")
+    check(any(h != leader["host"] for h, _ in pub.reconnects),
+          f"publisher reconnected to another node: {fmt(pub.reconnects)}")
+    check(any(h != leader["host"] for h, _ in con.reconnects),
+          f"consumer reconnected to another node: {fmt(con.reconnects)}")
 
     t_start = time.monotonic()
-    sh(str(HERE / "node.sh"), "start", victim, timeout=MAX_REJOIN_S + 30)
-    timings["rabbit_restart_s"] = time.monotonic() - t_start
+    if fault == "kill":
+        sh(str(HERE / "node.sh"), "start", victim, timeout=MAX_REJOIN_S + 30)
+        timings[pre + "restart_s"] = time.monotonic() - t_start
+    else:
+        sh(str(HERE / "node.sh"), "heal", leader["host"])
     rejoined = False
     while time.monotonic() - t_start < MAX_REJOIN_S:
         st = kv(sh(str(HERE / "rabbit-leader.sh"), q))
@@ -288,13 +345,14 @@ def rabbit_phase(env: dict[str, str], rate: float) -> dict[str, float]:
             rejoined = True
             break
         time.sleep(0.5)
-    timings["rabbit_rejoin_s"] = time.monotonic() - t_start
-    check(rejoined, f"{victim} started again and is an online member of {q} again "
-                    f"({timings['rabbit_rejoin_s']:.1f}s after start): {st['online']}")
+    timings[pre + "rejoin_s"] = time.monotonic() - t_start
+    check(rejoined, f"{victim} is an online member of {q} again "
+                    f"({timings[pre + 'rejoin_s']:.1f}s after {'its start' if fault == 'kill' else 'the heal'}): {st['online']}")
     time.sleep(2)
 
     stop_pub.set()
     tp.join(30)
+    to.join(30)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with lock:
@@ -308,9 +366,9 @@ def rabbit_phase(env: dict[str, str], rate: float) -> dict[str, float]:
     dups = len(received) - len(got)
     log(f"published+confirmed {len(confirmed)}, received {len(received)} ({len(got)} distinct, {dups} redelivered)")
     check(not missing, f"no confirmed message lost (missing: {sorted(missing)[:10]}{'...' if len(missing) > 10 else ''})")
-    timings["rabbit_messages_confirmed"] = len(confirmed)
-    timings["rabbit_messages_missing"] = len(missing)
-    timings["rabbit_messages_redelivered"] = dups
+    timings[pre + "confirmed"] = len(confirmed)
+    timings[pre + "missing"] = len(missing)
+    timings[pre + "redelivered"] = dups
 
     try:
         admin.connect(first=True)
@@ -459,7 +517,7 @@ def reachability(env: dict[str, str]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=100, help="messages per second to publish (default 100)")
-    ap.add_argument("--only", choices=["rabbit", "redis"], help="run only one part")
+    ap.add_argument("--only", choices=["rabbit", "partition", "redis"], help="run only one part")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("smoke.py: run as root (it kills and starts cluster nodes)", file=sys.stderr)
@@ -471,7 +529,9 @@ def main() -> int:
     reachability(env)
     timings: dict[str, float] = {}
     if args.only in (None, "rabbit"):
-        timings.update(rabbit_phase(env, args.rate))
+        timings.update(rabbit_phase(env, args.rate, "kill"))
+    if args.only in (None, "partition") and env["INFERQ_CLUSTER_MODE"] == "netns":
+        timings.update(rabbit_phase(env, args.rate, "isolate"))
     if args.only in (None, "redis"):
         timings.update(redis_phase(env))
 
@@ -480,8 +540,9 @@ def main() -> int:
     print(f"  cluster_up_s                       {env.get('INFERQ_CLUSTER_UP_SECONDS', '?')}")
     for k, v in timings.items():
         print(f"  {k:34} {v:.3f}" if isinstance(v, float) else f"  {k:34} {v}")
-    if "rabbit_publish_pause_s" in timings and timings["rabbit_publish_pause_s"] > MAX_RABBIT_PAUSE_S:
-        failures.append(f"RabbitMQ publish pause {timings['rabbit_publish_pause_s']:.1f}s > {MAX_RABBIT_PAUSE_S}s")
+    for k in ("rabbit_kill_publish_pause_s", "rabbit_isolate_publish_pause_s"):
+        if k in timings and timings[k] > MAX_RABBIT_PAUSE_S:
+            failures.append(f"RabbitMQ {k} {timings[k]:.1f}s > {MAX_RABBIT_PAUSE_S}s")
     if "redis_write_outage_s" in timings and timings["redis_write_outage_s"] > MAX_REDIS_FAILOVER_S:
         failures.append(f"Redis write outage {timings['redis_write_outage_s']:.1f}s > {MAX_REDIS_FAILOVER_S}s")
     print()

@@ -139,25 +139,9 @@ for h in $RABBIT_HOSTS; do
     else echo '[].' > "$d/enabled_plugins"; fi
 done
 
-t_rabbit=$(now_ms)
-for h in $RABBIT_HOSTS; do rabbit_start "$h"; done
-for h in $RABBIT_HOSTS; do rabbit_await "$h" 120; done
-t_booted=$(now_ms)
-log "RabbitMQ: 3 nodes booted in $(( (t_booted - t_rabbit) ))ms: $(for h in $RABBIT_HOSTS; do printf '%s=%s ' "$(rabbit_node "$h")" "$(rabbit_pid "$h")"; done)"
-
-seed="$(rabbit_node h1)"
-for h in $RABBIT_HOSTS; do
-    [[ "$h" == h1 ]] && continue
-    rctl "$h" stop_app >/dev/null
-    rctl "$h" join_cluster "$seed" >/dev/null
-    rctl "$h" start_app >/dev/null
-done
-rctl h1 await_online_nodes 3 --timeout 60 >/dev/null || die "the RabbitMQ cluster did not reach 3 running nodes"
-t_joined=$(now_ms)
-log "RabbitMQ: cluster of 3 formed in $(( t_joined - t_booted ))ms (join_cluster $seed)"
-
 # ---------------------------------------------------------------------------------------------
-# Redis: redis-a primary (h4), redis-b replica (h5), Sentinels on h1..h3 (quorum 2).
+# Redis: redis-a primary (h4), redis-b replica (h5), Sentinels on h1..h3 (quorum 2). Started
+# first: the Sentinels discover each other while the RabbitMQ nodes boot.
 t_redis=$(now_ms)
 ip_a="$(host_ip "$(redis_host redis-a)")"; port_a="$(redis_port redis-a)"
 redis_start redis-a
@@ -168,6 +152,31 @@ until redis_cli "$(redis_host redis-b)" "$(redis_port redis-b)" INFO replication
     sleep 0.2
 done
 for h in $SENTINEL_HOSTS; do sentinel_start "$h" "$ip_a" "$port_a"; done
+
+t_rabbit=$(now_ms)
+for h in $RABBIT_HOSTS; do rabbit_start "$h"; done
+pids=()
+for h in $RABBIT_HOSTS; do rabbit_await "$h" 120 & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p" || die "a RabbitMQ node did not start (see above)"; done
+t_booted=$(now_ms)
+log "RabbitMQ: 3 nodes booted in $(( (t_booted - t_rabbit) ))ms: $(for h in $RABBIT_HOSTS; do printf '%s=%s ' "$(rabbit_node "$h")" "$(rabbit_pid "$h")"; done)"
+
+# h2 and h3 join h1, both at once (the CLI output goes to each node's log dir).
+seed="$(rabbit_node h1)"
+join() {
+    local h="$1" out; out="$(rabbit_dir "$h")/log/join.log"
+    { rctl "$h" stop_app && rctl "$h" join_cluster "$seed" && rctl "$h" start_app; } >"$out" 2>&1 \
+        || { cat "$out" >&2; return 1; }
+}
+pids=()
+for h in $RABBIT_HOSTS; do
+    [[ "$h" == h1 ]] || { join "$h" & pids+=($!); }
+done
+for p in "${pids[@]}"; do wait "$p" || die "join_cluster failed (see above)"; done
+rctl h1 await_online_nodes 3 --timeout 60 >/dev/null || die "the RabbitMQ cluster did not reach 3 running nodes"
+t_joined=$(now_ms)
+log "RabbitMQ: cluster of 3 formed in $(( t_joined - t_booted ))ms (join_cluster $seed)"
+
 # Sentinels find each other and the replica through the primary's hello channel (every 2 s);
 # a failover needs that, so wait for it.
 deadline=$((SECONDS + 30))
@@ -179,7 +188,7 @@ for h in $SENTINEL_HOSTS; do
     done
 done
 t_done=$(now_ms)
-log "Redis: primary + replica + 3 Sentinels ready in $(( t_done - t_redis ))ms"
+log "Redis: primary + replica + 3 Sentinels ready $(( t_done - t_redis ))ms after their start"
 
 awk -v ms="$(( t_done - t0 ))" 'BEGIN { printf "%.1f\n", ms / 1000 }' > "$STATE/up_seconds"
 write_env
