@@ -159,7 +159,7 @@ pids=()
 for h in $RABBIT_HOSTS; do rabbit_await "$h" 120 & pids+=($!); done
 for p in "${pids[@]}"; do wait "$p" || die "a RabbitMQ node did not start (see above)"; done
 t_booted=$(now_ms)
-log "RabbitMQ: 3 nodes booted in $(( (t_booted - t_rabbit) ))ms: $(for h in $RABBIT_HOSTS; do printf '%s=%s ' "$(rabbit_node "$h")" "$(rabbit_pid "$h")"; done)"
+log "RabbitMQ: 3 nodes booted in $(( t_booted - t_rabbit ))ms: $(for h in $RABBIT_HOSTS; do printf '%s=%s ' "$(rabbit_node "$h")" "$(rabbit_pid "$h")"; done)"
 
 # h2 and h3 join h1, both at once (the CLI output goes to each node's log dir).
 seed="$(rabbit_node h1)"
