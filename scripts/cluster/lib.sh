@@ -2,7 +2,8 @@
 # Shared settings and helpers of the simulated cluster (scripts/cluster/*.sh). Sourced, not run.
 # See docs/cluster-harness.md for the topology and what each piece is for.
 #
-# Settings (environment; the same values must be given to up.sh, down.sh and the helpers):
+# Settings (environment, read by up.sh; the other scripts use those of the running cluster,
+# kept in .cache/cluster/settings; CLUSTER_PREFIX and CLUSTER_STATE_DIR must be given to all):
 #   CLUSTER_MODE=auto|netns|loopback   auto: network namespaces when `ip netns` works, else loopback
 #   CLUSTER_PREFIX=iqc                 prefix of namespace, bridge and veth names
 #   CLUSTER_NET=10.77.0                first three octets of the /24 of the test hosts
@@ -27,6 +28,13 @@ CLUSTER_REDIS_DOWN_AFTER_MS="${CLUSTER_REDIS_DOWN_AFTER_MS:-1000}"
 CLUSTER_REDIS_FAILOVER_TIMEOUT_MS="${CLUSTER_REDIS_FAILOVER_TIMEOUT_MS:-3000}"
 
 STATE="$CLUSTER_STATE_DIR"
+# A running cluster keeps the settings it was started with (written by up.sh), so that the
+# helpers (node.sh start, write_env, ...) use them whatever their own environment says.
+SETTINGS_FILE="$STATE/settings"
+if [[ -f "$SETTINGS_FILE" ]]; then
+    # shellcheck source=/dev/null
+    source "$SETTINGS_FILE"
+fi
 ENV_FILE="$STATE/env"
 MODE_FILE="$STATE/mode"
 BRIDGE="${CLUSTER_PREFIX}-br0"
@@ -269,6 +277,18 @@ redis_name_at() {
 # ---------------------------------------------------------------------------------------------
 # The environment file for test drivers: KEY=VALUE lines, no quotes, lists comma-separated,
 # so that both `source` / `set -a` and a trivial line parser read it.
+
+save_settings() {
+    {
+        echo "# settings of the running cluster (scripts/cluster/up.sh)"
+        echo "CLUSTER_NET=$CLUSTER_NET"
+        echo "CLUSTER_WORKERS=$CLUSTER_WORKERS"
+        echo "CLUSTER_MANAGEMENT=$CLUSTER_MANAGEMENT"
+        echo "CLUSTER_NET_TICKTIME=$CLUSTER_NET_TICKTIME"
+        echo "CLUSTER_REDIS_DOWN_AFTER_MS=$CLUSTER_REDIS_DOWN_AFTER_MS"
+        echo "CLUSTER_REDIS_FAILOVER_TIMEOUT_MS=$CLUSTER_REDIS_FAILOVER_TIMEOUT_MS"
+    } > "$SETTINGS_FILE"
+}
 
 write_env() {
     local mode h n list tmp

@@ -46,9 +46,35 @@ if healthy; then
     log "already up ($(current_mode) mode); env: $ENV_FILE"
     exit 0
 fi
+# A test left a node killed or a host cut off? Heal that (seconds) instead of starting over.
+heal() {
+    [[ -f "$ENV_FILE" && -f "$MODE_FILE" ]] || return 1
+    local h n
+    if [[ "$(current_mode)" == netns ]]; then
+        for h in $(all_hosts); do
+            ip netns list | grep -q "^$(ns_name "$h")\b" || return 1
+            ip link set "$(ns_name "$h")" up 2>/dev/null || return 1
+        done
+    fi
+    for n in $RABBIT_HOSTS $REDIS_INSTANCES $(for h in $SENTINEL_HOSTS; do sentinel_name "$h"; done); do
+        if [[ -z "$(bash "$CLUSTER_DIR/node.sh" pid "$n")" ]]; then
+            log "$n is down: starting it"
+            bash "$CLUSTER_DIR/node.sh" start "$n" || return 1
+        fi
+    done
+    healthy
+}
+if [[ -z "${CLUSTER_UP_AFTER_DOWN:-}" ]] && heal; then
+    write_env
+    log "healed ($(current_mode) mode); env: $ENV_FILE"
+    exit 0
+fi
 if [[ -d "$STATE" ]] || ip netns list 2>/dev/null | grep -q "^${CLUSTER_PREFIX}-"; then
+    [[ -z "${CLUSTER_UP_AFTER_DOWN:-}" ]] || die "down.sh left something behind (see above)"
     log "leftovers of an earlier cluster found: tearing them down first"
     bash "$CLUSTER_DIR/down.sh"
+    # Start over in a new process: the settings sourced above were the old cluster's.
+    CLUSTER_UP_AFTER_DOWN=1 exec bash "$0" "$@"
 fi
 
 t0=$(now_ms)
@@ -70,6 +96,7 @@ if [[ "$mode" == auto ]]; then
     ip netns del "$probe" 2>/dev/null || true
 fi
 echo "$mode" > "$MODE_FILE"
+save_settings
 log "mode: $mode"
 
 # ---------------------------------------------------------------------------------------------
