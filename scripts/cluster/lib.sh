@@ -118,6 +118,7 @@ rabbit_env() {
     echo "RABBITMQ_PLUGINS_EXPAND_DIR=$d/data/plugins-expand"
     echo "RABBITMQ_LOG_BASE=$d/log"
     echo "RABBITMQ_PID_FILE=$d/beam.pid"
+    echo "ERL_CRASH_DUMP=$d/log/erl_crash.dump"
     echo "RABBITMQ_NODE_PORT=$(rabbit_port "$h")"
     echo "RABBITMQ_DIST_PORT=$((20000 + $(rabbit_port "$h")))"
     echo "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=$erl_args"
@@ -156,7 +157,10 @@ rabbit_start() {
     # -detached is avoided: with it the pid file and stdout are lost; the server script runs
     # erl as a child and writes RABBITMQ_PID_FILE itself (beam's pid).
     rm -f "$d/beam.pid"
-    on "$h" setsid env "${envs[@]}" "$RABBIT_BIN/rabbitmq-server" \
+    # Started in its own directory (env -C), so that Mnesia core dumps land there, not in the
+    # caller's working directory (the repository). Every fd of the background job is
+    # redirected: a caller that reads up.sh's output through a pipe must see EOF.
+    on "$h" setsid env -C "$d" "${envs[@]}" "$RABBIT_BIN/rabbitmq-server" \
         >>"$d/log/console.log" 2>&1 </dev/null &
     disown || true
 }

@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """Smoke test of the simulated cluster (scripts/cluster/up.sh must have run; run as root).
 
-RabbitMQ: a quorum queue declared on node 1 (so node 1 leads it) gets 3 members; a publisher
-with confirms and a consumer, both connected to node 1, run while the leader's beam.smp is
-SIGKILLed; both reconnect to a surviving node and go on; the killed node starts again and
-rejoins. Every confirmed message must arrive (duplicates are allowed: at-least-once).
+RabbitMQ, twice: a quorum queue declared through node 1 (so node 1 leads it) gets 3 members;
+a publisher with confirms and a consumer, both on node 1, and an observer publisher on node 2
+run while (1) the leader's beam.smp is SIGKILLed, then started again, and (2) the leader's
+host is cut off the network, then healed. Publisher and consumer must reconnect to a surviving
+node and go on, the node must become an online member again, and every confirmed message must
+arrive (duplicates are allowed: at-least-once).
 
 Redis: writes through redis-py's Sentinel client while the primary is SIGKILLed; the client
-follows the failover. Plain SETs are counted as acknowledged when SET returned OK; "WAIT"
-writes only when `WAIT 1 100` reported a replica had them. Lost acknowledged writes are
-counted for both. The killed instance starts again as a replica of the new primary.
+follows the failover. Plain SETs count as acknowledged when SET returned OK, "WAIT" writes only
+when `WAIT 1 100` reported a replica had them. Lost acknowledged writes are counted for both.
+The killed instance starts again as a replica of the new primary.
 
-Prints the timings (cluster up, leader failover pause, rejoin, Redis failover) and exits 1
-when an invariant fails: a confirmed message or a WAIT-acknowledged write lost, a queue
-without 3 members, a node that does not rejoin, a failover slower than the limits below.
+Prints the timings and counts, and exits 1 when an invariant fails: a confirmed message or a
+WAIT-acknowledged write lost, a queue without 3 members, a node that does not rejoin, a pause
+longer than the limits below. The last line reads "cluster smoke: N passed, N failed".
 """
 
 import argparse
@@ -547,9 +549,9 @@ def main() -> int:
         failures.append(f"Redis write outage {timings['redis_write_outage_s']:.1f}s > {MAX_REDIS_FAILOVER_S}s")
     print()
     if failures:
-        print(f"cluster smoke: {len(passes)} passed, {len(failures)} failed")
         for f in failures:
-            print(f"  FAILED: {f}")
+            print(f"FAILED: {f}")
+        print(f"cluster smoke: {len(passes)} passed, {len(failures)} failed")
         return 1
     print(f"cluster smoke: {len(passes)} passed, 0 failed")
     return 0
