@@ -239,3 +239,33 @@ fmt: ## Format all Rust code
 lint: ## rustfmt check + clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# ---------------------------------------------------------------------------------------------
+# Simulated cluster (docs/cluster-harness.md), root only: test hosts as network namespaces on a
+# bridge (10.77.0.0/24), a 3-node RabbitMQ cluster, a Redis primary + replica + 3 Sentinels.
+# Own node names, ports, data, cookie and epmd: the machine's RabbitMQ and Redis are untouched.
+# Test drivers read .cache/cluster/env. `cluster-smoke` starts the cluster if needed and leaves
+# it running; `cluster-down` removes every process, namespace and file of it.
+.PHONY: cluster-up cluster-down cluster-smoke cluster-status
+CLUSTER_VENV       := .cache/cluster-venv
+CLUSTER_VENV_STAMP := $(CLUSTER_VENV)/.installed
+
+$(CLUSTER_VENV_STAMP): scripts/cluster/requirements.txt
+	@$(CLUSTER_VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(CLUSTER_VENV) || { \
+	  echo "error: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	$(CLUSTER_VENV)/bin/python -m pip install --disable-pip-version-check --cache-dir .cache/pip -r scripts/cluster/requirements.txt
+	@touch $@
+
+cluster-up: ## Start the simulated cluster (netns hosts, 3 RabbitMQ nodes, Redis + 3 Sentinels; root)
+	bash scripts/cluster/up.sh
+
+cluster-down: ## Stop the simulated cluster; removes its processes, namespaces and .cache/cluster
+	bash scripts/cluster/down.sh
+
+cluster-status: ## Leader of a quorum queue (Q=name) and the Redis primary per Sentinel
+	@bash scripts/cluster/redis-primary.sh
+	@if [ -n "$(Q)" ]; then bash scripts/cluster/rabbit-leader.sh "$(Q)"; fi
+
+cluster-smoke: $(CLUSTER_VENV_STAMP) ## Failover smoke test on the simulated cluster (kills leaders/primaries)
+	bash scripts/cluster/up.sh
+	$(CLUSTER_VENV)/bin/python scripts/cluster/smoke.py
