@@ -236,9 +236,10 @@ run-worker: assets services ## Production worker (RabbitMQ + Redis), release bui
 fmt: ## Format all Rust code
 	$(CARGO) fmt --all
 
-lint: ## rustfmt check + clippy (warnings are errors)
+lint: ## rustfmt check, clippy (warnings are errors), the crate graph and module cycles (CI runs it)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	CARGO=$(CARGO) bash scripts/check-architecture.sh
 
 # ---------------------------------------------------------------------------------------------
 # Simulated cluster (docs/cluster-harness.md), root only: test hosts as network namespaces on a
