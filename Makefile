@@ -15,7 +15,8 @@ export ORT_DYLIB_PATH
 
 VENV_STAMP  := $(VENV)/.installed
 MODEL_ONNX  := models/efficientnet-lite0/1/model.onnx
-TINY_NAMES  := tiny-mean tiny-slow tiny-nhwc-int32 tiny-pose tiny-detect tiny-invert tiny-embed tiny-tensor
+TINY_NAMES  := tiny-mean tiny-slow tiny-nhwc-int32 tiny-pose tiny-multipose tiny-detect tiny-invert \
+               tiny-embed tiny-tensor
 TINY_MODELS := $(foreach m,$(TINY_NAMES),tests/models/$(m)/1/model.onnx)
 
 # Optional extra models, converted from TFJS with tf2onnx in a separate, large venv.

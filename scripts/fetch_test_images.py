@@ -6,6 +6,9 @@
   source reachable from our machines, and a pinned wheel gives identical bytes every time.
 - photo-640x480.jpg: coffee.png resized to 640 px wide and centre-cropped to 480 px high,
   JPEG quality 93 (~93 KB): a realistic camera-sized JPEG upload. Needs Pillow (venv).
+- two-people.jpg: astronaut.png (left) beside camera.png (right; the cameraman, CC0, from the
+  same wheel, greyscale), 1024x512, JPEG quality 90: a real photo of two people for the
+  multi-person pose test.
 
 Usage: .cache/venv/bin/python scripts/fetch_test_images.py [--out-dir tests/images]
 """
@@ -42,6 +45,18 @@ def make_jpeg(src, dst, size=(640, 480)):
     img.crop((left, top, left + size[0], top + size[1])).save(dst, "JPEG", quality=93)
 
 
+def make_two_people(wheel, astronaut, dst):
+    import io
+    from PIL import Image
+    with zipfile.ZipFile(wheel) as z:
+        camera = Image.open(io.BytesIO(z.read("skimage/data/camera.png"))).convert("RGB")
+    left = Image.open(astronaut).convert("RGB")
+    both = Image.new("RGB", (left.width + camera.width, max(left.height, camera.height)))
+    both.paste(left, (0, 0))
+    both.paste(camera, (left.width, 0))
+    both.save(dst, "JPEG", quality=90)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-dir", default="tests/images")
@@ -52,7 +67,9 @@ def main():
             with open(os.path.join(args.out_dir, name), "wb") as f:
                 f.write(z.read(f"skimage/data/{name}"))
     make_jpeg(os.path.join(args.out_dir, "coffee.png"), os.path.join(args.out_dir, "photo-640x480.jpg"))
-    for name in FILES + ["photo-640x480.jpg"]:
+    make_two_people(fetch_wheel(), os.path.join(args.out_dir, "astronaut.png"),
+                    os.path.join(args.out_dir, "two-people.jpg"))
+    for name in FILES + ["photo-640x480.jpg", "two-people.jpg"]:
         p = os.path.join(args.out_dir, name)
         print(f"{p}: {os.path.getsize(p)} bytes")
 

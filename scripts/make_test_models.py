@@ -62,6 +62,17 @@ red (255, 0, 0) 64 x 48 (W x H) image, or a solid (10, 20, 30) 64 x 48 image whe
 
   score_threshold = 0.0, so all three are reported (0.1 included); skeleton [[0,1],[0,2]].
 
+- tiny-multipose (kind = "keypoints", output.persons = 3): input `input` [N,3,64,64] ->
+  `persons` float32 [N,3,14]: per row 3 keypoints (y, x, score) then a box (ymin, xmin, ymax,
+  xmax, score), normalised, constant (the same trick). In a 64x48 original (x*64, y*48):
+
+    row  head (x, y)  left_hand  right_hand  box (x1, y1, x2, y2)  score  kept?
+    0    (16, 12)     (8, 24)    (24, 24)    (4, 6, 28, 36)        0.6    yes, second
+    1    (48, 12)     (40, 24)   (56, 24)    (36, 6, 60, 36)       0.8    yes, first (best)
+    2    (32, 24) x3, score 0.1  —           (0, 0, 0, 0)          0.05   no: < person_score_threshold 0.3
+
+  (All values are multiples of 1/16: exact in float32, and so are the mapped pixels.)
+
 - tiny-detect (kind = "detection"): input `input` [N,3,100,100] -> `detections` float32 [N,4,6],
   rows (x1, y1, x2, y2, score, class) in model-input pixels, constant (same + 0 * mean trick).
   labels.txt: 0 cat, 1 dog.
@@ -130,6 +141,12 @@ POSE_SIZE = 64
 POSE_KEYPOINTS = np.array([[[[0.25, 0.5, 0.9],     # head: (y, x, score), normalised
                              [0.5, 0.25, 0.8],     # left_hand
                              [0.75, 0.75, 0.1]]]], np.float32)  # right_hand -> [1,1,3,3]
+MULTIPOSE_ROWS = np.array([[
+    # head (y, x, s)        left_hand           right_hand          box (ymin, xmin, ymax, xmax, s)
+    [0.25, 0.25, 0.9,      0.5, 0.125, 0.8,    0.5, 0.375, 0.7,    0.125, 0.0625, 0.75, 0.4375, 0.6],
+    [0.25, 0.75, 0.9,      0.5, 0.625, 0.8,    0.5, 0.875, 0.7,    0.125, 0.5625, 0.75, 0.9375, 0.8],
+    [0.5, 0.5, 0.1,        0.5, 0.5, 0.1,      0.5, 0.5, 0.1,      0.0, 0.0, 0.0, 0.0, 0.05],
+]], np.float32)  # -> [1,3,14]
 DETECT_SIZE = 100
 DETECT_LABELS = ["cat", "dog"]
 DETECTIONS = np.array([[[25, 25, 75, 75, 0.9, 1],        # kept
@@ -245,6 +262,12 @@ def tiny_pose():
     return make_model("tiny-pose", nodes, inits, nchw_input_of(POSE_SIZE), [("keypoints", ["N", 1, 3, 3])])
 
 
+def tiny_multipose():
+    nodes, inits = [], []
+    constant_output("persons", MULTIPOSE_ROWS, nodes, inits)
+    return make_model("tiny-multipose", nodes, inits, nchw_input_of(POSE_SIZE), [("persons", ["N", 3, 14])])
+
+
 def tiny_detect():
     nodes, inits = [], []
     constant_output("detections", DETECTIONS, nodes, inits)
@@ -277,7 +300,7 @@ def tiny_tensor():
 
 
 MODELS = {"tiny-mean": tiny_mean, "tiny-slow": tiny_slow, "tiny-nhwc-int32": tiny_nhwc_int32,
-          "tiny-pose": tiny_pose, "tiny-detect": tiny_detect, "tiny-invert": tiny_invert,
+          "tiny-pose": tiny_pose, "tiny-multipose": tiny_multipose, "tiny-detect": tiny_detect, "tiny-invert": tiny_invert,
           "tiny-embed": tiny_embed, "tiny-tensor": tiny_tensor}
 CLASSIFIERS = ("tiny-mean", "tiny-slow", "tiny-nhwc-int32")
 MODEL_LABELS = {**{m: LABELS for m in CLASSIFIERS}, "tiny-detect": DETECT_LABELS}

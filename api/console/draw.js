@@ -68,18 +68,19 @@
     return { r: Math.max(3, s / 90), stroke: Math.max(1.5, s / 260), font: Math.max(11, s / 32) };
   }
 
-  /* Keypoints as dots, joined by the skeleton's edges. */
-  function keypoints(result, out, w, h) {
-    const k = scale(w, h);
-    const points = result.keypoints;
-    const g = svg('g', { class: 'pose' });
-    for (const [a, b] of result.skeleton || []) {
-      const p = points[a];
-      const q = points[b];
+  /* One pose: dots joined by the skeleton's edges, in `colour`. Edges name
+     keypoints by their index in the manifest; points below the threshold
+     are missing from the list, so they are looked up by name order. */
+  function pose(g, points, skeleton, names, colour, k) {
+    const byName = new Map(points.map((p) => [p.name, p]));
+    const at = (i) => (names ? byName.get(names[i]) : points[i]);
+    for (const [a, b] of skeleton || []) {
+      const p = at(a);
+      const q = at(b);
       if (!p || !q) continue;
       // A dark line under a bright one reads on light and dark pictures.
-      for (const [colour, width] of [['#000000', k.stroke * 2.6], ['#00e5ff', k.stroke * 1.4]]) {
-        g.append(svg('line', { class: 'bone', x1: p.x, y1: p.y, x2: q.x, y2: q.y, stroke: colour, 'stroke-width': width, 'stroke-linecap': 'round', 'stroke-opacity': colour === '#000000' ? 0.6 : 1 }));
+      for (const [stroke, width] of [['#000000', k.stroke * 2.6], [colour, k.stroke * 1.4]]) {
+        g.append(svg('line', { class: 'bone', x1: p.x, y1: p.y, x2: q.x, y2: q.y, stroke, 'stroke-width': width, 'stroke-linecap': 'round', 'stroke-opacity': stroke === '#000000' ? 0.6 : 1 }));
       }
     }
     for (const p of points) {
@@ -90,11 +91,44 @@
       dot.append(tip);
       g.append(dot);
     }
-    out.overlay.append(g);
-    out.prediction.append(table('Keypoints in image pixels', [{ text: 'Keypoint' }, { text: 'x', num: 1 }, { text: 'y', num: 1 }, { text: 'Score', num: 1 }],
-      points.map((p) => [p.name, num(p.x), num(p.y), pct(p.score)])));
+  }
+
+  /* Keypoints as dots joined by the skeleton; with several people (a
+     multi-person model) each in its own colour, with its box and score. */
+  function keypoints(result, out, w, h) {
+    const k = scale(w, h);
+    const g = svg('g', { class: 'pose' });
     const edges = (result.skeleton || []).length;
-    return points.length + ' keypoints found' + (edges ? ', joined by ' + edges + ' skeleton lines' : '') + ', drawn over the image.';
+    if (!result.persons) {
+      const points = result.keypoints;
+      pose(g, points, result.skeleton, null, '#00e5ff', k);
+      out.overlay.append(g);
+      out.prediction.append(table('Keypoints in image pixels', [{ text: 'Keypoint' }, { text: 'x', num: 1 }, { text: 'y', num: 1 }, { text: 'Score', num: 1 }],
+        points.map((p) => [p.name, num(p.x), num(p.y), pct(p.score)])));
+      return points.length + ' keypoints found' + (edges ? ', joined by ' + edges + ' skeleton lines' : '') + ', drawn over the image.';
+    }
+    // The skeleton indexes the manifest's names; the first person's full
+    // list is the best guide to them when points were dropped.
+    const names = result.persons.reduce((best, p) => (p.keypoints.length > best.length ? p.keypoints.map((q) => q.name) : best), []);
+    const rows = [];
+    result.persons.forEach((person, i) => {
+      const colour = PALETTE[i % PALETTE.length];
+      const one = svg('g', { class: 'person', 'data-person': String(i + 1) });
+      const b = person.box;
+      if (b) {
+        one.append(svg('rect', { x: b.x1, y: b.y1, width: Math.max(0, b.x2 - b.x1), height: Math.max(0, b.y2 - b.y1), fill: 'none', stroke: colour, 'stroke-width': k.stroke * 1.4, 'stroke-dasharray': k.stroke * 4 }));
+        const label = svg('text', { x: b.x1 + k.stroke, y: b.y1 > k.font * 1.3 ? b.y1 - k.font * 0.35 : b.y1 + k.font * 1.05, 'font-size': k.font, 'font-family': 'system-ui, sans-serif', 'font-weight': 700, fill: colour, stroke: '#000000', 'stroke-width': k.font / 8, 'paint-order': 'stroke' });
+        label.textContent = 'person ' + (i + 1) + ' ' + pct(person.score);
+        one.append(label);
+      }
+      pose(one, person.keypoints, result.skeleton, names.length ? names : null, colour, k);
+      g.append(one);
+      rows.push(['person ' + (i + 1), pct(person.score), person.keypoints.length, b ? num(b.x1) + ', ' + num(b.y1) + ' – ' + num(b.x2) + ', ' + num(b.y2) : '—']);
+    });
+    out.overlay.append(g);
+    out.prediction.append(table('People found, boxes in image pixels', [{ text: 'Person' }, { text: 'Score', num: 1 }, { text: 'Keypoints', num: 1 }, { text: 'Box' }], rows));
+    const n = result.persons.length;
+    return n + (n === 1 ? ' person' : ' people') + ' found, each with ' + (edges ? 'its skeleton' : 'its keypoints') + ' drawn over the image.';
   }
 
   /* Boxes with their label and score. */

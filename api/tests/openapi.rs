@@ -52,6 +52,21 @@ async fn every_route_is_documented_and_nothing_else() {
     );
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    // Multi-person pose results are typed: `persons` of `Person` objects.
+    let person = &doc["components"]["schemas"]["Person"];
+    assert_eq!(person["type"], "object", "{person}");
+    for field in ["score", "box", "keypoints"] {
+        assert!(
+            person["properties"].get(field).is_some(),
+            "Person.{field}: {person}"
+        );
+    }
+    assert!(
+        doc["components"]["schemas"]["Prediction"]
+            .to_string()
+            .contains("\"persons\""),
+        "Prediction lists persons"
+    );
 
     let documented: BTreeMap<String, BTreeSet<String>> = doc["paths"]
         .as_object()

@@ -241,6 +241,27 @@ async fn every_kind_datatype_and_refusal() {
         assert!(close(*got, want), "{k:?}");
     }
 
+    // Several people: the best person's points, every person's row and the count.
+    let (status, body) = infer(&client, &v2("tiny-multipose"), bytes_input(&red)).await;
+    assert_eq!(status, 200, "{body}");
+    let outs = body["outputs"].as_array().unwrap();
+    let names: Vec<&str> = outs.iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["keypoints", "persons", "person_count"]);
+    assert_eq!(outs[1]["shape"], json!([1, 2, 14]));
+    assert_eq!(outs[2]["data"], json!([2]));
+    let rows = floats(&outs[1]["data"]);
+    #[rustfmt::skip]
+    let want = [
+        36.0, 6.0, 60.0, 36.0, 0.8,  48.0, 12.0, 0.9,  40.0, 24.0, 0.8,  56.0, 24.0, 0.7,
+        4.0, 6.0, 28.0, 36.0, 0.6,   16.0, 12.0, 0.9,  8.0, 24.0, 0.8,   24.0, 24.0, 0.7,
+    ];
+    assert_eq!(rows.len(), want.len());
+    for (got, want) in rows.iter().zip(want) {
+        assert!(close(*got, want), "{rows:?}");
+    }
+    let best = floats(&outs[0]["data"]);
+    assert!(close(best[0], 48.0) && close(best[1], 12.0), "{best:?}");
+
     // Detections: two boxes (and their count), two photos padded alike.
     let (status, body) = infer(
         &client,

@@ -53,6 +53,47 @@ async fn every_output_kind() {
     }
     assert_eq!(r["skeleton"], serde_json::json!([[0, 1], [0, 2]]));
 
+    // Several people: rows below person_score_threshold dropped, the rest
+    // best first with boxes; `keypoints` repeats the best person's points.
+    let multi = run_job(&client, &base, "?model=tiny-multipose", red.clone()).await;
+    let r = &multi["result"];
+    assert_eq!(r["kind"], "keypoints");
+    let people = r["persons"].as_array().expect("persons listed");
+    assert_eq!(people.len(), 2, "{r}");
+    let boxes: Vec<[f64; 5]> = people
+        .iter()
+        .map(|p| {
+            let b = |n: &str| p["box"][n].as_f64().unwrap();
+            [
+                b("x1"),
+                b("y1"),
+                b("x2"),
+                b("y2"),
+                p["score"].as_f64().unwrap(),
+            ]
+        })
+        .collect();
+    for (got, want) in boxes
+        .iter()
+        .zip([[36.0, 6.0, 60.0, 36.0, 0.8], [4.0, 6.0, 28.0, 36.0, 0.6]])
+    {
+        assert!(
+            got.iter().zip(want).all(|(g, w)| close(*g, w)),
+            "{got:?} vs {want:?}"
+        );
+    }
+    let head = |v: &serde_json::Value| (v["x"].as_f64().unwrap(), v["y"].as_f64().unwrap());
+    assert_eq!(head(&people[0]["keypoints"][0]), (48.0, 12.0));
+    assert_eq!(head(&people[1]["keypoints"][0]), (16.0, 12.0));
+    assert_eq!(r["keypoints"], people[0]["keypoints"]);
+    assert_eq!(people[0]["keypoints"].as_array().unwrap().len(), 3);
+    // A one-person model says nothing about persons.
+    assert!(
+        pose["result"].get("persons").is_none(),
+        "{}",
+        pose["result"]
+    );
+
     // Detection: threshold 0.3 drops one box, NMS 0.5 another; pixels of a
     // 100x100 input mapped back to 64x48.
     let det = run_job(&client, &base, "?model=tiny-detect", red.clone()).await;
@@ -195,5 +236,104 @@ async fn movenet_finds_the_astronauts_face_and_shoulders() {
         assert!(s > 0.3, "{name} score {s}");
     }
     assert!(!job["result"]["skeleton"].as_array().unwrap().is_empty());
+    server.stop().await;
+}
+
+/// MoveNet MultiPose on a real photo of two people side by side: two
+/// persons, each one's confident keypoints inside its own half, the
+/// astronaut's face where the single-person model finds it; also through the
+/// KServe v2 route (`persons`, `person_count`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipose_finds_two_people_each_in_its_own_half() {
+    if !real_models()
+        .join("movenet-multipose/1/model.onnx")
+        .is_file()
+    {
+        assert!(
+            std::env::var("INFERQ_TEST_REQUIRE_MODELS").is_err(),
+            "MoveNet MultiPose missing: run `make models-seed`"
+        );
+        eprintln!(
+            "SKIPPED: MoveNet MultiPose not built; run `make models-seed` to include this test"
+        );
+        return;
+    }
+    if !ort_library().is_file() {
+        assert!(
+            std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_err(),
+            "ONNX Runtime missing"
+        );
+        return;
+    }
+    let server = start_embedded(&real_models(), "movenet-multipose", &[]).await;
+    let client = reqwest::Client::new();
+    let base = server.url();
+    let photo = image("two-people.jpg");
+    let job = run_job(&client, &base, "?model=movenet-multipose", photo.clone()).await;
+    let r = &job["result"];
+    let people = r["persons"].as_array().expect("persons listed");
+    assert_eq!(people.len(), 2, "{r}");
+    // Left of x = 512 the astronaut, right of it the cameraman.
+    let mut halves = Vec::new();
+    for p in people {
+        let score = p["score"].as_f64().unwrap();
+        assert!(score >= 0.3, "person score {score}");
+        let confident: Vec<(f64, f64)> = p["keypoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["score"].as_f64().unwrap() > 0.3)
+            .map(|k| (k["x"].as_f64().unwrap(), k["y"].as_f64().unwrap()))
+            .collect();
+        assert!(confident.len() >= 8, "{p}");
+        let left = confident.iter().all(|(x, _)| *x < 512.0);
+        let right = confident.iter().all(|(x, _)| *x > 512.0);
+        assert!(
+            left || right,
+            "keypoints straddle both photos: {confident:?}"
+        );
+        let b = &p["box"];
+        let (x1, x2) = (b["x1"].as_f64().unwrap(), b["x2"].as_f64().unwrap());
+        assert!(if left { x2 <= 520.0 } else { x1 >= 504.0 }, "box {b}");
+        halves.push(left);
+    }
+    assert_ne!(halves[0], halves[1], "one person per half");
+    let astronaut = &people[halves.iter().position(|l| *l).unwrap()];
+    let nose = astronaut["keypoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "nose")
+        .expect("nose");
+    let (x, y) = (nose["x"].as_f64().unwrap(), nose["y"].as_f64().unwrap());
+    // The single-person model puts the nose at (221.9, 121.2) in the same photo.
+    assert!(
+        (x - 222.0).abs() < 12.0 && (y - 121.0).abs() < 12.0,
+        "nose at ({x}, {y})"
+    );
+
+    let body = serde_json::json!({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+        "data": [base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &photo)]}],
+        "outputs": [{"name": "persons"}, {"name": "person_count"}]});
+    let v2: serde_json::Value = client
+        .post(format!("{base}/v2/models/movenet-multipose/infer"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v2["outputs"][0]["shape"],
+        serde_json::json!([1, 2, 56]),
+        "{v2}"
+    );
+    assert_eq!(v2["outputs"][1]["data"], serde_json::json!([2]), "{v2}");
+    let rows = v2["outputs"][0]["data"].as_array().unwrap();
+    assert!(
+        (rows[4].as_f64().unwrap() - people[0]["score"].as_f64().unwrap()).abs() < 1e-6,
+        "the best person first"
+    );
     server.stop().await;
 }

@@ -55,6 +55,22 @@ pub enum DetectionFormat {
     XyxyScoreClass,
 }
 
+/// The box at the end of a person row of a multi-person pose model, in
+/// the same unit as its keypoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersonBox {
+    /// `(ymin, xmin, ymax, xmax, score)` (MoveNet MultiPose).
+    YxyxScore,
+    /// `(xmin, ymin, xmax, ymax, score)`.
+    XyxyScore,
+}
+
+impl PersonBox {
+    /// Values the box takes at the end of a row.
+    pub const LEN: usize = 5;
+}
+
 /// Unit of coordinates in a model's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,6 +148,12 @@ pub struct InputSpec {
     pub height: u32,
     #[serde(default = "default_color")]
     pub color: ColorOrder,
+    /// The network also accepts other sizes whose sides are multiples of
+    /// this (dynamic axes), e.g. 32 for MoveNet MultiPose. Informational:
+    /// the worker feeds `width` x `height`; clients of the v2 protocol
+    /// sending their own tensors may use any such size.
+    #[serde(default)]
+    pub size_multiple: Option<u32>,
 }
 
 fn default_color() -> ColorOrder {
@@ -218,6 +240,18 @@ pub struct OutputSpec {
     /// `keypoints`, `detection`: results scoring below this are dropped.
     #[serde(default)]
     pub score_threshold: f32,
+    /// `keypoints`: the output holds this many person rows (a multi-person
+    /// model such as MoveNet MultiPose); absent for a single person's
+    /// points. Each row is the points (3 values each), then the box when
+    /// [`Self::person_box`] is set.
+    #[serde(default)]
+    pub persons: Option<usize>,
+    /// `keypoints`: what follows the points in each person row.
+    #[serde(default, rename = "box")]
+    pub person_box: Option<PersonBox>,
+    /// `keypoints` with `persons`: rows scoring below this are not people.
+    #[serde(default)]
+    pub person_score_threshold: f32,
     /// `detection`: IoU above which a lower-scored box of the same class is
     /// suppressed; absent means no non-maximum suppression.
     #[serde(default)]
@@ -238,6 +272,9 @@ pub struct OutputSpec {
     #[serde(default)]
     pub normalize: bool,
 }
+
+/// Most person rows a multi-person pose model may declare.
+pub const MAX_PERSONS: usize = 256;
 
 fn default_max_detections() -> usize {
     100
@@ -374,6 +411,14 @@ impl ModelManifest {
         if i.name.is_empty() {
             return Err("input.name must not be empty".into());
         }
+        if let Some(k) = i.size_multiple
+            && (k == 0 || !i.width.is_multiple_of(k) || !i.height.is_multiple_of(k))
+        {
+            return Err(format!(
+                "input.size_multiple {k} must be positive and divide {}x{}",
+                i.width, i.height
+            ));
+        }
         self.validate_output()?;
         let p = &self.preprocess;
         if p.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
@@ -447,6 +492,13 @@ impl ModelManifest {
         only(o.coords.is_some(), "coords", &[Keypoints, Detection])?;
         only(!o.keypoints.is_empty(), "keypoints", &[Keypoints])?;
         only(!o.skeleton.is_empty(), "skeleton", &[Keypoints])?;
+        only(o.persons.is_some(), "persons", &[Keypoints])?;
+        only(o.person_box.is_some(), "box", &[Keypoints])?;
+        only(
+            o.person_score_threshold != 0.0,
+            "person_score_threshold",
+            &[Keypoints],
+        )?;
         only(o.nms_iou.is_some(), "nms_iou", &[Detection])?;
         only(o.layout.is_some(), "layout", &[Image])?;
         only(o.range.is_some(), "range", &[Image])?;
@@ -459,6 +511,14 @@ impl ModelManifest {
                     None | Some("yx_score") | Some("xy_score")
                 ) {
                     return Err("output.format must be yx_score or xy_score".into());
+                }
+                if o.persons.is_some_and(|p| !(1..=MAX_PERSONS).contains(&p)) {
+                    return Err(format!("output.persons must be within 1..={MAX_PERSONS}"));
+                }
+                if o.persons.is_none()
+                    && (o.person_box.is_some() || o.person_score_threshold != 0.0)
+                {
+                    return Err("output.box and person_score_threshold need output.persons".into());
                 }
                 if let Some(bad) = o
                     .skeleton
@@ -569,5 +629,39 @@ softmax = true
     fn rejects_crop_larger_than_resize() {
         let bad = GOOD.replace("resize_to = 256", "resize_to = 100");
         assert!(ModelManifest::parse(&bad, Path::new("m.toml")).is_err());
+    }
+
+    #[test]
+    fn person_rows_are_for_keypoint_models_only_and_bounded() {
+        let pose = GOOD
+            .replace("kind = \"classification\"", "kind = \"keypoints\"")
+            .replace("softmax = true", "keypoints = [\"a\"]");
+        let parse =
+            |extra: &str| ModelManifest::parse(&format!("{pose}{extra}"), Path::new("m.toml"));
+        let m = parse("persons = 6\nbox = \"yxyx_score\"\nperson_score_threshold = 0.3\n").unwrap();
+        assert_eq!(m.output.persons, Some(6));
+        assert_eq!(m.output.person_box, Some(PersonBox::YxyxScore));
+        assert!(parse("persons = 0\n").is_err());
+        assert!(parse(&format!("persons = {}\n", MAX_PERSONS + 1)).is_err());
+        assert!(
+            parse("box = \"yxyx_score\"\n").is_err(),
+            "a box needs person rows"
+        );
+        assert!(parse("persons = 2\nbox = \"diagonal\"\n").is_err());
+        let classifier = format!("{GOOD}persons = 2\n");
+        assert!(ModelManifest::parse(&classifier, Path::new("m.toml")).is_err());
+    }
+
+    #[test]
+    fn size_multiple_must_divide_the_input() {
+        let with = |k: u32| {
+            GOOD.replace(
+                "height = 224",
+                &format!("height = 224\nsize_multiple = {k}"),
+            )
+        };
+        assert!(ModelManifest::parse(&with(32), Path::new("m.toml")).is_ok());
+        assert!(ModelManifest::parse(&with(0), Path::new("m.toml")).is_err());
+        assert!(ModelManifest::parse(&with(48), Path::new("m.toml")).is_err());
     }
 }

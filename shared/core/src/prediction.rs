@@ -22,9 +22,16 @@ pub enum Prediction {
     /// The `k` most likely classes, most likely first.
     Classification { top_k: Vec<ClassScore> },
     /// Named points in original-image pixels, and the edges between them.
+    ///
+    /// A multi-person model also lists every person found in `persons`
+    /// (best first, each with its own points, score and box); `keypoints`
+    /// then repeats the best person's points, so a client written for one
+    /// person keeps working.
     Keypoints {
         keypoints: Vec<Keypoint>,
         skeleton: Vec<[usize; 2]>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        persons: Option<Vec<Person>>,
     },
     /// Boxes in original-image pixels, best first.
     Detection { detections: Vec<Detection> },
@@ -60,6 +67,19 @@ pub struct Keypoint {
     pub x: f32,
     pub y: f32,
     pub score: f32,
+}
+
+/// One person found by a multi-person pose model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Person {
+    /// The model's confidence that this is a person.
+    pub score: f32,
+    /// Where the person is, in original-image pixels (when the model gives
+    /// a box).
+    #[serde(rename = "box", default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<BoundingBox>,
+    /// The person's points at or above the manifest's `score_threshold`.
+    pub keypoints: Vec<Keypoint>,
 }
 
 /// A box in original-image pixels.

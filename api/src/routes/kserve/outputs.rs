@@ -11,13 +11,16 @@
 //! | classification | `probabilities` (`scores` without softmax) | FP32 | `[N, classes]` |
 //! | embedding | `embedding` | FP32 | `[N, dims]` |
 //! | keypoints | `keypoints`: x, y, score per point, manifest order | FP32 | `[N, points, 3]` |
+//! | keypoints (multi-person) | `persons`: x1, y1, x2, y2, score, then x, y, score per point | FP32 | `[N, max, 5 + 3 × points]` |
+//! | keypoints (multi-person) | `person_count` | INT32 | `[N]` |
 //! | detection | `detections`: x1, y1, x2, y2, score, class | FP32 | `[N, max, 6]` |
 //! | detection | `detection_count` | INT32 | `[N]` |
 //! | image | `image`: the encoded output image | BYTES | `[N]` |
 //! | tensor | the network's outputs, by name | FP32 | `[N, …]` |
 //!
-//! Detections are padded with zero rows to the largest count in the
-//! request; keypoints below the manifest's threshold are zero rows.
+//! Detections and persons are padded with zero rows to the largest count in
+//! the request; keypoints below the manifest's threshold are zeros. For a
+//! multi-person model `keypoints` holds the best person's points.
 //! Classifiers also speak the classification extension: an output asked
 //! for with `parameters.classification = k` is BYTES `[N, k]` of
 //! `"score:index:label"`.
@@ -67,7 +70,13 @@ pub fn outputs(entry: &ModelEntry) -> Vec<OutputMeta> {
                 0 => -1,
                 n => n as i64,
             };
-            vec![meta("keypoints", "FP32", vec![-1, points, 3])]
+            let mut outputs = vec![meta("keypoints", "FP32", vec![-1, points, 3])];
+            if m.output.persons.is_some() {
+                let row = if points < 0 { -1 } else { 5 + 3 * points };
+                outputs.push(meta("persons", "FP32", vec![-1, -1, row]));
+                outputs.push(meta("person_count", "INT32", vec![-1]));
+            }
+            outputs
         }
         ModelKind::Detection => vec![
             meta("detections", "FP32", vec![-1, -1, 6]),
@@ -266,6 +275,9 @@ fn tensor(
             }
             Ok((vec![n, dims.unwrap_or(0)], Data::Fp32(out)))
         }
+        ModelKind::Keypoints if matches!(w.name.as_str(), "persons" | "person_count") => {
+            persons_tensor(m, answers, &w.name).ok_or_else(mismatch)
+        }
         ModelKind::Keypoints => {
             let names = &m.output.keypoints;
             let mut out = vec![0f32; n * names.len() * 3];
@@ -410,6 +422,45 @@ fn json_data(data: Data) -> Value {
                 .collect(),
         ),
     }
+}
+
+/// The `persons` (or `person_count`) tensor of a multi-person pose model;
+/// `None` when an answer carries no person list.
+fn persons_tensor(m: &ModelManifest, answers: &[Answer], name: &str) -> Option<(Vec<usize>, Data)> {
+    let lists = answers
+        .iter()
+        .map(|a| match &a.prediction {
+            Prediction::Keypoints {
+                persons: Some(p), ..
+            } => Some(p),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let n = lists.len();
+    if name == "person_count" {
+        let counts = lists.iter().map(|p| p.len() as i32).collect();
+        return Some((vec![n], Data::Int32(counts)));
+    }
+    let names = &m.output.keypoints;
+    let row = 5 + 3 * names.len();
+    let max = lists.iter().map(|p| p.len()).max().unwrap_or(0);
+    let mut out = vec![0f32; n * max * row];
+    for (b, people) in lists.iter().enumerate() {
+        for (i, person) in people.iter().enumerate() {
+            let at = (b * max + i) * row;
+            if let Some(bb) = person.bbox {
+                out[at..at + 4].copy_from_slice(&[bb.x1, bb.y1, bb.x2, bb.y2]);
+            }
+            out[at + 4] = person.score;
+            for k in &person.keypoints {
+                if let Some(j) = names.iter().position(|p| *p == k.name) {
+                    let pt = at + 5 + 3 * j;
+                    out[pt..pt + 3].copy_from_slice(&[k.x, k.y, k.score]);
+                }
+            }
+        }
+    }
+    Some((vec![n, max, row], Data::Fp32(out)))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ mod spatial;
 
 pub use classify::{classify, embed};
 pub use inferq_core::prediction::{
-    BoundingBox, ClassScore, Detection, Keypoint, Prediction, RawOutput,
+    BoundingBox, ClassScore, Detection, Keypoint, Person, Prediction, RawOutput,
 };
 pub use spatial::{detect, keypoints};
 
