@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use inferq_backends::store::ResultStore;
+use inferq_backends::store::AdmissionControl;
 use inferq_runtime::metrics::metrics;
 
 use crate::state::ModelCatalog;
@@ -41,7 +41,7 @@ const REFRESH: Duration = Duration::from_secs(2);
 /// Keeps the backlog and oldest-waiting gauges of every served model
 /// current, read from the shared store (so they are cluster-wide).
 pub async fn refresh_gauges(
-    store: Arc<dyn ResultStore>,
+    store: Arc<dyn AdmissionControl>,
     models: Arc<dyn ModelCatalog>,
     shutdown: impl Future<Output = ()>,
 ) {

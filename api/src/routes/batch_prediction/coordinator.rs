@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use inferq_backends::store::batch_prediction as stored;
-use inferq_backends::store::{BATCHES, ResultStore, Saved};
+use inferq_backends::store::{BATCHES, Documents, Saved};
 use inferq_core::ErrorCode;
 use inferq_core::batch_prediction::{self as batch, BatchRecord, BatchState};
 use inferq_core::job::{JobError, JobId, JobRecord, JobStatus};
@@ -50,7 +50,7 @@ const TICK: Duration = Duration::from_millis(100);
 const BACKOFF: Duration = Duration::from_secs(1);
 
 /// The key of a batch's cancel flag (set by `POST /v1/batches/{id}/cancel`).
-pub fn cancel_key(store: &dyn ResultStore, id: JobId) -> String {
+pub fn cancel_key(store: &(impl Documents + ?Sized), id: JobId) -> String {
     store.key(&format!("batch:{id}:cancel"))
 }
 
