@@ -152,6 +152,26 @@ test('draws a pose over the image (keyboard only) and its pixels are there', asy
   assert.deepEqual(page.problems, []);
 });
 
+test('draws every person of a multi-person model, each with its box and skeleton', async () => {
+  const page = await openPage(server.url);
+  await modelsLoaded(page);
+  await page.setInputFiles('#file', CAT);
+  const job = await runJob(page, 'tiny-multipose');
+  assert.equal(job.result.persons.length, 2);
+  const people = await page.$$eval('#overlay g.person', (gs) => gs.map((g) => ({
+    person: g.dataset.person,
+    dots: g.querySelectorAll('circle.kp').length,
+    bones: g.querySelectorAll('line.bone').length,
+    boxes: g.querySelectorAll('rect').length,
+    label: g.querySelector('text') && g.querySelector('text').textContent,
+  })));
+  assert.deepEqual(people.map((p) => [p.person, p.dots, p.bones, p.boxes]), [['1', 3, 4, 1], ['2', 3, 4, 1]]);
+  assert.match(people[0].label, /^person 1 80/);
+  assert.match(await page.textContent('#summary'), /^2 people found/);
+  assert.equal(await page.locator('#prediction table tbody tr').count(), 2, 'one row per person');
+  assert.deepEqual(page.problems, []);
+});
+
 test('draws boxes for a detector and shows the output image of an image model', async () => {
   const page = await openPage(server.url);
   await modelsLoaded(page);

@@ -22,6 +22,7 @@ export function modelRepository() {
   const models = {
     'efficientnet-lite0': path.join(ROOT, 'models/efficientnet-lite0'),
     'tiny-pose': path.join(ROOT, 'tests/models/tiny-pose'),
+    'tiny-multipose': path.join(ROOT, 'tests/models/tiny-multipose'),
     'tiny-detect': path.join(ROOT, 'tests/models/tiny-detect'),
     'tiny-invert': path.join(ROOT, 'tests/models/tiny-invert'),
   };
