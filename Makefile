@@ -28,7 +28,7 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
-        fmt lint verify-model clean-assets models-extra chaos soak fuzz bench validate-deploy browser-test
+        fmt lint verify-model clean-assets models-extra models-pose chaos soak fuzz bench validate-deploy browser-test
 
 help: ## List the targets
 	@echo "InferQ make targets:"
@@ -151,18 +151,21 @@ CHAOS_SHORT := --model tiny-slow --jobs 300 --rate 25 --kill-every 2 --settle-se
 CHAOS_ARGS ?=
 SOAK_ARGS ?=
 
-# End-to-end tests must fail, not skip, when Redis/RabbitMQ are missing.
+# The pose models the suite checks on real photos: MoveNet SinglePose and MultiPose, converted
+# once in the TF venv (.cache/tf-venv, ~1.7 GB, kept for later runs; see docs/models-seed.md).
+models-pose: $(MOVENET_ONNX) $(MULTIPOSE_ONNX) ## MoveNet SinglePose + MultiPose (make test builds them)
+
+# End-to-end tests must fail, not skip, when Redis/RabbitMQ or the pose models are missing.
 test: export INFERQ_TEST_REQUIRE_SERVICES := 1
+test: export INFERQ_TEST_REQUIRE_MODELS := 1
 test: export RUST_BACKTRACE := 1
-test: validate-deploy assets services ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
+test: validate-deploy assets models-pose services ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 	@# The web console in headless Chromium (installed with apt if missing; SKIPPED if impossible).
 	bash scripts/browser-test.sh
 	@# Own step, after all other tests: it restarts the shared RabbitMQ.
 	$(CARGO) run -q --bin inferq-chaos -- chaos $(CHAOS_SHORT)
-	@test -f models/movenet-lightning/1/model.onnx || \
-	  echo "NOTE: the MoveNet pose test (tests/tests/output_kinds.rs) was SKIPPED: run 'make models-extra' to include it"
 
 browser-test: assets ## The web console end to end in headless Chromium (tests/browser; installs chromium as root)
 	$(CARGO) build --bin inferq
