@@ -54,6 +54,7 @@ pub struct DeadLetters {
 /// `GET /v1/admin/dead-letters`.
 #[utoipa::path(
     get,
+    operation_id = "list_dead_letters",
     path = "/v1/admin/dead-letters",
     tag = "admin",
     params(("limit" = Option<usize>, Query, description = "Most jobs listed")),
@@ -86,7 +87,7 @@ pub async fn list(
     path = "/v1/admin/dead-letters/{id}/replay",
     tag = "admin",
     params(("id" = String, Path, description = "Job id (UUID)")),
-    responses((status = 200, description = "The job", body = inferq_core::job::JobRecord), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    responses((status = 202, description = "Queued again: the job record", body = inferq_core::job::JobRecord), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn replay_one(

@@ -33,6 +33,7 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
 /// `GET /v1/jobs/{id}?wait=SECONDS`.
 #[utoipa::path(
     get,
+    operation_id = "get_job",
     path = "/v1/jobs/{id}",
     tag = "jobs",
     params(("id" = String, Path, description = "Job id (UUID)"), ("wait" = Option<u64>, Query, description = "Long-poll: answer once the job is final or after this many seconds")),
@@ -131,6 +132,7 @@ pub async fn output(
 /// either wins (the result is dropped) or loses with 409, never both.
 #[utoipa::path(
     post,
+    operation_id = "cancel_job",
     path = "/v1/jobs/{id}/cancel",
     tag = "jobs",
     params(("id" = String, Path, description = "Job id (UUID)")),

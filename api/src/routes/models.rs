@@ -55,6 +55,7 @@ fn model_view<'a>(repo: &'a ModelRepository, name: &'a str) -> Option<ModelView<
 /// `GET /v1/models`
 #[utoipa::path(
     get,
+    operation_id = "list_models",
     path = "/v1/models",
     tag = "models",
     responses((status = 200, description = "Models, versions and manifests", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json")),
@@ -73,6 +74,7 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
 /// `GET /v1/models/{name}`
 #[utoipa::path(
     get,
+    operation_id = "get_model",
     path = "/v1/models/{name}",
     tag = "models",
     params(("name" = String, Path, description = "Model name")),

@@ -195,6 +195,7 @@ pub fn summarise(sample: ModelSample, now_ms: u64, window_ms: u64) -> ModelStats
 /// `GET /v1/stats?window=SECONDS`
 #[utoipa::path(
     get,
+    operation_id = "get_stats",
     path = "/v1/stats",
     tag = "stats",
     params(("window" = Option<f64>, Query, description = "Seconds of recent completions to summarise, 1 to 3600 (default 60)")),

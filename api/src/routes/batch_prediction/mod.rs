@@ -280,6 +280,7 @@ async fn visible(
 /// `GET /v1/batches/{id}`: the record with live counts.
 #[utoipa::path(
     get,
+    operation_id = "get_batch",
     path = "/v1/batches/{id}",
     tag = "batches",
     params(("id" = String, Path, description = "Batch id")),
@@ -305,6 +306,7 @@ pub async fn get(
 /// The batch ends `canceled` once its coordinator has done that.
 #[utoipa::path(
     post,
+    operation_id = "cancel_batch",
     path = "/v1/batches/{id}/cancel",
     tag = "batches",
     params(("id" = String, Path, description = "Batch id")),
