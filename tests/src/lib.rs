@@ -62,6 +62,29 @@ pub fn real_models() -> PathBuf {
     root().join("models")
 }
 
+/// Whether the real model `name` (under `models/`) and ONNX Runtime are
+/// there to test with. Under `make test` (`INFERQ_TEST_REQUIRE_MODELS`,
+/// `INFERQ_TEST_REQUIRE_SERVICES`) a missing one fails the test instead of
+/// skipping it; `make_target` is what builds the model.
+pub fn real_model_ready(name: &str, make_target: &str) -> bool {
+    if !real_models().join(name).join("1/model.onnx").is_file() {
+        assert!(
+            std::env::var("INFERQ_TEST_REQUIRE_MODELS").is_err(),
+            "model {name} missing: run `make {make_target}`"
+        );
+        eprintln!("SKIPPED: model {name} not built; run `make {make_target}` to include this test");
+        return false;
+    }
+    if !ort_library().is_file() {
+        assert!(
+            std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_err(),
+            "ONNX Runtime missing"
+        );
+        return false;
+    }
+    true
+}
+
 /// A test image from `tests/images`.
 pub fn image(name: &str) -> Vec<u8> {
     std::fs::read(root().join("tests/images").join(name)).expect("test image")

@@ -185,22 +185,7 @@ async fn every_output_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn movenet_finds_the_astronauts_face_and_shoulders() {
-    if !real_models()
-        .join("movenet-lightning/1/model.onnx")
-        .is_file()
-    {
-        assert!(
-            std::env::var("INFERQ_TEST_REQUIRE_MODELS").is_err(),
-            "MoveNet SinglePose missing: run `make models-pose`"
-        );
-        eprintln!("SKIPPED: MoveNet not built; run `make models-pose` to include this test");
-        return;
-    }
-    if !ort_library().is_file() {
-        assert!(
-            std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_err(),
-            "ONNX Runtime missing"
-        );
+    if !real_model_ready("movenet-lightning", "models-pose") {
         return;
     }
     let server = start_embedded(&real_models(), "movenet-lightning", &[]).await;
@@ -250,24 +235,7 @@ async fn movenet_finds_the_astronauts_face_and_shoulders() {
 /// KServe v2 route (`persons`, `person_count`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipose_finds_two_people_each_in_its_own_half() {
-    if !real_models()
-        .join("movenet-multipose/1/model.onnx")
-        .is_file()
-    {
-        assert!(
-            std::env::var("INFERQ_TEST_REQUIRE_MODELS").is_err(),
-            "MoveNet MultiPose missing: run `make models-pose`"
-        );
-        eprintln!(
-            "SKIPPED: MoveNet MultiPose not built; run `make models-pose` to include this test"
-        );
-        return;
-    }
-    if !ort_library().is_file() {
-        assert!(
-            std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_err(),
-            "ONNX Runtime missing"
-        );
+    if !real_model_ready("movenet-multipose", "models-pose") {
         return;
     }
     let server = start_embedded(&real_models(), "movenet-multipose", &[]).await;
