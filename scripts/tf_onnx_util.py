@@ -1,8 +1,10 @@
-"""Small helpers shared by convert_esrgan.py and train_heatmap.py (the tf2onnx venv, .cache/tf-venv).
+"""Small helpers shared by the model scripts of the tf2onnx venv (.cache/tf-venv):
+convert_esrgan.py, train_heatmap.py and convert_movenet.py.
 
-Why a module: both scripts export a Keras model through tf2onnx, rename the generated tensor and
-dimension names to the ones their manifests use, and check the result with onnxruntime on one
-thread. Keeping that in one place keeps the two scripts about their models.
+Why a module: the first two export a Keras model through tf2onnx and rename the generated tensor
+and dimension names to the ones their manifests use; all three check the result with
+onnxruntime on one thread and time it. Keeping that in one place keeps the scripts about their
+models.
 """
 import os
 import time
@@ -41,13 +43,14 @@ def export_keras(model, out, input_name, output_name, dims, opset=13):
     return proto
 
 
-def session(path, threads=1):
-    """An onnxruntime CPU session with `threads` intra-op threads (InferQ runs one per core)."""
+def session(path, threads=1, log_level=3):
+    """An onnxruntime CPU session with `threads` intra-op threads (InferQ runs one per core);
+    log_level 4 silences even errors (for a run that is expected to fail)."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
+    opts.log_severity_level = log_level
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
