@@ -19,7 +19,7 @@ use crate::engine::Engine;
 
 /// Repository and sessions, reloaded together.
 pub struct ModelSet {
-    pub(crate) live: LiveRepository,
+    live: LiveRepository,
     engine: Arc<Engine>,
     reloading: tokio::sync::Mutex<()>,
 }
@@ -36,6 +36,11 @@ impl ModelSet {
     /// The published repository.
     pub fn current(&self) -> Arc<ModelRepository> {
         self.live.current()
+    }
+
+    /// Whether an on-demand rescan is allowed now (they are rate-limited).
+    pub fn may_rescan(&self) -> bool {
+        self.live.may_rescan()
     }
 
     /// Rescans; if anything changed, loads it on every thread, then
@@ -94,12 +99,5 @@ impl ModelSet {
                 _ = trigger.next() => { self.reload().await; }
             }
         }
-    }
-}
-
-impl ModelSet {
-    /// Whether an on-demand rescan is allowed now (they are rate-limited).
-    pub fn may_rescan(&self) -> bool {
-        self.live.may_rescan()
     }
 }

@@ -5,7 +5,7 @@
 //! fanning out ordinary jobs through the same queue and admission control
 //! (the API's coordinator does that, see `inferq_api::batches`). What the
 //! coordinator needs to survive a restart lives in the store, under the
-//! store's [`key`](crate::store::ResultStore::key) of:
+//! store's `key` (`inferq_backends::store::Documents::key`) of:
 //!
 //! - `batch:{id}` — this [`BatchRecord`] (JSON);
 //! - `batch:{id}:inputs` — index → input URI, for prefix and file-list

@@ -1,6 +1,6 @@
 //! Model manifests (`model.toml`).
 //!
-//! Each model version directory (see [`crate::repository`]) holds a
+//! Each model version directory (see `inferq_backends::repository`) holds a
 //! `model.onnx` and this manifest. The manifest
 //! says everything needed to feed and read the network: input tensor name,
 //! dtype, layout and size, how to resize/crop/normalise an image, and how to

@@ -1,18 +1,16 @@
 //! Completion webhooks: "tell me when it is done" without polling.
 //!
-//! A job (or a batch) may name a URL. When it reaches a final state the
-//! store puts it into a durable *outbox* in the same atomic write that
-//! makes it final ([`crate::store::HOOKS`]), so a crash can delay a
-//! notification but never lose it. [`dispatch::Dispatcher`] loops in every
-//! worker: it claims due entries with a lease (so two workers never send the
-//! same attempt at once), POSTs a signed [`Standard Webhooks`](sign) message
-//! — or a CloudEvent, if the job asked for one — and records the outcome in
-//! the job ([`WebhookDelivery`]). Failures are retried with exponential
-//! backoff and jitter, each retry re-signed with a fresh timestamp, until
-//! the attempt limit; then the delivery is marked `failed`.
+//! A job (or a batch) may name a URL. These are the records of that: the
+//! [`Webhook`] a client asked for, its format, and how delivery went so far
+//! ([`WebhookDelivery`]). Delivering is the backends' job: the store puts a
+//! finished job into a durable outbox in the same atomic write that makes it
+//! final, and a dispatcher in every worker claims due entries with a lease,
+//! POSTs a signed Standard Webhooks message (or a CloudEvent) and records
+//! the outcome here, retrying with backoff until the attempt limit.
 //!
 //! Delivery is at least once: a receiver deduplicates on `webhook-id`
-//! (`job_<id>` / `batch_<id>`), which stays the same across retries.
+//! (`job_<id>` / `batch_<id>`, see [`message_id`]), which stays the same
+//! across retries.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -67,7 +67,7 @@ impl Principal {
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
-    /// The principal [`authenticate`] stored. Its absence means a route was
+    /// The principal [`super::authenticate`] stored. Its absence means a route was
     /// registered outside the authenticated router — refused, not waved
     /// through.
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {

@@ -174,7 +174,7 @@ pub trait Scheduling: Send + Sync + 'static {
     /// When `member` of `set` is due, if it is in the set.
     async fn due_at(&self, set: &str, member: &str) -> Result<Option<u64>, StoreError>;
 
-    /// Records how a webhook's delivery went (`member` as in [`HOOKS`]).
+    /// Records how a webhook's delivery went (`member` as in [`super::HOOKS`]).
     async fn set_webhook_delivery(
         &self,
         member: &str,
@@ -182,7 +182,7 @@ pub trait Scheduling: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<(), StoreError>;
 
-    /// How a webhook's delivery went so far. [`Self::get`] already
+    /// How a webhook's delivery went so far. [`Records::get`] already
     /// merges this into a job's record.
     async fn webhook_delivery(&self, member: &str) -> Result<Option<WebhookDelivery>, StoreError>;
 }

@@ -59,7 +59,7 @@ pub enum StoreError {
     Full,
 }
 
-/// Outcome of [`ResultStore::save`].
+/// Outcome of [`Records::save`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saved {
     Written,
@@ -67,7 +67,7 @@ pub enum Saved {
     AlreadyFinished,
 }
 
-/// Outcome of [`ResultStore::admit`].
+/// Outcome of [`AdmissionControl::admit`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Admission {
     /// Counted in the model's backlog, which is now `backlog`.
@@ -80,7 +80,7 @@ pub enum Admission {
     },
 }
 
-/// Outcome of [`ResultStore::claim_idempotency`].
+/// Outcome of [`Idempotency::claim_idempotency`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The key was free and now names the caller's job.

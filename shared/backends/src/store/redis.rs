@@ -57,7 +57,7 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// The Redis-backed [`ResultStore`].
+/// The Redis-backed [`ResultStore`](super::ResultStore).
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,

@@ -1,7 +1,7 @@
 //! The webhook sender: drains the outbox, signs, POSTs, retries.
 //!
 //! Every worker runs one [`Dispatcher`]. Each round it claims due outbox
-//! entries with a lease ([`crate::store::ResultStore::claim_due`]): a claimed
+//! entries with a lease ([`crate::store::Scheduling::claim_due`]): a claimed
 //! entry's due time moves to the end of the lease, so a dispatcher that dies
 //! mid-delivery leaves the entry to be claimed again once the lease runs out
 //! (at least once), and two dispatchers never hold the same entry at once.
