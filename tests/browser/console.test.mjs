@@ -189,6 +189,44 @@ test('draws boxes for a detector and shows the output image of an image model', 
   assert.deepEqual(page.problems, []);
 });
 
+test('shows a heatmap over the photo and marks its peak', async () => {
+  const page = await openPage(server.url);
+  await modelsLoaded(page);
+  // A dark 240x160 picture with one bright spot at (180, 40), drawn by the browser itself.
+  const dataUrl = await page.evaluate(() => {
+    const c = document.createElement('canvas');
+    c.width = 240;
+    c.height = 160;
+    const g = c.getContext('2d');
+    g.fillStyle = 'rgb(50, 48, 46)';
+    g.fillRect(0, 0, 240, 160);
+    const spot = g.createRadialGradient(180, 40, 0, 180, 40, 14);
+    spot.addColorStop(0, 'rgb(230, 225, 220)');
+    spot.addColorStop(1, 'rgba(50, 48, 46, 0)');
+    g.fillStyle = spot;
+    g.fillRect(0, 0, 240, 160);
+    return c.toDataURL('image/png');
+  });
+  await page.setInputFiles('#file', { name: 'spot.png', mimeType: 'image/png', buffer: Buffer.from(dataUrl.split(',')[1], 'base64') });
+  const job = await runJob(page, 'heatmap-bright');
+  assert.ok(job.result.peaks.length >= 1, JSON.stringify(job.result));
+  await page.waitForFunction(() => {
+    const img = document.getElementById('output-img');
+    return !document.getElementById('output-figure').hidden && img.complete && img.naturalWidth === 240;
+  }, null, { timeout: 10_000 });
+  assert.match(await page.getAttribute('#output-img', 'alt'), /^The heatmap over the input/);
+  const rings = await page.evaluate(() => {
+    const img = document.getElementById('input-img').getBoundingClientRect();
+    return [...document.querySelectorAll('#overlay circle.peak')].map((c) => {
+      const r = c.getBoundingClientRect();
+      return { fx: (r.x + r.width / 2 - img.x) / img.width, fy: (r.y + r.height / 2 - img.y) / img.height };
+    });
+  });
+  assert.equal(rings.length, job.result.peaks.length);
+  assert.ok(Math.abs(rings[0].fx - 0.75) < 0.03 && Math.abs(rings[0].fy - 0.25) < 0.03, JSON.stringify(rings));
+  assert.deepEqual(page.problems, []);
+});
+
 test('takes a pasted image, a dropped one and an address', async () => {
   const page = await openPage(server.url);
   await modelsLoaded(page);

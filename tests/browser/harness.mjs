@@ -16,7 +16,7 @@ export const IMAGES = path.join(ROOT, 'tests/images');
 export const BIN = process.env.INFERQ_BIN || path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'debug/inferq');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
-/** A model repository of symlinks: the real classifier and the tiny test models. */
+/** A model repository of symlinks: the real classifier and heatmap net, and the tiny test models. */
 export function modelRepository() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inferq-console-models-'));
   const models = {
@@ -25,6 +25,7 @@ export function modelRepository() {
     'tiny-multipose': path.join(ROOT, 'tests/models/tiny-multipose'),
     'tiny-detect': path.join(ROOT, 'tests/models/tiny-detect'),
     'tiny-invert': path.join(ROOT, 'tests/models/tiny-invert'),
+    'heatmap-bright': path.join(ROOT, 'models/heatmap-bright'),
   };
   for (const [name, target] of Object.entries(models)) {
     if (!fs.existsSync(path.join(target, '1/model.onnx'))) {

@@ -213,14 +213,23 @@ impl Processor {
             Ok(mut outcome) => {
                 let artifact = outcome.artifact.take();
                 if let Some(artifact) = &artifact {
-                    let key = self.store.output_key(msg.id);
-                    if let Err(e) = self
-                        .store
-                        .put_blob(&key, &artifact.bytes, self.result_ttl)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "cannot store output; requeueing");
-                        return Settle::Requeue;
+                    // The views first: a record that lists them must find them.
+                    let mut blobs: Vec<(String, &[u8])> = outcome
+                        .views
+                        .iter()
+                        .map(|v| {
+                            (
+                                self.store.output_view_key(msg.id, v.name),
+                                &v.artifact.bytes[..],
+                            )
+                        })
+                        .collect();
+                    blobs.push((self.store.output_key(msg.id), &artifact.bytes));
+                    for (key, bytes) in blobs {
+                        if let Err(e) = self.store.put_blob(&key, bytes, self.result_ttl).await {
+                            tracing::warn!(error = %e, "cannot store output; requeueing");
+                            return Settle::Requeue;
+                        }
                     }
                     if let Prediction::Image { href, .. } = &mut outcome.prediction {
                         *href = format!("/v1/jobs/{}/output", msg.id);

@@ -92,33 +92,64 @@ fn visible(
         .ok_or_else(|| ApiError::JobNotFound(id.to_owned()))
 }
 
-/// `GET /v1/jobs/{id}/output`: the binary output of an image model (PNG).
+/// `?view=` of `GET /v1/jobs/{id}/output`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OutputQuery {
+    /// Another rendering of the output, one of the result's `views`
+    /// (`colormap`, `overlay` for a heatmap); absent = the output itself.
+    view: Option<String>,
+}
+
+/// `GET /v1/jobs/{id}/output`: the binary output of an image model (PNG),
+/// or with `?view=` one of its other renderings.
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}/output",
     tag = "jobs",
-    params(("id" = String, Path, description = "Job id (UUID)")),
-    responses((status = 200, description = "The output image", content_type = "image/png"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    params(("id" = String, Path, description = "Job id (UUID)"), OutputQuery),
+    responses((status = 200, description = "The output image", content_type = "image/png"), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn output(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
+    q: Result<Query<OutputQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let query = query(q)?;
     let job_id: JobId = id.parse().map_err(|_| ApiError::JobNotFound(id.clone()))?;
     let record = visible(&principal, state.store.get(job_id).await?, &id)?;
-    let Some(Prediction::Image { content_type, .. }) = &record.result else {
+    let Some(Prediction::Image {
+        content_type,
+        views,
+        ..
+    }) = &record.result
+    else {
         return Err(ApiError::OutputNotFound(format!(
             "job {id} has no output image (status {}; only finished image models have one)",
             record.status
         )));
     };
-    let bytes = state
-        .store
-        .get_blob(&state.store.output_key(job_id))
-        .await?
-        .ok_or_else(|| ApiError::OutputNotFound(format!("the output of job {id} has expired")))?;
+    let key = match &query.view {
+        None => state.store.output_key(job_id),
+        Some(v) if views.contains(v) => state.store.output_view_key(job_id, v),
+        Some(v) => {
+            return Err(ApiError::OutputNotFound(format!(
+                "job {id} has no output view `{v}` (it has: {})",
+                if views.is_empty() {
+                    "none".to_string()
+                } else {
+                    views.join(", ")
+                }
+            )));
+        }
+    };
+    let bytes =
+        state.store.get_blob(&key).await?.ok_or_else(|| {
+            ApiError::OutputNotFound(format!("the output of job {id} has expired"))
+        })?;
     let mut resp = bytes.into_response();
     let ct = HeaderValue::from_str(content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));

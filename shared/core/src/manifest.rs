@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod image_output;
+
+pub use image_output::{Colormap, TilingSpec};
+
 /// File name of the manifest inside a version directory.
 pub const MANIFEST_FILE: &str = "model.toml";
 /// File name of the network inside a version directory.
@@ -119,6 +123,10 @@ pub enum ResizeMode {
     Stretch,
     /// Scale the longer side to fit, pad the rest with `pad_value`.
     Letterbox,
+    /// No resizing: the image is fed at its own size (dynamic H and W), cut
+    /// into tiles when `[tiling]` says so. For image-to-image and heatmap
+    /// models, whose output is pixel-aligned with the input.
+    None,
 }
 
 /// Cropping after resizing.
@@ -268,6 +276,22 @@ pub struct OutputSpec {
     /// `image`: channel order of the output.
     #[serde(default)]
     pub color: Option<ColorOrder>,
+    /// `image`: output height and width are this many times the input's
+    /// (2 for a x2 super-resolution net); absent = 1.
+    #[serde(default)]
+    pub scale: Option<u32>,
+    /// `image`: channels of the output image, 1 (grey, a heatmap) or 3;
+    /// absent = whatever the tensor has.
+    #[serde(default)]
+    pub channels: Option<u8>,
+    /// `image` with one channel: the colour map of the `colormap` and
+    /// `overlay` views (default inferno).
+    #[serde(default)]
+    pub colormap: Option<Colormap>,
+    /// `image` with one channel: report local maxima at or above this
+    /// fraction of the output range as peaks (default 0.5).
+    #[serde(default)]
+    pub peak_threshold: Option<f32>,
     /// `embedding`: L2-normalise the vector.
     #[serde(default)]
     pub normalize: bool,
@@ -317,6 +341,9 @@ pub struct ModelManifest {
     /// Dynamic batching; off unless the manifest declares it.
     #[serde(default)]
     pub batching: BatchingSpec,
+    /// How a `resize = "none"` model runs an image larger than one tile.
+    #[serde(default)]
+    pub tiling: Option<TilingSpec>,
 }
 
 /// `[batching]`: whether and how an inference thread runs several jobs of
@@ -420,6 +447,7 @@ impl ModelManifest {
             ));
         }
         self.validate_output()?;
+        self.validate_native()?;
         let p = &self.preprocess;
         if p.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
             return Err("preprocess.std must be finite and non-zero".into());
@@ -503,6 +531,10 @@ impl ModelManifest {
         only(o.layout.is_some(), "layout", &[Image])?;
         only(o.range.is_some(), "range", &[Image])?;
         only(o.color.is_some(), "color", &[Image])?;
+        only(o.scale.is_some(), "scale", &[Image])?;
+        only(o.channels.is_some(), "channels", &[Image])?;
+        only(o.colormap.is_some(), "colormap", &[Image])?;
+        only(o.peak_threshold.is_some(), "peak_threshold", &[Image])?;
         only(o.normalize, "normalize", &[Embedding])?;
         match kind {
             Keypoints => {
@@ -540,13 +572,7 @@ impl ModelManifest {
                     return Err("output.nms_iou must be within 0..=1".into());
                 }
             }
-            Image => {
-                if o.range
-                    .is_some_and(|[lo, hi]| !(hi > lo && lo.is_finite() && hi.is_finite()))
-                {
-                    return Err("output.range must be [low, high] with high > low".into());
-                }
-            }
+            Image => self.validate_image_output()?,
             Classification | Embedding | Tensor => {}
         }
         Ok(())

@@ -36,11 +36,20 @@ pub enum Prediction {
     /// Boxes in original-image pixels, best first.
     Detection { detections: Vec<Detection> },
     /// An output image, served at `href` (`GET /v1/jobs/{id}/output`).
+    ///
+    /// A one-channel output (a heatmap) is the grey PNG of its values;
+    /// `views` names the other renderings served at `href?view=NAME`
+    /// (`colormap`, `overlay` on the input) and `peaks` lists its local
+    /// maxima in the submitted image's pixels, strongest first.
     Image {
         width: u32,
         height: u32,
         content_type: String,
         href: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        views: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        peaks: Vec<Peak>,
     },
     /// A feature vector.
     Embedding {
@@ -50,6 +59,17 @@ pub enum Prediction {
     },
     /// Raw output tensors.
     Tensor { outputs: Vec<RawOutput> },
+}
+
+/// A local maximum of a heatmap.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Peak {
+    /// Position in the submitted image's pixels (the centre of the output
+    /// pixel, mapped back through the output scale).
+    pub x: f32,
+    pub y: f32,
+    /// The heatmap's value there, mapped onto 0..1 of the output range.
+    pub value: f32,
 }
 
 /// One class of a classification result.

@@ -74,6 +74,7 @@ impl Inference for FakeInference {
                     }],
                 },
                 artifact: None,
+                views: Vec::new(),
                 decode_ms: 1.0,
                 preprocess_ms: 1.0,
                 inference_ms: 2.0,

@@ -126,11 +126,11 @@ pub(super) fn split(outputs: Vec<RawOutput>, n: usize) -> Result<Vec<Vec<RawOutp
     Ok(per_item)
 }
 
-fn ms(a: Instant, b: Instant) -> f64 {
+pub(super) fn ms(a: Instant, b: Instant) -> f64 {
     (b - a).as_secs_f64() * 1e3
 }
 
-fn session<'s>(
+pub(super) fn session<'s>(
     sessions: &'s mut Sessions,
     entry: &ModelEntry,
 ) -> Result<&'s mut Session, JobError> {
@@ -145,7 +145,7 @@ fn session<'s>(
         })
 }
 
-fn decode(
+pub(super) fn decode(
     prep: &Preprocessor,
     bytes: &[u8],
     max_pixels: u64,
@@ -166,23 +166,19 @@ fn interpret(
     outputs: &[RawOutput],
     work: &Work,
     geometry: &Geometry,
-) -> Result<(postprocess::Prediction, Option<postprocess::Artifact>), JobError> {
+) -> Result<Interpreted, JobError> {
     let entry = &work.model;
-    let Interpreted {
-        prediction,
-        artifact,
-    } = postprocess::interpret(
+    postprocess::interpret(
         outputs,
         &entry.manifest,
         &entry.labels,
         geometry,
         work.top_k,
     )
-    .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))?;
-    Ok((prediction, artifact))
+    .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))
 }
 
-/// Runs one job on its own.
+/// Runs one job on its own (a model fed at a fixed size, or a tensor).
 pub(super) fn process(
     sessions: &mut Sessions,
     prep: &mut Preprocessor,
@@ -216,10 +212,15 @@ pub(super) fn process(
     let outputs = run(session, entry, tensor)
         .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))?;
     let t3 = Instant::now();
-    let (prediction, artifact) = interpret(&outputs, work, &geometry)?;
+    let Interpreted {
+        prediction,
+        artifact,
+        views,
+    } = interpret(&outputs, work, &geometry)?;
     Ok(Outcome {
         prediction,
         artifact,
+        views,
         decode_ms: ms(t0, t1),
         preprocess_ms: ms(t1, t2),
         inference_ms: ms(t2, t3),
@@ -289,9 +290,10 @@ pub(super) fn process_batch(
                 for (member, outputs) in members.iter().zip(per_item) {
                     let work = &works[member.job];
                     results[member.job] = Some(interpret(&outputs, work, &member.geometry).map(
-                        |(prediction, artifact)| Outcome {
-                            prediction,
-                            artifact,
+                        |i| Outcome {
+                            prediction: i.prediction,
+                            artifact: i.artifact,
+                            views: i.views,
                             decode_ms: member.decode_ms,
                             preprocess_ms: member.preprocess_ms,
                             inference_ms,

@@ -12,6 +12,7 @@
 //! serving; a model that cannot be loaded is reported and the others serve.
 
 mod compute;
+mod native;
 mod thread;
 
 use std::path::{Path, PathBuf};
@@ -21,12 +22,13 @@ use bytes::Bytes;
 use inferq_backends::repository::{ModelEntry, ModelRepository};
 use inferq_core::ErrorCode;
 use inferq_core::job::{JobError, JobId};
-use inferq_vision::postprocess::{Artifact, Prediction};
+use inferq_vision::postprocess::{Artifact, Prediction, View};
 use inferq_vision::preprocess::InputTensor;
 use ort::session::{Session, builder::GraphOptimizationLevel};
 use tokio::sync::oneshot;
 
 pub use compute::{run, warm_up};
+pub use native::MAX_OUTPUT_PIXELS;
 use thread::ThreadState;
 
 use crate::pinning;
@@ -67,6 +69,8 @@ pub struct Outcome {
     pub prediction: Prediction,
     /// A binary result (an output image) to store beside the record.
     pub artifact: Option<Artifact>,
+    /// Other renderings of the output image (heatmap colour map, overlay).
+    pub views: Vec<View>,
     pub decode_ms: f64,
     pub preprocess_ms: f64,
     /// Inference time of the whole batch the job ran in.

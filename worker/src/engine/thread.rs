@@ -20,6 +20,7 @@ use inferq_core::job::JobError;
 use inferq_vision::preprocess::{BatchTensor, Preprocessor};
 
 use super::compute::{self, Sessions};
+use super::native;
 use super::{CONTROL_POLL, Control, LoadReport, Work, WorkInput, load_session};
 
 /// An inference thread's own state.
@@ -122,12 +123,19 @@ impl ThreadState {
         let _guard = span.enter();
         let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if let [one] = works.as_slice() {
-                vec![compute::process(
-                    &mut self.sessions,
-                    &mut self.prep,
-                    one,
-                    self.max_pixels,
-                )]
+                let run = match &one.input {
+                    WorkInput::Encoded(bytes) if one.model.manifest.native_size() => {
+                        native::process_native(
+                            &mut self.sessions,
+                            &mut self.prep,
+                            one,
+                            bytes,
+                            self.max_pixels,
+                        )
+                    }
+                    _ => compute::process(&mut self.sessions, &mut self.prep, one, self.max_pixels),
+                };
+                vec![run]
             } else {
                 compute::process_batch(
                     &mut self.sessions,

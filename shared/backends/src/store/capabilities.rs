@@ -147,6 +147,12 @@ pub trait Blobs: Send + Sync + 'static {
     /// The key under which a job's binary output (e.g. a PNG) is stored,
     /// with the blob methods and the result TTL.
     fn output_key(&self, id: JobId) -> String;
+
+    /// The key of another rendering of a job's output (`view` is one of
+    /// the names the result lists, e.g. `overlay`), beside the output.
+    fn output_view_key(&self, id: JobId, view: &str) -> String {
+        format!("{}:{view}", self.output_key(id))
+    }
 }
 
 /// Due-sets with leases (the webhook outbox, batch leases) and the recorded outcome of webhook

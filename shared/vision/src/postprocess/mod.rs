@@ -7,11 +7,17 @@
 //! clients never need to know the model's input size or how it was resized.
 //! Kept free of ONNX Runtime types so it is unit-testable with plain slices.
 
+mod canvas;
 mod classify;
+mod heatmap;
 mod image;
 mod spatial;
 
+pub use canvas::Canvas;
 pub use classify::{classify, embed};
+pub use heatmap::MAX_PEAKS;
+pub use image::render as render_image;
+pub use inferq_core::prediction::Peak;
 pub use inferq_core::prediction::{
     BoundingBox, ClassScore, Detection, Keypoint, Person, Prediction, RawOutput,
 };
@@ -31,11 +37,19 @@ pub struct Artifact {
     pub bytes: Vec<u8>,
 }
 
-/// The prediction and, for image models, the image.
+/// Another rendering of an image result, served at `output?view=NAME`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub name: &'static str,
+    pub artifact: Artifact,
+}
+
+/// The prediction and, for image models, the image (and its other views).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interpreted {
     pub prediction: Prediction,
     pub artifact: Option<Artifact>,
+    pub views: Vec<View>,
 }
 
 /// The output did not have the shape the manifest promised.
@@ -63,6 +77,7 @@ pub fn interpret(
         Ok(Interpreted {
             prediction,
             artifact: None,
+            views: Vec::new(),
         })
     };
     match manifest.kind {
@@ -74,11 +89,16 @@ pub fn interpret(
         ModelKind::Detection => plain(detect(&single()?.data, manifest, labels, geometry)?),
         ModelKind::Embedding => plain(embed(&single()?.data, o.normalize)?),
         ModelKind::Image => {
-            let (prediction, artifact) = image::to_png(single()?, o)?;
-            Ok(Interpreted {
-                prediction,
-                artifact: Some(artifact),
-            })
+            // A model run once on a resized image: the output covers the
+            // model input, which the geometry maps back to the source.
+            let canvas = Canvas::from_output(single()?, o)?;
+            let (w, h) = (manifest.input.width as f32, manifest.input.height as f32);
+            image::render(
+                &canvas,
+                o,
+                |fx, fy| geometry.to_source(fx * w, fy * h),
+                None,
+            )
         }
         ModelKind::Tensor => {
             let total: usize = outputs.iter().map(|r| r.data.len()).sum();

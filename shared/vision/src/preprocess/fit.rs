@@ -150,6 +150,8 @@ pub(super) fn needed_scale(m: &ModelManifest, source: (u32, u32)) -> f32 {
             p.resize_to.map_or(tw.min(th), |r| r as f32) / sw.min(sh)
         }
         (ResizeMode::Letterbox, _) => (tw / sw).min(th / sh),
+        // Fed at its own size: every source pixel is needed (no draft decode).
+        (ResizeMode::None, _) => 1.0,
         _ => (tw / sw).max(th / sh),
     }
 }

@@ -18,6 +18,7 @@ mod draft;
 mod fit;
 mod microbatch;
 mod tensor;
+mod tiles;
 
 use image::RgbImage;
 
@@ -27,6 +28,7 @@ pub use decode::{decode, decode_with};
 pub use decoded::{DecodeError, Decoded};
 pub use draft::denominator as draft_denominator;
 pub use microbatch::BatchTensor;
+pub use tiles::{Rect, Tile, padded, plan as plan_tiles};
 
 /// A model input of one image, batch dimension included (`N = 1`).
 #[derive(Debug, Clone, PartialEq)]

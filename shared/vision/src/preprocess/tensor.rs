@@ -10,7 +10,12 @@ use inferq_core::manifest::{ColorOrder, DType, Layout, ModelManifest};
 
 /// Fills `out` from `raw` (RGB8, exactly the manifest's input size).
 pub(super) fn fill(raw: &[u8], m: &ModelManifest, out: &mut InputTensor) {
-    let (w, h) = (m.input.width as usize, m.input.height as usize);
+    fill_sized(raw, (m.input.width, m.input.height), m, out);
+}
+
+/// [`fill`] for an image of any size (a model fed at the image's own size).
+pub(super) fn fill_sized(raw: &[u8], size: (u32, u32), m: &ModelManifest, out: &mut InputTensor) {
+    let (w, h) = (size.0 as usize, size.1 as usize);
     debug_assert_eq!(raw.len(), w * h * 3);
     let order: [usize; 3] = match m.input.color {
         ColorOrder::Rgb => [0, 1, 2],
