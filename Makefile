@@ -155,6 +155,10 @@ SOAK_ARGS ?=
 # once in the TF venv (.cache/tf-venv, ~1.7 GB, kept for later runs; see docs/models-seed.md).
 models-pose: $(MOVENET_ONNX) $(MULTIPOSE_ONNX) ## MoveNet SinglePose + MultiPose (make test builds them)
 
+# tests/tests/import.rs (`inferq models import`) also needs tensorflowjs in that venv, for its
+# TF.js fixtures and the TF.js layers loader (scripts/requirements-tfjs.txt, --no-deps).
+test: $(TFJS_STAMP)
+
 # End-to-end tests must fail, not skip, when Redis/RabbitMQ or the pose models are missing.
 test: export INFERQ_TEST_REQUIRE_SERVICES := 1
 test: export INFERQ_TEST_REQUIRE_MODELS := 1
