@@ -2,8 +2,8 @@
 //! command reads (tests/fixtures/make_import_models.py, one Python process), each imported
 //! with the real binary, served by the embedded server, and answering the class the original
 //! framework answers on the same image. Also the refusals (unknown format, unreadable file,
-//! tolerance exceeded, existing version) leave nothing behind, and `--server` uploads
-//! through the registration route with an API key.
+//! tolerance exceeded, unsupported op, missing signature, existing version, bad flags) leave
+//! nothing behind, and `--server` uploads through the registration route with an API key.
 //!
 //! Needs `.cache/tf-venv` with tensorflowjs (`make models-seed`; `make test` builds it). When it
 //! is missing the tests skip, unless INFERQ_TEST_REQUIRE_MODELS is set (`make test`).
@@ -203,6 +203,8 @@ async fn refusals_leave_nothing_behind() {
         ("unknown.bin", &[], "unknown format"),
         ("corrupt.keras", &[], "unreadable model"),
         ("noisy_savedmodel", &[], "tolerance exceeded"),
+        ("unsupported_savedmodel", &[], "unsupported op: Lgamma"),
+        ("unsigned_savedmodel", &[], "missing signature"),
         ("model.onnx", &["--labels", "LABELS3"], "3 lines but output"),
         ("model.onnx", &["--mean", "1,2"], "three numbers"),
         ("model.onnx", &["--size", "64x64"], "wrong size"),
