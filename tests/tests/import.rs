@@ -38,7 +38,7 @@ fn fixtures() -> Option<&'static Path> {
         let py = tf_python();
         let tfjs = root().join(".cache/tf-venv/.tfjs-installed");
         if !py.is_file() || !tfjs.is_file() || !ort_library().is_file() {
-            let why = "the TF venv with tensorflowjs (.cache/tf-venv) or ONNX Runtime is missing; run `make models-seed`";
+            let why = "no .cache/tf-venv with tensorflowjs, or no ONNX Runtime: `make models-seed`";
             assert!(
                 std::env::var("INFERQ_TEST_REQUIRE_MODELS").is_err(),
                 "{why}"
@@ -46,7 +46,9 @@ fn fixtures() -> Option<&'static Path> {
             eprintln!("SKIPPED: {why}");
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("inferq-import-fx-{}", uuid::Uuid::new_v4().simple()));
+        // Under target/tmp, replaced on every run (not piling up in /tmp).
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("import-fixtures");
+        let _ = std::fs::remove_dir_all(&dir);
         let t = Instant::now();
         let out = Command::new(&py)
             .arg(root().join("tests/fixtures/make_import_models.py"))
@@ -58,7 +60,10 @@ fn fixtures() -> Option<&'static Path> {
             "fixture script failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        eprintln!("fixtures: every format in {:.1} s", t.elapsed().as_secs_f64());
+        eprintln!(
+            "fixtures: every format in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         Some(dir)
     })
     .as_deref()
