@@ -155,9 +155,11 @@ SOAK_ARGS ?=
 
 # The pose models the suite checks on real photos: MoveNet SinglePose and MultiPose, converted
 # once in the TF venv (.cache/tf-venv, ~1.7 GB, kept for later runs; see docs/models-seed.md).
-models-pose: $(MOVENET_ONNX) $(MULTIPOSE_ONNX) ## MoveNet SinglePose + MultiPose (make test builds them)
+models-pose: $(MOVENET_ONNX) $(MULTIPOSE_ONNX) ## MoveNet SinglePose + MultiPose alone (make assets builds them)
 
 # End-to-end tests must fail, not skip, when Redis/RabbitMQ or a default model is missing.
+# tests/tests/import.rs (`inferq models import`) needs the TF venv with tensorflowjs, which
+# `assets` (models-seed) installs for the default models anyway.
 test: export INFERQ_TEST_REQUIRE_SERVICES := 1
 test: export INFERQ_TEST_REQUIRE_MODELS := 1
 test: export RUST_BACKTRACE := 1

@@ -2,6 +2,8 @@
 # The crate graph's promises, checked (run by `make lint`; docs/architecture.md):
 # - the API never links a decoder or the vision crate (it validates images from headers only);
 # - the worker links neither the API nor the client (the two meet only through broker and store);
+# - the client (CLI) links no model runtime, decoder or server crate: it talks HTTP, and
+#   `models import` converts in a Python subprocess;
 # - no crate has an import cycle between its files.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,6 +20,7 @@ forbidden() {   # forbidden CRATE PATTERN WHY
 }
 forbidden inferq-api 'inferq-vision|image|zune-jpeg|jpeg-decoder|ort' "the API must not decode pixels or run models"
 forbidden inferq-worker 'inferq-api|inferq-client|inferq-embedded' "the worker and the API are peers"
+forbidden inferq-client 'inferq-(api|worker|vision|backends|runtime|embedded)|image|ort' "the client talks HTTP and converts in Python"
 forbidden inferq-core 'inferq-.*|lapin|redis|reqwest|image|ort|tokio' "the vocabulary does no I/O"
 forbidden inferq-vision 'inferq-backends|inferq-runtime|lapin|redis|reqwest|ort' "vision has no network"
 

@@ -85,6 +85,21 @@ impl Api {
         self.send(req).await
     }
 
+    /// `PUT` a multipart form (model registration).
+    pub async fn put_form(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> Result<Value, ClientError> {
+        self.send(self.client.put(self.url(path)).multipart(form))
+            .await
+    }
+
+    /// The base URL requests go to.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -12,12 +12,20 @@
 //! - `get ID` prints a job (optionally waiting for it);
 //! - `batch` creates a batch (or follows one with `--attach`), shows a
 //!   progress bar until it is final and prints a summary; `--cancel ID`
-//!   cancels one.
+//!   cancels one;
+//! - `models import SOURCE --name N` converts a TensorFlow SavedModel, Keras
+//!   `.keras`/`.h5`, TF.js graph or layers model or `.tflite` file to ONNX
+//!   (or takes an `.onnx` as it is), checks it against the original
+//!   framework, infers its `model.toml` and writes a new version into
+//!   `--models-dir` or uploads it to `--server` (see [`import`] and
+//!   docs/models.md).
 //!
-//! Exit status: 0 when everything succeeded, 1 when a job or batch failed,
-//! 2 for usage errors and requests the server refused.
+//! Exit status: 0 when everything succeeded, 1 when a job or batch failed
+//! (or, for `models import`, the environment did: no Python or TensorFlow),
+//! 2 for usage errors and requests the server refused (or imports refused).
 
 mod http;
+pub mod import;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,7 +36,7 @@ use serde_json::{Value, json};
 pub use http::{Api, ClientError};
 
 /// The subcommands that make `inferq` a client rather than a server.
-pub const COMMANDS: &[&str] = &["submit", "get", "batch"];
+pub const COMMANDS: &[&str] = &["submit", "get", "batch", "models"];
 
 /// True when `inferq`'s first argument selects the client.
 pub fn is_client_command(first: Option<&str>) -> bool {
@@ -75,6 +83,18 @@ enum Command {
     },
     /// Run a batch with a progress bar and a summary.
     Batch(BatchArgs),
+    /// Manage models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Convert a TensorFlow SavedModel, Keras, TF.js or TFLite model (or take an ONNX file),
+    /// check it against the original and add it as a model version.
+    Import(import::ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -155,17 +175,26 @@ where
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    let api = match Api::new(&cli.server.url, cli.server.api_key.as_deref()) {
-        Ok(a) => a,
-        Err(e) => {
+    let key = cli.server.api_key.as_deref();
+    let result = match (cli.command, Api::new(&cli.server.url, key)) {
+        (
+            Command::Models {
+                command: ModelsCommand::Import(a),
+            },
+            _,
+        ) => {
+            return import::run(a, key).await.unwrap_or_else(|e| {
+                eprintln!("inferq: {e}");
+                e.exit_status()
+            });
+        }
+        (_, Err(e)) => {
             eprintln!("inferq: {e}");
             return 2;
         }
-    };
-    let result = match cli.command {
-        Command::Submit(a) => submit(&api, a).await,
-        Command::Get { id, wait } => get(&api, &id, wait).await,
-        Command::Batch(a) => batch(&api, a).await,
+        (Command::Submit(a), Ok(api)) => submit(&api, a).await,
+        (Command::Get { id, wait }, Ok(api)) => get(&api, &id, wait).await,
+        (Command::Batch(a), Ok(api)) => batch(&api, a).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("inferq: {e}");
