@@ -216,5 +216,41 @@ async fn heatmap_peaks_on_the_brightest_blob_and_tiles_do_not_show() {
     );
     let value = |v: &Value| v["value"].as_f64().unwrap();
     assert!((value(got) - value(&peaks[0])).abs() < 1e-6, "{body}");
+
+    // KServe v2 lists the peaks as a tensor beside the PNG bytes.
+    let meta: Value = client
+        .get(format!("{base}/v2/models/heatmap-bright"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = meta["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["image", "peaks", "peak_count"], "{meta}");
+    let v2 = json!({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64]}],
+        "outputs": [{"name": "peaks"}, {"name": "peak_count"}]});
+    let resp = client
+        .post(format!("{base}/v2/models/heatmap-bright/infer"))
+        .json(&v2)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let out = &body["outputs"];
+    assert_eq!(out[0]["name"], "peaks", "{body}");
+    let count = peaks.len();
+    assert_eq!(out[0]["shape"], json!([1, count, 3]), "{body}");
+    assert_eq!(out[1]["data"], json!([count]), "{body}");
+    let data = out[0]["data"].as_array().unwrap();
+    assert_eq!(data[0].as_f64(), peaks[0]["x"].as_f64(), "{body}");
+    assert_eq!(data[1].as_f64(), peaks[0]["y"].as_f64(), "{body}");
     server.stop().await;
 }

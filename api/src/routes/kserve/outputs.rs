@@ -16,9 +16,11 @@
 //! | detection | `detections`: x1, y1, x2, y2, score, class | FP32 | `[N, max, 6]` |
 //! | detection | `detection_count` | INT32 | `[N]` |
 //! | image | `image`: the encoded output image | BYTES | `[N]` |
+//! | image (one channel) | `peaks`: x, y, value per peak, strongest first | FP32 | `[N, max, 3]` |
+//! | image (one channel) | `peak_count` | INT32 | `[N]` |
 //! | tensor | the network's outputs, by name | FP32 | `[N, …]` |
 //!
-//! Detections and persons are padded with zero rows to the largest count in
+//! Detections, persons and peaks are padded with zero rows to the largest count in
 //! the request; keypoints below the manifest's threshold are zeros. For a
 //! multi-person model `keypoints` holds the best person's points.
 //! Classifiers also speak the classification extension: an output asked
@@ -82,7 +84,14 @@ pub fn outputs(entry: &ModelEntry) -> Vec<OutputMeta> {
             meta("detections", "FP32", vec![-1, -1, 6]),
             meta("detection_count", "INT32", vec![-1]),
         ],
-        ModelKind::Image => vec![meta("image", "BYTES", vec![-1])],
+        ModelKind::Image => {
+            let mut outputs = vec![meta("image", "BYTES", vec![-1])];
+            if m.output.channels == Some(1) {
+                outputs.push(meta("peaks", "FP32", vec![-1, -1, 3]));
+                outputs.push(meta("peak_count", "INT32", vec![-1]));
+            }
+            outputs
+        }
         ModelKind::Tensor => m
             .output
             .names
@@ -324,6 +333,9 @@ fn tensor(
             }
             Ok((vec![n, max, 6], Data::Fp32(out)))
         }
+        ModelKind::Image if matches!(w.name.as_str(), "peaks" | "peak_count") => {
+            peaks_tensor(answers, &w.name).ok_or_else(mismatch)
+        }
         ModelKind::Image => {
             let images = answers
                 .iter()
@@ -422,6 +434,32 @@ fn json_data(data: Data) -> Value {
                 .collect(),
         ),
     }
+}
+
+/// The `peaks` (or `peak_count`) tensor of a heatmap model; `None` when
+/// an answer is not an image.
+fn peaks_tensor(answers: &[Answer], name: &str) -> Option<(Vec<usize>, Data)> {
+    let lists = answers
+        .iter()
+        .map(|a| match &a.prediction {
+            Prediction::Image { peaks, .. } => Some(peaks),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let n = lists.len();
+    if name == "peak_count" {
+        let counts = lists.iter().map(|p| p.len() as i32).collect();
+        return Some((vec![n], Data::Int32(counts)));
+    }
+    let max = lists.iter().map(|p| p.len()).max().unwrap_or(0);
+    let mut out = vec![0f32; n * max * 3];
+    for (b, peaks) in lists.iter().enumerate() {
+        for (i, p) in peaks.iter().enumerate() {
+            let at = (b * max + i) * 3;
+            out[at..at + 3].copy_from_slice(&[p.x, p.y, p.value]);
+        }
+    }
+    Some((vec![n, max, 3], Data::Fp32(out)))
 }
 
 /// The `persons` (or `person_count`) tensor of a multi-person pose model;
