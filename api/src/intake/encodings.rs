@@ -2,9 +2,9 @@
 //!
 //! - a raw image body (`image/*`, `application/octet-stream`);
 //! - `multipart/form-data`: a file part (`file` or `image`) plus optional
-//!   `model`, `version`, `top_k`, `output_uri`, `deadline`, `timeout`,
-//!   `webhook_url` and `webhook_format` fields;
-//! - JSON: `{"model", "version", "top_k", "deadline", "timeout", "input": {...},
+//!   `model`, `model_uri`, `version`, `top_k`, `output_uri`, `deadline`,
+//!   `timeout`, `webhook_url` and `webhook_format` fields;
+//! - JSON: `{"model", "model_uri", "version", "top_k", "deadline", "timeout", "input": {...},
 //!   "output": {"uri"}, "webhook": {"url", "format"}}`
 //!   where `input` is exactly one of `{"b64": "<base64 or data: URL>"}` (the
 //!   TF Serving convention), `{"uri": "gs://…|s3://…|https://…|file:///…"}`
@@ -36,6 +36,8 @@ use inferq_runtime::config::LimitConfig;
 #[serde(deny_unknown_fields)]
 pub struct JobOptions {
     pub model: Option<String>,
+    /// The model by storage reference (see [`crate::intake::model_uri`]).
+    pub model_uri: Option<String>,
     pub version: Option<u64>,
     pub top_k: Option<usize>,
     pub output_uri: Option<String>,
@@ -52,6 +54,7 @@ pub struct JobOptions {
 impl JobOptions {
     fn overlay(&mut self, body: JobOptions) {
         self.model = body.model.or(self.model.take());
+        self.model_uri = body.model_uri.or(self.model_uri.take());
         self.version = body.version.or(self.version);
         self.top_k = body.top_k.or(self.top_k);
         self.output_uri = body.output_uri.or(self.output_uri.take());
@@ -87,6 +90,7 @@ pub struct Submission {
 #[serde(deny_unknown_fields)]
 pub struct JsonJob {
     model: Option<String>,
+    model_uri: Option<String>,
     version: Option<u64>,
     top_k: Option<usize>,
     deadline: Option<String>,
@@ -181,6 +185,7 @@ pub fn parse_json(bytes: &[u8], limits: &LimitConfig) -> Result<Submission, ApiE
         .map_err(|e| ApiError::InvalidArgument(format!("invalid JSON job: {e}")))?;
     let options = JobOptions {
         model: job.model,
+        model_uri: job.model_uri,
         version: job.version,
         top_k: job.top_k,
         output_uri: job.output.map(|o| o.uri),
@@ -191,6 +196,9 @@ pub fn parse_json(bytes: &[u8], limits: &LimitConfig) -> Result<Submission, ApiE
     };
     if let Some(uri) = &options.output_uri {
         check_uri_len("output.uri", uri, limits)?;
+    }
+    if let Some(uri) = &options.model_uri {
+        check_uri_len("model_uri", uri, limits)?;
     }
     if let Some(url) = &options.webhook_url {
         check_uri_len("webhook.url", url, limits)?;
@@ -218,7 +226,7 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
         match name.as_str() {
             "file" | "image" => image = Some(field.bytes().await.map_err(too_large)?),
             _ if is_file => image = Some(field.bytes().await.map_err(too_large)?),
-            "model" | "version" | "top_k" | "output_uri" | "deadline" | "timeout"
+            "model" | "model_uri" | "version" | "top_k" | "output_uri" | "deadline" | "timeout"
             | "webhook_url" | "webhook_format" => {
                 let text = field.text().await.map_err(too_large)?;
                 let text = text.trim().to_owned();
@@ -229,6 +237,7 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
                 };
                 match name.as_str() {
                     "model" => options.model = Some(text),
+                    "model_uri" => options.model_uri = Some(text),
                     "version" => options.version = Some(number(&text)?),
                     "top_k" => options.top_k = Some(number(&text)? as usize),
                     "timeout" => {
@@ -244,7 +253,7 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
             }
             other => {
                 return Err(ApiError::InvalidArgument(format!(
-                    "unknown form field `{other}`; expected file, model, version, top_k, output_uri, deadline, timeout, webhook_url, webhook_format"
+                    "unknown form field `{other}`; expected file, model, model_uri, version, top_k, output_uri, deadline, timeout, webhook_url, webhook_format"
                 )));
             }
         }

@@ -26,10 +26,11 @@ use inferq_core::manifest::{MANIFEST_FILE, MODEL_FILE, ModelManifest};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
-struct Upload {
-    model: Bytes,
-    manifest: String,
-    labels: Option<Bytes>,
+/// The files of one model version.
+pub(crate) struct Upload {
+    pub(crate) model: Bytes,
+    pub(crate) manifest: String,
+    pub(crate) labels: Option<Bytes>,
 }
 
 #[derive(serde::Deserialize)]
@@ -171,6 +172,25 @@ pub async fn put_version(
     } else {
         read_upload(req).await?
     };
+    install(&state, &name, version, upload).await?;
+    let body = serde_json::json!({
+        "name": name,
+        "version": version,
+        "href": format!("/v1/models/{name}/versions/{version}"),
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Validates a model version and installs it into the model directory in
+/// one rename, then rescans; [`ApiError::VersionExists`] when it is there.
+/// Shared by uploads and models named by storage reference (`model_uri`).
+pub(crate) async fn install(
+    state: &AppState,
+    name: &str,
+    version: u64,
+    upload: Upload,
+) -> Result<(), ApiError> {
+    let cfg = &state.settings.models;
     let manifest = ModelManifest::parse(&upload.manifest, Path::new(MANIFEST_FILE))
         .map_err(|e| ApiError::InvalidArgument(format!("invalid manifest: {e}")))?;
     // An ONNX file is a protobuf ModelProto; its first field is ir_version (tag 0x08).
@@ -180,7 +200,7 @@ pub async fn put_version(
         ));
     }
     if manifest.output.labels.is_some() && upload.labels.is_none() {
-        let model_dir = cfg.model_dir.join(&name);
+        let model_dir = cfg.model_dir.join(name);
         let rel = manifest.output.labels.clone().unwrap_or_default();
         if !labels_path(&model_dir.join(version.to_string()), &rel)?.is_file() {
             return Err(ApiError::InvalidArgument(format!(
@@ -188,13 +208,16 @@ pub async fn put_version(
             )));
         }
     }
-    let final_dir = cfg.model_dir.join(&name).join(version.to_string());
+    let final_dir = cfg.model_dir.join(name).join(version.to_string());
     if final_dir.exists() {
-        return Err(ApiError::VersionExists { name, version });
+        return Err(ApiError::VersionExists {
+            name: name.to_owned(),
+            version,
+        });
     }
     let staging = cfg
         .model_dir
-        .join(&name)
+        .join(name)
         .join(format!(".incoming-{}", uuid::Uuid::new_v4().simple()));
     let staged = {
         let (staging, final_dir) = (staging.clone(), final_dir.clone());
@@ -216,16 +239,14 @@ pub async fn put_version(
     if let Err(e) = staged {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(match e {
-            ApiError::Conflict => ApiError::VersionExists { name, version },
+            ApiError::Conflict => ApiError::VersionExists {
+                name: name.to_owned(),
+                version,
+            },
             other => other,
         });
     }
     tracing::info!(model = %name, version, "model version registered");
     state.models.rescan().await;
-    let body = serde_json::json!({
-        "name": name,
-        "version": version,
-        "href": format!("/v1/models/{name}/versions/{version}"),
-    });
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok(())
 }

@@ -41,7 +41,7 @@ pub(crate) const MAX_TOP_K: usize = 1000;
     post,
     path = "/v1/jobs",
     tag = "jobs",
-    params(("model" = Option<String>, Query, description = "Model name (default: the server's default model)"), ("version" = Option<u64>, Query, description = "Model version (default: the newest)"), ("top_k" = Option<usize>, Query, description = "Classes listed by a classifier (1..=1000)"), ("timeout" = Option<f64>, Query, description = "Seconds the job may wait to start"), ("deadline" = Option<String>, Query, description = "RFC 3339 instant by which the job must start"), ("output_uri" = Option<String>, Query, description = "Storage prefix to also write the result to"), ("webhook_url" = Option<String>, Query, description = "Where to POST a signed notification when the job is final"), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this submission return the same job")),
+    params(("model" = Option<String>, Query, description = "Model name (default: the server's default model)"), ("model_uri" = Option<String>, Query, description = "The model by storage reference (a folder with model.onnx + model.toml), installed once; needs --model-uri-allow"), ("version" = Option<u64>, Query, description = "Model version (default: the newest)"), ("top_k" = Option<usize>, Query, description = "Classes listed by a classifier (1..=1000)"), ("timeout" = Option<f64>, Query, description = "Seconds the job may wait to start"), ("deadline" = Option<String>, Query, description = "RFC 3339 instant by which the job must start"), ("output_uri" = Option<String>, Query, description = "Storage prefix to also write the result to"), ("webhook_url" = Option<String>, Query, description = "Where to POST a signed notification when the job is final"), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this submission return the same job")),
     request_body(description = "The image: raw bytes, a multipart form (`file` part and option fields) or JSON", content(("image/*"), ("application/octet-stream"), ("multipart/form-data"), (crate::intake::encodings::JsonJob = "application/json"))),
     responses((status = 202, description = "Accepted; Location names the job", body = inferq_core::job::JobRecord), (status = 200, description = "Idempotent replay of an earlier submission", body = inferq_core::job::JobRecord), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Unsupported media type or image format", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
@@ -212,7 +212,17 @@ struct Prepared {
 
 /// Checks everything that can be checked without side effects.
 async fn prepare(state: &AppState, sub: Submission) -> Result<Prepared, ApiError> {
-    let q = sub.options;
+    let mut q = sub.options;
+    if let Some(uri) = q.model_uri.take() {
+        if q.model.is_some() || q.version.is_some() {
+            return Err(ApiError::InvalidArgument(
+                "give `model` (and `version`) or `model_uri`, not both".into(),
+            ));
+        }
+        let (name, version) = crate::intake::model_uri::resolve(state, &uri).await?;
+        q.model = Some(name);
+        q.version = Some(version);
+    }
     let job_deadline = deadline(&q, chrono::Utc::now())?;
     if let Some(k) = q.top_k
         && !(1..=MAX_TOP_K).contains(&k)

@@ -229,6 +229,15 @@ pub struct ModelConfig {
     /// Largest model upload, in bytes.
     #[arg(long, env = "INFERQ_MAX_MODEL_BYTES", default_value_t = 512 * 1024 * 1024)]
     pub max_model_bytes: usize,
+    /// Storage prefixes under which a job or batch may name its model by
+    /// reference (`model_uri`: a folder holding `model.onnx` + `model.toml`,
+    /// or an `.onnx` file with its `model.toml` beside it), comma
+    /// separated, e.g. `gs://models/,file:///srv/models/`. The API installs
+    /// each object version once under a content-addressed name. Empty (the
+    /// default): `model_uri` is refused.
+    #[arg(long, env = "INFERQ_MODEL_URI_ALLOW", value_delimiter = ',')]
+    #[serde(default)]
+    pub model_uri_allow: Vec<String>,
 }
 
 /// Input limits, checked cheaply by the API and again by the decoder.

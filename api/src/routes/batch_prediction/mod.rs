@@ -42,6 +42,8 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024;
 #[serde(deny_unknown_fields)]
 struct CreateBatch {
     model: Option<String>,
+    /// The model by storage reference, resolved once for the whole batch.
+    model_uri: Option<String>,
     version: Option<u64>,
     top_k: Option<usize>,
     input: InputSpec,
@@ -222,19 +224,29 @@ async fn validate(state: &AppState, spec: CreateBatch) -> Result<BatchRecord, Ap
         ..JobOptions::default()
     };
     let webhook = crate::routes::submit::check_webhook(state, &options)?;
-    let name = spec
-        .model
-        .unwrap_or_else(|| state.settings.default_model.clone());
+    let (model, version) = match spec.model_uri {
+        Some(_) if spec.model.is_some() || spec.version.is_some() => {
+            return Err(ApiError::InvalidArgument(
+                "give `model` (and `version`) or `model_uri`, not both".into(),
+            ));
+        }
+        Some(uri) => {
+            let (name, version) = crate::intake::model_uri::resolve(state, &uri).await?;
+            (Some(name), Some(version))
+        }
+        None => (spec.model, spec.version),
+    };
+    let name = model.unwrap_or_else(|| state.settings.default_model.clone());
     let not_found = || ApiError::ModelNotFound {
         name: name.clone(),
-        version: spec.version,
+        version,
     };
     if !valid_model_name(&name) {
         return Err(not_found());
     }
     let entry = state
         .models
-        .find(&name, spec.version)
+        .find(&name, version)
         .await
         .ok_or_else(not_found)?;
     let mirror = spec.output.mirror.unwrap_or(input.kind != InputKind::Jsonl);

@@ -99,6 +99,23 @@ impl CloudStores {
         Ok(buf.finish())
     }
 
+    /// The object's version stamp, without reading it.
+    pub(crate) async fn head(
+        &self,
+        provider: Provider,
+        bucket: &str,
+        key: &str,
+        uri: &str,
+    ) -> Result<super::ObjectStamp, FetchError> {
+        let store = self.store(provider, bucket)?;
+        let location = object_path(key, uri)?;
+        let meta = store
+            .head(&location)
+            .await
+            .map_err(|e| map_store_error(uri, e))?;
+        Ok(super::ObjectStamp::from_meta(&meta))
+    }
+
     /// Writes an object with a content type.
     pub(crate) async fn put(
         &self,

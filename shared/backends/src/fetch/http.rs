@@ -170,6 +170,31 @@ impl HttpFetcher {
         Ok(buf.finish())
     }
 
+    /// The resource's version stamp from a `HEAD` (its `ETag`, else
+    /// `Last-Modified`); `None` when the server sends neither.
+    pub(crate) async fn head(&self, url: &Url) -> Result<Option<super::ObjectStamp>, FetchError> {
+        self.check(url)?;
+        let resp = self
+            .client
+            .head(url.clone())
+            .send()
+            .await
+            .map_err(|e| request_error(url, &e))?;
+        status_error(url, resp.status())?;
+        let header = |name: reqwest::header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let version =
+            header(reqwest::header::ETAG).or_else(|| header(reqwest::header::LAST_MODIFIED));
+        Ok(version.map(|version| super::ObjectStamp {
+            version,
+            size: resp.content_length(),
+        }))
+    }
+
     /// Uploads with `PUT` (e.g. to a pre-signed URL).
     pub(crate) async fn put(
         &self,

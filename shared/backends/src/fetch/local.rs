@@ -99,6 +99,22 @@ impl LocalRoot {
         Ok(buf.finish())
     }
 
+    /// The file's version stamp (size and modification time), without
+    /// reading it.
+    pub(crate) async fn head(&self, path: &Path) -> Result<super::ObjectStamp, FetchError> {
+        self.check(path)?;
+        let resolved = tokio::fs::canonicalize(path)
+            .await
+            .map_err(|e| io_error(path, e))?;
+        let location = self.relative(&resolved, path)?;
+        let meta = self
+            .store
+            .head(&location)
+            .await
+            .map_err(|e| map_store_error(&path.display().to_string(), e))?;
+        Ok(super::ObjectStamp::from_meta(&meta))
+    }
+
     /// Writes a file atomically, creating missing directories below the root.
     pub(crate) async fn put(&self, path: &Path, data: Bytes) -> Result<(), FetchError> {
         self.check(path)?;

@@ -97,6 +97,29 @@ impl FetchError {
     }
 }
 
+/// What identifies one version of a stored object without reading it: the
+/// store's generation or ETag (a file's modification time), and its size.
+/// A cache keyed by it (imported models) notices a replaced object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectStamp {
+    pub version: String,
+    pub size: Option<u64>,
+}
+
+impl ObjectStamp {
+    fn from_meta(meta: &object_store::ObjectMeta) -> Self {
+        let version = meta
+            .version
+            .clone()
+            .or_else(|| meta.e_tag.clone())
+            .unwrap_or_else(|| meta.last_modified.to_rfc3339());
+        ObjectStamp {
+            version,
+            size: Some(meta.size),
+        }
+    }
+}
+
 /// Reads and writes storage references under the configured policy.
 ///
 /// Cheap to clone (one shared inner state); clients of cloud buckets are
@@ -191,6 +214,31 @@ impl Fetcher {
     /// passes the size cap, and with [`FetchError::Failed`] after the timeout.
     pub async fn get(&self, uri: &StorageUri) -> Result<Bytes, FetchError> {
         self.get_capped(uri, self.inner.max_bytes).await
+    }
+
+    /// The object's version stamp without reading it (`HEAD`); `None` for a
+    /// web resource that sends neither `ETag` nor `Last-Modified`.
+    pub async fn stat(&self, uri: &StorageUri) -> Result<Option<ObjectStamp>, FetchError> {
+        self.check(uri)?;
+        let name = uri.to_string();
+        self.timed(async {
+            match uri {
+                StorageUri::Gcs { bucket, key } => {
+                    let cloud = &self.inner.cloud;
+                    cloud
+                        .head(Provider::Gcs, bucket, key, &name)
+                        .await
+                        .map(Some)
+                }
+                StorageUri::S3 { bucket, key } => {
+                    let cloud = &self.inner.cloud;
+                    cloud.head(Provider::S3, bucket, key, &name).await.map(Some)
+                }
+                StorageUri::Http(url) => self.inner.http.head(url).await,
+                StorageUri::File(path) => self.local()?.head(path).await.map(Some),
+            }
+        })
+        .await
     }
 
     /// Writes an object (e.g. a job's result next to its input). `file://`
