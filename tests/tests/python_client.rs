@@ -71,7 +71,8 @@ async fn python_client_tests_and_types_pass() {
     let Some(python) = venv_python() else {
         return;
     };
-    let tmp = std::env::temp_dir().join(format!("inferq-pyclient-{}", uuid::Uuid::new_v4().simple()));
+    let tmp =
+        std::env::temp_dir().join(format!("inferq-pyclient-{}", uuid::Uuid::new_v4().simple()));
     let files = tmp.join("files");
     std::fs::create_dir_all(&files).unwrap();
     let models = model_dir(&tmp);
@@ -80,7 +81,14 @@ async fn python_client_tests_and_types_pass() {
     let server = start_embedded(
         &models,
         "efficientnet-lite0",
-        &["--threads", "2", "--pin-threads", "false", "--fetch-local-root", &files_arg],
+        &[
+            "--threads",
+            "2",
+            "--pin-threads",
+            "false",
+            "--fetch-local-root",
+            &files_arg,
+        ],
     )
     .await;
     let api_keys = format!("py:submit+read:{KEY}");
@@ -105,7 +113,14 @@ async fn python_client_tests_and_types_pass() {
     let client_dir = root().join("clients/python");
     let mut pytest = Command::new(&python);
     pytest
-        .args(["-m", "pytest", "clients/python/tests", "-q", "-p", "no:cacheprovider"])
+        .args([
+            "-m",
+            "pytest",
+            "clients/python/tests",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ])
         .current_dir(root())
         .env("INFERQ_TEST_URL", server.url())
         .env("INFERQ_TEST_FILE_ROOT", &files)
@@ -116,8 +131,16 @@ async fn python_client_tests_and_types_pass() {
     let tests_ok = run("pytest clients/python/tests", pytest).await;
 
     let mut mypy = Command::new(&python);
-    mypy.args(["-m", "mypy", "--strict", "--cache-dir", "/dev/null", "src", "tests"])
-        .current_dir(&client_dir);
+    mypy.args([
+        "-m",
+        "mypy",
+        "--strict",
+        "--cache-dir",
+        "/dev/null",
+        "src",
+        "tests",
+    ])
+    .current_dir(&client_dir);
     let types_ok = run("mypy --strict clients/python/{src,tests}", mypy).await;
 
     server.stop().await;
