@@ -28,7 +28,8 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
-        fmt lint verify-model clean-assets models-extra models-pose chaos soak fuzz bench validate-deploy browser-test
+        fmt lint verify-model clean-assets models-extra models-pose chaos soak fuzz bench validate-deploy browser-test \
+        pyclient-venv
 
 help: ## List the targets
 	@echo "InferQ make targets:"
@@ -134,6 +135,20 @@ clean-models-seed: ## Remove the models-seed .onnx files (keeps the venv and dow
 # ---------------------------------------------------------------------------------------------
 # Services, build, test
 
+# The Python client's own venv (clients/python, its [test] extras: pytest, pytest-asyncio, mypy,
+# standardwebhooks, all pinned in its pyproject.toml). tests/tests/python_client.rs runs the
+# client's tests and mypy in it; the tests import the source tree, not this installed copy.
+PYCLIENT_VENV       := .cache/pyclient-venv
+PYCLIENT_VENV_STAMP := $(PYCLIENT_VENV)/.installed
+
+pyclient-venv: $(PYCLIENT_VENV_STAMP) ## Python client venv (.cache/pyclient-venv: pytest, mypy, standardwebhooks)
+
+$(PYCLIENT_VENV_STAMP): clients/python/pyproject.toml
+	@$(PYCLIENT_VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(PYCLIENT_VENV) || { \
+	  echo "error: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	$(PYCLIENT_VENV)/bin/python -m pip install --disable-pip-version-check --cache-dir .cache/pip './clients/python[test]'
+	@touch $@
+
 services: ## Make sure Redis and RabbitMQ run on 127.0.0.1 (INFERQ_SKIP_SERVICES=1 skips)
 	@bash scripts/ensure-services.sh
 
@@ -163,7 +178,7 @@ models-pose: $(MOVENET_ONNX) $(MULTIPOSE_ONNX) ## MoveNet SinglePose + MultiPose
 test: export INFERQ_TEST_REQUIRE_SERVICES := 1
 test: export INFERQ_TEST_REQUIRE_MODELS := 1
 test: export RUST_BACKTRACE := 1
-test: validate-deploy assets services ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
+test: validate-deploy assets services pyclient-venv ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 	@# The web console in headless Chromium (installed with apt if missing; SKIPPED if impossible).
