@@ -171,22 +171,20 @@ pub async fn resolve(state: &AppState, uri: &str) -> Result<(String, u64), ApiEr
             (name, Some((model, manifest)))
         }
     };
-    if state
-        .models
-        .find(&name, Some(IMPORTED_VERSION))
-        .await
-        .is_some()
-    {
+    let installed = || async {
+        state
+            .models
+            .find(&name, Some(IMPORTED_VERSION))
+            .await
+            .is_some()
+    };
+    if installed().await {
         return Ok((name, IMPORTED_VERSION));
     }
     let lock = import_lock(&name);
     let _held = lock.lock().await;
-    if state
-        .models
-        .find(&name, Some(IMPORTED_VERSION))
-        .await
-        .is_some()
-    {
+    // Another job may have imported it while this one waited.
+    if installed().await {
         return Ok((name, IMPORTED_VERSION));
     }
     let (model, manifest) = match fetched {
