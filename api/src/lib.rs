@@ -35,7 +35,7 @@ use inferq_backends::store::redis::RedisStore;
 use inferq_runtime::signals::ReloadTrigger;
 use tower_http::trace::TraceLayer;
 
-use http::{auth, concurrency, server, trace};
+use http::{auth, concurrency, origin, server, trace};
 use routes::{
     batch_prediction, console, dead_letters, events, health, jobs, kserve, models, openapi,
     predict, register, stats, submit,
@@ -185,6 +185,12 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     v1.merge(pushed_events)
         .merge(probes)
+        // Before authentication: a cross-site page is refused whether or not
+        // the browser holds a key (and the embedded server has none).
+        .layer(middleware::from_fn_with_state(
+            state.settings.allowed_origins.clone(),
+            origin::same_origin,
+        ))
         .layer(middleware::from_fn(metrics::track))
         .layer(body_limit)
         .layer(TraceLayer::new_for_http())
@@ -249,6 +255,8 @@ pub enum RunError {
     EventRule(#[from] events::rules::RuleError),
     #[error(transparent)]
     Webhook(#[from] inferq_backends::webhook::sign::SecretError),
+    #[error(transparent)]
+    EventOidc(#[from] events::oidc::NoAllowedEmails),
 }
 
 /// Loads the model manifests, logging the ones that cannot be used.

@@ -105,6 +105,9 @@ pub struct Settings {
     pub webhooks: bool,
     /// Batch prediction limits and pacing.
     pub batch: inferq_runtime::config::BatchConfig,
+    /// Origins besides the API's own whose pages may send state-changing
+    /// requests (see [`crate::http::origin`]).
+    pub allowed_origins: crate::http::origin::AllowedOrigins,
     /// Verifies Pub/Sub push tokens on the event routes, when configured.
     pub event_oidc: Option<std::sync::Arc<crate::routes::events::oidc::OidcVerifier>>,
 }
@@ -150,7 +153,7 @@ impl Settings {
         .with_event_rules(src.events)?
         .with_webhooks(src.webhooks)?
         .with_batches(src.batches)
-        .with_event_oidc(src.events, fetcher))
+        .with_event_oidc(src.events, fetcher)?)
     }
 
     /// Settings from the shared config groups.
@@ -179,39 +182,48 @@ impl Settings {
             event_rules: Vec::new(),
             webhooks: false,
             batch: inferq_runtime::config::BatchConfig::default(),
+            allowed_origins: crate::http::origin::AllowedOrigins::new(&http.allowed_origins),
             event_oidc: None,
         }
     }
 
     /// Turns on OIDC verification of push tokens when an audience is set.
+    /// An audience without allowed service-account emails is refused: any
+    /// Google service account can mint a token for any audience, so the
+    /// email is what actually names the sender.
     pub fn with_event_oidc(
         mut self,
         events: &inferq_runtime::config::EventConfig,
         fetcher: &inferq_backends::fetch::Fetcher,
-    ) -> Self {
+    ) -> Result<Self, crate::routes::events::oidc::NoAllowedEmails> {
         use crate::routes::events::oidc::{OidcPolicy, OidcVerifier};
-        self.event_oidc = events.event_oidc_audience.as_ref().map(|audience| {
-            let emails: Vec<String> = events
-                .event_oidc_emails
-                .iter()
-                .map(|e| e.trim().to_owned())
-                .filter(|e| !e.is_empty())
-                .collect();
-            if emails.is_empty() {
-                tracing::warn!(
-                    "push tokens from any service account are accepted: set --event-oidc-emails"
-                );
-            }
-            let policy = OidcPolicy {
-                audience: audience.clone(),
-                issuers: events.event_oidc_issuers.clone(),
-                emails,
-                jwks: events.event_oidc_jwks.clone(),
-                tenant: events.event_oidc_tenant.clone(),
-            };
-            std::sync::Arc::new(OidcVerifier::new(policy, fetcher.clone()))
-        });
-        self
+        self.event_oidc = events
+            .event_oidc_audience
+            .as_ref()
+            .map(|audience| {
+                let emails: Vec<String> = events
+                    .event_oidc_emails
+                    .iter()
+                    .map(|e| e.trim().to_owned())
+                    .filter(|e| !e.is_empty())
+                    .collect();
+                if emails.is_empty() {
+                    return Err(crate::routes::events::oidc::NoAllowedEmails);
+                }
+                let policy = OidcPolicy {
+                    audience: audience.clone(),
+                    issuers: events.event_oidc_issuers.clone(),
+                    emails,
+                    jwks: events.event_oidc_jwks.clone(),
+                    tenant: events.event_oidc_tenant.clone(),
+                };
+                Ok(std::sync::Arc::new(OidcVerifier::new(
+                    policy,
+                    fetcher.clone(),
+                )))
+            })
+            .transpose()?;
+        Ok(self)
     }
 
     /// Sets the batch prediction options.

@@ -13,17 +13,28 @@ use inferq_runtime::config::{
 use inferq_worker::config::ConsumeConfig;
 use serde::{Deserialize, Serialize};
 
+/// The embedded server's API address unless `--listen` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The embedded server's metrics address unless `--metrics-listen` says otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9090";
+
 /// InferQ embedded: the API and the inference threads in one process, with
 /// an in-memory queue and result store — for a first try, a laptop, a demo.
 /// Nothing survives a restart; use inferq-api + inferq-worker for that.
 ///
 /// API keys are off by default here (unlike inferq-api): turn them on with
-/// `--auth true` and `--api-keys` before exposing it beyond localhost.
+/// `--auth true` and `--api-keys` before exposing it beyond localhost. For
+/// the same reason it listens on 127.0.0.1 unless `--listen` (and
+/// `--metrics-listen`) name another address.
 #[derive(Debug, Clone, Parser, Serialize, Deserialize)]
 #[command(name = "inferq", version)]
 // The shared `auth` group defaults to on, which suits the production API;
 // a first try on a laptop should not need a key.
 #[command(mut_arg("auth", |a| a.default_value("false")))]
+// Keys off and every scope for the anonymous caller: listen on loopback
+// unless told otherwise (containers set INFERQ_LISTEN=0.0.0.0:8080).
+#[command(mut_arg("listen", |a| a.default_value(DEFAULT_LISTEN)))]
+#[command(mut_arg("metrics_listen", |a| a.default_value(DEFAULT_METRICS_LISTEN)))]
 pub struct EmbeddedConfig {
     /// Config file (TOML or JSON) with any of the options below.
     #[arg(long, env = "INFERQ_CONFIG")]
@@ -103,5 +114,22 @@ mod tests {
         let no_keys: EmbeddedConfig =
             inferq_runtime::config::load(["inferq", "--auth", "true"]).unwrap();
         assert!(no_keys.auth.keys().is_err());
+    }
+
+    #[test]
+    fn embedded_server_listens_on_loopback_unless_asked() {
+        let cfg: EmbeddedConfig = inferq_runtime::config::load(["inferq"]).unwrap();
+        assert_eq!(cfg.http.listen, "127.0.0.1:8080");
+        assert_eq!(cfg.metrics.metrics_listen, "127.0.0.1:9090");
+        let open: EmbeddedConfig = inferq_runtime::config::load([
+            "inferq",
+            "--listen",
+            "0.0.0.0:8080",
+            "--metrics-listen",
+            "0.0.0.0:9090",
+        ])
+        .unwrap();
+        assert_eq!(open.http.listen, "0.0.0.0:8080");
+        assert_eq!(open.metrics.metrics_listen, "0.0.0.0:9090");
     }
 }

@@ -123,6 +123,11 @@ pub async fn run(
         stopped(stop_rx.clone()),
     ));
     tracing::info!(addr = ?listener.local_addr().ok(), threads = engine.threads(), "inferq (embedded) listening");
+    warn_if_exposed(
+        listener.local_addr().ok(),
+        &config.metrics.metrics_listen,
+        state.auth.enabled(),
+    );
     let served = inferq_api::serve(listener, state, stopped(stop_rx)).await;
     let _ = coordinator.await;
     let _ = gauges.await;
@@ -138,4 +143,33 @@ pub async fn run(
         .await
         .ok();
     served.map_err(|e| RunError::Api(inferq_api::RunError::Serve(e)))
+}
+
+/// Whether a listen address reaches beyond this machine.
+pub fn is_exposed(addr: &std::net::SocketAddr) -> bool {
+    !addr.ip().is_loopback()
+}
+
+/// Logs loudly when the API (without keys) or the metrics listener (never
+/// authenticated) listens on a non-loopback address: without keys every
+/// caller that can reach the port is an admin.
+fn warn_if_exposed(api: Option<std::net::SocketAddr>, metrics: &str, auth: bool) {
+    if let Some(addr) = api.filter(is_exposed)
+        && !auth
+    {
+        tracing::warn!(%addr,
+            "!!! inferq listens on a non-loopback address WITHOUT API keys: anyone who can \
+             reach this port can submit jobs, upload models and replay dead letters. \
+             Set --auth true --api-keys …, or --listen 127.0.0.1:8080 !!!");
+    }
+    let metrics_exposed = metrics
+        .parse::<std::net::SocketAddr>()
+        .map(|a| is_exposed(&a))
+        .unwrap_or(!metrics.is_empty() && !metrics.starts_with("localhost:"));
+    if metrics_exposed {
+        tracing::warn!(
+            addr = metrics,
+            "the unauthenticated /metrics listener is on a non-loopback address"
+        );
+    }
 }

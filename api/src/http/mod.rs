@@ -2,13 +2,14 @@
 //! to status codes ([`error`]), API-key authentication ([`auth`]), body
 //! reading under a size limit ([`body`]), bounds on JSON depth and input
 //! counts ([`request_limits`]), the in-flight request bound and drain flag
-//! ([`concurrency`]), W3C trace context ([`trace`]) and the bounded accept
-//! loop ([`server`]).
+//! ([`concurrency`]), W3C trace context ([`trace`]), the cross-site request
+//! check ([`origin`]) and the bounded accept loop ([`server`]).
 
 pub mod auth;
 pub mod body;
 pub mod concurrency;
 pub mod error;
+pub mod origin;
 pub mod request_limits;
 pub mod server;
 pub mod trace;

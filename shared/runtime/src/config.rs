@@ -300,6 +300,14 @@ pub struct HttpConfig {
     /// signal (long-polls are answered at once); then the server exits.
     #[arg(long, env = "INFERQ_SHUTDOWN_GRACE_SECS", default_value_t = 10.0)]
     pub shutdown_grace_secs: f64,
+    /// Origins (`https://console.example.com`, comma-separated) whose
+    /// browser pages may send state-changing requests (POST, PUT, PATCH,
+    /// DELETE) although they are not the origin of the API itself. A request
+    /// whose `Origin` header names neither the API's own `Host` nor one of
+    /// these is refused with 403; requests without `Origin` (curl, SDKs) pass.
+    #[arg(long, env = "INFERQ_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// The inference threads.

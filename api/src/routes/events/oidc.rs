@@ -42,13 +42,22 @@ const REFETCH_MIN: Duration = Duration::from_secs(30);
 pub struct OidcPolicy {
     pub audience: String,
     pub issuers: Vec<String>,
-    /// Allowed `email` claims; empty means any.
+    /// Allowed `email` claims; never empty when built from the options
+    /// (the API refuses to start without one).
     pub emails: Vec<String>,
     /// Where the signing keys are: an `https://` URL or a file path.
     pub jwks: String,
     /// The tenant jobs made by verified pushes belong to.
     pub tenant: String,
 }
+
+/// OIDC verification switched on without naming who may push.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error(
+    "--event-oidc-audience is set but --event-oidc-emails (INFERQ_EVENT_OIDC_EMAILS) is empty: \
+     any Google service account could push events; list the push subscription's service account"
+)]
+pub struct NoAllowedEmails;
 
 /// Why a token was refused (the message goes into the 401).
 #[derive(Debug, thiserror::Error, PartialEq)]
