@@ -111,8 +111,7 @@ fn settings(flags: &[&str]) -> Result<Settings, inferq_api::RunError> {
 #[test]
 fn oidc_without_allowed_emails_refuses_to_start() {
     let err = settings(&["--event-oidc-audience", "https://inferq.example/push"])
-        .err()
-        .expect("OIDC on without emails must not start");
+        .expect_err("OIDC on without emails must not start");
     assert!(err.to_string().contains("--event-oidc-emails"), "{err}");
     let ok = settings(&[
         "--event-oidc-audience",

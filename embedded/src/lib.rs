@@ -101,6 +101,7 @@ pub async fn run(
     ));
     let dispatcher = inferq_backends::webhook::spawn_dispatcher(
         &config.webhooks,
+        &state.auth.webhook_secrets(),
         Duration::from_secs(config.retention.result_ttl_secs.max(1)),
         store,
         (*fetcher).clone(),

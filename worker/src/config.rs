@@ -68,6 +68,10 @@ pub struct WorkerConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub webhooks: WebhookConfig,
+    /// Tenants' webhook secrets, from the API key entries.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tenant_keys: inferq_backends::tenant::TenantKeysConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub metrics: MetricsConfig,

@@ -54,6 +54,8 @@ pub enum RunError {
     Store(#[from] inferq_backends::store::StoreError),
     #[error("webhook signing secrets: {0}")]
     Webhook(#[from] inferq_backends::webhook::sign::SecretError),
+    #[error("API key entries (for tenants' webhook secrets): {0}")]
+    TenantKeys(#[from] inferq_backends::tenant::TenantKeysError),
     #[error("storage configuration: {0}")]
     Fetch(#[from] inferq_backends::fetch::FetchError),
 }
@@ -179,6 +181,7 @@ pub async fn run(
     // Every worker also drains the webhook outbox (docs/webhooks.md).
     let dispatcher = inferq_backends::webhook::spawn_dispatcher(
         &config.webhooks,
+        &config.tenant_keys.webhook_secrets()?,
         Duration::from_secs(config.retention.result_ttl_secs.max(1)),
         store.clone(),
         fetcher.clone(),

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use inferq_backends::repository::valid_model_name;
 use inferq_core::manifest::{MANIFEST_FILE, MODEL_FILE, ModelManifest};
 
+use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -42,11 +43,24 @@ struct UploadRefs {
 }
 
 /// Fetches the files a JSON registration names.
-async fn fetch_upload(state: &AppState, body: Bytes) -> Result<Upload, ApiError> {
+/// The references pass the caller's storage fence (its `in=` prefixes) like
+/// any job input.
+async fn fetch_upload(
+    state: &AppState,
+    principal: &Principal,
+    body: Bytes,
+) -> Result<Upload, ApiError> {
     let refs: UploadRefs = serde_json::from_slice(&body)
         .map_err(|e| ApiError::InvalidArgument(format!("invalid registration JSON: {e}")))?;
+    let fence = state.auth.fence_for(principal.tenant());
+    let fence = &fence;
     let fetch = |uri: String| async move {
         let parsed = crate::intake::encodings::check_uri(&uri)?;
+        crate::routes::submit::check_fence(
+            fence,
+            inferq_backends::fetch::fence::Access::Read,
+            &uri,
+        )?;
         state.fetcher.check(&parsed)?;
         state.fetcher.get(&parsed).await.map_err(ApiError::from)
     };
@@ -146,6 +160,7 @@ fn write_version(dir: &Path, upload: &Upload, manifest: &ModelManifest) -> Resul
 )]
 pub async fn put_version(
     State(state): State<AppState>,
+    principal: Principal,
     UrlPath((name, version)): UrlPath<(String, u64)>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -168,7 +183,7 @@ pub async fn put_version(
     let upload = if is_json {
         let (parts, body) = req.into_parts();
         let body = crate::http::body::read_body(&parts.headers, body, 64 * 1024).await?;
-        fetch_upload(&state, body).await?
+        fetch_upload(&state, &principal, body).await?
     } else {
         read_upload(req).await?
     };

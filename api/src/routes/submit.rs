@@ -17,6 +17,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use inferq_backends::fetch::fence::Access;
 use inferq_backends::repository::{ModelEntry, valid_model_name};
 use inferq_backends::store::{Admission, Claim, Saved, retry_after_secs};
 use inferq_core::job::{InputInfo, JobId, JobRecord};
@@ -26,6 +27,7 @@ use inferq_core::sniff;
 use inferq_core::trace::TraceContext;
 
 use crate::http::auth::Principal;
+use crate::http::auth::principal::FenceFor;
 use crate::http::error::ApiError;
 use crate::intake::encodings::{self, JobOptions, Payload, Submission};
 use crate::intake::idempotency::{self, IdempotencyKey};
@@ -155,11 +157,22 @@ fn deadline(
 /// a path outside the local root or a private address gives `uri_forbidden`.
 /// The object actually written is checked (for a prefix, `<prefix><id>.json`),
 /// so `file:///root/` is judged by what lands below it, not by the root itself.
-fn check_output(state: &AppState, output_uri: &str) -> Result<(), ApiError> {
+fn check_output(state: &AppState, fence: &FenceFor, output_uri: &str) -> Result<(), ApiError> {
     let (json_target, _) = inferq_backends::fetch::result_targets(output_uri, "job");
     let target = encodings::check_uri(&json_target)?;
+    check_fence(fence, Access::Write, &json_target)?;
     state.fetcher.check(&target)?;
     Ok(())
+}
+
+/// Refuses a reference outside the owner's storage prefixes (403
+/// `uri_forbidden`, naming the reference and the fence). No fence: the
+/// global policy alone decides (authentication off).
+pub(crate) fn check_fence(fence: &FenceFor, access: Access, uri: &str) -> Result<(), ApiError> {
+    match fence {
+        Some(f) => f.check(access, uri).map_err(ApiError::from),
+        None => Ok(()),
+    }
 }
 
 /// The job's webhook, if it asked for one: refused when webhooks are off
@@ -167,6 +180,7 @@ fn check_output(state: &AppState, output_uri: &str) -> Result<(), ApiError> {
 /// `http(s)` URL the fetch policy allows (the same SSRF rules as inputs).
 pub(crate) fn check_webhook(
     state: &AppState,
+    owner: Option<&str>,
     q: &JobOptions,
 ) -> Result<Option<inferq_core::webhook::Webhook>, ApiError> {
     let Some(url) = &q.webhook_url else {
@@ -177,10 +191,12 @@ pub(crate) fn check_webhook(
         }
         return Ok(None);
     };
-    if !state.settings.webhooks {
-        return Err(ApiError::InvalidArgument(
-            "webhooks are not enabled on this server (no --webhook-secrets)".into(),
-        ));
+    if !state.auth.webhooks_allowed(owner, state.settings.webhooks) {
+        return Err(ApiError::InvalidArgument(if state.auth.enabled() {
+            "webhooks are not enabled for this API key (its entry has no webhook-secret=)".into()
+        } else {
+            "webhooks are not enabled on this server (no --webhook-secrets)".into()
+        }));
     }
     let format = match &q.webhook_format {
         Some(f) => f.parse().map_err(ApiError::InvalidArgument)?,
@@ -211,14 +227,21 @@ struct Prepared {
 }
 
 /// Checks everything that can be checked without side effects.
-async fn prepare(state: &AppState, sub: Submission) -> Result<Prepared, ApiError> {
+async fn prepare(
+    state: &AppState,
+    sub: Submission,
+    owner: Option<&str>,
+) -> Result<Prepared, ApiError> {
     let mut q = sub.options;
+    let fence = state.auth.fence_for(owner);
     if let Some(uri) = q.model_uri.take() {
         if q.model.is_some() || q.version.is_some() {
             return Err(ApiError::InvalidArgument(
                 "give `model` (and `version`) or `model_uri`, not both".into(),
             ));
         }
+        // A model read by reference is an input like any other.
+        check_fence(&fence, Access::Read, &uri)?;
         let (name, version) = crate::intake::model_uri::resolve(state, &uri).await?;
         q.model = Some(name);
         q.version = Some(version);
@@ -232,9 +255,9 @@ async fn prepare(state: &AppState, sub: Submission) -> Result<Prepared, ApiError
         )));
     }
     if let Some(out) = &q.output_uri {
-        check_output(state, out)?;
+        check_output(state, &fence, out)?;
     }
-    let webhook = check_webhook(state, &q)?;
+    let webhook = check_webhook(state, owner, &q)?;
     let name = q
         .model
         .clone()
@@ -271,7 +294,9 @@ async fn prepare(state: &AppState, sub: Submission) -> Result<Prepared, ApiError
             (Some(bytes), None, info)
         }
         Payload::Uri(uri) => {
-            state.fetcher.check(&encodings::check_uri(&uri)?)?;
+            let parsed = encodings::check_uri(&uri)?;
+            check_fence(&fence, Access::Read, &uri)?;
+            state.fetcher.check(&parsed)?;
             let info = InputInfo {
                 encoding: "uri".into(),
                 uri: Some(uri.clone()),
@@ -336,7 +361,7 @@ async fn enqueue_counted(
     key: Option<IdempotencyKey>,
 ) -> Result<Enqueued, ApiError> {
     let fingerprint = key.as_ref().map(|_| idempotency::fingerprint(&sub));
-    let mut job = prepare(state, sub).await?;
+    let mut job = prepare(state, sub, owner).await?;
     job.record.owner = owner.map(str::to_owned);
     let id = job.record.id;
     let store = &state.store;

@@ -7,7 +7,9 @@
 //! - [`fetch`]: reading and writing storage references (`gs://`, `s3://`,
 //!   `https://`, `file://`) under one SSRF policy;
 //! - [`webhook`]: the outbox dispatcher that delivers completion webhooks;
-//! - [`repository`]: the model directory on disk, rescanned on change.
+//! - [`repository`]: the model directory on disk, rescanned on change;
+//! - [`tenant`]: what an API key entry grants its tenant (storage prefixes,
+//!   webhook secrets), read by the API and the worker alike.
 //!
 //! Everything here speaks the vocabulary of [`inferq_core`]; nothing here
 //! decodes an image or runs a model.
@@ -16,4 +18,5 @@ pub mod broker;
 pub mod fetch;
 pub mod repository;
 pub mod store;
+pub mod tenant;
 pub mod webhook;

@@ -9,8 +9,10 @@
 //! the outcome here, retrying with backoff until the attempt limit.
 //!
 //! Delivery is at least once: a receiver deduplicates on `webhook-id`
-//! (`job_<id>` / `batch_<id>`, see [`message_id`]), which stays the same
-//! across retries.
+//! (`job_<id>_<status>_<replays>` / `batch_<id>_<state>_0`, see
+//! [`message_id`]), which stays the same across retries of one event and
+//! differs between events — a replayed dead letter's real ending is not
+//! dropped as a repeat of its `dead_lettered` notice.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -102,7 +104,28 @@ pub fn outbox_member(kind: &str, id: &str) -> String {
     format!("{kind}:{id}")
 }
 
-/// The `webhook-id` of a notification: stable for all attempts.
-pub fn message_id(kind: &str, id: &str) -> String {
-    format!("{kind}_{id}")
+/// The `webhook-id` of a notification: the same for every attempt of one
+/// event, unique per event. `state` is the final status (`succeeded`,
+/// `dead_lettered`, …); `sequence` counts how often the subject was sent
+/// round again (a job's `replays`), since a replayed job can reach the
+/// same status twice.
+pub fn message_id(kind: &str, id: &str, state: &str, sequence: u32) -> String {
+    format!("{kind}_{id}_{state}_{sequence}")
+}
+
+#[cfg(test)]
+mod message_id_tests {
+    use super::message_id;
+
+    #[test]
+    fn one_id_per_event() {
+        let id = "0b6c6a51-7f3e-4a8b-9d43-0b8a2f5e9c11";
+        let parked = message_id("job", id, "dead_lettered", 0);
+        let replayed = message_id("job", id, "succeeded", 1);
+        let parked_again = message_id("job", id, "dead_lettered", 1);
+        assert_eq!(parked, format!("job_{id}_dead_lettered_0"));
+        assert_ne!(parked, replayed);
+        assert_ne!(parked, parked_again);
+        assert_eq!(replayed, message_id("job", id, "succeeded", 1));
+    }
 }

@@ -12,12 +12,17 @@
 //! The types here never print a secret or a digest: [`ApiKey`] and the raw
 //! entry type have hand-written `Debug` impls, and parse errors name the
 //! entry by position (`api_keys entry 2`, `keys.txt line 7`), not by content.
+//!
+//! After the secret an entry may carry whitespace-separated attributes
+//! (parsed by [`inferq_backends::tenant`]): `in=`/`out=` storage prefixes the
+//! tenant may read and write, and `webhook-secret=` signing secrets.
 
 pub mod config;
 
 use std::fmt;
 use std::str::FromStr;
 
+use inferq_backends::fetch::fence::StorageFence;
 use sha2::{Digest, Sha256};
 
 pub use config::{AuthConfig, AuthConfigError};
@@ -126,12 +131,17 @@ impl fmt::Debug for Scopes {
 }
 
 /// A configured key: its tenant, its scopes and the SHA-256 digest of the
-/// secret. The secret itself is not kept.
+/// secret (the secret itself is not kept), and what the entry's attributes
+/// grant the tenant: storage prefixes and webhook signing secrets.
 #[derive(Clone)]
 pub struct ApiKey {
     pub tenant: String,
     pub scopes: Scopes,
     pub digest: [u8; 32],
+    /// The `in=`/`out=` prefixes; closed (no storage references) without any.
+    pub fence: StorageFence,
+    /// The `webhook-secret=` values, checked (at least 24 bytes each).
+    pub webhook_secrets: Vec<String>,
 }
 
 impl fmt::Debug for ApiKey {
@@ -140,6 +150,8 @@ impl fmt::Debug for ApiKey {
             .field("tenant", &self.tenant)
             .field("scopes", &self.scopes)
             .field("digest", &"<redacted>")
+            .field("fence", &self.fence)
+            .field("webhook_secrets", &self.webhook_secrets.len())
             .finish()
     }
 }
@@ -157,6 +169,10 @@ impl ApiKey {
     ///
     /// The error message never contains the secret, so callers can show it.
     pub fn parse(entry: &str) -> Result<ApiKey, String> {
+        let (entry, attributes) = inferq_backends::tenant::split_entry(entry)?;
+        let fence = attributes.fence().map_err(|e| e.to_string())?;
+        inferq_backends::webhook::sign::Signer::new(&attributes.webhook_secrets)
+            .map_err(|e| format!("webhook-secret #{}: {}", e.index + 1, e.reason))?;
         let mut parts = entry.splitn(3, ':');
         let (Some(tenant), Some(scopes), Some(secret)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -194,6 +210,8 @@ impl ApiKey {
             tenant: tenant.to_owned(),
             scopes,
             digest,
+            fence,
+            webhook_secrets: attributes.webhook_secrets,
         })
     }
 }
@@ -266,6 +284,34 @@ mod tests {
             let secret = entry.rsplit(':').next().unwrap();
             assert!(!err.contains(secret), "{entry}: {err}");
         }
+    }
+
+    #[test]
+    fn attributes_give_a_fence_and_webhook_secrets() {
+        let hook = format!("whsec_{}", "QUFB".repeat(8));
+        let k = ApiKey::parse(&format!(
+            "acme:submit:{SECRET} in=gs://photos/acme/ out=file:///srv/out/acme/ webhook-secret={hook}"
+        ))
+        .unwrap();
+        assert!(!k.fence.is_closed());
+        assert_eq!(k.webhook_secrets, std::slice::from_ref(&hook));
+        assert!(!format!("{k:?}").contains(&hook));
+        assert!(
+            ApiKey::parse(&format!("acme:submit:{SECRET}"))
+                .unwrap()
+                .fence
+                .is_closed()
+        );
+        let short = ApiKey::parse(&format!(
+            "acme:submit:{SECRET} webhook-secret=whsec_c2hvcnQ="
+        ))
+        .unwrap_err();
+        assert!(
+            short.contains("webhook-secret #1") && short.contains("at least 24"),
+            "{short}"
+        );
+        let bad = ApiKey::parse(&format!("acme:submit:{SECRET} in=photos/acme/")).unwrap_err();
+        assert!(bad.contains("photos/acme/"), "{bad}");
     }
 
     #[test]

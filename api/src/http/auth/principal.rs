@@ -5,11 +5,13 @@
 //! state can hold an authenticator without the two files importing each
 //! other.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use inferq_backends::fetch::fence::{Access, StorageFence};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::http::auth::keys::{ApiKey, AuthConfig, AuthConfigError, Scope, Scopes, digest};
@@ -83,7 +85,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 pub struct Authenticator {
     /// `None`: authentication is off.
     keys: Option<Vec<ApiKey>>,
+    /// Per tenant, the union of its keys' grants (several keys of one
+    /// tenant, e.g. while rotating, act as one).
+    grants: HashMap<String, Grant>,
 }
+
+/// What a tenant's key entries grant it beyond scopes.
+#[derive(Debug, Default)]
+struct Grant {
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    webhook_secrets: Vec<String>,
+}
+
+/// The storage policy for one owner's jobs: `None` means no per-tenant fence
+/// (authentication off, or a tenant that has no key, i.e. jobs made by
+/// operator-defined event rules); the global fetch policy applies either way.
+pub type FenceFor = Option<Arc<StorageFence>>;
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,12 +118,67 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// No authentication: every request is [`Principal::anonymous`].
     pub fn disabled() -> Self {
-        Authenticator { keys: None }
+        Authenticator {
+            keys: None,
+            grants: HashMap::new(),
+        }
     }
 
     /// Authentication with these keys (none means nobody gets in).
     pub fn with_keys(keys: Vec<ApiKey>) -> Self {
-        Authenticator { keys: Some(keys) }
+        let mut grants: HashMap<String, Grant> = HashMap::new();
+        for key in &keys {
+            let g = grants.entry(key.tenant.clone()).or_default();
+            g.inputs
+                .extend(key.fence.prefixes(Access::Read).iter().cloned());
+            g.outputs
+                .extend(key.fence.prefixes(Access::Write).iter().cloned());
+            g.webhook_secrets
+                .extend(key.webhook_secrets.iter().cloned());
+        }
+        Authenticator {
+            keys: Some(keys),
+            grants,
+        }
+    }
+
+    /// The storage fence for jobs and batches of `owner` (see [`FenceFor`]).
+    /// With authentication on, a job without an owner gets a closed fence.
+    pub fn fence_for(&self, owner: Option<&str>) -> FenceFor {
+        self.keys.as_ref()?;
+        let Some(owner) = owner else {
+            return Some(Arc::new(StorageFence::default()));
+        };
+        let g = self.grants.get(owner)?;
+        // The prefixes were normalised when the keys were parsed.
+        Some(Arc::new(
+            StorageFence::new(&g.inputs, &g.outputs).unwrap_or_default(),
+        ))
+    }
+
+    /// Whether jobs of `owner` may ask for webhooks: with authentication on,
+    /// only when the tenant's key entries carry a `webhook-secret=` (its
+    /// notifications are signed with that, never with the global secret);
+    /// with it off, when the global `--webhook-secrets` are set.
+    pub fn webhooks_allowed(&self, owner: Option<&str>, global: bool) -> bool {
+        match (&self.keys, owner) {
+            (None, _) => global,
+            (Some(_), Some(owner)) => self
+                .grants
+                .get(owner)
+                .is_some_and(|g| !g.webhook_secrets.is_empty()),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Every tenant's webhook signing secrets (for the embedded server's
+    /// dispatcher).
+    pub fn webhook_secrets(&self) -> HashMap<String, Vec<String>> {
+        self.grants
+            .iter()
+            .filter(|(_, g)| !g.webhook_secrets.is_empty())
+            .map(|(t, g)| (t.clone(), g.webhook_secrets.clone()))
+            .collect()
     }
 
     /// From the `auth` option group; fails on bad entries and on

@@ -103,7 +103,7 @@ pub async fn create(
     crate::http::request_limits::check_json_depth(&bytes, state.settings.limits.max_json_depth)?;
     let spec: CreateBatch = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::InvalidArgument(format!("invalid batch request: {e}")))?;
-    let mut record = validate(&state, spec).await?;
+    let mut record = validate(&state, owner, spec).await?;
     record.owner = owner.map(str::to_owned);
     let store = state.store.as_ref();
     if let Some(key) = &key {
@@ -154,7 +154,14 @@ fn respond(status: StatusCode, record: &BatchRecord, replayed: bool) -> Response
 }
 
 /// Checks a batch request without side effects and builds its record.
-async fn validate(state: &AppState, spec: CreateBatch) -> Result<BatchRecord, ApiError> {
+async fn validate(
+    state: &AppState,
+    owner: Option<&str>,
+    spec: CreateBatch,
+) -> Result<BatchRecord, ApiError> {
+    use crate::routes::submit::check_fence;
+    use inferq_backends::fetch::fence::Access;
+    let fence = state.auth.fence_for(owner);
     let input = match (spec.input.prefix, spec.input.jsonl, spec.input.file_list) {
         (Some(uri), None, None) => BatchInput {
             kind: InputKind::Prefix,
@@ -180,6 +187,10 @@ async fn validate(state: &AppState, spec: CreateBatch) -> Result<BatchRecord, Ap
         InputKind::Prefix => instances::parse_prefix(&input.uri)?,
         _ => check_uri(&input.uri)?,
     };
+    // A listed prefix must itself lie inside the fence (`gs://b/acme` would
+    // also list `gs://b/acme-other/…`); each instance's own reference is
+    // fenced again when its job is submitted.
+    check_fence(&fence, Access::Read, &input.uri)?;
     state.fetcher.check(&source)?;
     if input.kind == InputKind::Prefix
         && matches!(source, inferq_backends::fetch::StorageUri::Http(_))
@@ -193,6 +204,7 @@ async fn validate(state: &AppState, spec: CreateBatch) -> Result<BatchRecord, Ap
     if !output.ends_with('/') {
         output.push('/');
     }
+    check_fence(&fence, Access::Write, &output)?;
     let first_shard = format!("{output}{}", batch::shard_name("results", 0, 1));
     state.fetcher.check(&check_uri(&first_shard)?)?;
     if matches!(
@@ -223,7 +235,7 @@ async fn validate(state: &AppState, spec: CreateBatch) -> Result<BatchRecord, Ap
         webhook_format: spec.webhook.and_then(|w| w.format),
         ..JobOptions::default()
     };
-    let webhook = crate::routes::submit::check_webhook(state, &options)?;
+    let webhook = crate::routes::submit::check_webhook(state, owner, &options)?;
     let (model, version) = match spec.model_uri {
         Some(_) if spec.model.is_some() || spec.version.is_some() => {
             return Err(ApiError::InvalidArgument(
@@ -231,6 +243,7 @@ async fn validate(state: &AppState, spec: CreateBatch) -> Result<BatchRecord, Ap
             ));
         }
         Some(uri) => {
+            check_fence(&fence, Access::Read, &uri)?;
             let (name, version) = crate::intake::model_uri::resolve(state, &uri).await?;
             (Some(name), Some(version))
         }

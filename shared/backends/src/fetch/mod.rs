@@ -25,6 +25,7 @@
 
 mod cloud;
 mod config;
+pub mod fence;
 mod gcs_compat;
 mod http;
 mod local;

@@ -71,11 +71,12 @@ where
 }
 
 /// What the webhook dispatcher sends for a finished batch: its webhook,
-/// the event type and the record. `None` if there is nothing to send.
+/// the event type, the record (without its owner) and the owner (whose
+/// secret signs it). `None` if there is nothing to send.
 pub async fn notification<S>(
     store: &S,
     id: &str,
-) -> Result<Option<(Webhook, String, serde_json::Value)>, StoreError>
+) -> Result<Option<(Webhook, String, serde_json::Value, Option<String>)>, StoreError>
 where
     S: Blobs + Documents + Scheduling + ?Sized,
 {
@@ -89,7 +90,12 @@ where
     let Some(webhook) = record.webhook.take() else {
         return Ok(None);
     };
-    record.owner = None;
+    let owner = record.owner.take();
     let data = serde_json::to_value(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(Some((webhook, format!("batch.{}", record.state), data)))
+    Ok(Some((
+        webhook,
+        format!("batch.{}", record.state),
+        data,
+        owner,
+    )))
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 
-use super::sign::Signer;
+use super::sign::{Signer, Signers};
 use crate::fetch::{Fetcher, StorageUri};
 use crate::store::{HOOKS, ResultStore, StoreError};
 use inferq_core::webhook::{DeliveryState, Webhook, WebhookFormat, message_id};
@@ -64,15 +64,24 @@ struct Notification {
     data: serde_json::Value,
     /// The job's trace: each attempt is a child span of it.
     trace: Option<inferq_core::trace::TraceContext>,
+    /// Who submitted it: chooses the signing secret.
+    owner: Option<String>,
+    /// How often the subject was sent round again (a job's replays): part
+    /// of the `webhook-id`, which is unique per event.
+    sequence: u32,
 }
 
 /// Sends webhooks from the outbox until shut down.
 pub struct Dispatcher {
     store: Arc<dyn ResultStore>,
     fetcher: Fetcher,
-    signer: Signer,
+    signers: Signers,
     config: DispatchConfig,
 }
+
+/// The outcome when a tenant's notification has no secret of its own to be
+/// signed with (its key entry lost its `webhook-secret=`).
+const NO_SECRET: &str = "no webhook secret is configured for this tenant";
 
 fn attempts(outcome: &str) {
     inferq_runtime::metrics::metrics()
@@ -89,13 +98,13 @@ impl Dispatcher {
     pub fn new(
         store: Arc<dyn ResultStore>,
         fetcher: Fetcher,
-        signer: Signer,
+        signers: Signers,
         config: DispatchConfig,
     ) -> Self {
         Dispatcher {
             store,
             fetcher,
-            signer,
+            signers,
             config,
         }
     }
@@ -186,10 +195,12 @@ impl Dispatcher {
                     webhook,
                     data,
                     trace: record.trace,
+                    owner: record.owner,
+                    sequence: record.replays,
                 }))
             }
             "batch" => {
-                let Some((webhook, event, data)) =
+                let Some((webhook, event, data, owner)) =
                     crate::store::batch_prediction::notification(self.store.as_ref(), id).await?
                 else {
                     return Ok(None);
@@ -201,6 +212,8 @@ impl Dispatcher {
                     event,
                     data,
                     trace: None,
+                    owner,
+                    sequence: 0,
                 }))
             }
             _ => Ok(None),
@@ -225,7 +238,11 @@ impl Dispatcher {
         delivery.attempts += 1;
         delivery.last_attempt_at = Some(now);
         let hop = n.trace.map(|t| t.child());
-        let outcome = self.send(&n, now, hop).await;
+        let signer = self.signers.for_owner(n.owner.as_deref());
+        let outcome = match signer {
+            Some(signer) => self.send(&n, signer, now, hop).await,
+            None => Err(NO_SECRET.to_owned()),
+        };
         let span = tracing::info_span!("webhook", entry = %member, url = %n.webhook.url, attempt = delivery.attempts,
             trace_id = hop.map(|t| t.trace_id()).unwrap_or_default(),
             span_id = hop.map(|t| t.span_id()).unwrap_or_default());
@@ -247,7 +264,8 @@ impl Dispatcher {
                 };
                 delivery.last_status = status;
                 delivery.last_error = Some(error.clone());
-                let gone = status == Some(410);
+                // 410 Gone, or nothing to sign with: retrying cannot help.
+                let gone = status == Some(410) || signer.is_none();
                 if gone || delivery.attempts >= self.config.max_attempts {
                     delivery.state = DeliveryState::Failed;
                     delivery.next_attempt_at = None;
@@ -280,6 +298,7 @@ impl Dispatcher {
     async fn send(
         &self,
         n: &Notification,
+        signer: &Signer,
         now: chrono::DateTime<Utc>,
         trace: Option<inferq_core::trace::TraceContext>,
     ) -> Result<u16, String> {
@@ -287,7 +306,8 @@ impl Dispatcher {
             Ok(StorageUri::Http(url)) => url,
             _ => return Err(format!("{} is not an http(s) URL", n.webhook.url)),
         };
-        let msg_id = message_id(n.kind, &n.id);
+        let state = n.event.rsplit('.').next().unwrap_or(&n.event);
+        let msg_id = message_id(n.kind, &n.id, state, n.sequence);
         let mut headers: Vec<(String, String)> = Vec::new();
         let body = match n.webhook.format {
             WebhookFormat::Standard => {
@@ -314,7 +334,7 @@ impl Dispatcher {
                 serde_json::to_vec(&n.data).expect("json value serialises")
             }
         };
-        let signed = self.signer.sign(&msg_id, now.timestamp(), &body);
+        let signed = signer.sign(&msg_id, now.timestamp(), &body);
         headers.push(("webhook-id".into(), signed.id));
         headers.push(("webhook-timestamp".into(), signed.timestamp.to_string()));
         headers.push(("webhook-signature".into(), signed.signature));

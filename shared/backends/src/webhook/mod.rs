@@ -28,18 +28,22 @@ pub fn dispatch_config(
 }
 
 /// Starts a [`dispatch::Dispatcher`] on the runtime when signing secrets
-/// are configured; `Ok(None)` when webhooks are off.
+/// are configured (global ones, or any tenant's from its API key entry:
+/// `tenant_secrets`, see [`crate::tenant::webhook_secrets`]); `Ok(None)`
+/// when webhooks are off.
 pub fn spawn_dispatcher(
     cfg: &inferq_runtime::config::WebhookConfig,
+    tenant_secrets: &std::collections::HashMap<String, Vec<String>>,
     result_ttl: std::time::Duration,
     store: std::sync::Arc<dyn crate::store::ResultStore>,
     fetcher: crate::fetch::Fetcher,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, sign::SecretError> {
-    let Some(signer) = sign::Signer::new(&cfg.webhook_secrets)? else {
+    let signers = sign::Signers::new(&cfg.webhook_secrets, tenant_secrets)?;
+    if signers.is_empty() {
         return Ok(None);
-    };
+    }
     let dispatcher =
-        dispatch::Dispatcher::new(store, fetcher, signer, dispatch_config(cfg, result_ttl));
+        dispatch::Dispatcher::new(store, fetcher, signers, dispatch_config(cfg, result_ttl));
     Ok(Some(tokio::spawn(dispatcher.run(shutdown))))
 }

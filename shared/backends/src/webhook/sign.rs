@@ -9,19 +9,73 @@
 //! if any signature verifies. Retries are signed afresh with a new
 //! timestamp, so a slow retry schedule never trips the receiver's window.
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ring::hmac;
 
 /// Prefix of secrets in the Standard Webhooks format.
 pub const SECRET_PREFIX: &str = "whsec_";
+/// Fewest bytes of key a secret may have: a shorter HMAC key could be
+/// guessed, and then anyone could forge notifications.
+pub const MIN_SECRET_BYTES: usize = 24;
 
 /// A secret that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("webhook secret #{index}: {reason}")]
+#[error("webhook secret #{index}{}: {reason}", tenant.as_ref().map(|t| format!(" of tenant {t}")).unwrap_or_default())]
 pub struct SecretError {
     pub index: usize,
     pub reason: String,
+    /// The tenant whose key entry holds the secret; `None` for `--webhook-secrets`.
+    pub tenant: Option<String>,
+}
+
+/// Which secrets sign a notification: each tenant's own (from its API key
+/// entries) for its jobs and batches, the global `--webhook-secrets` only for
+/// those without an owner (submitted with authentication off). A tenant's
+/// notification is never signed with the global secret, and one tenant's
+/// secret never signs another's, so no tenant can forge another's.
+#[derive(Clone, Debug, Default)]
+pub struct Signers {
+    global: Option<Signer>,
+    tenants: HashMap<String, Signer>,
+}
+
+impl Signers {
+    /// From the global secrets and each tenant's.
+    pub fn new(
+        global: &[String],
+        tenants: &HashMap<String, Vec<String>>,
+    ) -> Result<Self, SecretError> {
+        let mut out = Signers {
+            global: Signer::new(global)?,
+            tenants: HashMap::new(),
+        };
+        for (tenant, secrets) in tenants {
+            let signer = Signer::new(secrets).map_err(|e| SecretError {
+                tenant: Some(tenant.clone()),
+                ..e
+            })?;
+            if let Some(s) = signer {
+                out.tenants.insert(tenant.clone(), s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether no secret at all is configured (webhooks off).
+    pub fn is_empty(&self) -> bool {
+        self.global.is_none() && self.tenants.is_empty()
+    }
+
+    /// The signer for a notification about something `owner` submitted.
+    pub fn for_owner(&self, owner: Option<&str>) -> Option<&Signer> {
+        match owner {
+            Some(tenant) => self.tenants.get(tenant),
+            None => self.global.as_ref(),
+        }
+    }
 }
 
 /// Signs webhook deliveries with one or more secrets.
@@ -46,7 +100,8 @@ pub struct SignedHeaders {
 
 impl Signer {
     /// Parses `whsec_<base64>` secrets (the prefix is optional); at least
-    /// 16 bytes of key each. An empty list gives `None`: webhooks are off.
+    /// [`MIN_SECRET_BYTES`] bytes of key each. An empty list gives `None`:
+    /// webhooks are off.
     pub fn new(secrets: &[String]) -> Result<Option<Self>, SecretError> {
         let mut keys = Vec::new();
         for (index, secret) in secrets.iter().enumerate() {
@@ -58,14 +113,17 @@ impl Signer {
             let bytes = STANDARD.decode(raw).map_err(|e| SecretError {
                 index,
                 reason: format!("not base64 after `{SECRET_PREFIX}`: {e}"),
+                tenant: None,
             })?;
-            if bytes.len() < 16 {
+            if bytes.len() < MIN_SECRET_BYTES {
                 return Err(SecretError {
                     index,
                     reason: format!(
-                        "{} bytes of key; use at least 16 (24 to 64 is usual)",
+                        "{} bytes of key; use at least {MIN_SECRET_BYTES} random bytes \
+                         (whsec_$(head -c 32 /dev/urandom | base64))",
                         bytes.len()
                     ),
+                    tenant: None,
                 });
             }
             keys.push(hmac::Key::new(hmac::HMAC_SHA256, &bytes));
@@ -153,6 +211,27 @@ mod tests {
     }
 
     #[test]
+    fn each_owner_gets_its_own_signer_and_only_ownerless_jobs_the_global_one() {
+        let a = format!("{SECRET_PREFIX}{}", STANDARD.encode([1u8; 32]));
+        let b = format!("{SECRET_PREFIX}{}", STANDARD.encode([2u8; 32]));
+        let tenants = HashMap::from([("a".to_owned(), vec![a.clone()])]);
+        let signers = Signers::new(std::slice::from_ref(&b), &tenants).unwrap();
+        let sig_a = signers.for_owner(Some("a")).unwrap().sign(ID, TS, BODY);
+        let only_a = Signer::new(&[a]).unwrap().unwrap();
+        let only_b = Signer::new(&[b]).unwrap().unwrap();
+        assert!(only_a.verify(ID, TS, BODY, &sig_a.signature));
+        assert!(!only_b.verify(ID, TS, BODY, &sig_a.signature));
+        let sig_none = signers.for_owner(None).unwrap().sign(ID, TS, BODY);
+        assert!(only_b.verify(ID, TS, BODY, &sig_none.signature));
+        // A tenant without its own secret gets no signer, not the global one.
+        assert!(signers.for_owner(Some("c")).is_none());
+        let bad = HashMap::from([("t".to_owned(), vec!["whsec_c2hvcnQ=".to_owned()])]);
+        let e = Signers::new(&[], &bad).unwrap_err();
+        assert!(e.to_string().contains("of tenant t"), "{e}");
+        assert!(Signers::new(&[], &HashMap::new()).unwrap().is_empty());
+    }
+
+    #[test]
     fn bad_secrets_are_refused_and_none_means_off() {
         assert!(Signer::new(&[]).unwrap().is_none());
         assert!(Signer::new(&["  ".into()]).unwrap().is_none());
@@ -161,5 +240,13 @@ mod tests {
         let e = Signer::new(&[SECRET.into(), "whsec_c2hvcnQ=".into()]).unwrap_err();
         assert_eq!(e.index, 1);
         assert!(e.reason.contains("bytes of key"), "{e}");
+        // 23 bytes are refused, 24 accepted.
+        let e = Signer::new(&[format!("whsec_{}", STANDARD.encode([1u8; 23]))]).unwrap_err();
+        assert!(e.reason.contains("at least 24"), "{e}");
+        assert!(
+            Signer::new(&[format!("whsec_{}", STANDARD.encode([1u8; 24]))])
+                .unwrap()
+                .is_some()
+        );
     }
 }
