@@ -509,7 +509,10 @@ async fn a_bucket_prefix_batch_writes_back_to_a_bucket_and_notifies() {
     let got = receiver
         .wait_for("/batch", 1, Duration::from_secs(30))
         .await;
-    assert_eq!(got[0].headers["webhook-id"], format!("batch_{id}"));
+    assert_eq!(
+        got[0].headers["webhook-id"],
+        format!("batch_{id}_succeeded_0")
+    );
     let body: Value = serde_json::from_str(&got[0].body).unwrap();
     assert_eq!(body["type"], "batch.succeeded");
     assert_eq!(body["data"]["counts"]["failed"], 1);

@@ -193,3 +193,105 @@ async fn ssrf_and_path_escapes_are_refused() {
     ns.cleanup().await;
     let _ = std::fs::remove_dir_all(root);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_read_and_write_only_their_own_prefixes() {
+    if !services_available() {
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("inferq-fence-{}", uuid::Uuid::new_v4().simple()));
+    for t in ["acme", "globex"] {
+        std::fs::create_dir_all(root.join(t).join("in")).unwrap();
+        std::fs::write(
+            root.join(t).join("in/blue.png"),
+            solid_png(10, 10, [0, 0, 255]),
+        )
+        .unwrap();
+    }
+    let root_s = root.display().to_string();
+    let file = |rel: &str| format!("file://{root_s}/{rel}");
+    const ACME: &str = "acme-fence-0123456789abcdef";
+    const GLOBEX: &str = "globex-fence-0123456789abcdef";
+    let keys = format!(
+        "acme:submit+read:{ACME} in={} out={},globex:submit+read:{GLOBEX} in={} out={}",
+        file("acme/in/"),
+        file("acme/out/"),
+        file("globex/in/"),
+        file("globex/out/")
+    );
+    let ns = Namespace::new();
+    let api_flags = [
+        "--fetch-local-root",
+        root_s.as_str(),
+        "--auth",
+        "true",
+        "--api-keys",
+        keys.as_str(),
+    ];
+    let api = start_api(&ns, &test_models(), "tiny-mean", &api_flags).await;
+    let worker_flags = ["--threads", "1", "--fetch-local-root", root_s.as_str()];
+    let worker = start_worker(&ns, &test_models(), &worker_flags).await;
+    let client = reqwest::Client::new();
+    let base = api.url();
+    let submit = |key: &'static str, body: serde_json::Value| {
+        client
+            .post(format!("{base}/v1/jobs"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+
+    // Own prefixes: read, run, written.
+    let resp = submit(
+        ACME,
+        json!({"input": {"uri": file("acme/in/blue.png")}, "output": {"uri": file("acme/out/blue.json")}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 202);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let id = body["id"].as_str().unwrap();
+    let mut job = serde_json::Value::Null;
+    for _ in 0..300 {
+        job = client
+            .get(format!("{base}/v1/jobs/{id}?wait=1"))
+            .bearer_auth(ACME)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] != "queued" && job["status"] != "running" {
+            break;
+        }
+    }
+    assert_eq!(job["result"]["top_k"][0]["label"], "blue", "{job}");
+    assert!(root.join("acme/out/blue.json").exists());
+
+    // Another tenant's input, or writing into another tenant's output: 403.
+    for (body, reference) in [
+        (
+            json!({"input": {"uri": file("globex/in/blue.png")}}),
+            file("globex/in/blue.png"),
+        ),
+        (
+            json!({"input": {"uri": file("acme/in/blue.png")}, "output": {"uri": file("globex/out/x.json")}}),
+            file("globex/out/x.json"),
+        ),
+    ] {
+        let resp = submit(ACME, body).await.unwrap();
+        assert_eq!(resp.status(), 403);
+        let problem: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(problem["code"], "uri_forbidden", "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(&reference),
+            "{problem}"
+        );
+    }
+    assert!(!root.join("globex/out/x.json").exists());
+    worker.stop().await;
+    api.stop().await;
+    ns.cleanup().await;
+    let _ = std::fs::remove_dir_all(root);
+}

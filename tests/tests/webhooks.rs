@@ -73,7 +73,11 @@ async fn webhooks_are_retried_re_signed_recorded_and_verifiable() {
         .iter()
         .map(|r| r.headers["webhook-id"].as_str())
         .collect();
-    assert!(ids.iter().all(|i| *i == format!("job_{id}")), "{ids:?}");
+    // One id for every attempt of the one event (job, status, replays).
+    assert!(
+        ids.iter().all(|i| *i == format!("job_{id}_succeeded_0")),
+        "{ids:?}"
+    );
     let ts: Vec<i64> = got
         .iter()
         .map(|r| r.headers["webhook-timestamp"].parse().unwrap())
@@ -124,7 +128,7 @@ async fn webhooks_are_retried_re_signed_recorded_and_verifiable() {
     assert_eq!(got[0].headers["ce-type"], "dev.inferq.job.failed.v1");
     assert_eq!(
         got[0].headers["ce-id"],
-        format!("job_{}", bad["id"].as_str().unwrap())
+        format!("job_{}_failed_0", bad["id"].as_str().unwrap())
     );
     let (status, ce_job) = submit_json(
         &client,
@@ -253,4 +257,80 @@ async fn embedded_mode_sends_webhooks_too() {
     assert_eq!(v[0]["verified"], true);
     assert_eq!(v[0]["type"], "job.succeeded");
     server.stop().await;
+}
+
+/// Checks one delivery's Standard Webhooks signature under `secret`.
+fn signed_by(secret: &str, r: &inferq_tests::receiver::Received) -> bool {
+    let signer = inferq_backends::webhook::sign::Signer::new(&[secret.to_owned()])
+        .unwrap()
+        .unwrap();
+    signer.verify(
+        &r.headers["webhook-id"],
+        r.headers["webhook-timestamp"].parse().unwrap(),
+        r.body.as_bytes(),
+        &r.headers["webhook-signature"],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_keys_on_each_tenant_signs_with_its_own_secret() {
+    if !services_available() {
+        return;
+    }
+    let receiver = Receiver::start().await;
+    let (global, acme_secret) = (secret(), secret());
+    const ACME: &str = "acme-hooks-0123456789abcdef";
+    const GLOBEX: &str = "globex-hooks-0123456789abcdef";
+    let keys =
+        format!("acme:submit+read:{ACME} webhook-secret={acme_secret},globex:submit+read:{GLOBEX}");
+    let repo = private_repository("tiny-mean", "hooks-tenants");
+    let ns = Namespace::new();
+    let common = [
+        "--webhook-secrets",
+        global.as_str(),
+        "--fetch-allow-hosts",
+        "127.0.0.1",
+    ];
+    let mut api_flags = vec!["--auth", "true", "--api-keys", &keys];
+    api_flags.extend(common);
+    let api = start_api(&ns, &repo, "tiny-mean", &api_flags).await;
+    // The worker reads the same entries, for the tenants' secrets only.
+    let mut worker_flags = vec!["--threads", "1", "--api-keys", &keys];
+    worker_flags.extend(common);
+    let worker = start_worker(&ns, &repo, &worker_flags).await;
+    let client = reqwest::Client::new();
+    let submit = |key: &'static str, path: &str| {
+        client
+            .post(format!("{}/v1/jobs", api.url()))
+            .bearer_auth(key)
+            .json(&json!({"input": {"b64": png_b64([1, 2, 3])},
+                          "webhook": {"url": receiver.url(path)}}))
+            .send()
+    };
+    let resp = submit(ACME, "/acme").await.unwrap();
+    assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+    let got = receiver.wait_for("/acme", 1, Duration::from_secs(30)).await;
+    assert!(
+        signed_by(&acme_secret, &got[0]),
+        "signed with acme's secret"
+    );
+    assert!(
+        !signed_by(&global, &got[0]),
+        "a tenant's notification is not signed with the global secret"
+    );
+    // The reference library agrees.
+    assert_eq!(verify_with_python(&acme_secret, &got)[0]["verified"], true);
+    // A tenant without a secret of its own cannot ask for webhooks.
+    let resp = submit(GLOBEX, "/globex").await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let problem: Value = resp.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("webhook-secret="),
+        "{problem}"
+    );
+    worker.stop().await;
+    api.stop().await;
 }
