@@ -8,6 +8,7 @@
 #   docker run inferq                          # inferq-api (the default command)
 #   docker run inferq inferq-worker            # a worker
 #   docker run -p 8080:8080 inferq inferq      # embedded server: no broker, nothing durable
+#     (keys off: it warns loudly on 0.0.0.0; add -e INFERQ_AUTH=true -e INFERQ_API_KEYS=…)
 #
 # See docs/deploy.md (size estimate, compose, Kubernetes). Needs BuildKit (the default
 # builder of Docker 23+) for the cache mounts and the heredoc below.
@@ -157,8 +158,10 @@ exit 1
 HEALTHCHECK_SCRIPT
 
 # Defaults for every binary; each option has an INFERQ_* variable (docs/configuration.md).
-# INFERQ_METRICS_LISTEN is left unset on purpose: its default differs (API and embedded
-# :9090, worker :9091), and one variable would give both the same port.
+# INFERQ_LISTEN is set explicitly: the embedded inferq binds 127.0.0.1 by default, which a
+# container cannot be reached on. INFERQ_METRICS_LISTEN is left unset on purpose: its default
+# differs (API 0.0.0.0:9090, worker 0.0.0.0:9091, embedded 127.0.0.1:9090), and one variable
+# would give all the same port; pass -e INFERQ_METRICS_LISTEN=0.0.0.0:9090 to scrape inferq.
 ENV ORT_DYLIB_PATH=/opt/inferq/lib/libonnxruntime.so.${ORT_VERSION} \
     INFERQ_MODEL_DIR=/opt/inferq/models \
     INFERQ_DEFAULT_MODEL=efficientnet-lite0 \
