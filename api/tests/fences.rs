@@ -164,6 +164,18 @@ async fn job_inputs_and_outputs_stay_inside_the_tenants_prefixes() {
             .unwrap()
             .contains("may not use storage references")
     );
+    // A model named by reference is read like an input.
+    let theirs_model = url(&dir, "globex/in/model/");
+    let answer = send(
+        &h.state,
+        json_post(
+            "/v1/jobs",
+            Some(ACME),
+            json!({"input": {"b64": base64_png()}, "model_uri": theirs_model}),
+        ),
+    )
+    .await;
+    assert_fenced(&answer, &theirs_model);
     // Only the two accepted jobs were queued.
     assert_eq!(h.queue.len(), 2);
 }

@@ -56,7 +56,7 @@ async fn fetch_upload(
     let fence = &fence;
     let fetch = |uri: String| async move {
         let parsed = crate::intake::encodings::check_uri(&uri)?;
-        crate::routes::submit::check_fence(
+        crate::http::auth::principal::check_fence(
             fence,
             inferq_backends::fetch::fence::Access::Read,
             &uri,

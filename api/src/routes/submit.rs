@@ -27,7 +27,7 @@ use inferq_core::sniff;
 use inferq_core::trace::TraceContext;
 
 use crate::http::auth::Principal;
-use crate::http::auth::principal::FenceFor;
+use crate::http::auth::principal::{FenceFor, check_fence};
 use crate::http::error::ApiError;
 use crate::intake::encodings::{self, JobOptions, Payload, Submission};
 use crate::intake::idempotency::{self, IdempotencyKey};
@@ -163,16 +163,6 @@ fn check_output(state: &AppState, fence: &FenceFor, output_uri: &str) -> Result<
     check_fence(fence, Access::Write, &json_target)?;
     state.fetcher.check(&target)?;
     Ok(())
-}
-
-/// Refuses a reference outside the owner's storage prefixes (403
-/// `uri_forbidden`, naming the reference and the fence). No fence: the
-/// global policy alone decides (authentication off).
-pub(crate) fn check_fence(fence: &FenceFor, access: Access, uri: &str) -> Result<(), ApiError> {
-    match fence {
-        Some(f) => f.check(access, uri).map_err(ApiError::from),
-        None => Ok(()),
-    }
 }
 
 /// The job's webhook, if it asked for one: refused when webhooks are off

@@ -103,6 +103,16 @@ struct Grant {
 /// operator-defined event rules); the global fetch policy applies either way.
 pub type FenceFor = Option<Arc<StorageFence>>;
 
+/// Refuses a reference outside the owner's storage prefixes (403
+/// `uri_forbidden`, naming the reference and the fence). No fence: the
+/// global policy alone decides (authentication off).
+pub fn check_fence(fence: &FenceFor, access: Access, uri: &str) -> Result<(), ApiError> {
+    match fence {
+        Some(f) => f.check(access, uri).map_err(ApiError::from),
+        None => Ok(()),
+    }
+}
+
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tenants: Option<Vec<&str>> = self

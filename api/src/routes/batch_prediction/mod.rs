@@ -159,7 +159,7 @@ async fn validate(
     owner: Option<&str>,
     spec: CreateBatch,
 ) -> Result<BatchRecord, ApiError> {
-    use crate::routes::submit::check_fence;
+    use crate::http::auth::principal::check_fence;
     use inferq_backends::fetch::fence::Access;
     let fence = state.auth.fence_for(owner);
     let input = match (spec.input.prefix, spec.input.jsonl, spec.input.file_list) {
