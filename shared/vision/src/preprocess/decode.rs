@@ -1,20 +1,35 @@
-//! Decoding encoded images to 8-bit RGB, safely.
+//! Decoding encoded images to 8-bit RGB, safely and in bounded memory.
 //!
-//! Decoding honours EXIF orientation (phones store portraits sideways) and
-//! runs under the `image` crate's limits, so a hostile file cannot allocate
-//! more than the pixel budget allows even if it slipped past the API's header
-//! check. A JPEG without its end marker is refused rather than decoded into
-//! grey (see [`jpeg_is_complete`]).
+//! Every path allocates one full-size buffer: the RGB result (3 bytes per
+//! pixel), or, where a decoder insists on writing its own pixel type
+//! (RGBA GIF and WebP frames, 4 bytes), that buffer converted to RGB in
+//! place and shrunk ([`super::pixels`]). PNG is decoded row by row
+//! ([`super::png_rows`]) so 16-bit RGBA never exists at full size; large
+//! JPEGs decode at reduced scale when the model allows ([`super::draft`]).
+//! EXIF orientation is read, not applied: see [`Decoded`] and
+//! [`super::orient`]. With a [`MemoryBudget`], the bytes the decode will
+//! allocate are taken from it after the header is read and before the
+//! pixels are.
+//!
+//! Decoding runs under the pixel limit (checked on the header, before any
+//! allocation) and the `image` crate's limits, so a hostile file cannot
+//! allocate more than the limit allows even if it slipped past the API's
+//! header check. A JPEG without its end marker is refused rather than
+//! decoded into grey (see [`jpeg_is_complete`]).
 
 use std::io::Cursor;
+use std::sync::Arc;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::metadata::Orientation;
+use image::{ImageDecoder, ImageReader, RgbImage};
 
+use super::budget::MemoryBudget;
 use super::decoded::{DecodeError, Decoded, check_pixels};
 
-/// Decodes to 8-bit RGB, applying EXIF orientation; at most `max_pixels`.
+/// Decodes to 8-bit RGB, upright (EXIF orientation applied in place); at
+/// most `max_pixels`.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
-    decode_with(bytes, max_pixels, |_, _| 1).map(|d| d.image)
+    decode_with(bytes, max_pixels, |_, _| 1).map(|d| d.into_upright().image)
 }
 
 /// Like [`decode`], but a JPEG may be decoded at 1/2, 1/4 or 1/8 scale:
@@ -22,11 +37,21 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
 /// denominator the caller can use (1 = full size). Scaling in the DCT skips
 /// most of the inverse transform, colour conversion and upsampling work, and
 /// leaves the resizer less to do; it is also what makes large phone photos
-/// cheap.
+/// cheap. The image comes back as stored, with its orientation beside it.
 pub fn decode_with(
     bytes: &[u8],
     max_pixels: u64,
     draft: impl Fn(u32, u32) -> u32,
+) -> Result<Decoded, DecodeError> {
+    decode_budgeted(bytes, max_pixels, &draft, None)
+}
+
+/// [`decode_with`], taking the decoded bytes from `budget` first.
+pub(super) fn decode_budgeted(
+    bytes: &[u8],
+    max_pixels: u64,
+    draft: &dyn Fn(u32, u32) -> u32,
+    budget: Option<&Arc<MemoryBudget>>,
 ) -> Result<Decoded, DecodeError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -39,43 +64,54 @@ pub fn decode_with(
                     "truncated JPEG: no end-of-image marker".into(),
                 ));
             }
-            if let Some(decoded) = super::draft::decode(bytes, max_pixels, &draft)? {
+            if let Some(decoded) = super::draft::decode(bytes, max_pixels, draft, budget)? {
                 return Ok(decoded);
             }
         }
+        Some(image::ImageFormat::Png) => {
+            return super::png_rows::decode(bytes, max_pixels, budget);
+        }
         Some(_) => {}
     }
-    let image = decode_full(reader, max_pixels)?;
-    let (full_width, full_height) = image.dimensions();
-    Ok(Decoded {
-        image,
-        full_width,
-        full_height,
-    })
+    decode_full(reader, max_pixels, budget)
 }
 
-/// Every format at full size, through the `image` crate under its limits.
+/// The other formats at full size, through the `image` crate's decoder
+/// into one buffer of its pixel type, converted to RGB in place.
 fn decode_full(
     mut reader: ImageReader<Cursor<&[u8]>>,
     max_pixels: u64,
-) -> Result<RgbImage, DecodeError> {
+    budget: Option<&Arc<MemoryBudget>>,
+) -> Result<Decoded, DecodeError> {
     let side = max_pixels.min(u32::MAX as u64) as u32;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(side);
     limits.max_image_height = Some(side);
-    // Room for the decoded image in its widest pixel type (16-bit RGBA, 8
-    // bytes) plus the RGB8 copy, with slack for decoder buffers.
-    limits.max_alloc = Some(max_pixels.saturating_mul(12).max(64 << 20));
+    // What a decoder may allocate for itself besides the buffer it is given
+    // (e.g. a GIF frame smaller than the canvas).
+    limits.max_alloc = Some(max_pixels.saturating_mul(4).max(64 << 20));
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(classify)?;
     let (w, h) = decoder.dimensions();
     check_pixels(w, h, max_pixels)?;
-    let orientation = decoder.orientation().ok();
-    let mut img = DynamicImage::from_decoder(decoder).map_err(classify)?;
-    if let Some(o) = orientation {
-        img.apply_orientation(o);
-    }
-    Ok(img.into_rgb8())
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let color = decoder.color_type();
+    let pixels = w as usize * h as usize;
+    let decoded_len = usize::try_from(decoder.total_bytes())
+        .map_err(|_| DecodeError::Limits(format!("{w}x{h} does not fit in memory")))?;
+    let len = decoded_len.max(pixels * 3);
+    let permit = budget.map(|b| b.acquire(len as u64));
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len)
+        .map_err(|_| DecodeError::Limits(format!("cannot allocate {len} bytes for {w}x{h}")))?;
+    buf.resize(decoded_len, 0);
+    decoder.read_image(&mut buf).map_err(classify)?;
+    super::pixels::to_rgb8_in_place(&mut buf, color, pixels)?;
+    // A large buffer is its own mapping: shrinking it unmaps the tail
+    // (4 → 3 bytes per pixel) without copying.
+    buf.shrink_to_fit();
+    let image = RgbImage::from_raw(w, h, buf).expect("converted to width * height * 3 bytes");
+    Ok(Decoded::new(image, (w, h), orientation, permit))
 }
 
 /// Whether a JPEG ends with its end-of-image marker (FF D9), allowing a
@@ -99,6 +135,7 @@ fn classify(e: image::ImageError) -> DecodeError {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use image::DynamicImage;
 
     #[test]
     fn decode_rejects_truncated_and_oversized() {

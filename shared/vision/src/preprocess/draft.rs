@@ -13,17 +13,23 @@
 //! anything else (CMYK, 16-bit lossless) answers `None` and is decoded at
 //! full size by the caller.
 
-use image::{DynamicImage, RgbImage};
+use std::sync::Arc;
 
+use image::RgbImage;
+use image::metadata::Orientation;
+
+use super::budget::MemoryBudget;
 use super::decoded::{DecodeError, Decoded, check_pixels};
 
 /// Decodes `bytes` (a complete JPEG) at the scale `draft(width, height)`
 /// allows, or answers `None` when that is 1 or the JPEG is of a kind this
-/// path does not handle.
+/// path does not handle. The (small) decoded size is taken from `budget`
+/// before decoding; the EXIF orientation is reported, not applied.
 pub(super) fn decode(
     bytes: &[u8],
     max_pixels: u64,
     draft: &dyn Fn(u32, u32) -> u32,
+    budget: Option<&Arc<MemoryBudget>>,
 ) -> Result<Option<Decoded>, DecodeError> {
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
     decoder
@@ -49,6 +55,7 @@ pub(super) fn decode(
         .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
     let (dw, dh) = (dw as u32, dh as u32);
     decoder.set_max_decoding_buffer_size((dw as usize * dh as usize * 3).max(1 << 20));
+    let permit = budget.map(|b| b.acquire(dw as u64 * dh as u64 * 3));
     let pixels = decoder
         .decode()
         .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
@@ -61,22 +68,9 @@ pub(super) fn decode(
         .ok_or_else(|| DecodeError::Corrupt("JPEG data shorter than its header says".into()))?;
     let orientation = decoder
         .exif_data()
-        .and_then(image::metadata::Orientation::from_exif_chunk);
-    let (image, full_width, full_height) = match orientation {
-        Some(o) => {
-            let mut dynamic = DynamicImage::ImageRgb8(image);
-            dynamic.apply_orientation(o);
-            let swapped = dynamic.width() != dw;
-            let (fw, fh) = if swapped { (h, w) } else { (w, h) };
-            (dynamic.into_rgb8(), fw, fh)
-        }
-        None => (image, w, h),
-    };
-    Ok(Some(Decoded {
-        image,
-        full_width,
-        full_height,
-    }))
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
+    Ok(Some(Decoded::new(image, (w, h), orientation, permit)))
 }
 
 /// The largest scale denominator (1, 2, 4 or 8) at which an image of
@@ -103,6 +97,7 @@ pub fn denominator(
 mod tests {
     use super::super::decode::decode_with;
     use super::*;
+    use image::DynamicImage;
     use std::io::Cursor;
 
     fn jpeg(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
@@ -183,6 +178,9 @@ mod tests {
         });
         let bytes = super::super::decode::tests::jpeg_with_orientation(&img, 6);
         let d = decode_with(&bytes, 1 << 20, |_, _| 8).unwrap();
+        assert_eq!(d.orientation, Orientation::Rotate90);
+        assert_eq!(d.image.dimensions(), (8, 4), "as stored");
+        let d = d.into_upright();
         assert_eq!(d.image.dimensions(), (4, 8));
         assert_eq!((d.full_width, d.full_height), (32, 64));
         assert!(d.image.get_pixel(2, 1).0[0] > 200, "{:?}", d.image);

@@ -39,15 +39,18 @@ impl Resizer {
         }
     }
 
-    /// Writes the model-size RGB image into `out` (resized to fit) and says
-    /// where its pixels came from.
+    /// Writes the `target`-size RGB image into `out` (resized to fit) and
+    /// says where its pixels came from. `target` is the model's input size,
+    /// or that size with the axes swapped when the image is stored sideways
+    /// and is turned upright after fitting (see [`super::orient`]).
     pub(super) fn fit_into(
         &mut self,
         img: &RgbImage,
         m: &ModelManifest,
+        target: (u32, u32),
         out: &mut Vec<u8>,
     ) -> Geometry {
-        let (tw, th) = (m.input.width, m.input.height);
+        let (tw, th) = target;
         let (sw, sh) = img.dimensions();
         let p = &m.preprocess;
         let alg = algorithm(p.filter);

@@ -5,25 +5,39 @@
 //! order, normalisation, layout and dtype.
 //!
 //! The stages are separate modules so each can be measured and replaced on
-//! its own: [`decode`] (bytes → RGB, EXIF-aware, under limits), [`fit`]
+//! its own: [`decode`] (bytes → one 8-bit RGB buffer, under limits;
+//! [`png_rows`] and [`pixels`] keep it to one full-size buffer), [`fit`]
 //! (crop and resize to the input size with SIMD convolution) and [`tensor`]
 //! (normalise and lay out); [`draft`] decodes large JPEGs at reduced scale
-//! when the model needs far fewer pixels. A [`Preprocessor`] owns the buffers and the
+//! when the model needs far fewer pixels; [`orient`] applies EXIF
+//! orientation to the small fitted image and the geometry instead of the
+//! full decode; [`budget`] bounds the decoded bytes of all inference
+//! threads together. A [`Preprocessor`] owns the buffers and the
 //! resizer's scratch space of one inference thread, so a job allocates nothing
 //! between the decoded image and the tensor handed to ONNX Runtime.
 
+mod budget;
 mod decode;
+#[cfg(test)]
+mod decode_tests;
 mod decoded;
 mod draft;
 mod fit;
 mod microbatch;
+mod orient;
+mod pixels;
+mod png_rows;
 mod tensor;
 mod tiles;
 
+use std::sync::Arc;
+
 use image::RgbImage;
+use image::metadata::Orientation;
 
 use inferq_core::manifest::ModelManifest;
 
+pub use budget::{MemoryBudget, Permit};
 pub use decode::{decode, decode_with};
 pub use decoded::{DecodeError, Decoded};
 pub use draft::denominator as draft_denominator;
@@ -76,7 +90,11 @@ impl Geometry {
 pub struct Preprocessor {
     resizer: fit::Resizer,
     fitted: Vec<u8>,
+    /// The fitted image turned upright, for images stored sideways.
+    oriented: Vec<u8>,
     tensor: InputTensor,
+    /// Shared by the inference threads: decodes take their bytes from it.
+    budget: Option<Arc<MemoryBudget>>,
 }
 
 impl Default for Preprocessor {
@@ -90,23 +108,37 @@ impl Preprocessor {
         Preprocessor {
             resizer: fit::Resizer::new(),
             fitted: Vec::new(),
+            oriented: Vec::new(),
             tensor: InputTensor {
                 shape: [0; 4],
                 data: TensorData::F32(Vec::new()),
             },
+            budget: None,
+        }
+    }
+
+    /// A preprocessor whose decodes wait for, and hold, their decoded bytes
+    /// in `budget` (shared with the other inference threads).
+    pub fn with_budget(budget: Arc<MemoryBudget>) -> Self {
+        Preprocessor {
+            budget: Some(budget),
+            ..Self::new()
         }
     }
 
     /// Crops/resizes `img` as the manifest says and lays it out as the
     /// model's input tensor, in this preprocessor's buffers.
     pub fn prepare(&mut self, img: &RgbImage, m: &ModelManifest) -> (&InputTensor, Geometry) {
-        let geometry = self.resizer.fit_into(img, m, &mut self.fitted);
+        let target = (m.input.width, m.input.height);
+        let geometry = self.resizer.fit_into(img, m, target, &mut self.fitted);
         tensor::fill(&self.fitted, m, &mut self.tensor);
         (&self.tensor, geometry)
     }
 
     /// Decodes for model `m`: a JPEG much larger than the input decodes at
-    /// reduced scale, as far as the manifest's `jpeg_draft` allows.
+    /// reduced scale, as far as the manifest's `jpeg_draft` allows. With a
+    /// memory budget, waits until the decoded bytes fit in it; the returned
+    /// image holds them until it is dropped.
     pub fn decode(
         &self,
         bytes: &[u8],
@@ -114,29 +146,49 @@ impl Preprocessor {
         m: &ModelManifest,
     ) -> Result<Decoded, DecodeError> {
         let min_fraction = m.preprocess.jpeg_draft;
-        decode_with(bytes, max_pixels, |w, h| {
-            draft::denominator((w, h), min_fraction, |s| fit::needed_scale(m, s))
-        })
+        let draft = |w, h| draft::denominator((w, h), min_fraction, |s| fit::needed_scale(m, s));
+        decode::decode_budgeted(bytes, max_pixels, &draft, self.budget.as_ref())
     }
 
-    /// [`Preprocessor::prepare`] for a possibly reduced-scale decode: the
-    /// geometry maps back to the full-size original.
+    /// [`Preprocessor::prepare`] for a decoded image, possibly at reduced
+    /// scale and stored sideways: the stored image is fitted to the input
+    /// size (axes swapped if the orientation swaps them), the small result
+    /// is turned upright, and the geometry maps upright model pixels to the
+    /// full-size original as displayed.
     pub fn prepare_decoded(&mut self, d: &Decoded, m: &ModelManifest) -> (&InputTensor, Geometry) {
+        let o = d.orientation;
+        let input = (m.input.width, m.input.height);
+        let target = orient::upright_size(o, input); // swapping is its own inverse
+        let g = self.resizer.fit_into(&d.image, m, target, &mut self.fitted);
+        if o != Orientation::NoTransforms {
+            orient::orient_small(&self.fitted, target, o, &mut self.oriented);
+            std::mem::swap(&mut self.fitted, &mut self.oriented);
+        }
+        tensor::fill(&self.fitted, m, &mut self.tensor);
+        // Stored full-size original, and the reduced-scale factor.
+        let full = orient::upright_size(o, (d.full_width, d.full_height));
         let (w, h) = d.image.dimensions();
-        let (fx, fy) = (
-            d.full_width as f32 / w as f32,
-            d.full_height as f32 / h as f32,
-        );
-        let (tensor, g) = self.prepare(&d.image, m);
+        let (fx, fy) = (full.0 as f32 / w as f32, full.1 as f32 / h as f32);
+        let ((offset_x, offset_y), (scale_x, scale_y)) = if o == Orientation::NoTransforms {
+            (
+                (g.offset_x * fx, g.offset_y * fy),
+                (g.scale_x * fx, g.scale_y * fy),
+            )
+        } else {
+            orient::compose(o, target, full, |a, b| {
+                let (x, y) = g.to_source(a, b);
+                (x * fx, y * fy)
+            })
+        };
         let geometry = Geometry {
-            scale_x: g.scale_x * fx,
-            scale_y: g.scale_y * fy,
-            offset_x: g.offset_x * fx,
-            offset_y: g.offset_y * fy,
+            scale_x,
+            scale_y,
+            offset_x,
+            offset_y,
             source_width: d.full_width,
             source_height: d.full_height,
         };
-        (tensor, geometry)
+        (&self.tensor, geometry)
     }
 }
 
@@ -145,7 +197,8 @@ impl Preprocessor {
 /// Allocating convenience over [`Preprocessor::prepare`], for one-off use.
 pub fn fit(img: &RgbImage, m: &ModelManifest) -> (RgbImage, Geometry) {
     let mut out = Vec::new();
-    let geometry = fit::Resizer::new().fit_into(img, m, &mut out);
+    let target = (m.input.width, m.input.height);
+    let geometry = fit::Resizer::new().fit_into(img, m, target, &mut out);
     let image = RgbImage::from_raw(m.input.width, m.input.height, out)
         .expect("fit_into fills width * height * 3 bytes");
     (image, geometry)
