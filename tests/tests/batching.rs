@@ -45,6 +45,7 @@ fn engine(dir: &Path) -> Result<Engine, EngineError> {
         pin: false,
         ort_library: Some(ort_library()),
         max_pixels: 10_000_000,
+        decode_budget_bytes: 256 << 20,
     };
     Engine::start(&config, &scan.repository)
 }

@@ -21,6 +21,7 @@ pub mod consumer;
 pub mod dead_letters;
 pub mod engine;
 pub mod inference;
+pub mod memory;
 pub mod models;
 pub mod pinning;
 pub mod storage;

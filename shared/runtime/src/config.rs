@@ -329,6 +329,13 @@ pub struct InferenceConfig {
     #[arg(long, env = "INFERQ_ORT_LIBRARY")]
     #[serde(default)]
     pub ort_library: Option<PathBuf>,
+    /// Memory for decoded images, in MiB, shared by all inference threads:
+    /// a decode waits until its pixels fit, so concurrent large images run
+    /// one after another instead of together. 0 = a quarter of the
+    /// container's memory limit (cgroup), or 256 MiB without one.
+    #[arg(long, env = "INFERQ_DECODE_MEMORY_MIB", default_value_t = 0)]
+    #[serde(default)]
+    pub decode_memory_mib: u64,
 }
 
 /// How often a job may be tried before it is dead-lettered.

@@ -23,7 +23,7 @@ use inferq_backends::repository::{ModelEntry, ModelRepository};
 use inferq_core::ErrorCode;
 use inferq_core::job::{JobError, JobId};
 use inferq_vision::postprocess::{Artifact, Prediction, View};
-use inferq_vision::preprocess::InputTensor;
+use inferq_vision::preprocess::{InputTensor, MemoryBudget};
 use ort::session::{Session, builder::GraphOptimizationLevel};
 use tokio::sync::oneshot;
 
@@ -43,6 +43,9 @@ pub struct EngineConfig {
     pub ort_library: Option<PathBuf>,
     /// Decoder pixel limit.
     pub max_pixels: u64,
+    /// Bytes of decoded images all threads may hold at once (see
+    /// `crate::memory`); a larger image runs alone.
+    pub decode_budget_bytes: u64,
 }
 
 /// Failures that stop the engine from starting.
@@ -250,13 +253,19 @@ impl Engine {
             .max(2);
         let (tx, rx) = flume::bounded::<Work>(threads * depth);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let budget = MemoryBudget::new(config.decode_budget_bytes);
+        tracing::info!(
+            threads,
+            decode_budget_mib = budget.capacity() >> 20,
+            "decoded images share a memory budget"
+        );
         let mut handles = Vec::with_capacity(threads);
         let mut controls = Vec::with_capacity(threads);
         for (i, core) in placement.into_iter().enumerate() {
             let rx = rx.clone();
             let (ctrl_tx, ctrl_rx) = flume::bounded::<Control>(1);
             controls.push(ctrl_tx);
-            let mut state = ThreadState::new(env.clone(), config.max_pixels);
+            let mut state = ThreadState::new(env.clone(), config.max_pixels, budget.clone());
             let entries = entries.clone();
             let ready = ready_tx.clone();
             let pin = config.pin;

@@ -40,7 +40,9 @@ pub(super) fn process_native(
     let m = &entry.manifest;
     let session = session(sessions, entry)?;
     let t0 = Instant::now();
-    let decoded = decode(prep, bytes, max_pixels, entry)?;
+    // The whole upright image is fed: an EXIF rotation is applied in the
+    // decoded buffer itself (no second copy); see inferq_vision's `orient`.
+    let decoded = decode(prep, bytes, max_pixels, entry)?.into_upright();
     let t1 = Instant::now();
     let img = &decoded.image;
     let (w, h) = img.dimensions();

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use inferq_backends::repository::ModelEntry;
 use inferq_core::ErrorCode;
 use inferq_core::job::JobError;
-use inferq_vision::preprocess::{BatchTensor, Preprocessor};
+use inferq_vision::preprocess::{BatchTensor, MemoryBudget, Preprocessor};
 
 use super::compute::{self, Sessions};
 use super::native;
@@ -35,11 +35,15 @@ pub(super) struct ThreadState {
 }
 
 impl ThreadState {
-    pub(super) fn new(env: ort::environment::Environment, max_pixels: u64) -> Self {
+    pub(super) fn new(
+        env: ort::environment::Environment,
+        max_pixels: u64,
+        budget: Arc<MemoryBudget>,
+    ) -> Self {
         ThreadState {
             env,
             sessions: Sessions::new(),
-            prep: Preprocessor::new(),
+            prep: Preprocessor::with_budget(budget),
             batch: BatchTensor::new(),
             max_pixels,
         }
