@@ -310,3 +310,53 @@ async fn multipose_finds_two_people_each_in_its_own_half() {
     );
     server.stop().await;
 }
+
+/// A model whose outputs are NaN and infinite (tiny-tensor with a
+/// normalisation that overflows): the job fails with a clear message and
+/// its record stays readable, instead of a record that answers 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_finite_outputs_fail_the_job_and_the_record_reads() {
+    if !ort_library().is_file() {
+        return;
+    }
+    let repo = std::env::temp_dir().join(format!("inferq-nan-{}", uuid::Uuid::new_v4().simple()));
+    let dir = repo.join("tiny-overflow/1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = test_models().join("tiny-tensor/1");
+    std::fs::copy(src.join("model.onnx"), dir.join("model.onnx")).unwrap();
+    let manifest = std::fs::read_to_string(src.join("model.toml")).unwrap();
+    // 1 / 1e-45 overflows to infinity: a zero pixel gives 0 * inf = NaN,
+    // any other +inf.
+    let overflow = manifest.replace("std = [255.0, 255.0, 255.0]", "std = [1e-45, 1e-45, 1e-45]");
+    assert_ne!(overflow, manifest);
+    std::fs::write(dir.join("model.toml"), overflow).unwrap();
+    let server = start_embedded(&repo, "tiny-overflow", &[]).await;
+    let client = reqwest::Client::new();
+    let base = server.url();
+    let (status, body) = submit(
+        &client,
+        &base,
+        "",
+        "image/png",
+        solid_png(16, 16, [0, 9, 200]),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let job = wait_terminal(
+        &client,
+        &base,
+        body["id"].as_str().unwrap(),
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "inference_failed", "{job}");
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NaN or infinite"),
+        "{job}"
+    );
+    server.stop().await;
+}

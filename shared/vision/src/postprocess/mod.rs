@@ -66,6 +66,20 @@ pub fn interpret(
     top_k: Option<usize>,
 ) -> Result<Interpreted, OutputError> {
     let o = &manifest.output;
+    // NaN and infinities have no JSON form (serde_json writes `null`, which
+    // then cannot be read back as a number): a record holding one would be
+    // unreadable. Fail the job with a clear message instead. Image outputs
+    // are exempt: quantising maps them onto 0..255.
+    if manifest.kind != ModelKind::Image
+        && let Some(bad) = outputs
+            .iter()
+            .find(|r| r.data.iter().any(|v| !v.is_finite()))
+    {
+        return Err(OutputError(format!(
+            "output `{}` holds NaN or infinite values",
+            bad.name
+        )));
+    }
     let single = || -> Result<&RawOutput, OutputError> {
         let name = o.name.as_deref().unwrap_or_default();
         outputs
@@ -110,6 +124,38 @@ pub fn interpret(
             plain(Prediction::Tensor {
                 outputs: outputs.to_vec(),
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn non_finite_outputs_fail_clearly_except_for_images() {
+        let text = "kind = \"tensor\"\n[input]\nname = \"x\"\ndtype = \"float32\"\nlayout = \"nchw\"\n\
+                    width = 2\nheight = 2\n[preprocess]\nresize = \"stretch\"\n[output]\nnames = [\"y\"]\n";
+        let m = ModelManifest::parse(text, Path::new("m.toml")).unwrap();
+        let geometry = Geometry {
+            scale_x: 1.0,
+            scale_y: 1.0,
+            offset_x: 0.0,
+            offset_y: 0.0,
+            source_width: 2,
+            source_height: 2,
+        };
+        let out = |v: f32| RawOutput {
+            name: "y".into(),
+            shape: vec![1, 2],
+            data: vec![1.0, v],
+        };
+        assert!(interpret(&[out(2.0)], &m, &[], &geometry, None).is_ok());
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let err = interpret(&[out(bad)], &m, &[], &geometry, None).unwrap_err();
+            assert!(err.0.contains("NaN or infinite"), "{err}");
         }
     }
 }
