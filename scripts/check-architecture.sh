@@ -22,10 +22,11 @@ forbidden inferq-api 'inferq-vision|image|zune-jpeg|jpeg-decoder|ort' "the API m
 forbidden inferq-worker 'inferq-api|inferq-client|inferq-embedded' "the worker and the API are peers"
 forbidden inferq-client 'inferq-(api|worker|vision|backends|runtime|embedded)|image|ort' "the client talks HTTP and converts in Python"
 forbidden inferq-core 'inferq-.*|lapin|redis|reqwest|image|ort|tokio' "the vocabulary does no I/O"
+forbidden inferq-convert 'inferq-.*|lapin|redis|reqwest|image|ort' "conversion runs in Python; no services, no runtime"
 forbidden inferq-vision 'inferq-backends|inferq-runtime|lapin|redis|reqwest|ort' "vision has no network"
 
 python3 scripts/check_module_cycles.py \
-    shared/core/src shared/vision/src shared/runtime/src shared/backends/src \
+    shared/core/src shared/convert/src shared/vision/src shared/runtime/src shared/backends/src \
     api/src worker/src embedded/src client/src || fail=1
 
 [[ $fail == 0 ]] && echo "architecture: crate graph as documented"

@@ -11,7 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
 
 use inferq_tests::*;
 use serde_json::Value;
@@ -382,4 +384,155 @@ async fn server_upload_registers_a_servable_version() {
     assert_eq!(doc["version"], 2, "{doc}");
     server.stop().await;
     let _ = std::fs::remove_dir_all(&repo);
+}
+
+/// A job naming a TensorFlow-family model by storage reference (`model_uri`): the API converts
+/// it once through the same code as `models import` (`--model-import-python`), installs it
+/// under a content-addressed name, serves the original's answer, and reuses it afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn model_uri_converts_a_tensorflow_model_once() {
+    let Some(fx) = fixtures() else { return };
+    let expected = expected(fx);
+    let root = new_repo("model-uri-tf-root");
+    let repo = new_repo("model-uri-tf-repo");
+    std::os::unix::fs::symlink(test_models().join("tiny-invert"), repo.join("tiny-invert"))
+        .unwrap();
+    let allowed = root.join("models");
+    let options = "# how the pixels are scaled: 0..1\nstd = [255.0, 255.0, 255.0]\n";
+    // A TF.js layers folder and a TFLite file, each with labels.txt and import.toml beside it.
+    let tfjs = allowed.join("tfjs");
+    std::fs::create_dir_all(&tfjs).unwrap();
+    for e in std::fs::read_dir(fx.join("tfjs_layers")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), tfjs.join(e.file_name())).unwrap();
+    }
+    let lite = allowed.join("lite");
+    std::fs::create_dir_all(&lite).unwrap();
+    std::fs::copy(fx.join("model.tflite"), lite.join("net.tflite")).unwrap();
+    for dir in [&tfjs, &lite] {
+        std::fs::copy(fx.join("labels.txt"), dir.join("labels.txt")).unwrap();
+        std::fs::write(dir.join("import.toml"), options).unwrap();
+    }
+    // A folder whose flags file is wrong, and an op the converter refuses.
+    let bad = allowed.join("bad-options");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(fx.join("tfjs_layers/model.json"), bad.join("model.json")).unwrap();
+    std::fs::write(bad.join("import.toml"), "colour = \"blue\"\n").unwrap();
+    copy_dir(
+        &fx.join("unsupported_savedmodel"),
+        &allowed.join("unsupported"),
+    );
+
+    let allow = format!("file://{}/", allowed.display());
+    let python = tf_python().display().to_string();
+    let server = start_embedded(
+        &repo,
+        "tiny-invert",
+        &[
+            "--threads",
+            "1",
+            "--fetch-local-root",
+            root.to_str().unwrap(),
+            "--model-uri-allow",
+            &allow,
+            "--model-import-python",
+            &python,
+        ],
+    )
+    .await;
+    let base = server.url();
+    let client = reqwest::Client::new();
+    let png = std::fs::read(fx.join("image.png")).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+    let post = |uri: String| {
+        let client = client.clone();
+        let base = base.clone();
+        let body = serde_json::json!({"model_uri": uri, "input": {"b64": b64}});
+        async move {
+            let resp = client
+                .post(format!("{base}/v1/jobs"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let labels = ["circle", "square", "triangle", "star"];
+    for (uri, key) in [
+        (format!("{allow}tfjs/"), "tfjs_layers"),
+        (format!("{allow}lite/net.tflite"), "tflite"),
+    ] {
+        let t = Instant::now();
+        let (status, job) = post(uri.clone()).await;
+        let first = t.elapsed();
+        assert_eq!(status, 202, "{key}: {job}");
+        let name = job["model"].as_str().unwrap().to_owned();
+        assert!(name.starts_with("uri-"), "{job}");
+        let done = wait_terminal(
+            &client,
+            &base,
+            job["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let want = expected[key]["top1"].as_u64().unwrap();
+        assert_eq!(top1(&done), want, "{key}: {done}");
+        assert_eq!(
+            done["result"]["top_k"][0]["label"], labels[want as usize],
+            "{done}"
+        );
+        let toml = std::fs::read_to_string(repo.join(&name).join("1/model.toml")).unwrap();
+        assert!(
+            toml.contains("std = [255.0, 255.0, 255.0]"),
+            "import.toml applied: {toml}"
+        );
+        // The same objects again: installed already, nothing converted.
+        let t = Instant::now();
+        let (status, again) = post(uri).await;
+        assert_eq!(status, 202, "{again}");
+        assert_eq!(again["model"], name.as_str());
+        eprintln!(
+            "model_uri {key}: first job {:.1} s (conversion), second {:.3} s",
+            first.as_secs_f64(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let imported = || {
+        entries(&repo)
+            .into_iter()
+            .filter(|n| n.starts_with("uri-"))
+            .count()
+    };
+    assert_eq!(imported(), 2);
+    let (status, body) = post(format!("{allow}bad-options/")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("import.toml"),
+        "{body}"
+    );
+    let (status, body) = post(format!("{allow}unsupported/")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("cannot import"),
+        "{body}"
+    );
+    assert_eq!(imported(), 2, "refusals install nothing");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&repo);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }

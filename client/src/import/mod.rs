@@ -7,9 +7,8 @@
 //! layout, writing `model.toml`) is where imports went wrong. One command does it and proves
 //! the result: the converted model must agree with the original framework on a sample input.
 //!
-//! How: the conversion and the check are Python (`scripts/import_model.py`, embedded here with
-//! `include_str!` and written to a temporary file at run time, so an installed binary needs no
-//! checkout), run by `--python` / `INFERQ_IMPORT_PYTHON` or else `.cache/tf-venv/bin/python`
+//! How: the conversion and the check are Python (`scripts/import_model.py`, run through the
+//! `inferq-convert` crate the API's `model_uri` import shares), run by `--python` / `INFERQ_IMPORT_PYTHON` or else `.cache/tf-venv/bin/python`
 //! when it exists, else `python3`. It uses the maintained converters (tf2onnx, tensorflowjs'
 //! Keras loader) and prints the signature it found as JSON. This module infers the manifest
 //! from that signature and the flags ([`manifest_text`]), validates it with the parser the
@@ -23,20 +22,13 @@
 //! for failures of the environment (no Python, TensorFlow not importable, I/O).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-mod manifest;
 
 use clap::Args;
+use inferq_convert::{ConvertError, Flags, Kind, LABELS_FILE, manifest_text, unique_suffix};
 use inferq_core::manifest::{MANIFEST_FILE, MODEL_FILE, ModelManifest};
 use serde_json::{Value, json};
 
 use crate::http::{Api, ClientError};
-use manifest::{Flags, Kind, LABELS_FILE, manifest_text};
-
-/// The conversion script, carried inside the binary.
-const SCRIPT: &str = include_str!("../../../scripts/import_model.py");
 /// The interpreter used when neither `--python` nor `INFERQ_IMPORT_PYTHON` is given and it
 /// exists (the venv `make models-seed` builds).
 const TF_VENV_PYTHON: &str = ".cache/tf-venv/bin/python";
@@ -136,26 +128,16 @@ fn valid_model_name(name: &str) -> bool {
         && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-fn unique_suffix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{}-{nanos:x}", std::process::id())
-}
-
-/// Removes what an unfinished import created: the staging directory, the script file, and
-/// the model's directory when the import made it and it is empty again.
+/// Removes what an unfinished import created: the staging directory, and the model's
+/// directory when the import made it and it is empty again.
 struct Cleanup {
     staging: PathBuf,
-    script: PathBuf,
     created_model_dir: Option<PathBuf>,
     committed: bool,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.script);
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.staging);
             if let Some(d) = &self.created_model_dir {
@@ -207,7 +189,6 @@ pub(crate) async fn run(a: ImportArgs, api_key: Option<&str>) -> Result<i32, Imp
         None => None,
     };
     let suffix = unique_suffix();
-    let script = std::env::temp_dir().join(format!("inferq-import-{suffix}.py"));
     let (staging, created_model_dir) = match &a.server {
         Some(_) => (
             std::env::temp_dir().join(format!("inferq-import-{suffix}")),
@@ -232,14 +213,12 @@ pub(crate) async fn run(a: ImportArgs, api_key: Option<&str>) -> Result<i32, Imp
     };
     let mut cleanup = Cleanup {
         staging: staging.clone(),
-        script: script.clone(),
         created_model_dir,
         committed: false,
     };
     std::fs::create_dir_all(&staging).map_err(io_failed(&staging))?;
-    std::fs::write(&script, SCRIPT).map_err(io_failed(&script))?;
 
-    let summary = convert(&a, &script, &staging.join(MODEL_FILE)).await?;
+    let summary = convert(&a, &staging.join(MODEL_FILE)).await?;
     let labels_count = labels.as_deref().map(count_labels);
     let flags = Flags {
         kind: a.kind,
@@ -251,7 +230,11 @@ pub(crate) async fn run(a: ImportArgs, api_key: Option<&str>) -> Result<i32, Imp
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
     };
-    let text = manifest_text(&flags, &summary, labels_count).map_err(ImportError::Refused)?;
+    let inferred = manifest_text(&flags, &summary, labels_count).map_err(ImportError::Refused)?;
+    for note in &inferred.notes {
+        eprintln!("inferq: {note}");
+    }
+    let text = inferred.text;
     ModelManifest::parse(&text, Path::new(MANIFEST_FILE))
         .map_err(|e| ImportError::Refused(format!("the inferred manifest is not valid: {e}")))?;
     let manifest_path = staging.join(MANIFEST_FILE);
@@ -382,65 +365,27 @@ fn python(a: &ImportArgs) -> PathBuf {
     })
 }
 
-/// Runs the script; returns its JSON summary or its one-line error.
-async fn convert(a: &ImportArgs, script: &Path, out: &Path) -> Result<Value, ImportError> {
+/// Runs the conversion; returns the script's JSON summary or its one-line error.
+async fn convert(a: &ImportArgs, out: &Path) -> Result<Value, ImportError> {
     let python = python(a);
-    let triple = |v: [f32; 3]| format!("{},{},{}", v[0], v[1], v[2]);
-    let mut cmd = tokio::process::Command::new(&python);
-    cmd.arg(script)
-        .arg("--source")
-        .arg(&a.source)
-        .arg("--out")
-        .arg(out)
-        .arg("--tolerance")
-        .arg(a.tolerance.to_string())
-        .arg("--mean")
-        .arg(triple(a.mean.unwrap_or([0.0; 3])))
-        .arg("--std")
-        .arg(triple(a.std.unwrap_or([1.0; 3])));
-    if let Some(s) = &a.size {
-        cmd.arg("--size").arg(s);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(if a.verbose {
-            Stdio::inherit()
-        } else {
-            Stdio::piped()
+    let req = inferq_convert::Request {
+        source: &a.source,
+        out,
+        tolerance: a.tolerance,
+        mean: a.mean,
+        std: a.std,
+        size: a.size.as_deref(),
+        verbose: a.verbose,
+    };
+    inferq_convert::convert(&python, &req)
+        .await
+        .map_err(|e| match e {
+            ConvertError::Refused(m) => ImportError::Refused(m),
+            ConvertError::Failed(m) if m.starts_with("cannot run") => {
+                ImportError::Failed(format!("{m} (give --python or set INFERQ_IMPORT_PYTHON)"))
+            }
+            ConvertError::Failed(m) => ImportError::Failed(m),
         })
-        .kill_on_drop(true);
-    let output = cmd.output().await.map_err(|e| {
-        ImportError::Failed(format!(
-            "cannot run {}: {e} (give --python or set INFERQ_IMPORT_PYTHON)",
-            python.display()
-        ))
-    })?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        let line = stderr
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("error: "))
-            .map(str::to_owned)
-            .or_else(|| {
-                stderr
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| format!("{} exited with {}", python.display(), output.status));
-        return Err(match output.status.code() {
-            Some(2) => ImportError::Refused(line),
-            _ => ImportError::Failed(line),
-        });
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .ok_or_else(|| ImportError::Failed("the conversion script printed no summary".into()))
 }
 
 fn report_conversion(s: &Value) {
@@ -483,11 +428,6 @@ mod tests {
         assert!(!valid_model_name(".hidden") && !valid_model_name("Net"));
         assert_eq!(parse_triple("1, 2,3.5"), Ok([1.0, 2.0, 3.5]));
         assert!(parse_triple("1,2").is_err() && parse_triple("1,x,3").is_err());
-    }
-
-    #[test]
-    fn the_script_is_embedded() {
-        assert!(SCRIPT.contains("def detect_format"));
     }
 
     #[test]

@@ -238,6 +238,26 @@ pub struct ModelConfig {
     #[arg(long, env = "INFERQ_MODEL_URI_ALLOW", value_delimiter = ',')]
     #[serde(default)]
     pub model_uri_allow: Vec<String>,
+    /// Python interpreter with the TensorFlow converters (tf2onnx, TensorFlow, tensorflowjs,
+    /// onnxruntime; e.g. `.cache/tf-venv/bin/python`), used to import a `model_uri` naming a
+    /// TensorFlow-family model (SavedModel or TF.js folder, `.keras`, `.h5`, `.tflite`) once.
+    /// Unset (the default): such references are refused with a pointer to
+    /// `inferq models import`.
+    #[arg(long, env = "INFERQ_MODEL_IMPORT_PYTHON")]
+    #[serde(default)]
+    pub model_import_python: Option<PathBuf>,
+    /// Longest a `model_uri` conversion may run, in seconds; the converter is killed after it.
+    #[arg(
+        long,
+        env = "INFERQ_MODEL_IMPORT_TIMEOUT_SECS",
+        default_value_t = 600.0
+    )]
+    #[serde(default = "default_import_timeout")]
+    pub model_import_timeout_secs: f64,
+}
+
+fn default_import_timeout() -> f64 {
+    600.0
 }
 
 /// Input limits, checked cheaply by the API and again by the decoder.

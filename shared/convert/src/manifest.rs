@@ -3,15 +3,15 @@
 //! model file does not say (kind, mean/std, labels). Rules in docs/models.md, "How the manifest
 //! is inferred". Kept apart from the command so the rules can be tested without Python.
 
-use clap::ValueEnum;
 use serde_json::Value;
 
 /// Labels file name inside a version directory.
-pub(crate) const LABELS_FILE: &str = "labels.txt";
+pub const LABELS_FILE: &str = "labels.txt";
 
 /// What the model answers, when the signature alone does not say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Kind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Kind {
     Classification,
     Keypoints,
     Detection,
@@ -21,7 +21,8 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    /// The manifest's `kind` value.
+    pub fn as_str(self) -> &'static str {
         match self {
             Kind::Classification => "classification",
             Kind::Keypoints => "keypoints",
@@ -33,14 +34,45 @@ impl Kind {
     }
 }
 
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            Kind::Classification,
+            Kind::Keypoints,
+            Kind::Detection,
+            Kind::Image,
+            Kind::Embedding,
+            Kind::Tensor,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| {
+            format!(
+                "unknown kind `{s}` (classification, keypoints, detection, image, embedding, tensor)"
+            )
+        })
+    }
+}
+
+/// The inferred manifest and what the reader should know about it.
+#[derive(Debug, Clone)]
+pub struct Inferred {
+    /// `model.toml`.
+    pub text: String,
+    /// Remarks worth printing or logging (e.g. which of several outputs is read).
+    pub notes: Vec<String>,
+}
+
 /// The flags that shape the manifest.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Flags {
-    pub(crate) kind: Option<Kind>,
-    pub(crate) mean: Option<[f32; 3]>,
-    pub(crate) std: Option<[f32; 3]>,
+pub struct Flags {
+    pub kind: Option<Kind>,
+    pub mean: Option<[f32; 3]>,
+    pub std: Option<[f32; 3]>,
     /// The source's file name, for the description.
-    pub(crate) source_name: String,
+    pub source_name: String,
 }
 
 fn quote(s: &str) -> String {
@@ -55,7 +87,7 @@ fn floats(v: [f32; 3]) -> String {
 /// The `model.toml` for the converted model: the input from the signature, the kind from the
 /// flag or the outputs, preprocessing from the flags (stretch resize; mean 0, std 1 unless
 /// given). See docs/models.md, "Importing TensorFlow-family models".
-pub(crate) fn manifest_text(a: &Flags, s: &Value, labels: Option<usize>) -> Result<String, String> {
+pub fn manifest_text(a: &Flags, s: &Value, labels: Option<usize>) -> Result<Inferred, String> {
     let refuse = |m: String| Err(m);
     let input = &s["input"];
     let dtype = input["dtype"].as_str().unwrap_or_default();
@@ -120,11 +152,12 @@ pub(crate) fn manifest_text(a: &Flags, s: &Value, labels: Option<usize>) -> Resu
             kind.as_str()
         ));
     }
+    let mut notes = Vec::new();
     if kind != Kind::Tensor && outputs.len() > 1 {
-        eprintln!(
-            "inferq: the model has {} outputs; the manifest reads the first, {first_name}",
+        notes.push(format!(
+            "the model has {} outputs; the manifest reads the first, {first_name}",
             outputs.len()
-        );
+        ));
     }
     match kind {
         Kind::Tensor => {
@@ -181,7 +214,7 @@ pub(crate) fn manifest_text(a: &Flags, s: &Value, labels: Option<usize>) -> Resu
     if labels.is_some() {
         t += &format!("labels = \"{LABELS_FILE}\"\n");
     }
-    Ok(t)
+    Ok(Inferred { text: t, notes })
 }
 
 #[cfg(test)]
@@ -219,7 +252,7 @@ mod tests {
             "float32",
         );
         let f = flags(None, None, Some([255.0; 3]));
-        let m = parse(&manifest_text(&f, &s, Some(4)).unwrap());
+        let m = parse(&manifest_text(&f, &s, Some(4)).unwrap().text);
         assert_eq!(m.kind, ModelKind::Classification);
         assert_eq!((m.input.width, m.input.height), (32, 24));
         assert_eq!(m.preprocess.std, [255.0; 3]);
@@ -227,7 +260,11 @@ mod tests {
         assert_eq!(m.output.top_k, 4);
         assert_eq!(m.output.labels.as_deref(), Some("labels.txt"));
         let logits = summary(json!([{"name": "l", "shape": [1, 10]}]), "float32");
-        let m = parse(&manifest_text(&Flags::default(), &logits, None).unwrap());
+        let m = parse(
+            &manifest_text(&Flags::default(), &logits, None)
+                .unwrap()
+                .text,
+        );
         assert!(m.output.softmax);
         assert_eq!(m.output.top_k, 5);
     }
@@ -238,11 +275,11 @@ mod tests {
             json!([{"name": "a:0", "shape": [1, 8, 8, 3]}, {"name": "b", "shape": [1]}]),
             "uint8",
         );
-        let m = parse(&manifest_text(&Flags::default(), &s, None).unwrap());
+        let m = parse(&manifest_text(&Flags::default(), &s, None).unwrap().text);
         assert_eq!(m.kind, ModelKind::Tensor);
         assert_eq!(m.output.names, ["a:0", "b"]);
         let img = flags(Some(Kind::Image), None, None);
-        let m = parse(&manifest_text(&img, &s, None).unwrap());
+        let m = parse(&manifest_text(&img, &s, None).unwrap().text);
         assert_eq!(m.output.name.as_deref(), Some("a:0"));
         assert_eq!(m.output.layout, Some(inferq_core::manifest::Layout::Nhwc));
         let refused = |f: Flags, labels| manifest_text(&f, &s, labels).is_err();
@@ -267,7 +304,7 @@ mod tests {
     #[test]
     fn names_are_quoted_for_toml() {
         let s = summary(json!([{"name": "we\"ird:0", "shape": [1, 2]}]), "float32");
-        let m = parse(&manifest_text(&Flags::default(), &s, None).unwrap());
+        let m = parse(&manifest_text(&Flags::default(), &s, None).unwrap().text);
         assert_eq!(m.output.name.as_deref(), Some("we\"ird:0"));
     }
 }
