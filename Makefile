@@ -200,12 +200,12 @@ soak: assets services ## Memory soak (release): API/worker RSS after 100k jobs w
 	$(CARGO) run -q --release --bin inferq-chaos -- soak $(SOAK_ARGS)
 
 # Benchmarks (see docs/performance.md). Release binaries; the report goes to target/bench
-# (bench.json, bench.md, process logs). BENCH_ARGS: e.g. `--quick`, `--only limit,service`,
+# (bench.json, bench.md, process logs). BENCH_ARGS: e.g. `--quick`, `--only limit,bare,embedded,service`,
 # `--secs 10`, `--concurrency 1,4,16,64`, `--workers 2` (see `inferq-bench --help`).
 BENCH_ARGS    ?=
 BENCH_BIN_DIR := $(or $(CARGO_TARGET_DIR),target)/release
 
-bench: assets services ## Benchmark (release): in-process limit, service, submit path, cold start, memory -> target/bench
+bench: assets services ## Benchmark (release): limit, bare Python, embedded, service (CPU per process), submit, backlog, cold start, memory, targets -> target/bench
 	$(CARGO) build --release --workspace --bins
 	$(BENCH_BIN_DIR)/inferq-bench --bin-dir $(BENCH_BIN_DIR) --out target/bench $(BENCH_ARGS)
 

@@ -18,23 +18,34 @@ use serde::Serialize;
 pub(crate) enum Phase {
     /// In-process limit: decode, preprocess and inference on pinned threads.
     Limit,
+    /// Bare Python pipeline (Pillow + numpy + onnxruntime), one pinned process per core.
+    Bare,
+    /// The embedded server (`inferq`, in-memory queue), closed-loop clients.
+    Embedded,
     /// The full path: API + workers on RabbitMQ and Redis, closed-loop clients.
     Service,
     /// POST /v1/jobs alone (API, no workers).
     Submit,
+    /// A standing backlog (`--backlog` jobs) drained by the workers.
+    Backlog,
     /// Worker spawn to ready, and first-job latency.
     Coldstart,
 }
 
-pub(crate) const ALL_PHASES: [Phase; 4] = [
+pub(crate) const ALL_PHASES: [Phase; 7] = [
     Phase::Limit,
+    Phase::Bare,
+    Phase::Embedded,
     Phase::Service,
     Phase::Submit,
+    Phase::Backlog,
     Phase::Coldstart,
 ];
 
-/// Benchmarks InferQ on this machine: the in-process limit, the full service
-/// path, the submit path alone, cold start and memory. Prints a table and
+/// Benchmarks InferQ on this machine: the in-process limit, a bare Python
+/// pipeline, the embedded server, the full service path with each process
+/// group's CPU, the submit path alone, a standing backlog, cold start and
+/// memory, and the targets computed from them. Prints tables and
 /// writes <out>/bench.json and <out>/bench.md. Needs RabbitMQ on
 /// 127.0.0.1:5672 and Redis on 127.0.0.1:6379 (`make services`).
 #[derive(Debug, Clone, Parser)]
@@ -83,6 +94,14 @@ pub(crate) struct Cli {
     pub model: String,
     #[arg(long, default_value_t = 1)]
     pub model_version: u64,
+    /// Jobs queued before the workers start in the backlog phase (500 with
+    /// --quick unless given).
+    #[arg(long)]
+    pub backlog: Option<u64>,
+    /// Python with Pillow, numpy and onnxruntime for the bare pipeline
+    /// (default: the project's venv, .cache/venv/bin/python).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
 }
 
 /// What the phases use, derived from the flags.
@@ -110,6 +129,10 @@ pub(crate) struct Settings {
     pub model_dir: PathBuf,
     pub model: String,
     pub model_version: u64,
+    /// Jobs of the backlog phase.
+    pub backlog_jobs: u64,
+    /// `--python`, when given.
+    pub python: Option<PathBuf>,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -131,6 +154,7 @@ impl Settings {
             !cli.max_batch.is_empty() && cli.max_batch.iter().all(|&b| (1..=64).contains(&b)),
             "--max-batch needs values within 1..=64, e.g. 1,2,4"
         );
+        anyhow::ensure!(cli.backlog != Some(0), "--backlog must be at least 1");
         anyhow::ensure!(
             cli.submit_concurrency > 0,
             "--submit-concurrency must be at least 1"
@@ -165,6 +189,8 @@ impl Settings {
             model_dir: cli.model_dir.unwrap_or_else(inferq_tests::real_models),
             model: cli.model,
             model_version: cli.model_version,
+            backlog_jobs: cli.backlog.unwrap_or(if cli.quick { 500 } else { 10_000 }),
+            python: cli.python,
         })
     }
 
@@ -191,6 +217,17 @@ mod tests {
         assert_eq!(s.limit_secs, Duration::from_secs(3));
         assert_eq!(s.bin_dir, PathBuf::from("target/release"));
         assert_eq!(s.max_batches, vec![1, 2, 4]);
+        assert_eq!(s.backlog_jobs, 10_000);
+        assert!(s.runs(Phase::Bare) && s.runs(Phase::Embedded) && s.runs(Phase::Backlog));
+    }
+
+    #[test]
+    fn new_sections_can_be_picked_alone_and_quick_shrinks_the_backlog() {
+        let s = settings(&["--only", "backlog,embedded,bare"]).unwrap();
+        assert_eq!(s.phases, vec![Phase::Bare, Phase::Embedded, Phase::Backlog]);
+        assert_eq!(settings(&["--quick"]).unwrap().backlog_jobs, 500);
+        let s = settings(&["--quick", "--backlog", "2000"]).unwrap();
+        assert_eq!(s.backlog_jobs, 2000);
     }
 
     #[test]
@@ -217,5 +254,6 @@ mod tests {
         assert!(settings(&["--only", "nothing"]).is_err());
         assert!(settings(&["--max-batch", "0"]).is_err());
         assert!(settings(&["--max-batch", "65"]).is_err());
+        assert!(settings(&["--backlog", "0"]).is_err());
     }
 }

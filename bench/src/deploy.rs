@@ -43,6 +43,14 @@ pub(crate) fn pinned_worker_flags(core: usize) -> Vec<String> {
     ]
 }
 
+/// The core of each of `workers` single-threaded workers: round robin over
+/// the cores this process may use. The bare pipeline and the embedded
+/// server use the same cores.
+pub(crate) fn worker_cores(workers: usize) -> Vec<usize> {
+    let allowed = inferq_worker::pinning::allowed_cores();
+    (0..workers).map(|i| allowed[i % allowed.len()]).collect()
+}
+
 impl Deployment {
     /// Starts the API and `per_worker_flags.len()` workers; logs go to
     /// `<out>/logs/<phase>`.

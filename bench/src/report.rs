@@ -11,11 +11,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::backlog::BacklogReport;
+use crate::bare::BareRow;
 use crate::cli::Settings;
 use crate::coldstart::ColdStartReport;
+use crate::embedded::EmbeddedReport;
 use crate::limit::LimitReport;
 use crate::service::{ServiceReport, SubmitRow};
-use crate::table::{Table, num, sig};
+use crate::table::{Table, num, pct, sig};
+use crate::targets::{Target, TargetInputs};
+use crate::{backlog, bare, cpu_table, embedded, targets};
 
 /// Bumped when the JSON shape changes incompatibly.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -27,11 +32,23 @@ pub(crate) struct Report {
     pub host: Host,
     pub settings: Settings,
     pub limit: Option<LimitReport>,
+    pub bare: Option<Vec<BareRow>>,
+    pub embedded: Option<EmbeddedReport>,
     pub service: Option<ServiceReport>,
     pub submit: Option<Vec<SubmitRow>>,
+    pub backlog: Option<BacklogReport>,
     pub coldstart: Option<ColdStartReport>,
+    /// The issue-19 targets computed from this run.
+    pub targets: Option<Targets>,
     /// `phase: error` for every phase that failed.
     pub errors: Vec<String>,
+}
+
+/// The targets and the measured values they were computed from.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Targets {
+    pub inputs: TargetInputs,
+    pub results: Vec<Target>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,6 +165,12 @@ impl Report {
             }
             out.push(t);
         }
+        if let Some(rows) = &self.bare {
+            out.push(bare::table(rows));
+        }
+        if let Some(e) = &self.embedded {
+            out.push(embedded::table(e));
+        }
         if let Some(s) = &self.service {
             let mut t = Table::new(
                 &format!(
@@ -165,6 +188,7 @@ impl Report {
                     "max ms",
                     "errors",
                     "vs limit",
+                    "vs bare",
                     "compute p50 ms",
                     "queue p50 ms",
                     "mean batch",
@@ -183,9 +207,8 @@ impl Report {
                     sig(r.run.latency.p99_ms),
                     sig(r.run.latency.max_ms),
                     r.run.errors.to_string(),
-                    r.ratio_to_limit
-                        .map(|x| format!("{:.0}%", x * 100.0))
-                        .unwrap_or_else(|| "-".into()),
+                    pct(r.ratio_to_limit),
+                    pct(r.ratio_to_bare),
                     sig(r.worker_compute.p50_ms),
                     sig(r.queue.p50_ms),
                     num(r.run.mean_batch, 2),
@@ -197,7 +220,11 @@ impl Report {
                 }
             }
             t.note("batch = the model's [batching] max_batch in that run (1 = off), mean batch = the jobs' mean batch size as the worker reports it");
-            t.note("vs limit = jobs/s ÷ the in-process full-path img/s for the same image; compute = decode + preprocess + inference and queue = time queued, both as the worker reports them; gen CPU = this load generator's own CPU time");
+            t.note(format!(
+                "shipped max_batch (the manifest's) = {}",
+                s.shipped_max_batch
+            ));
+            t.note("vs limit = jobs/s ÷ the in-process full-path img/s for the same image; vs bare = jobs/s ÷ the bare Python pipeline's img/s; compute = decode + preprocess + inference and queue = time queued, both as the worker reports them; gen CPU = this load generator's own CPU time");
             out.push(t);
             let batches: Vec<usize> = s.memory_by_batch.keys().copied().collect();
             let mut header = vec!["process".to_string()];
@@ -223,8 +250,35 @@ impl Report {
                     .map(|b| mib(s.memory_by_batch[b].total_peak_kib)),
             );
             t.row(total);
-            t.note("batch n = the run with [batching] max_batch = n");
+            let broker = |b: &usize, name: &str, growth: bool| {
+                let m = s.brokers_by_batch.get(b);
+                let kib = if growth {
+                    m.and_then(|m| m.growth_kib(name))
+                } else {
+                    m.and_then(|m| m.peak_kib.get(name).copied())
+                };
+                kib.map(mib).unwrap_or_else(|| "-".into())
+            };
+            for name in s.brokers.peak_kib.keys() {
+                for growth in [false, true] {
+                    let label = if growth {
+                        format!("{name} growth")
+                    } else {
+                        name.clone()
+                    };
+                    let mut row = vec![label];
+                    row.extend(batches.iter().map(|b| broker(b, name, growth)));
+                    t.row(row);
+                }
+            }
+            t.note("batch n = the run with [batching] max_batch = n; total = API + workers; rabbitmq (beam.smp on 5672) and redis (redis-server on 6379) are the shared local brokers, growth = peak − RSS at the start of that run");
             out.push(t);
+        }
+        if self.embedded.is_some() || self.service.is_some() {
+            out.push(cpu_table::table(
+                self.embedded.as_ref(),
+                self.service.as_ref(),
+            ));
         }
         if let Some(rows) = &self.submit {
             let mut t = Table::new(
@@ -255,6 +309,9 @@ impl Report {
             }
             out.push(t);
         }
+        if let Some(b) = &self.backlog {
+            out.push(backlog::table(b));
+        }
         if let Some(c) = &self.coldstart {
             let mut t = Table::new(
                 &format!("Cold start: new worker process ({})", c.image),
@@ -283,6 +340,9 @@ impl Report {
             }
             t.note("queued job done = spawn → a job submitted before the spawn is terminal");
             out.push(t);
+        }
+        if let Some(x) = &self.targets {
+            out.push(targets::table(&x.inputs, &x.results));
         }
         out
     }

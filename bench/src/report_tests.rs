@@ -3,13 +3,25 @@
 use clap::Parser;
 
 use super::*;
+use crate::bare::BareOutput;
 use crate::cli::Cli;
 use crate::coldstart::ColdRun;
+use crate::embedded::EmbeddedRow;
 use crate::limit::{BatchPoint, LimitImage, Throughput};
 use crate::loadgen::LoopSummary;
+use crate::procs::CpuBreakdown;
 use crate::resources::{CpuUse, MemoryReport};
 use crate::service::ServiceRow;
 use crate::stats::Summary;
+use crate::targets::evaluate;
+
+fn cpu(ms: &[(&str, u64)]) -> CpuBreakdown {
+    let used: Vec<(String, std::time::Duration)> = ms
+        .iter()
+        .map(|(n, m)| (n.to_string(), std::time::Duration::from_millis(*m)))
+        .collect();
+    CpuBreakdown::compute(&used, std::time::Duration::from_secs(1), 2, 100)
+}
 
 fn lat(p50: f64) -> Summary {
     Summary {
@@ -83,19 +95,85 @@ fn sample(with_service: bool) -> Report {
     };
     let mut memory = MemoryReport::default();
     memory.add_sample(&[("api".into(), 30 * 1024), ("worker-0".into(), 75 * 1024)]);
+    let mut brokers = MemoryReport::default();
+    brokers.add_sample(&[("rabbitmq".into(), 100 * 1024), ("redis".into(), 10 * 1024)]);
+    brokers.add_sample(&[("rabbitmq".into(), 160 * 1024), ("redis".into(), 11 * 1024)]);
     let service = ServiceReport {
         workers: 2,
         worker_cores: vec![0, 1],
-        rows: vec![ServiceRow {
-            max_batch: 4,
-            image: "chelsea.png".into(),
-            run: run(4, 150.0, 2),
-            ratio_to_limit: Some(0.75),
-            worker_compute: lat(9.0),
-            queue: lat(0.5),
-        }],
+        rows: vec![
+            ServiceRow {
+                max_batch: 4,
+                image: "chelsea.png".into(),
+                run: run(4, 150.0, 2),
+                ratio_to_limit: Some(0.75),
+                ratio_to_bare: Some(1.25),
+                worker_compute: lat(9.0),
+                queue: lat(0.5),
+                cpu: Some(cpu(&[
+                    ("api", 100),
+                    ("workers", 1700),
+                    ("rabbitmq", 150),
+                    ("redis", 50),
+                    ("loadgen", 60),
+                ])),
+            },
+            ServiceRow {
+                max_batch: 4,
+                image: "chelsea.png".into(),
+                run: run(1, 60.0, 0),
+                ratio_to_limit: Some(0.3),
+                ratio_to_bare: Some(0.5),
+                worker_compute: lat(9.0),
+                queue: lat(0.5),
+                cpu: None,
+            },
+        ],
         memory_by_batch: [(4, memory.clone())].into(),
         memory,
+        shipped_max_batch: 4,
+        brokers_by_batch: [(4, brokers.clone())].into(),
+        brokers,
+    };
+    let bare = vec![BareRow {
+        image: "chelsea.png".into(),
+        // The script prints its JSON on one line.
+        out: BareOutput::parse(concat!(
+            r#"{"images_per_sec": 120.0, "p50_ms": 16.5, "p99_ms": 20.0, "images": 600, "#,
+            r#""secs": 5.0, "processes": 2, "cores": [0, 1], "top1": 285, "#,
+            r#""top5": [285, 281, 282, 287, 728], "versions": {"numpy": "2.3.5"}}"#
+        ))
+        .unwrap(),
+        ratio_to_limit: Some(0.6),
+        inferq_top1: Some(285),
+    }];
+    let embedded = EmbeddedReport {
+        threads: 2,
+        cores: vec![0, 1],
+        max_batch: 4,
+        rows: vec![EmbeddedRow {
+            image: "chelsea.png".into(),
+            run: run(1, 62.0, 0),
+            ratio_to_limit: Some(0.31),
+            ratio_to_bare: Some(0.52),
+            worker_compute: lat(9.0),
+            queue: lat(0.1),
+            cpu: cpu(&[("inferq", 1500), ("loadgen", 50)]),
+        }],
+        memory: MemoryReport::default(),
+        top1: [("chelsea.png".to_string(), 285)].into(),
+    };
+    let inputs = crate::targets::TargetInputs::gather(
+        "chelsea.png",
+        Some(&limit),
+        Some(&bare),
+        Some(&embedded),
+        Some(&service),
+        None,
+    );
+    let targets = Targets {
+        results: evaluate(&inputs),
+        inputs,
     };
     let cold = vec![ColdRun {
         spawn_to_ready_ms: 180.0,
@@ -114,7 +192,11 @@ fn sample(with_service: bool) -> Report {
         },
         settings,
         limit: Some(limit),
+        bare: Some(bare),
+        embedded: Some(embedded),
         service: with_service.then_some(service),
+        backlog: None,
+        targets: Some(targets),
         submit: Some(vec![SubmitRow {
             input: "uri".into(),
             run: run(64, 1500.0, 0),
@@ -223,4 +305,82 @@ fn write_creates_both_files() {
             .contains("### Submit path")
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn comparison_rows_cpu_brokers_and_targets_are_reported() {
+    let r = sample(true);
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["bare"][0]["images_per_sec"], 120.0);
+    assert_eq!(v["bare"][0]["top1"], 285);
+    assert_eq!(v["bare"][0]["inferq_top1"], 285);
+    assert_eq!(v["embedded"]["rows"][0]["ratio_to_bare"], 0.52);
+    assert_eq!(v["embedded"]["top1"]["chelsea.png"], 285);
+    let cpu = &v["service"]["rows"][0]["cpu"];
+    assert_eq!(cpu["groups"][1]["name"], "workers");
+    assert_eq!(cpu["groups"][1]["ms_per_job"], 17.0);
+    assert_eq!(v["service"]["shipped_max_batch"], 4);
+    assert_eq!(v["service"]["brokers"]["start_kib"]["rabbitmq"], 100 * 1024);
+    assert_eq!(v["targets"]["inputs"]["production_per_sec"], 150.0);
+    assert_eq!(v["targets"]["results"][0]["measured"], 0.75);
+    assert_eq!(v["targets"]["results"][0]["met"], false);
+
+    let text = r.text();
+    let bare = text
+        .lines()
+        .find(|l| l.starts_with("chelsea.png") && l.contains("285"))
+        .unwrap_or_else(|| panic!("no bare row in\n{text}"));
+    assert!(bare.contains("60%") && bare.ends_with("yes"), "{bare}");
+    assert!(
+        text.contains("== Embedded: inferq (in-memory queue)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("== CPU ms per job by process group"),
+        "{text}"
+    );
+    let cpu_row = text
+        .lines()
+        .find(|l| l.starts_with("batch 4") && l.contains("17.00"))
+        .unwrap_or_else(|| panic!("no CPU row in\n{text}"));
+    // api 1, workers 17, rabbitmq 1.5, redis 0.5, loadgen 0.6 ms per job.
+    assert!(
+        cpu_row.contains("20.60") && cpu_row.contains("10.0"),
+        "{cpu_row}"
+    );
+    let growth = text
+        .lines()
+        .find(|l| l.starts_with("rabbitmq growth"))
+        .unwrap_or_else(|| panic!("no growth row in\n{text}"));
+    assert!(growth.ends_with("60.0"), "{growth}");
+    assert!(text.contains("vs bare"), "{text}");
+    assert!(
+        text.contains("== Targets (issue 19), chelsea.png"),
+        "{text}"
+    );
+    let row = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .to_owned()
+    };
+    assert!(row("production saturation ÷ in-process limit").ends_with("NOT MET"));
+    assert!(row("production saturation ÷ bare").ends_with("met"));
+    assert!(row("RabbitMQ + Redis CPU").ends_with("NOT MET"));
+    assert!(row("submit path").ends_with("not measured"));
+    assert!(r.markdown().contains("### Targets (issue 19)"));
+}
+
+#[test]
+fn a_disagreeing_bare_pipeline_is_flagged() {
+    let mut r = sample(true);
+    if let Some(rows) = &mut r.bare {
+        rows[0].inferq_top1 = Some(1);
+    }
+    let text = r.text();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("chelsea.png") && l.ends_with("NO")),
+        "{text}"
+    );
 }

@@ -55,6 +55,9 @@ pub(crate) struct MemoryReport {
     /// Highest sum over all processes at one sample, KiB.
     pub total_peak_kib: u64,
     pub samples: u64,
+    /// RSS per process at its first sample, KiB: [`MemoryReport::growth_kib`]
+    /// is measured from it (after a merge: the first report's).
+    pub start_kib: BTreeMap<String, u64>,
 }
 
 impl MemoryReport {
@@ -66,6 +69,15 @@ impl MemoryReport {
         }
         self.total_peak_kib = self.total_peak_kib.max(other.total_peak_kib);
         self.samples += other.samples;
+        for (name, kib) in &other.start_kib {
+            self.start_kib.entry(name.clone()).or_insert(*kib);
+        }
+    }
+
+    /// Peak minus start RSS of one process, KiB (`None` when not sampled).
+    pub(crate) fn growth_kib(&self, name: &str) -> Option<u64> {
+        let peak = self.peak_kib.get(name)?;
+        Some(peak.saturating_sub(*self.start_kib.get(name)?))
     }
 
     /// Folds in one sample (KiB per process; a process that is gone is absent).
@@ -74,6 +86,7 @@ impl MemoryReport {
         for (name, kib) in sample {
             let peak = self.peak_kib.entry(name.clone()).or_default();
             *peak = (*peak).max(*kib);
+            self.start_kib.entry(name.clone()).or_insert(*kib);
             total += kib;
         }
         self.total_peak_kib = self.total_peak_kib.max(total);
@@ -143,6 +156,23 @@ mod tests {
         // Not 150: the two peaks never coincided.
         assert_eq!(m.total_peak_kib, 110);
         assert_eq!(m.samples, 2);
+        assert_eq!(m.growth_kib("w"), Some(40));
+        assert_eq!(m.growth_kib("api"), Some(0), "shrinking is no growth");
+        assert_eq!(m.growth_kib("absent"), None);
+    }
+
+    #[test]
+    fn growth_after_a_merge_counts_from_the_first_run() {
+        let mut first = MemoryReport::default();
+        first.add_sample(&[("rabbitmq".into(), 100)]);
+        first.add_sample(&[("rabbitmq".into(), 150)]);
+        let mut second = MemoryReport::default();
+        second.add_sample(&[("rabbitmq".into(), 140)]);
+        second.add_sample(&[("rabbitmq".into(), 260)]);
+        assert_eq!(second.growth_kib("rabbitmq"), Some(120));
+        first.merge(&second);
+        assert_eq!(first.growth_kib("rabbitmq"), Some(160));
+        assert_eq!(first.samples, 4);
     }
 
     #[test]

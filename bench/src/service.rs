@@ -4,8 +4,13 @@
 //! each, pinned to different cores) on the real RabbitMQ and Redis; after a
 //! warm-up, closed-loop clients at each concurrency level POST an image and
 //! long-poll it to the end. Each level reports jobs/s, latency, errors, the
-//! ratio to the in-process limit for the same image and the bench's own CPU;
-//! the API's and workers' peak RSS is sampled over the whole phase.
+//! ratio to the in-process limit for the same image (and, filled in by the
+//! run, to the bare Python pipeline) and the CPU of each process group (API,
+//! workers, RabbitMQ, Redis, the load generator; see [`crate::procs`]); the
+//! peak RSS of the API and workers, and of RabbitMQ and Redis with their
+//! growth from the start of each run, is sampled over the whole phase. The
+//! manifest's shipped `max_batch` always runs, besides `--max-batch`, since
+//! the targets are about the shipped setting.
 //!
 //! Submit path: the API alone (no workers), so every POST only validates,
 //! records and publishes (with a publisher confirm) — the API's own ceiling.
@@ -19,10 +24,11 @@ use inferq_core::manifest::ModelManifest;
 use serde::Serialize;
 
 use crate::cli::Settings;
-use crate::deploy::{Deployment, pinned_worker_flags};
+use crate::deploy::{Deployment, pinned_worker_flags, worker_cores};
 use crate::images::{BenchImage, tiny_png};
 use crate::limit::LimitReport;
 use crate::loadgen::{LoopSummary, SubmitBody, closed_loop, full_job, http_client, submit_only};
+use crate::procs::{CpuBreakdown, CpuMeter, ProcGroup, broker_pids};
 use crate::resources::{MemoryReport, RssSampler};
 use crate::stats::Summary;
 
@@ -36,10 +42,14 @@ pub(crate) struct ServiceRow {
     pub run: LoopSummary,
     /// jobs/s ÷ the in-process full-path images/s for this image.
     pub ratio_to_limit: Option<f64>,
+    /// jobs/s ÷ the bare Python pipeline's images/s for this image.
+    pub ratio_to_bare: Option<f64>,
     /// Worker-reported decode + preprocess + inference per job.
     pub worker_compute: Summary,
     /// Worker-reported time in the queue per job.
     pub queue: Summary,
+    /// CPU per process group during this level.
+    pub cpu: Option<CpuBreakdown>,
 }
 
 /// The service phase.
@@ -53,6 +63,13 @@ pub(crate) struct ServiceReport {
     pub memory: MemoryReport,
     /// Peaks of each run, by `max_batch`.
     pub memory_by_batch: std::collections::BTreeMap<usize, MemoryReport>,
+    /// The model manifest's own `[batching] max_batch`.
+    pub shipped_max_batch: usize,
+    /// RabbitMQ and Redis RSS over every run (growth from the first run's
+    /// start).
+    pub brokers: MemoryReport,
+    /// RabbitMQ and Redis RSS of each run, by `max_batch`.
+    pub brokers_by_batch: std::collections::BTreeMap<usize, MemoryReport>,
 }
 
 /// The submit-path phase.
@@ -70,18 +87,24 @@ pub(crate) async fn service(
     images: &[BenchImage],
     limit: Option<&LimitReport>,
 ) -> anyhow::Result<ServiceReport> {
-    let allowed = inferq_worker::pinning::allowed_cores();
-    let worker_cores: Vec<usize> = (0..settings.workers)
-        .map(|i| allowed[i % allowed.len()])
-        .collect();
+    let worker_cores = worker_cores(settings.workers);
     let flags: Vec<Vec<String>> = worker_cores
         .iter()
         .map(|&c| pinned_worker_flags(c))
         .collect();
+    let shipped = shipped_max_batch(settings)?;
+    let mut batches = settings.max_batches.clone();
+    if !batches.contains(&shipped) {
+        eprintln!("service: adding the shipped max_batch {shipped}");
+        batches.push(shipped);
+    }
+    let brokers = broker_pids();
     let mut rows = Vec::new();
     let mut memory = MemoryReport::default();
     let mut memory_by_batch = std::collections::BTreeMap::new();
-    for &max_batch in &settings.max_batches {
+    let mut broker_memory = MemoryReport::default();
+    let mut brokers_by_batch = std::collections::BTreeMap::new();
+    for &max_batch in &batches {
         let mut run = settings.clone();
         run.model_dir = batching_repository(settings, max_batch)?;
         eprintln!(
@@ -89,12 +112,16 @@ pub(crate) async fn service(
             run.model_dir.display()
         );
         let mut dep = Deployment::start(&run, &format!("service-batch{max_batch}"), flags.clone())?;
-        let result = measure_service(&run, images, limit, &mut dep, max_batch).await;
+        let broker_rss = RssSampler::start(brokers.clone(), std::time::Duration::from_millis(100));
+        let result = measure_service(&run, images, limit, &mut dep, max_batch, &brokers).await;
         dep.finish().await;
         let (more, mem) = result?;
+        let broker_mem = broker_rss.finish();
         rows.extend(more);
         memory.merge(&mem);
         memory_by_batch.insert(max_batch, mem);
+        broker_memory.merge(&broker_mem);
+        brokers_by_batch.insert(max_batch, broker_mem);
     }
     Ok(ServiceReport {
         workers: settings.workers,
@@ -102,7 +129,22 @@ pub(crate) async fn service(
         rows,
         memory,
         memory_by_batch,
+        shipped_max_batch: shipped,
+        brokers: broker_memory,
+        brokers_by_batch,
     })
+}
+
+/// The `[batching] max_batch` of the configured model's manifest.
+pub(crate) fn shipped_max_batch(settings: &Settings) -> anyhow::Result<usize> {
+    let path = settings
+        .model_dir
+        .join(&settings.model)
+        .join(settings.model_version.to_string())
+        .join("model.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(ModelManifest::parse(&text, &path)?.batching.max_batch)
 }
 
 async fn measure_service(
@@ -111,10 +153,24 @@ async fn measure_service(
     limit: Option<&LimitReport>,
     dep: &mut Deployment,
     max_batch: usize,
+    brokers: &[(String, u32)],
 ) -> anyhow::Result<(Vec<ServiceRow>, MemoryReport)> {
     let client = http_client();
     dep.wait_ready(&client).await?;
     let base: Arc<str> = dep.api_url().into();
+    let mut groups = vec![
+        ProcGroup::new("api", dep.cluster.api.pid().into_iter().collect()),
+        ProcGroup::new(
+            "workers",
+            dep.cluster.workers.iter().filter_map(|w| w.pid()).collect(),
+        ),
+    ];
+    groups.extend(
+        brokers
+            .iter()
+            .map(|(name, p)| ProcGroup::new(name, vec![*p])),
+    );
+    groups.push(ProcGroup::loadgen());
     let sampler = RssSampler::start(dep.pids(), std::time::Duration::from_millis(100));
     let job = |image: &BenchImage| {
         let (client, base, image) = (client.clone(), base.clone(), image.image.clone());
@@ -132,7 +188,9 @@ async fn measure_service(
     for image in images {
         for &c in &settings.concurrency {
             eprintln!("service: {} at concurrency {c}", image.name);
+            let meter = CpuMeter::start(groups.clone());
             let r = closed_loop(c, settings.measure_secs, job(image)).await;
+            let cpu = meter.finish(r.ok);
             let run = r.summary(c);
             let ratio = limit
                 .and_then(|l| l.full_rate(&image.name))
@@ -143,8 +201,10 @@ async fn measure_service(
                 image: image.name.clone(),
                 run,
                 ratio_to_limit: ratio,
+                ratio_to_bare: None,
                 worker_compute: r.compute.summary(),
                 queue: r.queue.summary(),
+                cpu: Some(cpu),
             });
         }
     }

@@ -119,6 +119,14 @@ pub(crate) fn num(v: Option<f64>, decimals: usize) -> String {
     }
 }
 
+/// A ratio as a percentage ("96%"); "-" for a missing one.
+pub(crate) fn pct(r: Option<f64>) -> String {
+    match r {
+        Some(x) if x.is_finite() => format!("{:.0}%", x * 100.0),
+        _ => "-".into(),
+    }
+}
+
 /// A value with about three significant digits: 1234, 123, 12.3, 1.23.
 pub(crate) fn sig(v: f64) -> String {
     let a = v.abs();
@@ -173,5 +181,7 @@ mod tests {
         assert_eq!(sig(1234.4), "1234");
         assert_eq!(sig(12.34), "12.3");
         assert_eq!(sig(1.234), "1.23");
+        assert_eq!(pct(Some(0.956)), "96%");
+        assert_eq!(pct(None), "-");
     }
 }
