@@ -84,7 +84,8 @@ pub(crate) async fn run(
         "--ort-library".to_string(),
         inferq_tests::ort_library().display().to_string(),
         "--model-dir".into(),
-        std::path::absolute(&settings.model_dir)?
+        // The benchmarked model alone, as in the service runs.
+        crate::service::batching_repository(settings, max_batch)?
             .display()
             .to_string(),
         "--default-model".into(),

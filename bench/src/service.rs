@@ -211,10 +211,14 @@ async fn measure_service(
     Ok((rows, sampler.finish()))
 }
 
-/// The model repository for a service run with `max_batch`: the configured
-/// one when its manifest already says so, otherwise a copy under
-/// `<out>/models/batch-<n>` whose manifest has `[batching] max_batch = n`
-/// (`max_delay_ms` 0) and whose model and labels are links to the originals.
+/// The model repository for a service run with `max_batch`: a copy under
+/// `<out>/models/batch-<n>` holding only the benchmarked model, whose model
+/// and labels are links to the originals and whose manifest has
+/// `[batching] max_batch = n` (`max_delay_ms` 0; the manifest as it is when
+/// it already says so). Only that model, so that every run (and the
+/// embedded server) loads the same set: the shipped `models/` also holds the
+/// pose, image-to-image and heatmap models, which would add their memory and
+/// load time to whichever run used it.
 pub(crate) fn batching_repository(
     settings: &Settings,
     max_batch: usize,
@@ -225,9 +229,7 @@ pub(crate) fn batching_repository(
     let text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("reading {}", manifest_path.display()))?;
     let current = ModelManifest::parse(&text, &manifest_path)?.batching;
-    if current.max_batch == max_batch && current.max_delay_ms == 0 {
-        return Ok(settings.model_dir.clone());
-    }
+    let unchanged = current.max_batch == max_batch && current.max_delay_ms == 0;
     let root = std::path::absolute(
         settings
             .out
@@ -250,10 +252,12 @@ pub(crate) fn batching_repository(
             }
         }
     }
-    std::fs::write(
-        copy_version.join("model.toml"),
-        with_batching(&text, max_batch),
-    )?;
+    let manifest = if unchanged {
+        text
+    } else {
+        with_batching(&text, max_batch)
+    };
+    std::fs::write(copy_version.join("model.toml"), manifest)?;
     Ok(root)
 }
 
