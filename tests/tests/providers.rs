@@ -74,9 +74,9 @@ fn a_missing_provider_fails_the_load_naming_it_and_the_available_ones() {
     }
     let env = ort_environment(Some(&ort_library())).expect("runtime loads");
     let (dir, entry) = tiny_mean_with("[runtime]\nproviders = [\"cuda\", \"cpu\"]");
-    let err = load_session(&env, &entry)
-        .err()
-        .expect("a CUDA model must not load on the CPU wheel");
+    let Err(err) = load_session(&env, &entry) else {
+        panic!("a CUDA model must not load on the CPU wheel");
+    };
     for needle in [
         "`cuda`",
         "CUDAExecutionProvider",
@@ -92,9 +92,9 @@ fn a_missing_provider_fails_the_load_naming_it_and_the_available_ones() {
 
     // Without [runtime], the worker's default decides, and says so.
     let (dir, entry) = tiny_mean_with("");
-    let err = load_session_with(&env, &entry, &[Provider::Tensorrt])
-        .err()
-        .expect("a TensorRT default must not load on the CPU wheel");
+    let Err(err) = load_session_with(&env, &entry, &[Provider::Tensorrt]) else {
+        panic!("a TensorRT default must not load on the CPU wheel");
+    };
     assert!(err.contains("`tensorrt`"), "{err}");
     assert!(err.contains("INFERQ_PROVIDERS"), "{err}");
     cleanup(&dir);
@@ -123,9 +123,9 @@ fn cpu_loads_and_runs_and_fallback_is_explicit() {
     cleanup(&dir);
     // cpu first would leave nothing for the providers after it.
     let (dir, entry) = tiny_mean_with("[runtime]\nproviders = [\"cpu\", \"openvino\"]");
-    let err = load_session(&env, &entry)
-        .err()
-        .expect("cpu must come last");
+    let Err(err) = load_session(&env, &entry) else {
+        panic!("cpu must come last");
+    };
     assert!(err.contains("list cpu last"), "{err}");
     cleanup(&dir);
 }
