@@ -15,6 +15,8 @@ export ORT_DYLIB_PATH
 
 VENV_STAMP  := $(VENV)/.installed
 MODEL_ONNX  := models/efficientnet-lite0/1/model.onnx
+# Version 2: the same network statically quantized to int8 (scripts/quantize_int8.py).
+INT8_ONNX   := models/efficientnet-lite0/2/model.onnx
 TINY_NAMES  := tiny-mean tiny-slow tiny-nhwc-int32 tiny-pose tiny-multipose tiny-detect tiny-invert \
                tiny-embed tiny-tensor
 TINY_MODELS := $(foreach m,$(TINY_NAMES),tests/models/$(m)/1/model.onnx)
@@ -28,12 +30,12 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
-        fmt lint verify-model clean-assets models-extra models-pose chaos soak fuzz bench validate-deploy browser-test \
+        fmt lint verify-model verify-int8 verify-providers clean-assets models-extra models-pose chaos soak fuzz bench validate-deploy browser-test \
         pyclient-venv
 
 help: ## List the targets
 	@echo "InferQ make targets:"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: CARGO=$(CARGO) LISTEN=$(LISTEN) PYTHON=$(PYTHON) (python 3.11)"
 
 # ---------------------------------------------------------------------------------------------
@@ -47,10 +49,16 @@ $(VENV_STAMP): scripts/requirements.txt
 	$(PY) -m pip install --disable-pip-version-check --cache-dir .cache/pip -r scripts/requirements.txt
 	@touch $@
 
-models: $(MODEL_ONNX) $(TINY_MODELS) ## Generate EfficientNet-Lite0 and the tiny test models (ONNX)
+models: $(MODEL_ONNX) $(INT8_ONNX) $(TINY_MODELS) ## Generate EfficientNet-Lite0 (float + int8) and the tiny test models (ONNX)
 
 $(MODEL_ONNX): scripts/convert_efficientnet_lite0.py $(VENV_STAMP)
 	$(PY) scripts/convert_efficientnet_lite0.py --out $@
+
+# int8: calibrated on real photos from the scikit-image wheel (downloaded once into .cache/wheels),
+# checked against version 1 on 240 others; writes the whole version directory at once, with
+# `default = false` in its manifest unless it agrees on >= 99 % and is faster (docs/models.md).
+$(INT8_ONNX): scripts/quantize_int8.py scripts/int8_images.py $(MODEL_ONNX) models/efficientnet-lite0/1/model.toml $(VENV_STAMP)
+	$(PY) scripts/quantize_int8.py build --out $(@D)
 
 # One script run writes all tiny models. A pattern rule with several targets is "grouped"
 # in every GNU make version (unlike `&:`, which needs make >= 4.3): one run makes them all.
@@ -81,8 +89,26 @@ fetch-assets: $(VENV_STAMP) ## (maintainers) Re-fetch the committed labels.txt a
 verify-model: $(VENV_STAMP) $(MODEL_ONNX) ## Check EfficientNet-Lite0 top-1 on the test images (Python ORT)
 	$(PY) scripts/verify_model.py
 
+verify-int8: $(VENV_STAMP) $(INT8_ONNX) ## int8 vs float EfficientNet-Lite0: top-1 agreement on 240 real images, ms/image (1 thread)
+	$(PY) scripts/quantize_int8.py verify
+
+# Execution providers other than the CPU, measured from Python: the onnxruntime-openvino wheel in
+# its own venv (it replaces the onnxruntime package, so it cannot share .cache/venv).
+OV_VENV       := .cache/openvino-venv
+OV_VENV_STAMP := $(OV_VENV)/.installed
+
+$(OV_VENV_STAMP): scripts/requirements-openvino.txt
+	@$(OV_VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(OV_VENV) || { \
+	  echo "error: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	$(OV_VENV)/bin/python -m pip install --disable-pip-version-check --cache-dir .cache/pip -r scripts/requirements-openvino.txt
+	@touch $@
+
+verify-providers: $(VENV_STAMP) $(OV_VENV_STAMP) $(INT8_ONNX) ## ms/image (1 thread) of float + int8 EfficientNet-Lite0 on every execution provider the CPU and OpenVINO wheels have
+	$(PY) scripts/quantize_int8.py verify --providers
+	$(OV_VENV)/bin/python scripts/quantize_int8.py verify --providers
+
 clean-assets: ## Remove .cache (venv, pip cache) and the generated .onnx files
-	rm -rf .cache
+	rm -rf .cache models/efficientnet-lite0/2
 	rm -f $(MODEL_ONNX) $(TINY_MODELS) $(MOVENET_ONNX) $(SEED_ONNX)
 
 # ==== models-seed: begin (docs/models-seed.md) ===============================================

@@ -36,7 +36,7 @@
     const m = currentModel();
     if (!m) return null;
     const v = Number($('version').value);
-    return m.versions.find((x) => x.version === v) || m.versions[m.versions.length - 1];
+    return m.versions.find((x) => x.version === v) || m.versions.find((x) => x.version === m.default_version);
   }
 
   function describe() {
@@ -60,9 +60,11 @@
     select.replaceChildren();
     if (!m) return;
     for (const v of [...m.versions].reverse()) {
-      const label = 'v' + v.version + (v.version === m.default_version ? ' (newest)' : '');
+      const label = 'v' + v.version + (v.version === m.default_version ? ' (default)' : '');
       select.append(new Option(label, String(v.version)));
     }
+    // The default is not always the newest (a version may say `default = false`).
+    select.value = String(m.default_version);
     select.disabled = m.versions.length < 2;
     describe();
   }

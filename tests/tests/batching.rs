@@ -46,6 +46,7 @@ fn engine(dir: &Path) -> Result<Engine, EngineError> {
         ort_library: Some(ort_library()),
         max_pixels: 10_000_000,
         decode_budget_bytes: 256 << 20,
+        providers: vec![inferq_core::manifest::Provider::Cpu],
     };
     Engine::start(&config, &scan.repository)
 }

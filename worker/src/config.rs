@@ -89,5 +89,6 @@ pub fn engine_config(inference: &InferenceConfig, limits: &LimitConfig) -> Engin
         ort_library: inference.ort_library.clone(),
         max_pixels: limits.max_pixels,
         decode_budget_bytes: crate::memory::decode_budget_bytes(inference.decode_memory_mib),
+        providers: inference.providers.clone(),
     }
 }

@@ -23,7 +23,8 @@ pub struct VersionView<'a> {
 #[derive(Serialize)]
 pub struct ModelView<'a> {
     name: &'a str,
-    /// The version used when a request names none (the newest).
+    /// The version used when a request names none: the newest whose
+    /// manifest does not say `default = false`.
     default_version: u64,
     versions: Vec<VersionView<'a>>,
 }
@@ -44,7 +45,7 @@ fn version_view(e: &ModelEntry) -> VersionView<'_> {
 
 fn model_view<'a>(repo: &'a ModelRepository, name: &'a str) -> Option<ModelView<'a>> {
     let versions: Vec<VersionView> = repo.versions(name)?.map(|e| version_view(e)).collect();
-    let default_version = versions.last()?.version;
+    let default_version = repo.get(name, None)?.version;
     Some(ModelView {
         name,
         default_version,

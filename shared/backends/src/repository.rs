@@ -1,7 +1,8 @@
 //! The on-disk model repository.
 //!
 //! Layout: `<root>/<name>/<version>/` with `model.onnx` and `model.toml`
-//! (versions are positive integers; the highest is the default). Scanning
+//! (versions are positive integers; the default is the highest one whose
+//! manifest does not opt out with `default = false`). Scanning
 //! never fails because of one bad model: broken manifests are returned as
 //! errors next to the usable models, so the rest keeps serving.
 
@@ -165,12 +166,18 @@ impl ModelRepository {
         })
     }
 
-    /// Finds a model version; `None` version means the newest.
+    /// Finds a model version; `None` means the default version: the newest
+    /// whose manifest does not say `default = false` (the newest of all
+    /// when every version says so).
     pub fn get(&self, name: &str, version: Option<u64>) -> Option<&Arc<ModelEntry>> {
         let versions = self.models.get(name)?;
         match version {
             Some(v) => versions.get(&v),
-            None => versions.values().next_back(),
+            None => versions
+                .values()
+                .rev()
+                .find(|e| e.manifest.default)
+                .or_else(|| versions.values().next_back()),
         }
     }
 
@@ -304,6 +311,30 @@ name = "logits"
         assert_eq!(repo.get("m", Some(1)).unwrap().version, 1);
         assert!(repo.get("m", Some(3)).is_none());
         assert!(repo.get("broken", None).is_none());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_version_that_opts_out_is_not_the_default() {
+        let root = std::env::temp_dir().join(format!("inferq-repo-{}", uuid::Uuid::new_v4()));
+        let write = |v: u64, manifest: &str| {
+            let d = root.join("m").join(v.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(MANIFEST_FILE), manifest).unwrap();
+            std::fs::write(d.join(MODEL_FILE), b"onnx").unwrap();
+        };
+        let opted_out = format!("default = false\n{GOOD}");
+        write(1, GOOD);
+        write(2, GOOD);
+        write(3, &opted_out);
+        let repo = ModelRepository::scan(&root).unwrap().repository;
+        assert_eq!(repo.get("m", None).unwrap().version, 2);
+        assert_eq!(repo.get("m", Some(3)).unwrap().version, 3);
+        // Every version opting out: the newest is still the default.
+        write(1, &opted_out);
+        write(2, &opted_out);
+        let repo = ModelRepository::scan(&root).unwrap().repository;
+        assert_eq!(repo.get("m", None).unwrap().version, 3);
         std::fs::remove_dir_all(root).unwrap();
     }
 

@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod image_output;
+mod runtime;
 
 pub use image_output::{Colormap, TilingSpec};
+pub use runtime::{Provider, RuntimeSpec, UnknownProvider};
 
 /// File name of the manifest inside a version directory.
 pub const MANIFEST_FILE: &str = "model.toml";
@@ -335,6 +337,12 @@ pub struct ModelManifest {
     pub description: Option<String>,
     #[serde(default)]
     pub license: Option<String>,
+    /// Whether this version may be the model's default (the version a
+    /// request that names none gets). The default is the highest version
+    /// that does not say `default = false`; a version that does is served
+    /// only when named, e.g. a candidate that did not (yet) earn it.
+    #[serde(default = "yes")]
+    pub default: bool,
     pub input: InputSpec,
     pub preprocess: PreprocessSpec,
     pub output: OutputSpec,
@@ -344,6 +352,9 @@ pub struct ModelManifest {
     /// How a `resize = "none"` model runs an image larger than one tile.
     #[serde(default)]
     pub tiling: Option<TilingSpec>,
+    /// Execution providers (`[runtime]`); absent: the worker's default.
+    #[serde(default)]
+    pub runtime: RuntimeSpec,
 }
 
 /// `[batching]`: whether and how an inference thread runs several jobs of
@@ -390,6 +401,10 @@ impl BatchingSpec {
 
 fn one() -> usize {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A manifest or repository that cannot be used.
@@ -448,6 +463,7 @@ impl ModelManifest {
         }
         self.validate_output()?;
         self.validate_native()?;
+        self.runtime.validate()?;
         let p = &self.preprocess;
         if p.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
             return Err("preprocess.std must be finite and non-zero".into());

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use inferq_core::manifest::Provider;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -356,6 +357,23 @@ pub struct InferenceConfig {
     #[arg(long, env = "INFERQ_DECODE_MEMORY_MIB", default_value_t = 0)]
     #[serde(default)]
     pub decode_memory_mib: u64,
+    /// ONNX Runtime execution providers for models whose manifest has no
+    /// `[runtime] providers` (comma-separated, in order of preference):
+    /// cpu, openvino, xnnpack, cuda, tensorrt. A provider the loaded library
+    /// lacks makes those models fail to load, naming the ones it has.
+    #[arg(
+        long,
+        env = "INFERQ_PROVIDERS",
+        value_delimiter = ',',
+        default_value = "cpu",
+        value_parser = clap::value_parser!(Provider)
+    )]
+    #[serde(default = "cpu_only")]
+    pub providers: Vec<Provider>,
+}
+
+fn cpu_only() -> Vec<Provider> {
+    vec![Provider::Cpu]
 }
 
 /// How often a job may be tried before it is dead-lettered.

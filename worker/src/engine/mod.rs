@@ -13,6 +13,7 @@
 
 mod compute;
 mod native;
+mod providers;
 mod thread;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use inferq_backends::repository::{ModelEntry, ModelRepository};
 use inferq_core::ErrorCode;
 use inferq_core::job::{JobError, JobId};
+use inferq_core::manifest::Provider;
 use inferq_vision::postprocess::{Artifact, Prediction, View};
 use inferq_vision::preprocess::{InputTensor, MemoryBudget};
 use ort::session::{Session, builder::GraphOptimizationLevel};
@@ -29,6 +31,7 @@ use tokio::sync::oneshot;
 
 pub use compute::{run, warm_up};
 pub use native::MAX_OUTPUT_PIXELS;
+pub use providers::{available as available_providers, is_available as provider_available};
 use thread::ThreadState;
 
 use crate::pinning;
@@ -46,6 +49,8 @@ pub struct EngineConfig {
     /// Bytes of decoded images all threads may hold at once (see
     /// `crate::memory`); a larger image runs alone.
     pub decode_budget_bytes: u64,
+    /// Execution providers of models whose manifest names none.
+    pub providers: Vec<Provider>,
 }
 
 /// Failures that stop the engine from starting.
@@ -178,7 +183,7 @@ pub fn ort_environment(
 }
 
 /// Builds a single-threaded session for one model and checks it matches its
-/// manifest.
+/// manifest, on the providers its manifest names (else the CPU).
 ///
 /// Public so that measuring tools (`inferq-bench`) build sessions with
 /// exactly the options the inference threads use: one intra- and one
@@ -187,9 +192,22 @@ pub fn load_session(
     env: &ort::environment::Environment,
     entry: &ModelEntry,
 ) -> Result<Session, String> {
+    load_session_with(env, entry, &[Provider::Cpu])
+}
+
+/// [`load_session`] with the worker's default execution providers for a
+/// manifest without `[runtime] providers`. Fails, naming the provider and
+/// the ones the library has, when a provider is missing (see
+/// `providers`).
+pub fn load_session_with(
+    env: &ort::environment::Environment,
+    entry: &ModelEntry,
+    default_providers: &[Provider],
+) -> Result<Session, String> {
     let path = entry.model_path();
     let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let mut builder = Session::builder(env)
+    let plan = providers::plan(entry, default_providers).map_err(|e| fail(&e))?;
+    let builder = Session::builder(env)
         .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
         .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
         .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
@@ -203,6 +221,14 @@ pub fn load_session(
         // with batches of 1 and 2: 11 MB less RSS per worker, the same speed.
         .and_then(|b| b.with_memory_pattern(false).map_err(Into::into))
         .map_err(|e: ort::Error| fail(&e))?;
+    let mut builder = if plan.dispatch.is_empty() {
+        builder
+    } else {
+        builder
+            .with_execution_providers(&plan.dispatch)
+            .map_err(|e| fail(&e))?
+    };
+    tracing::debug!(model = %entry.key(), providers = ?plan.effective, "building session");
     let session = builder.commit_from_file(&path).map_err(|e| fail(&e))?;
     let m = &entry.manifest;
     if !session.inputs().iter().any(|i| i.name() == m.input.name) {
@@ -265,7 +291,12 @@ impl Engine {
             let rx = rx.clone();
             let (ctrl_tx, ctrl_rx) = flume::bounded::<Control>(1);
             controls.push(ctrl_tx);
-            let mut state = ThreadState::new(env.clone(), config.max_pixels, budget.clone());
+            let mut state = ThreadState::new(
+                env.clone(),
+                config.max_pixels,
+                budget.clone(),
+                config.providers.clone(),
+            );
             let entries = entries.clone();
             let ready = ready_tx.clone();
             let pin = config.pin;

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use inferq_backends::repository::ModelEntry;
 use inferq_core::ErrorCode;
 use inferq_core::job::JobError;
+use inferq_core::manifest::Provider;
 use inferq_vision::preprocess::{BatchTensor, MemoryBudget, Preprocessor};
 
 use super::compute::{self, Sessions};
 use super::native;
-use super::{CONTROL_POLL, Control, LoadReport, Work, WorkInput, load_session};
+use super::{CONTROL_POLL, Control, LoadReport, Work, WorkInput, load_session_with};
 
 /// An inference thread's own state.
 pub(super) struct ThreadState {
@@ -32,6 +33,8 @@ pub(super) struct ThreadState {
     /// The stacked input of a batch, reused from batch to batch.
     pub(super) batch: BatchTensor,
     pub(super) max_pixels: u64,
+    /// Execution providers of models whose manifest names none.
+    pub(super) providers: Vec<Provider>,
 }
 
 impl ThreadState {
@@ -39,6 +42,7 @@ impl ThreadState {
         env: ort::environment::Environment,
         max_pixels: u64,
         budget: Arc<MemoryBudget>,
+        providers: Vec<Provider>,
     ) -> Self {
         ThreadState {
             env,
@@ -46,6 +50,7 @@ impl ThreadState {
             prep: Preprocessor::with_budget(budget),
             batch: BatchTensor::new(),
             max_pixels,
+            providers,
         }
     }
 
@@ -62,7 +67,7 @@ impl ThreadState {
                 continue;
             }
             let started = Instant::now();
-            match load_session(&self.env, entry)
+            match load_session_with(&self.env, entry, &self.providers)
                 .and_then(|mut s| compute::warm_up(&mut s, entry).map(|_| s))
             {
                 Ok(session) => {

@@ -108,3 +108,22 @@ fn size_multiple_must_divide_the_input() {
     assert!(ModelManifest::parse(&with(0), Path::new("m.toml")).is_err());
     assert!(ModelManifest::parse(&with(48), Path::new("m.toml")).is_err());
 }
+
+#[test]
+fn runtime_section_parses_and_checks_provider_names() {
+    let m = ModelManifest::parse(GOOD, Path::new("m.toml")).unwrap();
+    assert_eq!(m.runtime, RuntimeSpec::default());
+    let with = format!("{GOOD}\n[runtime]\nproviders = [\"openvino\", \"cpu\"]\nfallback = true\n");
+    let m = ModelManifest::parse(&with, Path::new("m.toml")).unwrap();
+    assert_eq!(
+        m.runtime.providers,
+        Some(vec![Provider::Openvino, Provider::Cpu])
+    );
+    assert!(m.runtime.fallback);
+    let unknown = format!("{GOOD}\n[runtime]\nproviders = [\"rocm\"]\n");
+    let err = ModelManifest::parse(&unknown, Path::new("m.toml")).unwrap_err();
+    assert!(err.to_string().contains("rocm"), "{err}");
+    let empty = format!("{GOOD}\n[runtime]\nproviders = []\n");
+    let err = ModelManifest::parse(&empty, Path::new("m.toml")).unwrap_err();
+    assert!(err.to_string().contains("at least one"), "{err}");
+}

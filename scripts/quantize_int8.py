@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""int8 EfficientNet-Lite0: build it, and check it against the float model.
+
+  build   statically quantize models/efficientnet-lite0/1 with ONNX Runtime's quantization
+          tools (quantize_static, calibrated on real images: scripts/int8_images.py) and
+          write it as a new version directory (model.onnx + model.toml, labels shared).
+  verify  on the evaluation set (240 real images, disjoint from the calibration photos):
+          top-1 agreement int8 vs float, and ms/image of both on one thread, same run.
+          --providers also times every execution provider the installed onnxruntime has.
+
+Preprocessing is the manifest's, as the Rust worker does it (int8_images.Preprocessor).
+
+Usage (see `make int8-model`, `make verify-int8`):
+  .cache/venv/bin/python scripts/quantize_int8.py build --out models/efficientnet-lite0/2
+  .cache/venv/bin/python scripts/quantize_int8.py verify [--json FILE] [--providers]
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import int8_images  # noqa: E402  (next to this script)
+
+FLOAT_DIR = "models/efficientnet-lite0/1"
+INT8_DIR = "models/efficientnet-lite0/2"
+# The default-version rule (docs/models.md): the int8 version may only become the default when
+# it agrees with the float model on at least this share of the evaluation images and is faster.
+MIN_AGREEMENT = 0.99
+
+
+def session(path, provider="CPUExecutionProvider", threads=1, provider_options=None):
+    """One intra-op thread, no spinning, all optimisations: the worker's session options."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.enable_mem_pattern = False
+    providers = [(provider, provider_options or {})]
+    if provider != "CPUExecutionProvider":
+        providers.append(("CPUExecutionProvider", {}))
+    return ort.InferenceSession(path, opts, providers=providers)
+
+
+def tensors(images, prep):
+    return [prep(img) for _, img in images]
+
+
+class Calibration(CalibrationDataReader):
+    """Feeds the calibration images one at a time."""
+
+    def __init__(self, batches, input_name):
+        self.batches = iter(batches)
+        self.input_name = input_name
+
+    def get_next(self):
+        x = next(self.batches, None)
+        return None if x is None else {self.input_name: x}
+
+
+def quantize(float_model, out_model, prep, fmt, per_channel, method):
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    calib = tensors(int8_images.calibration_set(), prep)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = os.path.join(tmp, "pre.onnx")
+        # Shape inference + graph optimisation before quantizing, as ORT recommends: the folded
+        # graph is what gets quantized (fewer QDQ pairs around ops that fuse away anyway).
+        quant_pre_process(float_model, pre, skip_symbolic_shape=False)
+        quantize_static(
+            pre, out_model, Calibration(calib, prep.input_name),
+            quant_format={"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[fmt],
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method={"minmax": CalibrationMethod.MinMax,
+                              "percentile": CalibrationMethod.Percentile,
+                              "entropy": CalibrationMethod.Entropy}[method],
+        )
+    return len(calib)
+
+
+def write_manifest(src_dir, out_dir, fmt, per_channel, method, n_calib, verdict):
+    """The float version's manifest, with the description, a header saying what changed and,
+    unless the int8 model earned it (`verdict`), `default = false`: then a request naming no
+    version keeps getting the float version 1."""
+    with open(os.path.join(src_dir, "model.toml"), encoding="utf-8") as f:
+        text = f.read()
+    lines = text.splitlines()
+    desc = [i for i, l in enumerate(lines) if l.startswith("description")]
+    if not desc:
+        raise SystemExit(f"{src_dir}/model.toml has no description line")
+    lines[desc[0]] = ('description = "EfficientNet-Lite0 image classifier, int8 (static, '
+                      f'{fmt.upper()}{", per-channel" if per_channel else ""}), 1000 ImageNet-1k '
+                      'classes, 224x224 RGB input"')
+    header = [
+        "# GENERATED by scripts/quantize_int8.py from ../1 (do not edit; `make assets` rebuilds it).",
+        f"# int8: onnxruntime {ort.__version__} quantize_static, {fmt.upper()}, "
+        f"{'per-channel' if per_channel else 'per-tensor'} int8 weights, uint8 activations, "
+        f"{method} calibration on {n_calib} real images (scripts/int8_images.py).",
+        "# Same input, preprocessing and output as version 1: a drop-in replacement.",
+        f"# Measured when built (scripts/quantize_int8.py verify): top-1 agreement with version 1 "
+        f"{verdict['agreement'] * 100:.1f} % on {verdict['images']} real images, one thread "
+        f"{verdict['float_ms']:.2f} -> {verdict['int8_ms']:.2f} ms/image.",
+    ]
+    if verdict["eligible_default"]:
+        header.append(f"# Agreement >= {MIN_AGREEMENT * 100:.0f} % and faster: the default version.")
+    else:
+        header += [f"# Not the default: that needs agreement >= {MIN_AGREEMENT * 100:.0f} % and a "
+                   "speed-up; requests get it only with version=2.",
+                   "default = false"]
+    with open(os.path.join(out_dir, "model.toml"), "w", encoding="utf-8") as f:
+        f.write("\n".join(header + lines) + "\n")
+
+
+def build(args):
+    prep = int8_images.Preprocessor(os.path.join(args.float_dir, "model.toml"))
+    parent = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(parent, exist_ok=True)
+    # Written into a hidden directory and renamed into place: a scanning worker never sees half
+    # a version (the repository skips names that are not integers).
+    tmp = tempfile.mkdtemp(prefix=".int8-", dir=parent)
+    try:
+        t0 = time.perf_counter()
+        n = quantize(os.path.join(args.float_dir, "model.onnx"), os.path.join(tmp, "model.onnx"),
+                     prep, args.format, args.per_channel, args.method)
+        verdict = measure(args.float_dir, tmp, rounds=3, timing_images=32)
+        report(verdict)
+        write_manifest(args.float_dir, tmp, args.format, args.per_channel, args.method, n,
+                       verdict)
+        if os.path.isdir(args.out):
+            shutil.rmtree(args.out)
+        os.rename(tmp, args.out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    size = os.path.getsize(os.path.join(args.out, "model.onnx"))
+    print(f"{args.out}/model.onnx: {size / 1e6:.1f} MB, {args.format}, "
+          f"{'per-channel' if args.per_channel else 'per-tensor'}, {args.method} on {n} "
+          f"calibration images, {time.perf_counter() - t0:.1f} s")
+
+
+def time_per_image(sess, xs, input_name, output_name, rounds):
+    """Best of `rounds` passes over xs, in ms/image (the VM's speed drifts; best is steadiest)."""
+    sess.run([output_name], {input_name: xs[0]})
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for x in xs:
+            sess.run([output_name], {input_name: x})
+        best = min(best, (time.perf_counter() - t0) * 1000 / len(xs))
+    return best
+
+
+def top1(sess, xs, input_name, output_name):
+    logits = np.concatenate([sess.run([output_name], {input_name: x})[0] for x in xs])
+    return logits.argmax(axis=1), logits
+
+
+def measure(float_dir, int8_dir, rounds, timing_images):
+    """Agreement and speed of int8_dir against float_dir on the evaluation set."""
+    prep = int8_images.Preprocessor(os.path.join(float_dir, "model.toml"))
+    images = int8_images.evaluation_set()
+    xs = tensors(images, prep)
+    fpath, qpath = (os.path.join(d, "model.onnx") for d in (float_dir, int8_dir))
+    f_sess, q_sess = session(fpath), session(qpath)
+    io = (prep.input_name, prep.output_name)
+    f_top, f_logits = top1(f_sess, xs, *io)
+    q_top, _ = top1(q_sess, xs, *io)
+    agree = float((f_top == q_top).mean())
+    f_top5 = np.argsort(-f_logits, axis=1)[:, :5]
+    z = f_logits - f_logits.max(axis=1, keepdims=True)
+    f_p1 = (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)).max(axis=1)
+    confident = f_p1 >= 0.5
+    in_top5 = float(np.mean([q in row for q, row in zip(q_top, f_top5)]))
+    timing = xs[:timing_images]
+    # Interleaved float/int8 rounds, so drift hits both alike.
+    f_ms, q_ms = float("inf"), float("inf")
+    for _ in range(rounds):
+        f_ms = min(f_ms, time_per_image(f_sess, timing, *io, 1))
+        q_ms = min(q_ms, time_per_image(q_sess, timing, *io, 1))
+    return {"images": len(xs), "agreement": agree, "agreeing": int((f_top == q_top).sum()),
+            "int8_in_float_top5": in_top5, "confident_images": int(confident.sum()),
+            "confident_agreement": float((f_top == q_top)[confident].mean()) if confident.any()
+            else None,
+            "differing": [images[i][0] for i in np.nonzero(f_top != q_top)[0]],
+            "float_ms": f_ms, "int8_ms": q_ms, "rounds": rounds, "timing_images": len(timing),
+            "eligible_default": agree >= MIN_AGREEMENT and q_ms < f_ms,
+            "onnxruntime": ort.__version__, "paths": (fpath, qpath), "io": io, "timing": timing,
+            "xs": xs, "f_top": f_top}
+
+
+def report(r, differing=False):
+    print(f"top-1 agreement int8 vs float: {r['agreement'] * 100:.1f} % ({r['agreeing']}/"
+          f"{r['images']} real images); int8 top-1 within the float top-5: "
+          f"{r['int8_in_float_top5'] * 100:.1f} %")
+    if r["confident_agreement"] is not None:
+        print(f"  on the {r['confident_images']} images where the float top-1 has probability "
+              f">= 0.5: {r['confident_agreement'] * 100:.1f} %")
+    if differing and r["differing"]:
+        print(f"  differing: {', '.join(r['differing'])}")
+    print(f"one thread, ms/image (best of {r['rounds']} x {r['timing_images']} images, onnxruntime "
+          f"{r['onnxruntime']}): float {r['float_ms']:.2f}, int8 {r['int8_ms']:.2f} "
+          f"(int8 = {r['float_ms'] / r['int8_ms']:.2f}x the float speed)")
+    print(f"int8 may be the default (agreement >= {MIN_AGREEMENT * 100:.0f} % and faster): "
+          f"{'yes' if r['eligible_default'] else 'no'}")
+
+
+def verify(args):
+    r = measure(args.float_dir, args.int8_dir, args.rounds, args.timing_images)
+    print(f"image set: {int8_images.describe()}")
+    report(r, differing=True)
+    with open(os.path.join(args.int8_dir, "model.toml"), encoding="utf-8") as f:
+        is_default = "default = false" not in f.read().splitlines()
+    print(f"{args.int8_dir} is {'the' if is_default else 'not the'} default version (its manifest)")
+    if args.providers:
+        r["providers"] = providers(*r["paths"], r["xs"], r["timing"], r["io"], args.rounds,
+                                   r["f_top"])
+    if args.json:
+        out = {k: v for k, v in r.items() if k not in ("paths", "io", "timing", "xs", "f_top")}
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=2)
+    return r
+
+
+# One thread for providers that bring their own thread pools, like the worker's sessions.
+PROVIDER_OPTIONS = {"OpenVINOExecutionProvider": {"num_of_threads": "1"},
+                    "XnnpackExecutionProvider": {"intra_op_num_threads": "1"}}
+
+
+def providers(fpath, qpath, xs, timing, io, rounds, f_top):
+    """ms/image (one thread) and top-1 agreement with the CPU float model, float and int8, on
+    every provider this onnxruntime build has."""
+    out = {}
+    names = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
+    print(f"onnxruntime {ort.__version__} providers: {', '.join(names)} (one thread each; "
+          f"agreement = top-1 equal to the CPU float model's on the {len(xs)} images)")
+    sessions = {}
+    for p in names:
+        for label, path in (("float", fpath), ("int8", qpath)):
+            try:
+                sessions[(p, label)] = session(path, p, provider_options=PROVIDER_OPTIONS.get(p))
+            except Exception as e:  # a provider that cannot run this model: say so, go on
+                out.setdefault(p, {})[label] = f"error: {str(e).splitlines()[0][:160]}"
+    best = {k: float("inf") for k in sessions}
+    for _ in range(rounds):  # interleaved, so drift hits every row alike
+        for k, s in sessions.items():
+            best[k] = min(best[k], time_per_image(s, timing, *io, 1))
+    for (p, label), s in sessions.items():
+        top, _ = top1(s, xs, *io)
+        out.setdefault(p, {})[label] = {"ms": best[(p, label)],
+                                        "agreement": float((top == f_top).mean())}
+    cpu = out.get("CPUExecutionProvider", {}).get("float", {}).get("ms")
+    for p, row in out.items():
+        cells = []
+        for label in ("float", "int8"):
+            v = row.get(label)
+            if isinstance(v, dict):
+                rel = f", {cpu / v['ms']:.2f}x CPU float" if cpu else ""
+                cells.append(f"{label} {v['ms']:.2f} ms/image{rel}, agreement "
+                             f"{v['agreement'] * 100:.1f} %")
+            else:
+                cells.append(f"{label} {v}")
+        print(f"  {p}: " + "; ".join(cells))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--float-dir", default=FLOAT_DIR)
+    b.add_argument("--out", default=INT8_DIR)
+    b.add_argument("--format", choices=["qdq", "qoperator"], default="qdq")
+    b.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
+    b.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax")
+    v = sub.add_parser("verify")
+    v.add_argument("--float-dir", default=FLOAT_DIR)
+    v.add_argument("--int8-dir", default=INT8_DIR)
+    v.add_argument("--rounds", type=int, default=5)
+    v.add_argument("--timing-images", type=int, default=48)
+    v.add_argument("--providers", action="store_true")
+    v.add_argument("--json")
+    args = ap.parse_args()
+    if args.cmd == "build":
+        build(args)
+    else:
+        verify(args)
+
+
+if __name__ == "__main__":
+    main()
