@@ -146,3 +146,57 @@ async fn the_store_follows_a_sentinel_failover() {
     assert_eq!(store.get(second.id).await.unwrap().unwrap().id, second.id);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The state an API leaves when it dies after recording a job and binding
+/// its `Idempotency-Key` but before the broker confirmed the message (seen
+/// in `make cluster-test`, scenario api): a queued record and no message.
+/// Purging the queue makes that state; the retry must get the job run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_key_whose_message_never_arrived_still_runs() {
+    if !services_available() {
+        return;
+    }
+    let ns = Namespace::new();
+    let api = start_api(&ns, &test_models(), "tiny-mean", &[]).await;
+    let base = api.url();
+    let client = reqwest::Client::new();
+    let png = solid_png(8, 8, [9, 8, 7]);
+    let send = || {
+        client
+            .post(format!("{base}/v1/jobs"))
+            .header("content-type", "image/png")
+            .header("idempotency-key", "lost-confirm-1")
+            .body(png.clone())
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 202);
+    let id = first.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let conn = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let purged = channel
+        .queue_purge(
+            ns.queue.as_str().into(),
+            lapin::options::QueuePurgeOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    let _ = conn.close(200, "bye".into()).await;
+
+    let retry = send().await.unwrap();
+    assert_eq!(retry.status(), 202);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let worker = start_worker(&ns, &test_models(), &[]).await;
+    let job = wait_terminal(&client, &base, &id, Duration::from_secs(30)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 1, "{job}");
+    worker.stop().await;
+    api.stop().await;
+    ns.cleanup().await;
+}
