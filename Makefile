@@ -296,7 +296,7 @@ lint: ## rustfmt check, clippy (warnings are errors), the crate graph and module
 # Own node names, ports, data, cookie and epmd: the machine's RabbitMQ and Redis are untouched.
 # Test drivers read .cache/cluster/env. `cluster-smoke` starts the cluster if needed and leaves
 # it running; `cluster-down` removes every process, namespace and file of it.
-.PHONY: cluster-up cluster-down cluster-smoke cluster-status
+.PHONY: cluster-up cluster-down cluster-smoke cluster-status cluster-test
 CLUSTER_VENV       := .cache/cluster-venv
 CLUSTER_VENV_STAMP := $(CLUSTER_VENV)/.installed
 
@@ -319,3 +319,12 @@ cluster-status: ## Leader of a quorum queue (Q=name) and the Redis primary per S
 cluster-smoke: $(CLUSTER_VENV_STAMP) ## Failover smoke test on the simulated cluster (kills leaders/primaries)
 	bash scripts/cluster/up.sh
 	$(CLUSTER_VENV)/bin/python scripts/cluster/smoke.py
+
+# InferQ on the simulated cluster (docs/scaling.md): not part of `make test` (root, ~6-8 min).
+# CLUSTER_TEST_ARGS e.g. `--scenarios broker,redis` (see `inferq-chaos cluster --help`).
+CLUSTER_TEST_ARGS ?=
+cluster-test: assets ## InferQ on the simulated cluster: broker/Redis/API SIGKILLs, scale-out curve, autoscaler (root)
+	$(CARGO) build -q --release --bin inferq-api --bin inferq-worker --bin inferq-chaos
+	@start=$$(date +%s); \
+	./target/release/inferq-chaos cluster $(CLUSTER_TEST_ARGS); rc=$$?; \
+	echo "cluster-test took $$(( $$(date +%s) - start )) s"; exit $$rc

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use inferq_backends::fetch::fence::Access;
 use inferq_backends::repository::{ModelEntry, valid_model_name};
 use inferq_backends::store::{Admission, Claim, Saved, retry_after_secs};
-use inferq_core::job::{InputInfo, JobId, JobRecord};
+use inferq_core::job::{InputInfo, JobId, JobRecord, JobStatus};
 use inferq_core::manifest::{DType, Layout, ModelManifest};
 use inferq_core::message::{ImageSource, JobMessage};
 use inferq_core::sniff;
@@ -357,10 +357,15 @@ async fn enqueue_counted(
     let store = &state.store;
     if let (Some(key), Some(fp)) = (&key, &fingerprint) {
         let ttl = state.settings.retention.idempotency_ttl;
-        if let Claim::Taken { job, fingerprint } =
-            store.claim_idempotency(key.scoped(), id, fp, ttl).await?
+        if let Claim::Taken {
+            job: bound,
+            fingerprint,
+        } = store.claim_idempotency(key.scoped(), id, fp, ttl).await?
         {
-            let record = idempotency::replay(state, job, &fingerprint == fp).await?;
+            let record = idempotency::replay(state, bound, &fingerprint == fp).await?;
+            if record.status == JobStatus::Queued && record.attempts == 0 {
+                republish(state, job, &record).await?;
+            }
             return Ok(Enqueued {
                 record,
                 replayed: true,
@@ -440,36 +445,18 @@ async fn accept(state: &AppState, job: Prepared) -> Result<JobRecord, ApiError> 
             return Err(e.into());
         }
     }
-    let source = match input {
-        Err(uri) => ImageSource::Uri(uri),
-        Ok(b) if b.len() > state.settings.limits.inline_max_bytes => {
-            let key = store.blob_key(id);
-            if let Err(e) = store.put_blob(&key, &b, retention.blob_ttl).await {
-                undo(None).await;
-                return Err(e.into());
-            }
-            ImageSource::Blob(key)
+    let source = match image_source(state, id, input).await {
+        Ok(source) => source,
+        Err(e) => {
+            undo(None).await;
+            return Err(e);
         }
-        Ok(b) => ImageSource::Inline(b),
     };
     let blob = match &source {
         ImageSource::Blob(k) => Some(k.clone()),
         _ => None,
     };
-    let message = JobMessage {
-        id,
-        model: entry.name.clone(),
-        version: entry.version,
-        top_k: q.top_k,
-        created_at: record.created_at,
-        image: source,
-        tensor: tensor_shape,
-        output_uri: q.output_uri,
-        deadline: record.deadline,
-        owner: record.owner.clone(),
-        webhook: record.webhook.clone(),
-        trace: record.trace,
-    };
+    let message = job_message(&entry, &record, q, source, tensor_shape);
     // The encoded message holds its own copy of the image: let the request's
     // go before waiting for the broker's confirm, the longest step here.
     let payload = message.encode();
@@ -487,4 +474,73 @@ async fn accept(state: &AppState, job: Prepared) -> Result<JobRecord, ApiError> 
         .with_label_values(&[entry.name.as_str()])
         .inc();
     Ok(record)
+}
+
+/// Where a job's input travels: inline in the message, as a blob in the
+/// store (over the inline limit), or as the URI the worker fetches.
+async fn image_source(
+    state: &AppState,
+    id: JobId,
+    input: Result<Bytes, String>,
+) -> Result<ImageSource, ApiError> {
+    Ok(match input {
+        Err(uri) => ImageSource::Uri(uri),
+        Ok(b) if b.len() > state.settings.limits.inline_max_bytes => {
+            let key = state.store.blob_key(id);
+            state
+                .store
+                .put_blob(&key, &b, state.settings.retention.blob_ttl)
+                .await?;
+            ImageSource::Blob(key)
+        }
+        Ok(b) => ImageSource::Inline(b),
+    })
+}
+
+/// The queue message of the job `record`.
+fn job_message(
+    entry: &ModelEntry,
+    record: &JobRecord,
+    q: JobOptions,
+    image: ImageSource,
+    tensor: Option<Vec<usize>>,
+) -> JobMessage {
+    JobMessage {
+        id: record.id,
+        model: entry.name.clone(),
+        version: entry.version,
+        top_k: q.top_k,
+        created_at: record.created_at,
+        image,
+        tensor,
+        output_uri: q.output_uri,
+        deadline: record.deadline,
+        owner: record.owner.clone(),
+        webhook: record.webhook.clone(),
+        trace: record.trace,
+    }
+}
+
+/// Publishes a replayed job that never started, built from the replaying
+/// request (the same request: its fingerprint matched). The request that
+/// bound the key records the job *before* the broker confirms its message;
+/// an API that died in between (SIGKILL, node loss) left a queued record
+/// with no message, and answering the retry with that record alone would
+/// accept a job that never runs. Publishing again is safe: a job id that
+/// arrives twice runs once, or twice at worst (`attempts` counts it), and
+/// keeps the first final state.
+async fn republish(state: &AppState, job: Prepared, record: &JobRecord) -> Result<(), ApiError> {
+    let Prepared {
+        entry,
+        options,
+        input,
+        tensor_shape,
+        ..
+    } = job;
+    let id = record.id;
+    let source = image_source(state, id, input).await?;
+    let message = job_message(&entry, record, options, source, tensor_shape);
+    state.queue.publish(id, message.encode()).await?;
+    tracing::info!(job_id = %id, model = %entry.name, "replayed job not started yet: its message published again");
+    Ok(())
 }

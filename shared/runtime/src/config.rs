@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 /// Where jobs are queued (RabbitMQ).
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct BrokerConfig {
-    /// AMQP URL of the RabbitMQ broker.
+    /// AMQP URL of the RabbitMQ broker, or a comma-separated list of them
+    /// (the nodes of a cluster, tried in turn).
     #[arg(
         long,
         env = "INFERQ_AMQP_URL",
@@ -35,7 +36,9 @@ pub struct BrokerConfig {
 /// Where results and large images live (Redis).
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct StoreConfig {
-    /// Redis URL for job records, results and out-of-band images.
+    /// Redis URL for job records, results and out-of-band images:
+    /// `redis://…`, or `redis+sentinel://h1:26379,h2:26379/NAME[/DB]` to
+    /// follow the primary that Redis Sentinel names.
     #[arg(
         long,
         env = "INFERQ_REDIS_URL",

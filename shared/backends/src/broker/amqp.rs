@@ -9,6 +9,16 @@
 //! restart makes calls fail fast with [`BrokerError::Unavailable`] (the API
 //! answers 503) and the next call after the broker is back succeeds.
 //!
+//! The URL may be a comma-separated list, one per node of a RabbitMQ
+//! cluster: a connection is made to the first that answers, and after it
+//! breaks the nodes are tried again starting with the one after it, so
+//! publishers and consumers move to a surviving node without a restart. A
+//! publish whose connection broke is sent once more on the new one (a job
+//! published twice is handled like a redelivery). A nack reopens the
+//! publisher channel before the publish is retried: a channel opened on a
+//! surviving node while a quorum queue elects its new leader can nack every
+//! publish until the old leader returns (docs/cluster-harness.md).
+//!
 //! Topology, declared by every process on connect (declaring is idempotent):
 //! - `Q` — the job queue: quorum, with `x-delivery-limit` (a message
 //!   returned more often than that — its consumers keep dying — is
@@ -23,6 +33,7 @@
 //! which is reported with a hint rather than retried silently.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +49,11 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
 
+mod urls;
+
+use urls::redacted;
+pub use urls::split_urls;
+
 use super::{Acker, BrokerError, Deliveries, Delivery, JobQueue};
 use inferq_core::job::JobId;
 
@@ -50,19 +66,52 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// and worker process; 32 KiB costs 2 MiB, and a 100 KB image is still
 /// only four frames.
 pub const DEFAULT_FRAME_MAX: u32 = 32 * 1024;
-/// Publishes of one message before a nack is reported.
-const NACK_RETRIES: u32 = 3;
+/// Publishes of one message before a nack is reported (with backoff from
+/// 50 ms, about 1.5 s in all: longer than a quorum queue's leader election).
+const NACK_RETRIES: u32 = 6;
 /// AMQP delivery mode for messages written to disk.
 const PERSISTENT: u8 = 2;
 
 struct Link {
     connection: Connection,
-    publisher: Channel,
+    /// Replaced (on the same connection) after a nack.
+    publisher: std::sync::Mutex<Channel>,
+    /// Which of the URLs this connection went to.
+    url_index: usize,
 }
 
 impl Link {
+    fn publisher(&self) -> Channel {
+        self.publisher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn healthy(&self) -> bool {
-        self.connection.status().connected() && self.publisher.status().connected()
+        self.connection.status().connected() && self.publisher().status().connected()
+    }
+
+    /// Opens a new publisher channel in confirm mode on the same connection.
+    async fn reopen_publisher(&self, failed: &Channel) -> Result<(), BrokerError> {
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(unavailable)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let old = {
+            let mut guard = self.publisher.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.id() != failed.id() {
+                return Ok(()); // another publish replaced it already
+            }
+            std::mem::replace(&mut *guard, channel)
+        };
+        let _ = old.close(200, "reopened after a nack".into()).await;
+        Ok(())
     }
 }
 
@@ -76,7 +125,9 @@ pub fn connection_uri(url: &str) -> Result<lapin::uri::AMQPUri, String> {
 
 /// A RabbitMQ-backed [`JobQueue`].
 pub struct AmqpQueue {
-    url: String,
+    urls: Vec<String>,
+    /// The URL to try first on the next connect.
+    next_url: AtomicUsize,
     queue: String,
     name: String,
     delivery_limit: u32,
@@ -88,12 +139,15 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 }
 
 impl AmqpQueue {
-    /// `name` identifies the connection in the RabbitMQ management UI;
+    /// `url` is one AMQP URL or a comma-separated list of them (the nodes of
+    /// a cluster, tried in turn); `name` identifies the connection in the
+    /// RabbitMQ management UI;
     /// `delivery_limit` is how often a message may return to the queue
     /// before it is dead-lettered.
     pub fn new(url: &str, queue: &str, name: &str, delivery_limit: u32) -> Self {
         AmqpQueue {
-            url: url.to_owned(),
+            urls: split_urls(url),
+            next_url: AtomicUsize::new(0),
             queue: queue.to_owned(),
             name: name.to_owned(),
             delivery_limit: delivery_limit.max(1),
@@ -119,9 +173,9 @@ impl AmqpQueue {
             );
             props = props.with_headers(headers);
         }
+        let publisher = link.publisher();
         let result = async {
-            let confirm = link
-                .publisher
+            let confirm = publisher
                 .basic_publish(
                     "".into(),
                     self.queue.as_str().into(),
@@ -140,8 +194,15 @@ impl AmqpQueue {
             }
         }
         .await;
-        if matches!(result, Err(BrokerError::Unavailable(_))) {
-            self.drop_link(&link).await;
+        match &result {
+            Err(BrokerError::Unavailable(_)) => self.drop_link(&link).await,
+            Err(BrokerError::Rejected(_)) => {
+                if let Err(e) = link.reopen_publisher(&publisher).await {
+                    tracing::warn!(job_id = %id, error = %e, "cannot reopen the publisher channel");
+                    self.drop_link(&link).await;
+                }
+            }
+            _ => {}
         }
         result
     }
@@ -153,27 +214,74 @@ impl AmqpQueue {
             return Ok(link.clone());
         }
         if let Some(old) = guard.take() {
+            // Broken: start with the node after the one that failed.
+            self.next_url.store(
+                (old.url_index + 1) % self.urls.len().max(1),
+                Ordering::Relaxed,
+            );
             let _ = old.connection.close(200, "reconnecting".into()).await;
         }
+        if self.urls.is_empty() {
+            return Err(unavailable("no AMQP URL configured"));
+        }
+        let first = self.next_url.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for step in 0..self.urls.len() {
+            let index = (first + step) % self.urls.len();
+            match self.connect(index).await {
+                Ok(link) => {
+                    let link = Arc::new(link);
+                    self.next_url.store(index, Ordering::Relaxed);
+                    *guard = Some(link.clone());
+                    tracing::info!(
+                        queue = %self.queue,
+                        node = %redacted(&self.urls[index]),
+                        "connected to RabbitMQ"
+                    );
+                    return Ok(link);
+                }
+                Err(e) => {
+                    tracing::warn!(node = %redacted(&self.urls[index]), error = %e, "RabbitMQ node unavailable");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| unavailable("no AMQP URL configured")))
+    }
+
+    /// Connects to URL `index`, declares the topology and opens the
+    /// publisher channel.
+    async fn connect(&self, index: usize) -> Result<Link, BrokerError> {
         let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
-        let uri = connection_uri(&self.url).map_err(unavailable)?;
+        let uri = connection_uri(&self.urls[index]).map_err(unavailable)?;
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, props))
             .await
             .map_err(|_| unavailable("connect timed out"))?
             .map_err(unavailable)?;
-        let publisher = connection.create_channel().await.map_err(unavailable)?;
-        declare(&publisher, &self.queue, self.delivery_limit).await?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unavailable)?;
-        let link = Arc::new(Link {
-            connection,
-            publisher,
-        });
-        *guard = Some(link.clone());
-        tracing::info!(queue = %self.queue, "connected to RabbitMQ");
-        Ok(link)
+        let setup = async {
+            let publisher = connection.create_channel().await.map_err(unavailable)?;
+            declare(&publisher, &self.queue, self.delivery_limit).await?;
+            publisher
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(unavailable)?;
+            Ok::<_, BrokerError>(publisher)
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, setup).await {
+            Ok(Ok(publisher)) => Ok(Link {
+                connection,
+                publisher: std::sync::Mutex::new(publisher),
+                url_index: index,
+            }),
+            Ok(Err(e)) => {
+                let _ = connection.close(200, "setup failed".into()).await;
+                Err(e)
+            }
+            Err(_) => {
+                let _ = connection.close(200, "setup timed out".into()).await;
+                Err(unavailable("declaring the queue timed out"))
+            }
+        }
     }
 
     /// Forgets a connection that just failed so the next call reconnects.
@@ -181,6 +289,10 @@ impl AmqpQueue {
         let mut guard = self.link.lock().await;
         if guard.as_ref().is_some_and(|l| Arc::ptr_eq(l, failed)) {
             *guard = None;
+            self.next_url.store(
+                (failed.url_index + 1) % self.urls.len().max(1),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -367,13 +479,20 @@ impl JobQueue for AmqpQueue {
         // can refuse while its leader is being elected, e.g. just after it
         // was declared): publishing again is safe, and a job id that
         // arrives twice is handled like any redelivery.
+        // A broken connection is retried once at once: the retry connects
+        // to the next node of the list.
         let mut backoff = Duration::from_millis(50);
+        let mut reconnected = false;
         for _ in 1..NACK_RETRIES {
             match self.publish_once(id, &payload).await {
                 Err(BrokerError::Rejected(reason)) => {
                     tracing::warn!(job_id = %id, %reason, "publish nacked; publishing again");
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
+                }
+                Err(BrokerError::Unavailable(reason)) if !reconnected && self.urls.len() > 1 => {
+                    tracing::warn!(job_id = %id, %reason, "publish failed; trying the next node");
+                    reconnected = true;
                 }
                 other => return other,
             }

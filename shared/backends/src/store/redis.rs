@@ -28,6 +28,11 @@
 //! One pub/sub connection per process feeds the [`Notifier`]; it reconnects
 //! with backoff and, after a reconnect, wakes every waiter to re-read its
 //! record in case a notification was missed meanwhile.
+//!
+//! The store URL is `redis://…` (one server) or
+//! `redis+sentinel://h1:26379,h2:26379,h3:26379/NAME` (the primary that the
+//! Sentinels name, followed through failovers: see [`primary`]); the pub/sub
+//! connection follows the same primary.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +43,7 @@ mod coord;
 mod dead;
 mod documents;
 mod idempotency;
+pub mod primary;
 mod records;
 mod schedule;
 mod scripts;
@@ -45,7 +51,7 @@ mod scripts;
 use scripts::{ADMIT_SCRIPT, RELEASE_IDEM_SCRIPT, RELEASE_SCRIPT, SAVE_SCRIPT};
 
 use futures::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use primary::Primary;
 
 use super::recent::{Completion, RECENT_CAPACITY, RECENT_TTL_SECS};
 use super::{Notifier, StoreError, rate_bucket};
@@ -59,7 +65,7 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 
 /// The Redis-backed [`ResultStore`](super::ResultStore).
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Primary,
     prefix: String,
     script: redis::Script,
     admit_script: redis::Script,
@@ -75,17 +81,10 @@ impl RedisStore {
     /// on first use and re-made after failures, so the process can start
     /// (and report not-ready) while Redis is down.
     pub fn new(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        let conn = Primary::new(url, TIMEOUT).map_err(unavailable)?;
         let notifier = Arc::new(Notifier::default());
         let channel = format!("{prefix}:done");
-        let listener = tokio::spawn(listen(client, channel, notifier.clone()));
+        let listener = tokio::spawn(listen(conn.clone(), channel, notifier.clone()));
         Ok(RedisStore {
             conn,
             prefix: prefix.to_owned(),
@@ -194,10 +193,20 @@ impl Drop for RedisStore {
 }
 
 /// Forwards completion messages to the notifier, forever.
-async fn listen(client: redis::Client, channel: String, notifier: Arc<Notifier>) {
+async fn listen(primary: Primary, channel: String, notifier: Arc<Notifier>) {
     let mut backoff = Duration::from_millis(100);
+    // The primary generation whose pub/sub connection last failed: the
+    // next client is asked of the Sentinels again (when they are used).
+    let mut failed = None;
     loop {
-        match client.get_async_pubsub().await {
+        let pubsub = match primary.client(failed).await {
+            Ok((generation, client)) => {
+                failed = Some(generation);
+                client.get_async_pubsub().await
+            }
+            Err(e) => Err(e),
+        };
+        match pubsub {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(&channel).await.is_ok() {
                     backoff = Duration::from_millis(100);

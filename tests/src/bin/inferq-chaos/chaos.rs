@@ -292,14 +292,19 @@ async fn restart_redis(d: Arc<Deployment>, faults: Arc<Faults>, down: Duration, 
 }
 
 /// The final state of one accepted job.
-enum Final {
+pub(crate) enum Final {
     Terminal(Value),
     /// Not terminal at the deadline (last record seen), or no record at all.
     Lost(String),
 }
 
 /// Polls one job until it is terminal, it is missing, or `deadline`.
-async fn settle_one(client: &reqwest::Client, api: &str, id: &str, deadline: Instant) -> Final {
+pub(crate) async fn settle_one(
+    client: &reqwest::Client,
+    api: &str,
+    id: &str,
+    deadline: Instant,
+) -> Final {
     let mut missing = 0;
     let mut last = "never answered".to_string();
     loop {

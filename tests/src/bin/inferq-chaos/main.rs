@@ -11,6 +11,7 @@
 //! started again. See docs/reliability.md.
 
 mod chaos;
+mod sim;
 mod soak;
 
 use std::path::PathBuf;
@@ -48,6 +49,13 @@ enum Mode {
         common: Common,
         #[command(flatten)]
         args: soak::SoakArgs,
+    },
+    /// InferQ on the simulated cluster (scripts/cluster, root): broker
+    /// leader, Redis primary and API SIGKILLs, the scale-out curve and an
+    /// autoscaling loop, each with an account of every job (docs/scaling.md).
+    Cluster {
+        #[command(flatten)]
+        args: sim::SimArgs,
     },
 }
 
@@ -160,9 +168,18 @@ async fn interrupted() -> &'static str {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let (common, aof) = match &cli.mode {
-        Mode::Chaos { common, .. } => (common, true),
-        Mode::Soak { common, .. } => (common, false),
+    let (common, aof) = match cli.mode {
+        Mode::Chaos { ref common, .. } => (common, true),
+        Mode::Soak { ref common, .. } => (common, false),
+        Mode::Cluster { args } => {
+            let run = sim::main(args);
+            return match tokio::select! { r = run => r, why = interrupted() => Err(anyhow::anyhow!(why)) }
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => std::process::exit(1),
+                Err(e) => Err(e),
+            };
+        }
     };
     let root = inferq_tests::root();
     let model_dir = common.model_dir.clone().unwrap_or_else(|| {
@@ -232,6 +249,7 @@ async fn main() -> anyhow::Result<()> {
         match &cli.mode {
             Mode::Chaos { args, .. } => chaos::run(deployment.clone(), args, concurrency).await,
             Mode::Soak { args, .. } => soak::run(deployment.clone(), args, concurrency).await,
+            Mode::Cluster { .. } => unreachable!("handled above"),
         }
     };
     let outcome = tokio::select! {

@@ -1,0 +1,274 @@
+//! The fault scenarios: the RabbitMQ node leading the job queue, the Redis
+//! primary and one API are SIGKILLed under steady load (issue 22, items 2, 3
+//! and 5). Fault times are taken right after `kill(2)` returned; the
+//! harness scripts take 0.3-1.3 s themselves and are called outside the
+//! timed windows.
+
+use std::time::{Duration, Instant};
+
+use super::load::{self, Account, LoadSpec, Submitted};
+use super::{Row, Sim, SimArgs, deploy::pairs, fmt_counts};
+
+/// Seconds after a fault whose submissions count as "during the failover".
+const WINDOW: f64 = 10.0;
+
+fn kill(pid: i32) -> anyhow::Result<Instant> {
+    let pid = u32::try_from(pid)?;
+    inferq_tests::send_signal(pid, libc::SIGKILL)
+        .map_err(|e| anyhow::anyhow!("kill {pid}: {e}"))?;
+    Ok(Instant::now())
+}
+
+fn spec(args: &SimArgs) -> LoadSpec {
+    LoadSpec {
+        jobs: args.jobs,
+        rate: args.rate,
+        clients: 16,
+        give_up: Duration::from_secs(60),
+    }
+}
+
+/// Fills the counts of a row from the load and the account and judges it:
+/// nothing lost, nothing given up, one job per key, every job succeeded.
+pub(crate) fn judge(
+    name: &str,
+    sub: &Submitted,
+    acc: &Account,
+    created: u64,
+    mut notes: Vec<String>,
+) -> Row {
+    let accepted = sub.ids().len() as u64;
+    let gave_up = sub.gave_up();
+    let extra_jobs = created.saturating_sub(accepted);
+    notes.push(format!(
+        "final states: {}; attempts per job: {}",
+        fmt_counts(&acc.by_status),
+        fmt_counts(&acc.by_attempts)
+    ));
+    notes.push(format!(
+        "refused answers (retried with the same key): {}",
+        fmt_counts(&sub.refused)
+    ));
+    notes.push(format!(
+        "job records created {created} for {accepted} accepted keys"
+    ));
+    if !gave_up.is_empty() {
+        let mut why = std::collections::BTreeMap::new();
+        for k in &gave_up {
+            *why.entry(k.last_refusal.clone()).or_default() += 1u64;
+        }
+        notes.push(format!(
+            "GAVE UP on {} keys after 60 s, last answer: {}",
+            gave_up.len(),
+            fmt_counts(&why)
+        ));
+    }
+    for (id, why) in acc.lost.iter().take(5) {
+        notes.push(format!("LOST {id}: {why}"));
+    }
+    let ok =
+        acc.lost.is_empty() && gave_up.is_empty() && extra_jobs == 0 && acc.succeeded == accepted;
+    Row {
+        name: name.into(),
+        accepted,
+        final_: acc.terminal,
+        lost: acc.lost.len() as u64,
+        duplicated: acc.duplicated,
+        keys_with_two_jobs: extra_jobs,
+        notes,
+        ok,
+    }
+}
+
+/// Item 2: SIGKILL the node that leads the quorum queue, bring it back.
+pub(crate) async fn broker(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<Row> {
+    sim.set_workers(args.workers)?;
+    let before = sim.job_records()?;
+    let status = sim.script("rabbit-leader.sh", &[sim.queue.as_str()])?;
+    let leader = pairs(&status);
+    let (node, pid) = (
+        leader.get("leader").cloned().unwrap_or_default(),
+        leader.get("pid").and_then(|p| p.parse::<i32>().ok()),
+    );
+    let pid = pid.ok_or_else(|| anyhow::anyhow!("no leader pid in {status:?}"))?;
+    let mut notes = vec![format!(
+        "queue {} members: {}",
+        sim.queue,
+        leader.get("members").cloned().unwrap_or_default()
+    )];
+    let (progress, handle, t0) = load::spawn(sim.api_urls(), spec(args));
+    progress.wait_accepted(args.jobs / 4).await;
+    let killed = kill(pid)?;
+    let at = (killed - t0).as_secs_f64();
+    eprintln!("[{at:6.1}s] SIGKILL leader {node} (pid {pid})");
+    notes.push(format!("leader {node} SIGKILLed at {at:.1} s"));
+    tokio::time::sleep_until((killed + Duration::from_secs(8)).into()).await;
+    sim.script("node.sh", &["start", node.as_str()])?;
+    sim.reload_env()?;
+    notes.push(format!(
+        "{node} started again {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
+    ));
+    let sub = handle.await?;
+    let acc = load::account(
+        &sim.api_urls(),
+        &sub.ids(),
+        Duration::from_secs_f64(args.settle_secs),
+    )
+    .await;
+    let back = sim.script("rabbit-leader.sh", &[sim.queue.as_str()])?;
+    let back = pairs(&back);
+    notes.push(format!(
+        "afterwards: leader {} members {} online {}",
+        back.get("leader").cloned().unwrap_or_default(),
+        back.get("members").cloned().unwrap_or_default(),
+        back.get("online").cloned().unwrap_or_default()
+    ));
+    notes.push(format!(
+        "submit latency before the kill: {}",
+        sub.latency(0.0, at)
+    ));
+    notes.push(format!(
+        "submit latency of jobs sent in the {WINDOW:.0} s after the kill: {}",
+        sub.latency(at, at + WINDOW)
+    ));
+    notes.push(format!(
+        "in the process logs: {}",
+        sim.log_counts(&[
+            "connected to RabbitMQ",
+            "trying the next node",
+            "publish nacked",
+            "consumer failed",
+            "consumer closed",
+        ])
+    ));
+    let dead = sim.dead_workers();
+    notes.push(format!(
+        "workers restarted by the driver: 0; workers that exited: {dead} of {}",
+        sim.workers.len()
+    ));
+    let created = sim.job_records()?.saturating_sub(before);
+    let mut row = judge("broker", &sub, &acc, created, notes);
+    row.ok &= dead == 0;
+    Ok(row)
+}
+
+/// Item 3: SIGKILL the Redis primary; Sentinel promotes the replica.
+pub(crate) async fn redis(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<Row> {
+    sim.set_workers(args.workers)?;
+    let before = sim.job_records()?;
+    sim.reload_env()?;
+    let primary = sim
+        .script("redis-primary.sh", &["--short"])?
+        .trim()
+        .to_owned();
+    let ip = primary.split(':').next().unwrap_or_default().to_owned();
+    let instance = ["A", "B"]
+        .into_iter()
+        .find(|x| {
+            sim.env
+                .get(&format!("INFERQ_CLUSTER_REDIS_{x}_URL"))
+                .is_some_and(|u| u.contains(&format!("//{ip}:")))
+        })
+        .ok_or_else(|| anyhow::anyhow!("which instance is {primary}?"))?;
+    let pid: i32 = sim
+        .env
+        .get(&format!("INFERQ_CLUSTER_REDIS_{instance}_PID"))
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no pid of redis-{instance}"))?;
+    let name = format!("redis-{}", instance.to_lowercase());
+    let (progress, handle, t0) = load::spawn(sim.api_urls(), spec(args));
+    progress.wait_accepted(args.jobs / 4).await;
+    let killed = kill(pid)?;
+    let at = (killed - t0).as_secs_f64();
+    eprintln!("[{at:6.1}s] SIGKILL Redis primary {name} {primary} (pid {pid})");
+    let mut promoted = None;
+    while killed.elapsed() < Duration::from_secs(30) {
+        if let Ok(now) = sim.script("redis-primary.sh", &["--short"])
+            && !now.trim().is_empty()
+            && now.trim() != primary
+        {
+            promoted = Some((now.trim().to_owned(), killed.elapsed().as_secs_f64()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut notes = vec![match &promoted {
+        Some((p, s)) => format!(
+            "primary {name} {primary} SIGKILLed at {at:.1} s; Sentinels named {p} after {s:.1} s (polled)"
+        ),
+        None => format!("primary {name} SIGKILLed at {at:.1} s; NO new primary within 30 s"),
+    }];
+    tokio::time::sleep_until((killed + Duration::from_secs(10)).into()).await;
+    sim.script("node.sh", &["start", name.as_str()])?;
+    sim.reload_env()?;
+    notes.push(format!(
+        "{name} started again {:.1} s after the kill (as a replica of the new primary)",
+        killed.elapsed().as_secs_f64()
+    ));
+    let sub = handle.await?;
+    let acc = load::account(
+        &sim.api_urls(),
+        &sub.ids(),
+        Duration::from_secs_f64(args.settle_secs),
+    )
+    .await;
+    notes.push(format!(
+        "submit latency before the kill: {}",
+        sub.latency(0.0, at)
+    ));
+    notes.push(format!(
+        "submit latency of jobs sent in the {WINDOW:.0} s after the kill: {}",
+        sub.latency(at, at + WINDOW)
+    ));
+    notes.push(format!(
+        "in the process logs: {}",
+        sim.log_counts(&[
+            "redis primary resolved",
+            "redis primary failed",
+            "notification channel closed",
+        ])
+    ));
+    let dead = sim.dead_workers();
+    notes.push(format!(
+        "workers that exited: {dead} of {}",
+        sim.workers.len()
+    ));
+    let created = sim.job_records()?.saturating_sub(before);
+    let mut row = judge("redis", &sub, &acc, created, notes);
+    row.ok &= dead == 0 && promoted.is_some();
+    Ok(row)
+}
+
+/// Item 5: SIGKILL one API mid-submit; clients retry on the other with
+/// their `Idempotency-Key`.
+pub(crate) async fn api(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<Row> {
+    sim.set_workers(args.workers)?;
+    let before = sim.job_records()?;
+    let (progress, handle, t0) = load::spawn(sim.api_urls(), spec(args));
+    progress.wait_accepted(args.jobs * 3 / 10).await;
+    let pid = sim.apis[0].proc.pid().unwrap_or(0);
+    sim.apis[0].proc.kill()?;
+    let at = t0.elapsed().as_secs_f64();
+    eprintln!("[{at:6.1}s] SIGKILL api-0 (pid {pid})");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    sim.apis[0].proc.start()?;
+    sim.wait_api(0).await?;
+    let back = t0.elapsed().as_secs_f64() - at;
+    let sub = handle.await?;
+    let acc = load::account(
+        &sim.api_urls(),
+        &sub.ids(),
+        Duration::from_secs_f64(args.settle_secs),
+    )
+    .await;
+    let notes = vec![
+        format!("api-0 SIGKILLed at {at:.1} s, ready again {back:.1} s later"),
+        format!(
+            "submit latency of jobs sent in the {WINDOW:.0} s after the kill: {}",
+            sub.latency(at, at + WINDOW)
+        ),
+    ];
+    let created = sim.job_records()?.saturating_sub(before);
+    Ok(judge("api", &sub, &acc, created, notes))
+}
