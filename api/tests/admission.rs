@@ -235,9 +235,12 @@ async fn idempotency_key_returns_the_same_job() {
     assert_eq!(again.2["id"], first.2["id"]);
     assert_eq!(again.1["idempotent-replayed"], "true");
     assert_eq!(again.1[header::LOCATION], first.1[header::LOCATION]);
-    // One job, one message.
+    // One job. A replay of a job that has not started yet sends its message
+    // again: the API cannot tell a message waiting in the queue from one whose
+    // first API died before the broker confirmed it (the record exists, the
+    // message does not). Workers ack a copy of a finished job unrun.
     assert_eq!(h.store.len(), 1);
-    assert_eq!(h.queue.len(), 1);
+    assert_eq!(h.queue.len(), 2);
 
     // The same key with another image, or other options, is refused.
     assert_problem(
@@ -255,7 +258,7 @@ async fn idempotency_key_returns_the_same_job() {
     assert_ne!(other.2["id"], first.2["id"]);
     let plain = send(s, post("/v1/jobs", "image/png", png(4, 4))).await;
     assert_ne!(plain.2["id"], first.2["id"]);
-    assert_eq!(h.queue.len(), 3);
+    assert_eq!(h.queue.len(), 4);
 
     for bad in ["", &"k".repeat(256), "has space"] {
         let mut req = post("/v1/jobs", "image/png", png(4, 4));
