@@ -83,6 +83,64 @@ async fn wait_batch(
     }
 }
 
+/// The namespace's job records by status (with the unfinished ones in full)
+/// and the queue's depth and consumers.
+async fn stall_report(ns: &Namespace) -> String {
+    let redis = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:job:*", ns.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let mut open = Vec::new();
+    for k in keys {
+        let text: Option<String> = redis::cmd("GET")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(None);
+        let Some(r) = text.and_then(|t| serde_json::from_str::<Value>(&t).ok()) else {
+            continue;
+        };
+        let status = r["status"].as_str().unwrap_or("?").to_owned();
+        if !matches!(
+            status.as_str(),
+            "succeeded" | "failed" | "canceled" | "expired" | "dead_lettered"
+        ) {
+            open.push(r.to_string());
+        }
+        *counts.entry(status).or_default() += 1;
+    }
+    let queue = match lapin::Connection::connect(inferq_tests::AMQP_URL, Default::default()).await {
+        Ok(c) => {
+            let ch = c.create_channel().await.unwrap();
+            let passive = lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let q = ch
+                .queue_declare(ns.queue.as_str().into(), passive, Default::default())
+                .await;
+            let _ = c.close(200, "bye".into()).await;
+            match q {
+                Ok(q) => format!(
+                    "ready {} consumers {}",
+                    q.message_count(),
+                    q.consumer_count()
+                ),
+                Err(e) => format!("{e}"),
+            }
+        }
+        Err(e) => format!("{e}"),
+    };
+    format!(
+        "records {counts:?}; queue {queue}; unfinished: {}",
+        open.join("\n")
+    )
+}
+
 fn never(_: &Value) -> bool {
     false
 }
@@ -367,7 +425,18 @@ async fn batches_survive_a_killed_api_and_a_replaced_worker_and_can_be_canceled(
     let port2 = free_port().unwrap();
     let mut api2 = api_process(&ns, &repo, &root_s, port2, &log);
     let base2 = format!("http://127.0.0.1:{port2}");
-    let done = wait_batch(&client, &base2, &id, Duration::from_secs(120), never).await;
+    let finished = |b: &Value| b["state"] != "running";
+    let mut done = wait_batch(&client, &base2, &id, Duration::from_secs(60), finished).await;
+    if done["state"] == "running" {
+        // Not done in a minute (a healthy run takes seconds): say where the
+        // batch stands before waiting longer, so a stall explains itself.
+        eprintln!(
+            "batch still running after 60 s: {done}\n{}\napi2 log:\n{}",
+            stall_report(&ns).await,
+            api2.log_tail(40)
+        );
+        done = wait_batch(&client, &base2, &id, Duration::from_secs(60), never).await;
+    }
     assert_eq!(done["state"], "succeeded", "{done}\n{}", api2.log_tail(30));
     assert_eq!(
         done["counts"],

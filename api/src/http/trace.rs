@@ -24,6 +24,20 @@ pub fn current() -> Option<TraceContext> {
     CURRENT.try_with(|t| *t).ok()
 }
 
+/// Wraps `fut` so that, spawned on a task of its own, it keeps the trace
+/// context and the span of the request that spawned it.
+pub fn carry<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    let span = tracing::Span::current();
+    let ctx = current();
+    async move {
+        match ctx {
+            Some(ctx) => CURRENT.scope(ctx, fut).await,
+            None => fut.await,
+        }
+    }
+    .instrument(span)
+}
+
 /// Middleware: the request's trace context and span.
 pub async fn propagate(req: Request, next: Next) -> Response {
     let incoming = req

@@ -2,7 +2,8 @@
 //! [`crate::app`], so every path and its scope are read in one place.
 //!
 //! - [`submit`], [`jobs`]: `POST /v1/jobs` and reading, waiting for and
-//!   canceling jobs;
+//!   canceling jobs; [`accept`]: the all-or-nothing step every new job
+//!   takes (also from batches and storage events);
 //! - [`batch_prediction`]: bulk batch prediction over a prefix or a JSONL
 //!   file (not the inference micro-batches the worker forms);
 //! - [`events`]: storage notifications that become jobs;
@@ -12,6 +13,7 @@
 //! - [`stats`], [`health`], [`openapi`], [`console`]: numbers, probes, the
 //!   API document and the web console.
 
+pub mod accept;
 pub mod batch_prediction;
 pub mod console;
 pub mod dead_letters;

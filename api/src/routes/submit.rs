@@ -9,7 +9,10 @@
 //! the broker's confirm. Only then does the client get `202 Accepted`, so a
 //! job that was accepted cannot be lost by a crash of this process — and
 //! every earlier failure undoes what was done (record, image, backlog place,
-//! idempotency binding), so a refused job leaves nothing behind.
+//! idempotency binding), so a refused job leaves nothing behind. The
+//! accepting runs on a task of its own ([`enqueue`]), bounded by
+//! `--request-timeout-secs` from the inside: a client that hangs up cannot
+//! cut it between the record and the publish (see [`crate::routes::accept`]).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -18,11 +21,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use inferq_backends::fetch::fence::Access;
-use inferq_backends::repository::{ModelEntry, valid_model_name};
-use inferq_backends::store::{Admission, Claim, Saved, retry_after_secs};
+use inferq_backends::repository::valid_model_name;
+use inferq_backends::store::Claim;
 use inferq_core::job::{InputInfo, JobId, JobRecord, JobStatus};
 use inferq_core::manifest::{DType, Layout, ModelManifest};
-use inferq_core::message::{ImageSource, JobMessage};
 use inferq_core::sniff;
 use inferq_core::trace::TraceContext;
 
@@ -31,8 +33,10 @@ use crate::http::auth::principal::{FenceFor, check_fence};
 use crate::http::error::ApiError;
 use crate::intake::encodings::{self, JobOptions, Payload, Submission};
 use crate::intake::idempotency::{self, IdempotencyKey};
+use crate::routes::accept::{Prepared, accept, republish};
 use crate::routes::jobs::query;
 use crate::state::AppState;
+use tokio::time::Instant;
 
 /// Largest `top_k` a client may ask for.
 pub(crate) const MAX_TOP_K: usize = 1000;
@@ -58,10 +62,7 @@ pub async fn submit(
     let owner = principal.tenant();
     let key = IdempotencyKey::from_headers(req.headers(), owner)?;
     let submission = encodings::parse(req, options, &state.settings.limits).await?;
-    let timeout = state.settings.request_timeout;
-    let done = tokio::time::timeout(timeout, enqueue(&state, submission, owner, key))
-        .await
-        .map_err(|_| ApiError::Unavailable("timed out while enqueueing the job".into()))??;
+    let done = enqueue(&state, submission, owner, key).await?;
     Ok(accepted_response(&done.record, done.replayed))
 }
 
@@ -206,16 +207,6 @@ pub(crate) fn check_webhook(
     }))
 }
 
-/// A validated job, not yet recorded or enqueued.
-struct Prepared {
-    entry: std::sync::Arc<ModelEntry>,
-    record: JobRecord,
-    options: JobOptions,
-    /// The input bytes (image or tensor data), or the URI to fetch.
-    input: Result<Bytes, String>,
-    tensor_shape: Option<Vec<usize>>,
-}
-
 /// Checks everything that can be checked without side effects.
 async fn prepare(
     state: &AppState,
@@ -334,7 +325,18 @@ pub(crate) async fn enqueue(
     owner: Option<&str>,
     key: Option<IdempotencyKey>,
 ) -> Result<Enqueued, ApiError> {
-    let result = enqueue_counted(state, sub, owner, key).await;
+    // On a task of its own, so that it runs to its end (or its undo) even
+    // when the caller stops waiting: a client that hangs up, an HTTP or
+    // batch timeout. `--request-timeout-secs` bounds it from the inside.
+    let deadline = Instant::now() + state.settings.request_timeout;
+    let task = tokio::spawn(crate::http::trace::carry({
+        let state = state.clone();
+        let owner = owner.map(str::to_owned);
+        async move { enqueue_counted(&state, sub, owner.as_deref(), key, deadline).await }
+    }));
+    let result = task
+        .await
+        .unwrap_or_else(|e| Err(ApiError::Internal(format!("the submit task ended: {e}"))));
     if let Err(e) = &result {
         inferq_runtime::metrics::metrics()
             .jobs_rejected
@@ -349,9 +351,14 @@ async fn enqueue_counted(
     sub: Submission,
     owner: Option<&str>,
     key: Option<IdempotencyKey>,
+    deadline: Instant,
 ) -> Result<Enqueued, ApiError> {
     let fingerprint = key.as_ref().map(|_| idempotency::fingerprint(&sub));
-    let mut job = prepare(state, sub, owner).await?;
+    // Preparing has no side effects: it may be cut off (a model import by
+    // reference can take long).
+    let mut job = tokio::time::timeout_at(deadline, prepare(state, sub, owner))
+        .await
+        .map_err(|_| ApiError::Unavailable("timed out while preparing the job".into()))??;
     job.record.owner = owner.map(str::to_owned);
     let id = job.record.id;
     let store = &state.store;
@@ -372,7 +379,7 @@ async fn enqueue_counted(
             });
         }
     }
-    let accepted = accept(state, job).await;
+    let accepted = accept(state, job, deadline).await;
     if accepted.is_err()
         && let Some(key) = &key
         && let Err(e) = store.release_idempotency(key.scoped(), id).await
@@ -396,151 +403,4 @@ pub(crate) fn accepted_response(record: &JobRecord, replayed: bool) -> Response 
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     resp
-}
-
-/// Admits, records and enqueues a prepared job; on any failure undoes what
-/// it did, so the job was either accepted or left no trace.
-async fn accept(state: &AppState, job: Prepared) -> Result<JobRecord, ApiError> {
-    let Prepared {
-        entry,
-        record,
-        options: q,
-        input,
-        tensor_shape,
-    } = job;
-    let id = record.id;
-    let store = &state.store;
-    let retention = &state.settings.retention;
-    let max = state.settings.max_backlog;
-    if let Admission::Full {
-        backlog,
-        completions_per_sec,
-    } = store.admit(&entry.name, max).await?
-    {
-        return Err(ApiError::BacklogFull {
-            model: entry.name.clone(),
-            backlog,
-            max,
-            retry_after: retry_after_secs(backlog, max, completions_per_sec),
-        });
-    }
-    // From here on the job holds a place in the backlog: give it back on
-    // every path that does not end in an accepted job.
-    let model: &str = &entry.name;
-    let undo = |blob: Option<String>| async move {
-        let _ = store.delete(id).await;
-        let _ = store.release(model).await;
-        if let Some(k) = blob {
-            let _ = store.delete_blob(&k).await;
-        }
-    };
-    match store.save(&record, retention.result_ttl).await {
-        Ok(Saved::Written) => {}
-        Ok(Saved::AlreadyFinished) => {
-            let _ = store.release(&entry.name).await;
-            return Err(ApiError::Internal(format!("job id {id} collided")));
-        }
-        Err(e) => {
-            let _ = store.release(&entry.name).await;
-            return Err(e.into());
-        }
-    }
-    let source = match image_source(state, id, input).await {
-        Ok(source) => source,
-        Err(e) => {
-            undo(None).await;
-            return Err(e);
-        }
-    };
-    let blob = match &source {
-        ImageSource::Blob(k) => Some(k.clone()),
-        _ => None,
-    };
-    let message = job_message(&entry, &record, q, source, tensor_shape);
-    // The encoded message holds its own copy of the image: let the request's
-    // go before waiting for the broker's confirm, the longest step here.
-    let payload = message.encode();
-    drop(message);
-    if let Err(e) = state.queue.publish(id, payload).await {
-        // Not accepted: forget the job so nobody polls a ghost.
-        undo(blob).await;
-        return Err(e.into());
-    }
-    tracing::info!(job_id = %id, model = %entry.name, version = entry.version,
-        encoding = %record.input.encoding, tenant = record.owner.as_deref().unwrap_or("-"),
-        "job accepted");
-    inferq_runtime::metrics::metrics()
-        .jobs_submitted
-        .with_label_values(&[entry.name.as_str()])
-        .inc();
-    Ok(record)
-}
-
-/// Where a job's input travels: inline in the message, as a blob in the
-/// store (over the inline limit), or as the URI the worker fetches.
-async fn image_source(
-    state: &AppState,
-    id: JobId,
-    input: Result<Bytes, String>,
-) -> Result<ImageSource, ApiError> {
-    Ok(match input {
-        Err(uri) => ImageSource::Uri(uri),
-        Ok(b) if b.len() > state.settings.limits.inline_max_bytes => {
-            let key = state.store.blob_key(id);
-            state
-                .store
-                .put_blob(&key, &b, state.settings.retention.blob_ttl)
-                .await?;
-            ImageSource::Blob(key)
-        }
-        Ok(b) => ImageSource::Inline(b),
-    })
-}
-
-/// The queue message of the job `record`.
-fn job_message(
-    entry: &ModelEntry,
-    record: &JobRecord,
-    q: JobOptions,
-    image: ImageSource,
-    tensor: Option<Vec<usize>>,
-) -> JobMessage {
-    JobMessage {
-        id: record.id,
-        model: entry.name.clone(),
-        version: entry.version,
-        top_k: q.top_k,
-        created_at: record.created_at,
-        image,
-        tensor,
-        output_uri: q.output_uri,
-        deadline: record.deadline,
-        owner: record.owner.clone(),
-        webhook: record.webhook.clone(),
-        trace: record.trace,
-    }
-}
-
-/// Publishes a replayed job that never started, built from the replaying
-/// request (the same request: its fingerprint matched). The request that
-/// bound the key records the job *before* the broker confirms its message;
-/// an API that died in between (SIGKILL, node loss) left a queued record
-/// with no message, and answering the retry with that record alone would
-/// accept a job that never runs. Publishing again is safe: a job id that
-/// arrives twice runs once, or twice at worst (`attempts` counts it), and
-/// keeps the first final state.
-async fn republish(state: &AppState, job: Prepared, record: &JobRecord) -> Result<(), ApiError> {
-    let Prepared {
-        entry,
-        options,
-        input,
-        tensor_shape,
-        ..
-    } = job;
-    let id = record.id;
-    let source = image_source(state, id, input).await?;
-    let message = job_message(&entry, record, options, source, tensor_shape);
-    state.queue.publish(id, message.encode()).await?;
-    tracing::info!(job_id = %id, model = %entry.name, "replayed job not started yet: its message published again");
-    Ok(())
 }

@@ -19,6 +19,11 @@
 //! surviving node while a quorum queue elects its new leader can nack every
 //! publish until the old leader returns (docs/cluster-harness.md).
 //!
+//! Publishes are `mandatory`: a message that no queue takes (the job queue
+//! was deleted or is unbound) is returned by the broker instead of being
+//! confirmed into the void; the queue is then declared again and the
+//! publish retried, so a confirmed job is a queued job.
+//!
 //! Topology, declared by every process on connect (declaring is idempotent):
 //! - `Q` — the job queue: quorum, with `x-delivery-limit` (a message
 //!   returned more often than that — its consumers keep dying — is
@@ -37,24 +42,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::StreamExt;
 use lapin::Confirmation;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
 
+mod deliveries;
 mod urls;
 
+use deliveries::AmqpDeliveries;
 use urls::redacted;
 pub use urls::split_urls;
 
-use super::{Acker, BrokerError, Deliveries, Delivery, JobQueue};
+use super::{BrokerError, Deliveries, JobQueue};
 use inferq_core::job::JobId;
 
 /// Content type of InferQ job messages (see [`inferq_core::message`]).
@@ -69,6 +73,8 @@ pub const DEFAULT_FRAME_MAX: u32 = 32 * 1024;
 /// Publishes of one message before a nack is reported (with backoff from
 /// 50 ms, about 1.5 s in all: longer than a quorum queue's leader election).
 const NACK_RETRIES: u32 = 6;
+/// How a returned (unroutable) publish is reported.
+const UNROUTABLE: &str = "returned unroutable";
 /// AMQP delivery mode for messages written to disk.
 const PERSISTENT: u8 = 2;
 
@@ -179,14 +185,24 @@ impl AmqpQueue {
                 .basic_publish(
                     "".into(),
                     self.queue.as_str().into(),
-                    BasicPublishOptions::default(),
+                    // Mandatory: a message no queue takes (the queue was
+                    // deleted, or never declared on this node) comes back
+                    // instead of being confirmed and dropped.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
                     payload,
                     props,
                 )
                 .await
                 .map_err(unavailable)?;
             match confirm.await.map_err(unavailable)? {
-                Confirmation::Ack(_) => Ok(()),
+                Confirmation::Ack(None) => Ok(()),
+                Confirmation::Ack(Some(_)) => Err(BrokerError::Rejected(format!(
+                    "{UNROUTABLE}: queue {} does not exist",
+                    self.queue
+                ))),
                 Confirmation::Nack(_) => Err(BrokerError::Rejected("broker nacked".into())),
                 Confirmation::NotRequested => Err(BrokerError::Unavailable(
                     "channel is not in confirm mode".into(),
@@ -196,6 +212,15 @@ impl AmqpQueue {
         .await;
         match &result {
             Err(BrokerError::Unavailable(_)) => self.drop_link(&link).await,
+            // Declared again (on this connection: its consumers stay) before
+            // the publish is retried.
+            Err(BrokerError::Rejected(reason)) if reason.starts_with(UNROUTABLE) => {
+                tracing::warn!(job_id = %id, queue = %self.queue, "message returned unroutable; declaring the queue again");
+                if let Err(e) = declare(&publisher, &self.queue, self.delivery_limit).await {
+                    tracing::warn!(job_id = %id, error = %e, "cannot declare the queue again");
+                    self.drop_link(&link).await;
+                }
+            }
             Err(BrokerError::Rejected(_)) => {
                 if let Err(e) = link.reopen_publisher(&publisher).await {
                     tracing::warn!(job_id = %id, error = %e, "cannot reopen the publisher channel");
@@ -325,12 +350,9 @@ impl AmqpQueue {
                 )
                 .await
                 .map_err(unavailable)?;
-            Ok::<_, BrokerError>(Box::new(AmqpDeliveries {
-                channel,
-                consumer,
-                tag,
-                done: false,
-            }) as Box<dyn Deliveries>)
+            Ok::<_, BrokerError>(
+                Box::new(AmqpDeliveries::new(channel, consumer, tag)) as Box<dyn Deliveries>
+            )
         }
         .await;
         if result.is_err() {
@@ -440,38 +462,6 @@ async fn declare(channel: &Channel, queue: &str, delivery_limit: u32) -> Result<
     Ok(())
 }
 
-/// How often a delivered message went back to its quorum queue before.
-fn delivery_count(props: &BasicProperties) -> u32 {
-    let Some(headers) = props.headers() else {
-        return 0;
-    };
-    let Some(v) = headers.inner().get("x-delivery-count") else {
-        return 0;
-    };
-    let n = match v {
-        AMQPValue::LongLongInt(n) => *n,
-        AMQPValue::LongInt(n) => i64::from(*n),
-        AMQPValue::LongUInt(n) => i64::from(*n),
-        AMQPValue::ShortInt(n) => i64::from(*n),
-        AMQPValue::ShortUInt(n) => i64::from(*n),
-        _ => 0,
-    };
-    n.clamp(0, i64::from(u32::MAX)) as u32
-}
-
-/// The `traceparent` application header, when it is a valid one.
-fn traceparent(props: &BasicProperties) -> Option<inferq_core::trace::TraceContext> {
-    match props
-        .headers()
-        .as_ref()?
-        .inner()
-        .get(inferq_core::trace::TRACEPARENT)?
-    {
-        AMQPValue::LongString(s) => inferq_core::trace::TraceContext::parse(&s.to_string()),
-        _ => None,
-    }
-}
-
 #[async_trait]
 impl JobQueue for AmqpQueue {
     async fn publish(&self, id: JobId, payload: Vec<u8>) -> Result<(), BrokerError> {
@@ -510,84 +500,6 @@ impl JobQueue for AmqpQueue {
 
     async fn check(&self) -> Result<(), BrokerError> {
         self.link().await.map(|_| ())
-    }
-}
-
-struct AmqpDeliveries {
-    channel: Channel,
-    consumer: lapin::Consumer,
-    tag: String,
-    done: bool,
-}
-
-#[async_trait]
-impl Deliveries for AmqpDeliveries {
-    async fn next(&mut self) -> Option<Result<Delivery, BrokerError>> {
-        if self.done {
-            return None;
-        }
-        match self.consumer.next().await {
-            Some(Ok(d)) => Some(Ok(Delivery {
-                delivery_count: delivery_count(&d.properties),
-                traceparent: traceparent(&d.properties),
-                payload: Bytes::from(d.data),
-                redelivered: d.redelivered,
-                acker: Box::new(AmqpAcker(d.acker)),
-            })),
-            Some(Err(e)) => {
-                self.done = true;
-                Some(Err(unavailable(e)))
-            }
-            None => {
-                self.done = true;
-                None
-            }
-        }
-    }
-
-    async fn cancel(&mut self) {
-        if self.channel.status().connected() {
-            let _ = self
-                .channel
-                .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
-                .await;
-        }
-        self.done = true;
-    }
-}
-
-struct AmqpAcker(lapin::Acker);
-
-#[async_trait]
-impl Acker for AmqpAcker {
-    async fn ack(&self) -> Result<(), BrokerError> {
-        self.0
-            .ack(BasicAckOptions::default())
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
-    }
-
-    async fn requeue(&self) -> Result<(), BrokerError> {
-        self.0
-            .nack(BasicNackOptions {
-                multiple: false,
-                requeue: true,
-            })
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
-    }
-
-    async fn reject(&self) -> Result<(), BrokerError> {
-        self.0
-            .nack(BasicNackOptions {
-                multiple: false,
-                requeue: false,
-            })
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
     }
 }
 

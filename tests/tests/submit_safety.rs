@@ -1,0 +1,254 @@
+//! Submit is all or nothing, against the real RabbitMQ and Redis.
+//!
+//! - A broker that stops answering (a RabbitMQ memory alarm blocks every
+//!   publisher) and clients that hang up mid-submit: every job the client
+//!   did not get a `202` for ends without running (no record, or a final
+//!   `canceled` record saying it was not accepted), no record stays
+//!   `queued`, the backlog counter comes back to the truth, and a retry
+//!   with the same `Idempotency-Key` is accepted and runs.
+//! - A deleted job queue: the publish is `mandatory`, so the message is not
+//!   confirmed into the void; the queue is declared again and the job is
+//!   really queued.
+//!
+//! The alarm is global to the machine's RabbitMQ: this binary holds only
+//! these tests, and the alarm lasts a few seconds.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use inferq_tests::cluster::rabbitmqctl;
+use inferq_tests::{
+    AMQP_URL, Namespace, REDIS_URL, private_repository, services_available, solid_png, start_api,
+    start_worker, wait_terminal,
+};
+use serde_json::Value;
+
+/// Runs `rabbitmqctl ARGS…`, returning its trimmed standard output.
+fn ctl(args: &[&str]) -> String {
+    let out = Command::new(rabbitmqctl().expect("rabbitmqctl"))
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(out.status.success(), "rabbitmqctl {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Raises a memory alarm until dropped, then restores the watermark.
+struct MemoryAlarm {
+    restore: String,
+}
+
+impl MemoryAlarm {
+    fn raise() -> Self {
+        let current = ctl(&["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."]);
+        // `0.4`, or `{absolute,N}` when set in bytes.
+        let restore = match current.strip_prefix("{absolute,") {
+            Some(rest) => format!("absolute {}", rest.trim_end_matches('}')),
+            None => current,
+        };
+        ctl(&["set_vm_memory_high_watermark", "0.000001"]);
+        MemoryAlarm { restore }
+    }
+}
+
+impl Drop for MemoryAlarm {
+    fn drop(&mut self) {
+        let args: Vec<&str> = std::iter::once("set_vm_memory_high_watermark")
+            .chain(self.restore.split(' '))
+            .collect();
+        ctl(&args);
+    }
+}
+
+async fn records(ns: &Namespace) -> Vec<Value> {
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:job:*", ns.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for k in keys {
+        let text: Option<String> = redis::cmd("GET")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if let Some(t) = text {
+            out.push(serde_json::from_str(&t).unwrap());
+        }
+    }
+    out
+}
+
+async fn backlog(ns: &Namespace, model: &str) -> i64 {
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let n: Option<i64> = redis::cmd("HGET")
+        .arg(format!("{}:backlog", ns.prefix))
+        .arg(model)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    n.unwrap_or(0)
+}
+
+async fn post(client: &reqwest::Client, base: &str, key: Option<&str>, png: &[u8]) -> (u16, Value) {
+    let mut req = client
+        .post(format!("{base}/v1/jobs"))
+        .header("content-type", "image/png")
+        .body(png.to_vec());
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = req.send().await.expect("an answer");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_that_stops_confirming_leaves_no_half_accepted_job() {
+    if !services_available() {
+        return;
+    }
+    let ns = Namespace::new();
+    let repo = private_repository("tiny-mean", "submit-alarm");
+    let api = start_api(&ns, &repo, "tiny-mean", &["--request-timeout-secs", "2"]).await;
+    let base = api.url();
+    let client = reqwest::Client::new();
+    let png = solid_png(16, 16, [10, 20, 30]);
+
+    // Connected and the queue declared before the alarm.
+    let (status, first) = post(&client, &base, None, &png).await;
+    assert_eq!(status, 202, "{first}");
+
+    let keys = ["alarm-a", "alarm-b", "alarm-c"];
+    {
+        let _alarm = MemoryAlarm::raise();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut answers = Vec::new();
+        for k in keys.iter().map(|k| Some(*k)).chain([None, None]) {
+            let started = Instant::now();
+            let (status, body) = post(&client, &base, k, &png).await;
+            answers.push((status, body["code"].clone(), started.elapsed()));
+        }
+        // Clients that hang up long before the server's own timeout.
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        for i in 0..3 {
+            let sent = impatient
+                .post(format!("{base}/v1/jobs"))
+                .header("content-type", "image/png")
+                .header("idempotency-key", format!("gone-{i}"))
+                .body(png.clone())
+                .send()
+                .await;
+            assert!(sent.is_err(), "the broker is blocked: no answer in 300 ms");
+        }
+        for (status, code, took) in &answers {
+            assert_eq!(*status, 503, "{code} after {took:?}");
+            assert_eq!(code, "unavailable");
+            assert!(*took < Duration::from_secs(10), "answered after {took:?}");
+        }
+        // The hung-up submissions end by their own deadline, alarm or not.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+
+    // The broker answers again; whatever it still delivers runs into the
+    // worker, which must not run a job nobody was told was accepted.
+    let worker = start_worker(&ns, &repo, &["--threads", "1"]).await;
+    let done = wait_terminal(
+        &client,
+        &base,
+        first["id"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let all = records(&ns).await;
+    let mut succeeded = 0;
+    for r in &all {
+        match r["status"].as_str().unwrap() {
+            "succeeded" => succeeded += 1,
+            "canceled" => {
+                assert_eq!(r["error"]["code"], "unavailable", "{r}");
+                assert_eq!(r["attempts"], 0, "a retracted job never runs: {r}");
+            }
+            other => panic!("a record is {other} after the broker recovered: {r}"),
+        }
+    }
+    assert_eq!(succeeded, 1, "only the job answered 202 ran: {all:?}");
+    assert_eq!(
+        backlog(&ns, "tiny-mean").await,
+        0,
+        "backlog counter back to the truth"
+    );
+
+    // The same keys are free for a retry that is accepted and runs.
+    for k in keys.iter().copied().chain(["gone-0", "gone-1", "gone-2"]) {
+        let (status, job) = post(&client, &base, Some(k), &png).await;
+        assert_eq!(status, 202, "retry of {k}: {job}");
+        let id = job["id"].as_str().unwrap();
+        let done = wait_terminal(&client, &base, id, Duration::from_secs(30)).await;
+        assert_eq!(done["status"], "succeeded", "retry of {k}: {done}");
+    }
+    assert_eq!(backlog(&ns, "tiny-mean").await, 0);
+
+    worker.stop().await;
+    api.stop().await;
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_queue_is_declared_again_not_a_confirmed_loss() {
+    if !services_available() {
+        return;
+    }
+    let ns = Namespace::new();
+    let repo = private_repository("tiny-mean", "submit-unroutable");
+    let api = start_api(&ns, &repo, "tiny-mean", &[]).await;
+    let base = api.url();
+    let client = reqwest::Client::new();
+    let png = solid_png(16, 16, [200, 20, 30]);
+    let (status, first) = post(&client, &base, None, &png).await;
+    assert_eq!(status, 202, "{first}");
+
+    // An operator (or a policy) deletes the queue under the running API.
+    let conn = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_delete(
+        ns.queue.as_str().into(),
+        lapin::options::QueueDeleteOptions::default(),
+    )
+    .await
+    .unwrap();
+
+    let (status, second) = post(&client, &base, None, &png).await;
+    assert_eq!(status, 202, "{second}");
+    // Accepted means queued: the message is in the (declared again) queue.
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let queue = ch
+        .queue_declare(ns.queue.as_str().into(), passive, Default::default())
+        .await
+        .expect("the queue exists again");
+    assert_eq!(queue.message_count(), 1, "the accepted job is queued");
+    let _ = conn.close(200, "bye".into()).await;
+
+    let worker = start_worker(&ns, &repo, &["--threads", "1"]).await;
+    let id = second["id"].as_str().unwrap();
+    let done = wait_terminal(&client, &base, id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    worker.stop().await;
+    api.stop().await;
+    ns.cleanup().await;
+}
