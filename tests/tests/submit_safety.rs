@@ -252,3 +252,65 @@ async fn a_deleted_queue_is_declared_again_not_a_confirmed_loss() {
     api.stop().await;
     ns.cleanup().await;
 }
+
+/// The Redis side of taking over a key whose first request died between
+/// binding it and recording its job (the batch coordinator retries such a
+/// key forever otherwise: "in use" until it expires).
+#[tokio::test]
+async fn an_abandoned_idempotency_key_is_taken_over_in_redis() {
+    use inferq_backends::store::redis::RedisStore;
+    use inferq_backends::store::{Claim, Idempotency};
+    use inferq_core::job::JobId;
+    if !services_available() {
+        return;
+    }
+    let ns = Namespace::new();
+    let store = RedisStore::new(REDIS_URL, &ns.prefix).unwrap();
+    let ttl = Duration::from_secs(60);
+    let (stale, fresh, other) = (JobId::new(), JobId::new(), JobId::new());
+    let claim = store
+        .claim_idempotency("k", stale, "fp", ttl)
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::New));
+    let young = Duration::from_secs(30);
+    let now = Duration::ZERO;
+    assert!(
+        !store
+            .take_over_idempotency("k", stale, fresh, "fp", ttl, young)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .take_over_idempotency("k", other, fresh, "fp", ttl, now)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = Duration::from_secs(1);
+    assert!(
+        store
+            .take_over_idempotency("k", stale, fresh, "fp", ttl, second)
+            .await
+            .unwrap()
+    );
+    match store
+        .claim_idempotency("k", other, "fp", ttl)
+        .await
+        .unwrap()
+    {
+        Claim::Taken { job, fingerprint } => {
+            assert_eq!(job, fresh);
+            assert_eq!(fingerprint, "fp");
+        }
+        Claim::New => panic!("the key is bound to the taker"),
+    }
+    assert!(
+        !store
+            .take_over_idempotency("none", stale, fresh, "fp", ttl, now)
+            .await
+            .unwrap()
+    );
+    ns.cleanup().await;
+}

@@ -66,6 +66,11 @@ pub async fn submit(
     Ok(accepted_response(&done.record, done.replayed))
 }
 
+/// How long past its deadline a first request's key binding without a
+/// record is given before a retry takes the key over (store calls each
+/// have their own few-second timeout).
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A job the API has accepted: new, or the one an idempotency key is bound to.
 pub(crate) struct Enqueued {
     pub record: JobRecord,
@@ -369,14 +374,38 @@ async fn enqueue_counted(
             fingerprint,
         } = store.claim_idempotency(key.scoped(), id, fp, ttl).await?
         {
-            let record = idempotency::replay(state, bound, &fingerprint == fp).await?;
-            if record.status == JobStatus::Queued && record.attempts == 0 {
-                republish(state, job, &record).await?;
+            match idempotency::replay(state, bound, &fingerprint == fp).await {
+                Ok(record) => {
+                    if record.status == JobStatus::Queued && record.attempts == 0 {
+                        republish(state, job, &record).await?;
+                    }
+                    return Ok(Enqueued {
+                        record,
+                        replayed: true,
+                    });
+                }
+                // Bound, never recorded, and older than any live first
+                // request could be (its accepting ends by its deadline):
+                // that request died between the two steps. This one takes
+                // the key over instead of answering "in use" until the key
+                // expires.
+                Err(ApiError::IdempotencyKeyInUse)
+                    if store
+                        .take_over_idempotency(
+                            key.scoped(),
+                            bound,
+                            id,
+                            fp,
+                            ttl,
+                            state.settings.request_timeout + ABANDONED_AFTER,
+                        )
+                        .await? =>
+                {
+                    tracing::warn!(job_id = %id, stale = %bound,
+                        "the first request with this Idempotency-Key died before recording its job; taken over");
+                }
+                Err(e) => return Err(e),
             }
-            return Ok(Enqueued {
-                record,
-                replayed: true,
-            });
         }
     }
     let accepted = accept(state, job, deadline).await;

@@ -127,6 +127,21 @@ pub trait Idempotency: Send + Sync + 'static {
 
     /// Unbinds `key` if it still names `job` (its request was not accepted).
     async fn release_idempotency(&self, key: &str, job: JobId) -> Result<(), StoreError>;
+
+    /// Rebinds `key` from `stale` to `job` (with a fresh `ttl`) if it still
+    /// names `stale` and was bound at least `min_age` ago: the request that
+    /// bound it died before recording its job (an API killed between the
+    /// two steps), and without this the key would answer "in use" until it
+    /// expires. Returns whether it was rebound.
+    async fn take_over_idempotency(
+        &self,
+        key: &str,
+        stale: JobId,
+        job: JobId,
+        fingerprint: &str,
+        ttl: Duration,
+        min_age: Duration,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Blobs: image bytes too large for a queue message, and binary job outputs such as PNGs.

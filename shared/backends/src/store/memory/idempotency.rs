@@ -49,4 +49,27 @@ impl Idempotency for MemoryStore {
         }
         Ok(())
     }
+
+    async fn take_over_idempotency(
+        &self,
+        key: &str,
+        stale: JobId,
+        job: JobId,
+        fingerprint: &str,
+        ttl: Duration,
+        min_age: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.inner.lock().expect("store lock");
+        let Some(binding) = inner.idempotency.get_mut(key) else {
+            return Ok(false);
+        };
+        // Bound `ttl` before it expires; its age is how much of that ran down.
+        let age = ttl.saturating_sub(binding.2.saturating_duration_since(now));
+        if binding.0 != stale || binding.2 <= now || age < min_age {
+            return Ok(false);
+        }
+        *binding = (job, fingerprint.to_owned(), now + ttl);
+        Ok(true)
+    }
 }

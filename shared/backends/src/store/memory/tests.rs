@@ -180,3 +180,55 @@ async fn capacity_and_expiry() {
     s.delete_blob("k").await.unwrap();
     assert!(s.get_blob("k").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn an_abandoned_idempotency_binding_is_taken_over_only_when_old_enough() {
+    use crate::store::{Claim, Idempotency};
+    let store = MemoryStore::new(10);
+    let ttl = TTL;
+    let (stale, fresh, other) = (JobId::new(), JobId::new(), JobId::new());
+    assert!(matches!(
+        store
+            .claim_idempotency("k", stale, "fp", ttl)
+            .await
+            .unwrap(),
+        Claim::New
+    ));
+    // Too young: its first request may still be recording the job.
+    let young = Duration::from_secs(30);
+    assert!(
+        !store
+            .take_over_idempotency("k", stale, fresh, "fp", ttl, young)
+            .await
+            .unwrap()
+    );
+    // Not the binding the caller saw.
+    let now = Duration::ZERO;
+    assert!(
+        !store
+            .take_over_idempotency("k", other, fresh, "fp", ttl, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .take_over_idempotency("k", stale, fresh, "fp", ttl, now)
+            .await
+            .unwrap()
+    );
+    match store
+        .claim_idempotency("k", other, "fp", ttl)
+        .await
+        .unwrap()
+    {
+        Claim::Taken { job, .. } => assert_eq!(job, fresh),
+        Claim::New => panic!("the key is bound to the taker"),
+    }
+    // Nothing bound: nothing to take over.
+    assert!(
+        !store
+            .take_over_idempotency("none", stale, fresh, "fp", ttl, now)
+            .await
+            .unwrap()
+    );
+}

@@ -52,4 +52,26 @@ impl Idempotency for RedisStore {
             .map(|_| ())
             .map_err(unavailable)
     }
+
+    async fn take_over_idempotency(
+        &self,
+        key: &str,
+        stale: JobId,
+        job: JobId,
+        fingerprint: &str,
+        ttl: Duration,
+        min_age: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::Script::new(scripts::TAKE_OVER_IDEM_SCRIPT)
+            .key(self.idem_key(key))
+            .arg(stale.to_string())
+            .arg(format!("{job} {fingerprint}"))
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(min_age.as_millis() as u64)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|n| n == 1)
+            .map_err(unavailable)
+    }
 }

@@ -82,6 +82,19 @@ end
 return 1
 "#;
 
+/// Rebinds KEYS[1] to ARGV[2] (`"{job} {fingerprint}"`, for ARGV[3] ms) if
+/// it is still bound to job ARGV[1] and was bound at least ARGV[4] ms ago
+/// (its TTL, ARGV[3] when bound, has run down by that much). Returns 1 if
+/// rebound.
+pub(super) const TAKE_OVER_IDEM_SCRIPT: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, string.len(ARGV[1])) ~= ARGV[1] then return 0 end
+local left = redis.call('PTTL', KEYS[1])
+if tonumber(ARGV[3]) - left < tonumber(ARGV[4]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"#;
+
 /// Takes one job out of the backlog, never below zero.
 pub(super) const RELEASE_SCRIPT: &str = r#"
 if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) < 0 then
