@@ -177,7 +177,7 @@ pub async fn supervise(
     let budget = crate::memory::decode_budget_bytes(config.inference.decode_memory_mib);
     let shared = Arc::new(Shared {
         ports: ChildPorts::from_listen(&config.metrics.metrics_listen),
-        decode_mib: (budget / n as u64 >> 20).max(1),
+        decode_mib: ((budget / n as u64) >> 20).max(1),
         addrs: Mutex::new(vec![None; n]),
         config,
     });
