@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use inferq_worker::{WorkerConfig, pinning, supervisor};
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,8 +13,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(role) = config.processes.supervised_child.take() {
         supervisor::follow_supervisor();
         let span = tracing::info_span!("process", index = role.index, core = role.core);
-        let _entered = span.enter();
         return inferq_worker::run(config.for_child(&role), shutdown)
+            .instrument(span)
             .await
             .context("inferq-worker process failed");
     }
