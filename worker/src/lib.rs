@@ -6,6 +6,7 @@
 //!   stand-in in tests);
 //! - [`triage`]: the pure per-delivery decision (run, expire, dead-letter…);
 //! - [`dead_letters`]: parks dead-lettered jobs for an operator's replay;
+//! - [`supervisor`]: `--processes`, one supervised worker process per core;
 //! - [`run`]: the production worker on RabbitMQ and Redis.
 //!
 //! The worker never links the HTTP API: the two meet only through the
@@ -24,7 +25,9 @@ pub mod inference;
 pub mod memory;
 pub mod models;
 pub mod pinning;
+pub mod scrape;
 pub mod storage;
+pub mod supervisor;
 pub mod triage;
 
 use std::future::Future;

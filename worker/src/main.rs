@@ -1,13 +1,29 @@
-//! `inferq-worker`: a production worker on RabbitMQ and Redis.
+//! `inferq-worker`: a production worker on RabbitMQ and Redis; with
+//! `--processes`, the supervisor of one such worker process per core.
 
 use anyhow::Context;
-use inferq_worker::WorkerConfig;
+use inferq_worker::{WorkerConfig, pinning, supervisor};
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config: WorkerConfig = inferq_runtime::config::load_or_exit();
+    let mut config: WorkerConfig = inferq_runtime::config::load_or_exit();
     inferq_runtime::logging::init(&config.log.log_format);
-    inferq_worker::run(config, inferq_runtime::signals::shutdown_signal())
-        .await
-        .context("inferq-worker failed")
+    let shutdown = inferq_runtime::signals::shutdown_signal();
+    if let Some(role) = config.processes.supervised_child.take() {
+        supervisor::follow_supervisor();
+        let span = tracing::info_span!("process", index = role.index, core = role.core);
+        return inferq_worker::run(config.for_child(&role), shutdown)
+            .instrument(span)
+            .await
+            .context("inferq-worker process failed");
+    }
+    match supervisor::plan(&config, &pinning::allowed_cores(), pinning::quota_cores()) {
+        Some(cores) => supervisor::supervise(config, cores, shutdown)
+            .await
+            .context("inferq-worker supervisor failed"),
+        None => inferq_worker::run(config, shutdown)
+            .await
+            .context("inferq-worker failed"),
+    }
 }

@@ -26,6 +26,32 @@ pub fn allowed_cores() -> Vec<usize> {
     ids
 }
 
+/// Whole CPUs the cgroup CPU quota allows (cgroup v2 `cpu.max` or v1
+/// `cpu.cfs_quota_us`/`cpu.cfs_period_us`, rounded up); `None` without a
+/// quota. A container limited to 2 CPUs on a 16-core host sees all 16 in
+/// its affinity mask but can only keep 2 busy.
+pub fn quota_cores() -> Option<usize> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    if let Some(max) = read("/sys/fs/cgroup/cpu.max") {
+        return parse_cpu_max(&max);
+    }
+    let quota = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")?;
+    let period = read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")?;
+    parse_cpu_max(&format!("{} {}", quota.trim(), period.trim()))
+}
+
+/// `"<quota> <period>"` → ceil(quota / period); `max` or a negative quota
+/// means none.
+fn parse_cpu_max(text: &str) -> Option<usize> {
+    let mut it = text.split_whitespace();
+    let quota: i64 = it.next()?.parse().ok()?;
+    let period: i64 = it.next().map_or(Some(100_000), |p| p.parse().ok())?;
+    if quota <= 0 || period <= 0 {
+        return None;
+    }
+    Some(((quota + period - 1) / period) as usize)
+}
+
 /// The core each of `threads` inference threads should run on.
 ///
 /// `threads == 0` means one per allowed core; an explicit `cores` list
@@ -83,6 +109,14 @@ mod tests {
     fn unavailable_cores_are_ignored() {
         assert_eq!(plan(0, &[7, 1], &[0, 1]), vec![1]);
         assert_eq!(plan(0, &[7], &[0, 1]), vec![0, 1]);
+    }
+
+    #[test]
+    fn cpu_quota_rounds_up_and_max_is_none() {
+        assert_eq!(parse_cpu_max("max 100000\n"), None);
+        assert_eq!(parse_cpu_max("200000 100000"), Some(2));
+        assert_eq!(parse_cpu_max("150000 100000"), Some(2));
+        assert_eq!(parse_cpu_max("-1 100000"), None);
     }
 
     #[test]

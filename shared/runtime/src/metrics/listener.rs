@@ -16,6 +16,20 @@ pub async fn spawn(
     listen: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Option<tokio::task::JoinHandle<()>> {
+    spawn_with(listen, shutdown, || async { render() }).await
+}
+
+/// [`spawn`] with another body: `body()` makes each response's text (the
+/// worker supervisor adds its children's metrics to its own).
+pub async fn spawn_with<F, Fut>(
+    listen: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    body: F,
+) -> Option<tokio::task::JoinHandle<()>>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = String> + Send + 'static,
+{
     if listen.trim().is_empty() {
         return None;
     }
@@ -29,14 +43,17 @@ pub async fn spawn(
     tracing::info!(addr = ?listener.local_addr().ok(), "metrics on /metrics");
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(|| async {
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                render(),
-            )
+        axum::routing::get(move || {
+            let text = body();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text.await,
+                )
+            }
         }),
     );
     Some(tokio::spawn(async move {

@@ -49,6 +49,11 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "inferq_http_request_duration_se
 pub const WEBHOOK_ATTEMPTS_TOTAL: &str = "inferq_webhook_attempts_total";
 /// Build information (gauge, always 1; labels: version, component).
 pub const BUILD_INFO: &str = "inferq_build_info";
+/// Restarts of a supervised worker process after it died (counter; labels:
+/// process = the child's index under `inferq-worker --processes`).
+pub const WORKER_PROCESS_RESTARTS_TOTAL: &str = "inferq_worker_process_restarts_total";
+/// Supervised worker processes currently running (gauge).
+pub const WORKER_PROCESSES_RUNNING: &str = "inferq_worker_processes_running";
 
 /// Stage label values.
 pub mod stage {
@@ -78,6 +83,8 @@ pub struct Metrics {
     pub http_seconds: HistogramVec,
     pub webhook_attempts: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub process_restarts: IntCounterVec,
+    pub processes_running: IntGauge,
 }
 
 /// Latency buckets from 0.5 ms to 60 s.
@@ -142,7 +149,21 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(build_info.clone()))
             .expect("registered once");
+        let processes_running = IntGauge::new(
+            WORKER_PROCESSES_RUNNING,
+            "Supervised worker processes currently running",
+        )
+        .expect("valid metric");
+        r.register(Box::new(processes_running.clone()))
+            .expect("registered once");
         Metrics {
+            process_restarts: counter(
+                &r,
+                WORKER_PROCESS_RESTARTS_TOTAL,
+                "Restarts of supervised worker processes after they died",
+                &["process"],
+            ),
+            processes_running,
             jobs_submitted: counter(
                 &r,
                 JOBS_SUBMITTED_TOTAL,
@@ -218,7 +239,8 @@ pub fn metrics() -> &'static Metrics {
     &METRICS
 }
 
-/// Marks this process's component (`api`, `worker`, `embedded`) in the
+/// Marks this process's component (`api`, `worker`, `worker-supervisor`,
+/// `embedded`) in the
 /// build-info gauge.
 pub fn set_build_info(component: &str) {
     metrics()
