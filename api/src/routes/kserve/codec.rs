@@ -263,7 +263,10 @@ fn from_binary(
             ),
         ));
     }
-    let mut numbers = Numbers::with_capacity(count);
+    let mut numbers = Numbers {
+        values: Vec::with_capacity(count),
+        ..Numbers::default()
+    };
     match datatype {
         DataType::Uint8 => chunk.iter().for_each(|b| numbers.push(*b as f64)),
         DataType::Fp32 => chunk
@@ -341,13 +344,6 @@ pub struct Numbers {
 }
 
 impl Numbers {
-    fn with_capacity(n: usize) -> Self {
-        Numbers {
-            values: Vec::with_capacity(n),
-            first_bad: [None; 3],
-        }
-    }
-
     fn push(&mut self, v: f64) {
         for (slot, datatype) in self.first_bad.iter_mut().zip(NUMERIC) {
             if slot.is_none() && !fits(datatype, v) {
