@@ -35,7 +35,7 @@ use inferq_backends::store::redis::RedisStore;
 use inferq_runtime::signals::ReloadTrigger;
 use tower_http::trace::TraceLayer;
 
-use http::{auth, concurrency, origin, server, trace};
+use http::{auth, body_budget, concurrency, origin, server, trace};
 use routes::{
     batch_prediction, console, dead_letters, events, health, jobs, kserve, models, openapi,
     predict, register, stats, submit,
@@ -192,6 +192,13 @@ pub fn app(state: AppState) -> Router {
             origin::same_origin,
         ))
         .layer(middleware::from_fn(metrics::track))
+        .layer(middleware::from_fn_with_state(
+            body_budget::BodyBudget::new(
+                state.settings.body_budget_bytes,
+                state.settings.request_timeout,
+            ),
+            body_budget::hold,
+        ))
         .layer(body_limit)
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn(trace::propagate))

@@ -97,6 +97,8 @@ pub struct Settings {
     pub max_backlog: u64,
     /// Requests handled at once before 503.
     pub max_inflight_requests: usize,
+    /// Bytes of request bodies held at once (see [`crate::http::body_budget`]).
+    pub body_budget_bytes: u64,
     /// Time requests in progress get to finish after a shutdown signal.
     pub shutdown_grace: Duration,
     /// Storage-event rules (see [`crate::routes::events::rules`]); none by default.
@@ -178,6 +180,7 @@ impl Settings {
             request_timeout: Duration::from_secs_f64(http.request_timeout_secs.clamp(0.1, 3600.0)),
             max_backlog: admission.max_backlog,
             max_inflight_requests: admission.max_inflight_requests.max(1),
+            body_budget_bytes: crate::http::body_budget::budget_bytes(admission.body_budget_mib),
             shutdown_grace: Duration::from_secs_f64(http.shutdown_grace_secs.clamp(0.0, 3600.0)),
             event_rules: Vec::new(),
             webhooks: false,

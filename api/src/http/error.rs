@@ -78,6 +78,14 @@ pub enum ApiError {
     },
     #[error("the server is handling as many requests as it may; retry shortly")]
     Busy,
+    #[error(
+        "the server holds as many request bodies as its memory budget allows ({budget} bytes, --body-budget-mib); retry shortly"
+    )]
+    BodyBudgetSpent { budget: u64 },
+    #[error(
+        "the body needs {needed} bytes but the in-flight body budget is {budget} bytes (--body-budget-mib)"
+    )]
+    BodyOverBudget { needed: u64, budget: u64 },
     #[error("job {id} is {status}, not dead-lettered; only dead-lettered jobs can be replayed")]
     NotDeadLettered { id: String, status: String },
     #[error("{0}")]
@@ -265,11 +273,17 @@ impl ApiError {
                 "Too many jobs waiting",
                 Some(*retry_after),
             ),
-            Busy => (
+            Busy | BodyBudgetSpent { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Overloaded,
                 "Server busy",
                 Some(1),
+            ),
+            BodyOverBudget { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                "Payload too large",
+                None,
             ),
             NotDeadLettered { .. } => (
                 StatusCode::CONFLICT,

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::http::body::read_body;
+use crate::http::body_budget::BodyCharge;
 use crate::http::error::ApiError;
 use crate::http::request_limits::{check_json_depth, check_uri_len};
 use crate::intake::json_tensor::JsonTensor;
@@ -145,18 +146,23 @@ pub async fn parse(
     let ct = media_type(req.headers());
     let payload = if ct.starts_with("image/") || ct == "application/octet-stream" {
         let (parts, body) = req.into_parts();
-        let bytes = read_body(&parts.headers, body, limits.max_body_bytes).await?;
+        let bytes = read_body(&parts, body, limits.max_body_bytes).await?;
         Payload::Image {
             bytes,
             encoding: "raw",
         }
     } else if ct == "multipart/form-data" {
+        if let Some(charge) = req.extensions().get::<BodyCharge>() {
+            charge
+                .reserve_declared(req.headers(), limits.max_body_bytes)
+                .await?;
+        }
         let (form, payload) = multipart(req).await?;
         options.overlay(form);
         payload
     } else if ct == "application/json" {
         let (parts, body): (_, Body) = req.into_parts();
-        let bytes = read_body(&parts.headers, body, limits.json_limit()).await?;
+        let bytes = read_body(&parts, body, limits.json_limit()).await?;
         let job = parse_json(&bytes, limits)?;
         options.overlay(job.options);
         job.payload
@@ -277,6 +283,19 @@ pub fn parse_instance(line: &[u8], limits: &LimitConfig) -> Result<Payload, ApiE
     let input: JsonInput = serde_json::from_slice(line)
         .map_err(|e| ApiError::InvalidArgument(format!("invalid instance: {e}")))?;
     json_input(input, limits)
+}
+
+/// An instance given as base64 alone (TF Serving's bare string and
+/// `{"image_bytes": {"b64"}}`), checked like `{"b64": …}`.
+pub fn b64_instance(b64: Option<String>, limits: &LimitConfig) -> Result<Payload, ApiError> {
+    json_input(
+        JsonInput {
+            b64,
+            uri: None,
+            tensor: None,
+        },
+        limits,
+    )
 }
 
 fn json_input(input: JsonInput, limits: &LimitConfig) -> Result<Payload, ApiError> {

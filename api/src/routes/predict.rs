@@ -19,19 +19,30 @@
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+
+use inferq_runtime::config::LimitConfig;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
-use crate::intake::encodings::{JobOptions, Submission, parse_instance};
+use crate::intake::encodings::{JobOptions, Payload, Submission, b64_instance, parse_instance};
+use crate::intake::json_tensor::JsonTensor;
 use crate::intake::wait_all::{at_instance, run_all};
 use crate::state::AppState;
 
+/// The request, read without building a `serde_json::Value` tree: each
+/// instance stays a slice of the body until it is parsed on its own,
+/// straight into its typed payload (a tensor into a flat `f32` buffer), so
+/// a request costs its body plus its tensors, not a tree of boxed numbers.
 #[derive(Deserialize)]
-struct PredictRequest {
-    instances: Option<Vec<Value>>,
-    inputs: Option<Value>,
+struct PredictRequest<'a> {
+    #[serde(borrow)]
+    instances: Option<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    inputs: Option<&'a RawValue>,
     #[serde(default)]
     parameters: Option<Parameters>,
     /// TF Serving's signature selector: only the default exists here.
@@ -95,32 +106,50 @@ pub async fn version(
     predict(state, principal, name.clone(), Some(v), req).await
 }
 
-/// One instance in the shape the job submission path reads.
-fn instance(
-    value: Value,
-    limits: &inferq_runtime::config::LimitConfig,
-) -> Result<crate::intake::encodings::Payload, ApiError> {
-    let normalised = match value {
-        Value::Array(_) => json!({ "tensor": value }),
-        Value::Object(mut o) => match o.remove("image_bytes") {
-            Some(Value::Object(mut inner)) => {
-                json!({ "b64": inner.remove("b64").unwrap_or(Value::Null) })
-            }
-            Some(_) => {
-                return Err(ApiError::InvalidArgument(
-                    "`image_bytes` must be {\"b64\": \"…\"}".into(),
-                ));
-            }
-            None => Value::Object(o),
-        },
-        Value::String(s) => json!({ "b64": s }),
-        _ => {
-            return Err(ApiError::InvalidArgument(
-                "an instance is {\"b64\"}, {\"image_bytes\": {\"b64\"}}, {\"uri\"}, {\"tensor\"} or a nested list".into(),
-            ));
+/// One instance in the shape the job submission path reads: a nested list
+/// is a tensor, a string is base64, `{"image_bytes": {"b64"}}` is TF
+/// Serving's image, any other object is a job's `input`.
+fn instance(raw: &RawValue, limits: &LimitConfig) -> Result<Payload, ApiError> {
+    let text = raw.get().trim_start();
+    let invalid =
+        |e: serde_json::Error| ApiError::InvalidArgument(format!("invalid instance: {e}"));
+    match text.as_bytes().first() {
+        Some(b'[') => {
+            let tensor: JsonTensor = serde_json::from_str(text).map_err(invalid)?;
+            Ok(Payload::Tensor {
+                shape: tensor.shape,
+                values: tensor.values,
+            })
         }
-    };
-    parse_instance(normalised.to_string().as_bytes(), limits)
+        Some(b'"') => {
+            let b64: String = serde_json::from_str(text).map_err(invalid)?;
+            b64_instance(Some(b64), limits)
+        }
+        Some(b'{') => {
+            // Only the keys are owned; values stay slices of the body.
+            let mut fields: HashMap<String, &RawValue> =
+                serde_json::from_str(text).map_err(invalid)?;
+            match fields.remove("image_bytes") {
+                None => parse_instance(text.as_bytes(), limits),
+                Some(inner) if inner.get().trim_start().starts_with('{') => {
+                    let mut inner: HashMap<String, &RawValue> =
+                        serde_json::from_str(inner.get()).map_err(invalid)?;
+                    let b64 = match inner.remove("b64") {
+                        Some(v) => serde_json::from_str::<Option<String>>(v.get())
+                            .map_err(invalid)?,
+                        None => None,
+                    };
+                    b64_instance(b64, limits)
+                }
+                Some(_) => Err(ApiError::InvalidArgument(
+                    "`image_bytes` must be {\"b64\": \"…\"}".into(),
+                )),
+            }
+        }
+        _ => Err(ApiError::InvalidArgument(
+            "an instance is {\"b64\"}, {\"image_bytes\": {\"b64\"}}, {\"uri\"}, {\"tensor\"} or a nested list".into(),
+        )),
+    }
 }
 
 async fn predict(
@@ -132,7 +161,7 @@ async fn predict(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let limits = &state.settings.limits;
-    let bytes = crate::http::body::read_body(&parts.headers, body, limits.json_limit()).await?;
+    let bytes = crate::http::body::read_body(&parts, body, limits.json_limit()).await?;
     crate::http::request_limits::check_json_depth(&bytes, limits.max_json_depth)?;
     let request: PredictRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::InvalidArgument(format!("invalid predict request: {e}")))?;
@@ -152,8 +181,8 @@ async fn predict(
     crate::http::request_limits::check_instances(instances.len(), limits)?;
     let top_k = request.parameters.unwrap_or_default().top_k;
     let mut submissions = Vec::with_capacity(instances.len());
-    for (i, value) in instances.into_iter().enumerate() {
-        let payload = instance(value, limits).map_err(|e| at_instance(i, e))?;
+    for (i, raw) in instances.into_iter().enumerate() {
+        let payload = instance(raw, limits).map_err(|e| at_instance(i, e))?;
         submissions.push(Submission {
             options: JobOptions {
                 model: Some(model.clone()),
@@ -164,10 +193,73 @@ async fn predict(
             payload,
         });
     }
+    // Everything needed is in the submissions now. (The body's bytes stay
+    // reserved in the body budget until the answer.)
+    drop(bytes);
     let records = run_all(&state, principal.tenant(), submissions).await?;
     let predictions: Vec<Value> = records
         .into_iter()
         .map(|r| serde_json::to_value(&r.result).expect("json"))
         .collect();
     Ok(Json(json!({ "predictions": predictions })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> LimitConfig {
+        crate::fuzzing::limits()
+    }
+
+    fn one(json: &str) -> Result<Payload, String> {
+        let raw: &RawValue = serde_json::from_str(json).unwrap();
+        instance(raw, &limits()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_instance_shape_becomes_its_payload() {
+        match one("[[[0.5, 1], [2, 3]]]").unwrap() {
+            Payload::Tensor { shape, values } => {
+                assert_eq!(shape, vec![1, 2, 2]);
+                assert_eq!(values, vec![0.5, 1.0, 2.0, 3.0]);
+            }
+            other => panic!("{other:?}"),
+        }
+        for json in [
+            r#""aGk=""#,
+            r#"{"b64": "aGk="}"#,
+            r#"{"image_bytes": {"b64": "aGk="}}"#,
+        ] {
+            match one(json).unwrap() {
+                Payload::Image { bytes, .. } => assert_eq!(&bytes[..], b"hi", "{json}"),
+                other => panic!("{json}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            one(r#"{"uri": "gs://bucket/o.png"}"#).unwrap(),
+            Payload::Uri(_)
+        ));
+    }
+
+    #[test]
+    fn bad_instances_keep_their_messages() {
+        for (json, why) in [
+            ("[[1, 2], [3]]", "invalid instance: `tensor`: ragged"),
+            ("3", "an instance is"),
+            ("null", "an instance is"),
+            (r#"{"image_bytes": 3}"#, "`image_bytes` must be"),
+            (r#"{"image_bytes": null}"#, "`image_bytes` must be"),
+            (r#"{"image_bytes": {}}"#, "exactly one of"),
+            (
+                r#"{"image_bytes": {"b64": 3}}"#,
+                "invalid instance: invalid type",
+            ),
+            (r#"{"b64": "aGk=", "x": 1}"#, "unknown field `x`"),
+            (r#""%%%""#, "not valid base64"),
+        ] {
+            let err = one(json).unwrap_err();
+            assert!(err.contains(why), "{json}: {err}");
+        }
+    }
 }

@@ -78,8 +78,14 @@ async fn fetch_upload(
     })
 }
 
-async fn read_upload(req: Request) -> Result<Upload, ApiError> {
+async fn read_upload(req: Request, limit: usize) -> Result<Upload, ApiError> {
     let bad = |m: String| ApiError::InvalidArgument(m);
+    if let Some(charge) = req
+        .extensions()
+        .get::<crate::http::body_budget::BodyCharge>()
+    {
+        charge.reserve_declared(req.headers(), limit).await?;
+    }
     let mut form = Multipart::from_request(req, &())
         .await
         .map_err(|e| bad(format!("expected multipart/form-data: {}", e.body_text())))?;
@@ -182,10 +188,10 @@ pub async fn put_version(
         .is_some_and(|v| v.starts_with("application/json"));
     let upload = if is_json {
         let (parts, body) = req.into_parts();
-        let body = crate::http::body::read_body(&parts.headers, body, 64 * 1024).await?;
+        let body = crate::http::body::read_body(&parts, body, 64 * 1024).await?;
         fetch_upload(&state, &principal, body).await?
     } else {
-        read_upload(req).await?
+        read_upload(req, cfg.max_model_bytes).await?
     };
     install(&state, &name, version, upload).await?;
     let body = serde_json::json!({

@@ -402,6 +402,16 @@ pub struct AdmissionConfig {
     /// with Retry-After at once instead of piling up. Probes are exempt.
     #[arg(long, env = "INFERQ_MAX_INFLIGHT_REQUESTS", default_value_t = 1024)]
     pub max_inflight_requests: usize,
+    /// Request bodies the API may hold in memory at once, in MiB, summed
+    /// over the requests in progress: a body reserves its size before it
+    /// is read and releases it when its request is answered. A request that
+    /// finds the budget spent waits up to --request-timeout-secs, then gets
+    /// 503 with Retry-After; a body larger than the whole budget gets 413.
+    /// 0 = a quarter of the container's memory limit (cgroup), at least
+    /// 64 MiB, or 256 MiB without a limit.
+    #[arg(long, env = "INFERQ_BODY_BUDGET_MIB", default_value_t = 0)]
+    #[serde(default)]
+    pub body_budget_mib: u64,
 }
 
 /// Logging.

@@ -99,7 +99,7 @@ pub async fn create(
     let owner = principal.tenant();
     let key = IdempotencyKey::from_headers(req.headers(), owner)?;
     let (parts, body) = req.into_parts();
-    let bytes = crate::http::body::read_body(&parts.headers, body, MAX_REQUEST_BYTES).await?;
+    let bytes = crate::http::body::read_body(&parts, body, MAX_REQUEST_BYTES).await?;
     crate::http::request_limits::check_json_depth(&bytes, state.settings.limits.max_json_depth)?;
     let spec: CreateBatch = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::InvalidArgument(format!("invalid batch request: {e}")))?;

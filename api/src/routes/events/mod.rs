@@ -170,7 +170,7 @@ fn invalid(e: FormatError) -> ApiError {
 
 async fn read(req: Request, state: &AppState) -> Result<(HeaderMap, bytes::Bytes), ApiError> {
     let (parts, body) = req.into_parts();
-    let bytes = crate::http::body::read_body(&parts.headers, body, MAX_EVENT_BYTES).await?;
+    let bytes = crate::http::body::read_body(&parts, body, MAX_EVENT_BYTES).await?;
     crate::http::request_limits::check_json_depth(&bytes, state.settings.limits.max_json_depth)?;
     Ok((parts.headers, bytes))
 }

@@ -263,18 +263,20 @@ fn from_binary(
             ),
         ));
     }
-    let numbers: Vec<f64> = match datatype {
-        DataType::Uint8 => chunk.iter().map(|b| *b as f64).collect(),
+    let mut numbers = Numbers {
+        values: Vec::with_capacity(count),
+        ..Numbers::default()
+    };
+    match datatype {
+        DataType::Uint8 => chunk.iter().for_each(|b| numbers.push(*b as f64)),
         DataType::Fp32 => chunk
             .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)
-            .collect(),
+            .for_each(|c| numbers.push(f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)),
         DataType::Int32 => chunk
             .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)
-            .collect(),
+            .for_each(|c| numbers.push(i32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)),
         DataType::Bytes => unreachable!("handled above"),
-    };
+    }
     numbers_to_f32(name, datatype, numbers)
 }
 
@@ -318,34 +320,67 @@ fn from_json(
     Ok(elements)
 }
 
-/// Range checks by datatype, then the `f32` the job path carries.
-fn numbers_to_f32(name: &str, datatype: DataType, n: Vec<f64>) -> Result<Elements, ApiError> {
-    let ok = |v: f64| match datatype {
+/// The datatypes whose value ranges [`Numbers`] tracks, in its order.
+const NUMERIC: [DataType; 3] = [DataType::Fp32, DataType::Uint8, DataType::Int32];
+
+/// Whether `v` is a valid value of `datatype`.
+fn fits(datatype: DataType, v: f64) -> bool {
+    match datatype {
         DataType::Fp32 => v.is_finite() && (v as f32).is_finite(),
         DataType::Uint8 => v.fract() == 0.0 && (0.0..=255.0).contains(&v),
         DataType::Int32 => v.fract() == 0.0 && v.abs() <= EXACT_F32_INT,
         DataType::Bytes => false,
-    };
-    if let Some(v) = n.iter().find(|v| !ok(**v)) {
+    }
+}
+
+/// Numbers narrowed to the `f32` the job path carries as they are read,
+/// 4 bytes each. The datatype may come after `data` in the JSON, so the
+/// first value each numeric datatype would refuse is noted on the way and
+/// judged once the datatype is known.
+#[derive(Debug, Default)]
+pub struct Numbers {
+    values: Vec<f32>,
+    first_bad: [Option<f64>; 3],
+}
+
+impl Numbers {
+    fn push(&mut self, v: f64) {
+        for (slot, datatype) in self.first_bad.iter_mut().zip(NUMERIC) {
+            if slot.is_none() && !fits(datatype, v) {
+                *slot = Some(v);
+            }
+        }
+        self.values.push(v as f32);
+    }
+}
+
+/// Range checks by datatype, then the values.
+fn numbers_to_f32(name: &str, datatype: DataType, n: Numbers) -> Result<Elements, ApiError> {
+    let bad = NUMERIC
+        .iter()
+        .position(|d| *d == datatype)
+        .map_or(Some(f64::NAN), |i| n.first_bad[i]);
+    if let Some(v) = bad {
         let range = match datatype {
             DataType::Uint8 => "integers 0..=255",
             DataType::Int32 => "integers within ±16777216",
             _ => "finite 32-bit floats",
         };
-        return Err(bad(
+        return Err(self::bad(
             name,
             &format!("{} values must be {range}; got {v}", datatype.as_str()),
         ));
     }
-    Ok(Elements::Numbers(n.into_iter().map(|v| v as f32).collect()))
+    Ok(Elements::Numbers(n.values))
 }
 
 /// An input's `data`, flattened as it is read: nested lists of numbers or
 /// of strings, never both. Read by a streaming visitor so a large tensor
-/// is not first built as a tree of `serde_json::Value`s.
+/// is not first built as a tree of `serde_json::Value`s (32 bytes and more
+/// per number) nor as `f64`s: each number costs 4 bytes.
 #[derive(Debug)]
 pub enum FlatData {
-    Numbers(Vec<f64>),
+    Numbers(Numbers),
     Strings(Vec<String>),
 }
 
@@ -356,7 +391,7 @@ impl<'de> Deserialize<'de> for FlatData {
         Ok(match acc {
             Flat::Strings(s) => FlatData::Strings(s),
             Flat::Numbers(n) => FlatData::Numbers(n),
-            Flat::Empty => FlatData::Numbers(Vec::new()),
+            Flat::Empty => FlatData::Numbers(Numbers::default()),
         })
     }
 }
@@ -365,7 +400,7 @@ impl<'de> Deserialize<'de> for FlatData {
 enum Flat {
     #[default]
     Empty,
-    Numbers(Vec<f64>),
+    Numbers(Numbers),
     Strings(Vec<String>),
 }
 
@@ -381,7 +416,11 @@ impl<'de> de::DeserializeSeed<'de> for FlatVisitor<'_> {
 impl FlatVisitor<'_> {
     fn number<E: de::Error>(self, v: f64) -> Result<(), E> {
         match self.0 {
-            Flat::Empty => *self.0 = Flat::Numbers(vec![v]),
+            Flat::Empty => {
+                let mut n = Numbers::default();
+                n.push(v);
+                *self.0 = Flat::Numbers(n);
+            }
             Flat::Numbers(n) => n.push(v),
             Flat::Strings(_) => return Err(E::custom("`data` mixes strings and numbers")),
         }

@@ -283,7 +283,7 @@ async fn infer(
     let entry = entry(&state, &name, version.as_deref()).await?;
     let limits = &state.settings.limits;
     let (parts, body) = req.into_parts();
-    let body = crate::http::body::read_body(&parts.headers, body, limits.json_limit()).await?;
+    let body = crate::http::body::read_body(&parts, body, limits.json_limit()).await?;
     let header_length = parts
         .headers
         .get(codec::HEADER_LENGTH)
@@ -305,6 +305,9 @@ async fn infer(
         )));
     }
     let payloads = instances(&entry, inputs.remove(0))?;
+    // The JSON text is no longer needed (binary elements share the body's
+    // buffer and keep it); its bytes stay reserved until the answer.
+    drop((body, head));
     crate::http::request_limits::check_instances(payloads.len(), limits)?;
     let top_k = outputs::top_k_needed(&entry, &wanted);
     let submissions = payloads
@@ -408,13 +411,39 @@ fn instances(entry: &ModelEntry, input: codec::Input) -> Result<Vec<Payload>, Ap
                 )));
             }
             let per = expected.iter().product::<usize>();
-            Ok(values
-                .chunks_exact(per)
-                .map(|chunk| Payload::Tensor {
-                    shape: vec![1, expected[0], expected[1], expected[2]],
-                    values: chunk.to_vec(),
+            let shape = vec![1, expected[0], expected[1], expected[2]];
+            Ok(split_batch(values, per)
+                .into_iter()
+                .map(|values| Payload::Tensor {
+                    shape: shape.clone(),
+                    values,
                 })
                 .collect())
         }
+    }
+}
+
+/// Cuts a batch of `per`-value tensors into one buffer each, from the end,
+/// shrinking the batch's buffer as it goes: at most one tensor more than
+/// the batch is held at any time, instead of the batch twice.
+fn split_batch(mut values: Vec<f32>, per: usize) -> Vec<Vec<f32>> {
+    let mut out = Vec::with_capacity(values.len() / per.max(1));
+    while per > 0 && values.len() > per {
+        out.push(values.split_off(values.len() - per));
+        values.shrink_to_fit();
+    }
+    out.push(values);
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_batch_splits_in_order() {
+        let values: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        let parts = super::split_batch(values, 2);
+        assert_eq!(parts, vec![vec![0.0, 1.0], vec![2.0, 3.0], vec![4.0, 5.0]]);
+        assert_eq!(super::split_batch(vec![1.0], 1), vec![vec![1.0]]);
     }
 }

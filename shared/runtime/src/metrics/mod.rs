@@ -47,6 +47,14 @@ pub const HTTP_REQUESTS_TOTAL: &str = "inferq_http_requests_total";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "inferq_http_request_duration_seconds";
 /// Webhook attempts (counter; labels: outcome = delivered, retry, failed).
 pub const WEBHOOK_ATTEMPTS_TOTAL: &str = "inferq_webhook_attempts_total";
+/// Request-body bytes the API holds reservations for right now (gauge).
+pub const BODY_BUDGET_IN_USE_BYTES: &str = "inferq_http_body_budget_in_use_bytes";
+/// The API's in-flight request-body budget (gauge).
+pub const BODY_BUDGET_LIMIT_BYTES: &str = "inferq_http_body_budget_limit_bytes";
+/// Requests that found the body budget spent (counter; labels: outcome =
+/// admitted after waiting, shed with 503 after the wait, too_large for the
+/// whole budget).
+pub const BODY_BUDGET_WAITS_TOTAL: &str = "inferq_http_body_budget_waits_total";
 /// Build information (gauge, always 1; labels: version, component).
 pub const BUILD_INFO: &str = "inferq_build_info";
 /// Restarts of a supervised worker process after it died (counter; labels:
@@ -82,6 +90,9 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
     pub webhook_attempts: IntCounterVec,
+    pub body_budget_in_use: IntGauge,
+    pub body_budget_limit: IntGauge,
+    pub body_budget_waits: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub process_restarts: IntCounterVec,
     pub processes_running: IntGauge,
@@ -97,6 +108,12 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterV
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(c.clone())).expect("registered once");
     c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
 }
 
 fn histogram(
@@ -221,6 +238,22 @@ impl Metrics {
                 &r,
                 WEBHOOK_ATTEMPTS_TOTAL,
                 "Webhook delivery attempts by outcome",
+                &["outcome"],
+            ),
+            body_budget_in_use: gauge(
+                &r,
+                BODY_BUDGET_IN_USE_BYTES,
+                "Request-body bytes reserved by requests in progress",
+            ),
+            body_budget_limit: gauge(
+                &r,
+                BODY_BUDGET_LIMIT_BYTES,
+                "The in-flight request-body budget",
+            ),
+            body_budget_waits: counter(
+                &r,
+                BODY_BUDGET_WAITS_TOTAL,
+                "Requests that found the body budget spent, by outcome",
                 &["outcome"],
             ),
             backlog,
