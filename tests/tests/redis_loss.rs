@@ -60,7 +60,10 @@ async fn jobs_accepted_before_redis_lost_its_data_still_succeed() {
     let base = api.url();
     let client = reqwest::Client::new();
     let large = image("coffee.png");
-    assert!(large.len() > 256 * 1024, "the image must exceed the old inline limit");
+    assert!(
+        large.len() > 256 * 1024,
+        "the image must exceed the old inline limit"
+    );
     let small = solid_png(16, 16, [9, 99, 199]);
 
     let mut ids = Vec::new();
@@ -77,12 +80,30 @@ async fn jobs_accepted_before_redis_lost_its_data_still_succeed() {
     let url = format!("{base}/v1/jobs/{}", ids[0]);
     let status = eventually(
         Duration::from_secs(15),
-        || async { client.get(&url).send().await.map(|r| r.status().as_u16()).ok() },
+        || async {
+            client
+                .get(&url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .ok()
+        },
         |s| *s == Some(404),
     )
     .await;
-    assert_eq!(status, Some(404), "the record should be gone with Redis' data");
-    assert_eq!(store.backlog("tiny-mean").await.unwrap(), 0);
+    assert_eq!(
+        status,
+        Some(404),
+        "the record should be gone with Redis' data"
+    );
+    // The store's connection reconnects after the restart's broken pipe.
+    let backlog = eventually(
+        Duration::from_secs(15),
+        || store.backlog("tiny-mean"),
+        Result::is_ok,
+    )
+    .await;
+    assert_eq!(backlog.unwrap(), 0);
     // The broker still holds both messages, and the API says so.
     let ready = eventually(
         Duration::from_secs(15),
@@ -90,7 +111,10 @@ async fn jobs_accepted_before_redis_lost_its_data_still_succeed() {
         |n| *n >= 2,
     )
     .await;
-    assert_eq!(ready, 2, "inferq_queue_ready_jobs must show the queued jobs");
+    assert_eq!(
+        ready, 2,
+        "inferq_queue_ready_jobs must show the queued jobs"
+    );
 
     // A worker now finds the messages, recreates the records and runs them.
     let worker = start_worker(&ns, &test_models(), &["--threads", "1"]).await;

@@ -176,8 +176,7 @@ async fn client_loop(
                     let status = r.status().as_u16();
                     // A keyed retry may meet its own first request still
                     // being enqueued (409 idempotency_key_in_use).
-                    let expected =
-                        matches!(status, 429 | 503) || (key.is_some() && status == 409);
+                    let expected = matches!(status, 429 | 503) || (key.is_some() && status == 409);
                     let detail = if expected {
                         None
                     } else {

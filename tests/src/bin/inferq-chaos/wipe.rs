@@ -45,7 +45,10 @@ async fn snapshot(
     let mut out = Snapshot::new();
     for chunk in ids.chunks(CHUNK) {
         // The store's record key (shared/backends/src/store/redis.rs).
-        let keys: Vec<String> = chunk.iter().map(|id| format!("{prefix}:job:{id}")).collect();
+        let keys: Vec<String> = chunk
+            .iter()
+            .map(|id| format!("{prefix}:job:{id}"))
+            .collect();
         let raws: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(conn).await?;
         for (id, raw) in chunk.iter().zip(raws) {
             let record = raw.and_then(|r| serde_json::from_slice::<Value>(&r).ok());

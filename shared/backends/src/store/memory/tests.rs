@@ -212,7 +212,11 @@ async fn a_lost_record_is_counted_back_by_its_running_write() {
     // The others end normally, and the counter ends at zero, not below.
     let mut a_done = a_run;
     a_done
-        .fail(JobError::new(ErrorCode::DecodeFailed, "x"), None, chrono::Utc::now())
+        .fail(
+            JobError::new(ErrorCode::DecodeFailed, "x"),
+            None,
+            chrono::Utc::now(),
+        )
         .unwrap();
     s.save(&a_done, TTL).await.unwrap();
     s.save(&finished(c), TTL).await.unwrap();
