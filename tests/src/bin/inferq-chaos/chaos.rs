@@ -139,7 +139,9 @@ async fn client_loop(
         }
         let image = &d.images[i as usize % d.images.len()];
         // Every other job carries a key and is retried with it.
-        let key = (i % 2 == 0).then(|| format!("chaos-{}-{i}", d.key_prefix));
+        let key = i
+            .is_multiple_of(2)
+            .then(|| format!("chaos-{}-{i}", d.key_prefix));
         if key.is_some() {
             subs.keyed.fetch_add(1, Ordering::Relaxed);
         }
