@@ -187,9 +187,10 @@ build: ## Debug build of all binaries and tests
 	$(CARGO) build --workspace --bins --tests
 
 # The short chaos run inside `make test`: the tiny-slow model (~28 ms per job), 300 jobs paced
-# at 25/s so the faults (a worker SIGKILL every 2 s, one RabbitMQ and one Redis restart) land
-# while jobs are arriving. See docs/reliability.md.
-CHAOS_SHORT := --model tiny-slow --jobs 300 --rate 25 --kill-every 2 --settle-secs 60
+# at 25/s so the faults (a worker SIGKILL every 2 s, one RabbitMQ restart, one Redis restart
+# on its AOF and one with no data at all) land while jobs are arriving. Every job must succeed.
+# See docs/reliability.md.
+CHAOS_SHORT := --model tiny-slow --jobs 300 --rate 25 --kill-every 2 --redis-wipe-at 0.85 --settle-secs 60
 # Extra arguments for `make chaos` / `make soak` (see `inferq-chaos chaos --help`).
 CHAOS_ARGS ?=
 SOAK_ARGS ?=

@@ -341,6 +341,15 @@ pub async fn run_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let state = production_state(&config).await?;
+    let limits = &config.limits;
+    if limits.inline_max_bytes < limits.max_body_bytes {
+        tracing::warn!(
+            inline_max_bytes = limits.inline_max_bytes,
+            max_body_bytes = limits.max_body_bytes,
+            "uploads above inline_max_bytes wait in Redis, not in the queue: \
+             a Redis restart without persistence loses them (blob_missing)"
+        );
+    }
     let catalog = state.models.clone();
     let poll = inferq_runtime::signals::poll_interval(config.models.model_poll_secs);
     let watcher = tokio::spawn(async move {
@@ -368,6 +377,7 @@ pub async fn run_on(
     .await;
     let gauges = tokio::spawn(metrics::refresh_gauges(
         state.store.clone(),
+        state.queue.clone(),
         state.models.clone(),
         until(stop_rx.clone()),
     ));

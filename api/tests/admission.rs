@@ -288,3 +288,32 @@ async fn a_refused_request_does_not_bind_its_idempotency_key() {
     assert!(!retry.1.contains_key("idempotent-replayed"));
     assert_ne!(retry.2["id"], a.2["id"]);
 }
+
+/// The autoscaling gauges: the store's backlog counter, and the broker's
+/// own count of waiting messages beside it. A store that lost its data (here:
+/// the counter taken back by hand, as a Redis restart without persistence
+/// zeroes it) leaves the broker's count standing.
+#[tokio::test]
+async fn the_queue_gauge_reads_the_broker_not_the_store() {
+    let h = harness(1 << 20, 1 << 20);
+    for _ in 0..3 {
+        let resp = send(&h.state, post("/v1/jobs", "image/png", png(4, 4))).await;
+        assert_eq!(resp.0, StatusCode::ACCEPTED, "{}", resp.2);
+    }
+    let s = &h.state;
+    inferq_api::metrics::refresh_once(s.store.as_ref(), s.queue.as_ref(), s.models.as_ref()).await;
+    let m = inferq_runtime::metrics::metrics();
+    assert_eq!(m.backlog.with_label_values(&["tiny-mean"]).get(), 3);
+    assert_eq!(m.queue_ready.get(), 3);
+    for _ in 0..3 {
+        h.store.release("tiny-mean").await.unwrap();
+    }
+    inferq_api::metrics::refresh_once(s.store.as_ref(), s.queue.as_ref(), s.models.as_ref()).await;
+    assert_eq!(m.backlog.with_label_values(&["tiny-mean"]).get(), 0);
+    assert_eq!(m.queue_ready.get(), 3, "the broker still holds the jobs");
+    // A worker takes one: it leaves the ready count (and counts in its own
+    // in-flight gauge instead).
+    finish_next(&h).await;
+    inferq_api::metrics::refresh_once(s.store.as_ref(), s.queue.as_ref(), s.models.as_ref()).await;
+    assert_eq!(m.queue_ready.get(), 2);
+}

@@ -120,6 +120,7 @@ pub async fn run(
     .await;
     let gauges = tokio::spawn(inferq_api::metrics::refresh_gauges(
         state.store.clone(),
+        state.queue.clone(),
         state.models.clone(),
         stopped(stop_rx.clone()),
     ));

@@ -182,6 +182,7 @@ impl Drop for Managed {
 pub struct RedisServer {
     pub port: u16,
     process: Managed,
+    dir: PathBuf,
 }
 
 impl RedisServer {
@@ -216,7 +217,11 @@ impl RedisServer {
             &dir.join("redis.log"),
         );
         process.start()?;
-        let mut redis = RedisServer { port, process };
+        let mut redis = RedisServer {
+            port,
+            process,
+            dir: dir.to_owned(),
+        };
         redis.wait_ready(Duration::from_secs(20))?;
         Ok(redis)
     }
@@ -265,6 +270,26 @@ impl RedisServer {
     /// has loaded the AOF.
     pub fn restart(&mut self) -> io::Result<()> {
         self.process.kill()?;
+        self.process.start()?;
+        self.wait_ready(Duration::from_secs(30))
+    }
+
+    /// SIGKILLs Redis, deletes whatever it persisted (AOF, RDB) and starts
+    /// it again: a restart of a Redis that persists nothing, which comes
+    /// back empty whatever its flags say.
+    pub fn restart_empty(&mut self) -> io::Result<()> {
+        self.process.kill()?;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                continue;
+            }
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
         self.process.start()?;
         self.wait_ready(Duration::from_secs(30))
     }

@@ -128,6 +128,9 @@ pub fn services_available() -> bool {
 pub struct Namespace {
     pub queue: String,
     pub prefix: String,
+    /// The Redis the processes use: the shared one unless a test brings
+    /// its own ([`Namespace::on_redis`]).
+    pub redis_url: String,
 }
 
 impl Namespace {
@@ -136,7 +139,14 @@ impl Namespace {
         Namespace {
             queue: format!("inferq.test.{}", &tag[..12]),
             prefix: format!("inferq-test-{}", &tag[..12]),
+            redis_url: REDIS_URL.into(),
         }
+    }
+
+    /// This namespace on another Redis (a test's own `redis-server`).
+    pub fn on_redis(mut self, url: &str) -> Self {
+        self.redis_url = url.into();
+        self
     }
 
     /// Deletes the test queue and keys.
@@ -162,7 +172,7 @@ impl Namespace {
             }
             let _ = conn.close(200, "bye".into()).await;
         }
-        if let Ok(client) = redis::Client::open(REDIS_URL)
+        if let Ok(client) = redis::Client::open(self.redis_url.as_str())
             && let Ok(mut c) = client.get_multiplexed_async_connection().await
         {
             let keys: Vec<String> = redis::cmd("KEYS")
@@ -184,7 +194,7 @@ impl Namespace {
             "--queue".into(),
             self.queue.clone(),
             "--redis-url".into(),
-            REDIS_URL.into(),
+            self.redis_url.clone(),
             "--key-prefix".into(),
             self.prefix.clone(),
             "--model-dir".into(),

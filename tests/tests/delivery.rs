@@ -80,6 +80,9 @@ async fn exhausted_jobs_are_dead_lettered_listed_and_replayed() {
     // rejected by the next worker instead of being run a fourth time.
     let crashed = JobId::new();
     let mut rec = JobRecord::queued(crashed, "tiny-mean", 1, InputInfo::default());
+    // Queued first, as the API writes it: a `running` record written over
+    // none is a job whose record the store lost, counted back in.
+    store.save(&rec, ttl).await.unwrap();
     for _ in 0..3 {
         rec.start(chrono::Utc::now()).unwrap();
     }

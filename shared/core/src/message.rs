@@ -10,9 +10,11 @@
 //!
 //! Keeping the image out of the JSON avoids a 33 % base64 inflation and a
 //! copy on both ends; the header stays human-readable in the RabbitMQ
-//! management UI. Images above the inline threshold are not carried at all:
-//! the header names a blob key in the result store instead, which keeps broker
-//! messages small (RabbitMQ pages large messages to disk and caps their size).
+//! management UI. By default every upload is carried here, so the durable
+//! queue alone holds all a worker needs and a Redis that lost its data loses
+//! no accepted job. Only images above a lowered inline threshold are not
+//! carried: the header names a blob key in the result store instead (for
+//! brokers that cap message size below the largest upload).
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};

@@ -275,8 +275,11 @@ pub struct LimitConfig {
     #[arg(long, env = "INFERQ_MAX_PIXELS", default_value_t = 40_000_000)]
     pub max_pixels: u64,
     /// Images up to this many bytes travel inside the queue message; larger
-    /// ones are stored in the result store and referenced.
-    #[arg(long, env = "INFERQ_INLINE_MAX_BYTES", default_value_t = 256 * 1024)]
+    /// ones are stored in the result store and referenced. The default equals
+    /// the default `max_body_bytes`, so every upload travels in the durable
+    /// queue and survives a Redis that loses its data; set below
+    /// `max_body_bytes`, the larger images depend on Redis persistence.
+    #[arg(long, env = "INFERQ_INLINE_MAX_BYTES", default_value_t = 20 * 1024 * 1024)]
     pub inline_max_bytes: usize,
     /// Largest accepted JSON job body, in bytes. Unset, it is 4/3 of
     /// max_body_bytes plus 64 KiB: a base64 image as large as a raw upload

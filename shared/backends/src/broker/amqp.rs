@@ -501,6 +501,38 @@ impl JobQueue for AmqpQueue {
     async fn check(&self) -> Result<(), BrokerError> {
         self.link().await.map(|_| ())
     }
+
+    async fn ready(&self) -> Result<u64, BrokerError> {
+        // A passive declare only reads the queue's counters. It runs on a
+        // channel of its own: a failed passive declare closes its channel,
+        // and the publisher's must stay open.
+        let link = self.link().await?;
+        let result = async {
+            let channel = link
+                .connection
+                .create_channel()
+                .await
+                .map_err(unavailable)?;
+            let queue = channel
+                .queue_declare(
+                    self.queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+            let _ = channel.close(200, "depth read".into()).await;
+            Ok::<_, BrokerError>(u64::from(queue.message_count()))
+        }
+        .await;
+        if result.is_err() {
+            self.drop_link(&link).await;
+        }
+        result
+    }
 }
 
 #[cfg(test)]

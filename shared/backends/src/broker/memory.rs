@@ -105,6 +105,10 @@ impl JobQueue for MemoryQueue {
     async fn check(&self) -> Result<(), BrokerError> {
         Ok(())
     }
+
+    async fn ready(&self) -> Result<u64, BrokerError> {
+        Ok(self.len() as u64)
+    }
 }
 
 struct MemoryDeliveries {

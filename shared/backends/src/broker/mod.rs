@@ -53,6 +53,12 @@ pub trait JobQueue: Send + Sync + 'static {
 
     /// Checks the broker is reachable (for readiness probes).
     async fn check(&self) -> Result<(), BrokerError>;
+
+    /// Jobs waiting in the queue that no consumer holds yet, as the broker
+    /// counts them. This is the broker's own truth, independent of the
+    /// result store: it survives a Redis that lost its data, so the
+    /// autoscaling signal reads it next to the store's backlog counter.
+    async fn ready(&self) -> Result<u64, BrokerError>;
 }
 
 /// A stream of deliveries for one consumer.

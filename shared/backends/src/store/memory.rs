@@ -133,9 +133,15 @@ impl Inner {
         } else {
             waiting.remove(&key);
         }
+        // As in the Redis script: a record the store lost is counted back
+        // in by its `running` write, and its final write over nothing takes
+        // nothing out.
+        let lost = current.is_none();
         let backlog = self.backlog.entry(record.model.clone()).or_default();
         if record.status.is_terminal() {
-            *backlog = backlog.saturating_sub(1);
+            if !lost {
+                *backlog = backlog.saturating_sub(1);
+            }
             let bucket = rate_bucket(std::time::SystemTime::now());
             *self
                 .completions
@@ -154,6 +160,8 @@ impl Inner {
         } else if revive {
             *backlog += 1;
             self.coord.hooks.remove(&format!("job:{}", record.id));
+        } else if lost && record.status != JobStatus::Queued {
+            *backlog += 1;
         }
         Ok(true)
     }

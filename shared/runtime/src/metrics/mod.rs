@@ -10,7 +10,12 @@
 //! The two autoscaling signals are [`BACKLOG`] — jobs accepted and not yet
 //! final, so *including* the ones workers hold unacked — and
 //! [`OLDEST_WAITING_SECONDS`], both read from the shared store, so every
-//! API process reports the same cluster-wide value.
+//! API process reports the same cluster-wide value. The store's counter is
+//! only as durable as the store: a Redis that loses its data resets it to
+//! zero while RabbitMQ still holds the jobs. [`QUEUE_READY`] (the broker's
+//! own count of waiting messages, read by the API) plus the workers'
+//! [`WORKER_IN_FLIGHT`] is the broker-side truth the autoscaler reads
+//! beside it (docs/deploy.md, "Autoscaling").
 
 pub mod listener;
 
@@ -37,6 +42,9 @@ pub const BATCH_SIZE: &str = "inferq_batch_size";
 pub const BACKLOG: &str = "inferq_backlog_jobs";
 /// Age of the oldest job not yet started (gauge; labels: model; 0 when none waits).
 pub const OLDEST_WAITING_SECONDS: &str = "inferq_oldest_waiting_job_age_seconds";
+/// Messages waiting in the job queue that no worker holds yet, as RabbitMQ
+/// counts them (gauge; read by every API process with a passive declare).
+pub const QUEUE_READY: &str = "inferq_queue_ready_jobs";
 /// Jobs a worker holds right now, queued to or running on its threads (gauge).
 pub const WORKER_IN_FLIGHT: &str = "inferq_worker_in_flight_jobs";
 /// Time to load one model session (histogram; labels: model).
@@ -86,6 +94,7 @@ pub struct Metrics {
     pub backlog: IntGaugeVec,
     pub oldest_waiting: GaugeVec,
     pub worker_in_flight: IntGauge,
+    pub queue_ready: IntGauge,
     pub model_load_seconds: HistogramVec,
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
@@ -158,6 +167,13 @@ impl Metrics {
         let worker_in_flight = IntGauge::new(WORKER_IN_FLIGHT, "Jobs this worker holds unacked")
             .expect("valid metric");
         r.register(Box::new(worker_in_flight.clone()))
+            .expect("registered once");
+        let queue_ready = IntGauge::new(
+            QUEUE_READY,
+            "Messages waiting in the job queue, not yet delivered, as the broker counts them",
+        )
+        .expect("valid metric");
+        r.register(Box::new(queue_ready.clone()))
             .expect("registered once");
         let build_info = IntGaugeVec::new(
             Opts::new(BUILD_INFO, "Build information; always 1"),
@@ -259,6 +275,7 @@ impl Metrics {
             backlog,
             oldest_waiting,
             worker_in_flight,
+            queue_ready,
             build_info,
             registry: r,
         }
@@ -303,12 +320,14 @@ mod tests {
             .with_label_values(&["m", stage::TOTAL])
             .observe(0.01);
         m.backlog.with_label_values(&["m"]).set(3);
+        m.queue_ready.set(5);
         set_build_info("test");
         let text = render();
         for name in [
             JOBS_SUBMITTED_TOTAL,
             STAGE_DURATION_SECONDS,
             BACKLOG,
+            QUEUE_READY,
             BUILD_INFO,
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");

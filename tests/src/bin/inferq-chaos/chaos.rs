@@ -7,8 +7,18 @@
 //! a random worker is SIGKILLed every `--kill-every` seconds and restarted,
 //! RabbitMQ is restarted once (stop_app/start_app) and the private Redis is
 //! SIGKILLed and restarted once on its append-only file, each when a given
-//! fraction of the jobs has been accepted. Then, with all workers running,
-//! every accepted job is polled until it is terminal or `--settle-secs` pass.
+//! fraction of the jobs has been accepted; later (`--redis-wipe-at`) Redis
+//! restarts once more with *no* data, as a Redis without persistence does
+//! (see `wipe.rs`). Then, with all workers running, every accepted job is
+//! polled until it is terminal or `--settle-secs` pass.
+//!
+//! Every other job is sent with an `Idempotency-Key` and retried with the
+//! same key on any 5xx, a 409 (the key's first request still in progress),
+//! a timeout or a connection error; the others are retried on 429/503 and
+//! connection errors. Every image is valid, so the run fails unless every
+//! accepted job ends `succeeded` (a `failed`, `expired`, `dead_lettered` or
+//! `canceled` one counts against it), except those that had finished before
+//! the empty restart: their records are taken from the snapshot.
 //!
 //! `lost` counts accepted jobs whose record is missing or not terminal at
 //! the end. `duplicates` counts executions beyond the first: the sum over
@@ -24,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::account::{Final, Report, fmt_map, settle_one};
 use crate::{Deployment, secs, wait_ready};
 use inferq_tests::cluster;
 use inferq_tests::load::submit_url;
@@ -56,6 +67,10 @@ pub(crate) struct ChaosArgs {
     /// Seconds Redis stays down.
     #[arg(long, default_value_t = 1.0)]
     redis_down_secs: f64,
+    /// Restart Redis *empty* (AOF and RDB deleted: a Redis without
+    /// persistence) once this fraction of the jobs is accepted (0: never).
+    #[arg(long, default_value_t = 0.85)]
+    redis_wipe_at: f64,
     /// After the faults stop, how long every accepted job may take to finish.
     #[arg(long, default_value_t = 300.0)]
     settle_secs: f64,
@@ -76,6 +91,9 @@ struct Submissions {
     /// Answers other than 202/429/503 (bugs), first few with their body.
     unexpected: Mutex<Vec<String>>,
     gave_up: AtomicU64,
+    /// Jobs sent with an Idempotency-Key, and 202s that were replays.
+    keyed: AtomicU64,
+    replayed: AtomicU64,
 }
 
 impl Submissions {
@@ -94,6 +112,7 @@ struct Faults {
     kills: AtomicU64,
     rabbitmq_restarts: AtomicU64,
     redis_restarts: AtomicU64,
+    redis_wipes: AtomicU64,
     errors: Mutex<Vec<String>>,
 }
 
@@ -119,17 +138,29 @@ async fn client_loop(
             tokio::time::sleep_until(due.into()).await;
         }
         let image = &d.images[i as usize % d.images.len()];
+        // Every other job carries a key and is retried with it.
+        let key = i
+            .is_multiple_of(2)
+            .then(|| format!("chaos-{}-{i}", d.key_prefix));
+        if key.is_some() {
+            subs.keyed.fetch_add(1, Ordering::Relaxed);
+        }
         let deadline = Instant::now() + give_up;
         let mut pause = Duration::from_millis(100);
         loop {
-            let answer = client
+            let mut request = client
                 .post(&url)
                 .header("content-type", image.content_type)
-                .body(image.bytes.clone())
-                .send()
-                .await;
+                .body(image.bytes.clone());
+            if let Some(k) = &key {
+                request = request.header("idempotency-key", k.as_str());
+            }
+            let answer = request.send().await;
             match answer {
                 Ok(r) if r.status() == 202 => {
+                    if r.headers().contains_key("idempotent-replayed") {
+                        subs.replayed.fetch_add(1, Ordering::Relaxed);
+                    }
                     let body: Value = r.json().await.unwrap_or(Value::Null);
                     match body["id"].as_str() {
                         Some(id) => {
@@ -145,7 +176,9 @@ async fn client_loop(
                 }
                 Ok(r) => {
                     let status = r.status().as_u16();
-                    let expected = matches!(status, 429 | 503);
+                    // A keyed retry may meet its own first request still
+                    // being enqueued (409 idempotency_key_in_use).
+                    let expected = matches!(status, 429 | 503) || (key.is_some() && status == 409);
                     let detail = if expected {
                         None
                     } else {
@@ -291,64 +324,6 @@ async fn restart_redis(d: Arc<Deployment>, faults: Arc<Faults>, down: Duration, 
     }
 }
 
-/// The final state of one accepted job.
-pub(crate) enum Final {
-    Terminal(Value),
-    /// Not terminal at the deadline (last record seen), or no record at all.
-    Lost(String),
-}
-
-/// Polls one job until it is terminal, it is missing, or `deadline`.
-pub(crate) async fn settle_one(
-    client: &reqwest::Client,
-    api: &str,
-    id: &str,
-    deadline: Instant,
-) -> Final {
-    let mut missing = 0;
-    let mut last = "never answered".to_string();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Final::Lost(last);
-        }
-        let wait = left.as_secs_f64().min(10.0);
-        let answer = client
-            .get(format!("{api}/v1/jobs/{id}?wait={wait:.1}"))
-            .send()
-            .await;
-        match answer {
-            Ok(r) if r.status() == 200 => {
-                let job: Value = r.json().await.unwrap_or(Value::Null);
-                match job["status"].as_str() {
-                    Some("succeeded" | "failed" | "canceled" | "expired" | "dead_lettered") => {
-                        return Final::Terminal(job);
-                    }
-                    Some(s) => last = format!("{s} (attempts {})", job["attempts"]),
-                    None => last = format!("unreadable: {job}"),
-                }
-            }
-            Ok(r) if r.status() == 404 => {
-                // A record gone for good: ask a few times in case of a blip.
-                missing += 1;
-                last = "no record (404)".into();
-                if missing >= 3 {
-                    return Final::Lost(last);
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Ok(r) => {
-                last = format!("poll answered {}", r.status());
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => {
-                last = format!("poll failed: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-}
-
 /// Runs the chaos scenario and prints the report; `Ok(true)` if no job was
 /// lost and nothing unexpected happened.
 pub(crate) async fn run(
@@ -402,6 +377,26 @@ pub(crate) async fn run(
             }
         })
     };
+    let wipe_task = {
+        let (d, faults, subs, stop) = (d.clone(), faults.clone(), subs.clone(), stop.clone());
+        let (jobs, at) = (args.jobs, args.redis_wipe_at);
+        tokio::spawn(async move {
+            if !reached(&subs, jobs, at, &stop).await {
+                return None;
+            }
+            let accepted = || subs.ids.lock().unwrap().clone();
+            match crate::wipe::restart_empty(d, accepted, t0).await {
+                Ok(snapshot) => {
+                    faults.redis_wipes.fetch_add(1, Ordering::Relaxed);
+                    Some(snapshot)
+                }
+                Err(e) => {
+                    faults.errors.lock().unwrap().push(e);
+                    None
+                }
+            }
+        })
+    };
     let redis_task = {
         let (d, faults, subs, stop) = (d.clone(), faults.clone(), subs.clone(), stop.clone());
         let (jobs, at) = (args.jobs, args.redis_restart_at);
@@ -425,6 +420,7 @@ pub(crate) async fn run(
     stop.store(true, Ordering::SeqCst);
     let _ = rabbit_task.await;
     let _ = redis_task.await;
+    let snapshot = wipe_task.await.ok().flatten();
     if let Some(t) = kill_task {
         let _ = t.await;
     }
@@ -454,21 +450,39 @@ pub(crate) async fn run(
     let settle_start = Instant::now();
     let deadline = settle_start + Duration::from_secs_f64(args.settle_secs);
     let ids: Arc<Vec<String>> = Arc::new(std::mem::take(&mut *subs.ids.lock().unwrap()));
+    let wiped = snapshot.is_some();
+    let mut snapshot = snapshot.unwrap_or_default();
+    // Jobs that had finished before the empty restart: their results were
+    // lost with Redis, their final records were read just before.
+    let mut finals: Vec<(String, Final)> = Vec::new();
+    let mut pending = Vec::new();
+    for id in ids.iter() {
+        match snapshot.remove(id) {
+            Some(record) => finals.push((id.clone(), Final::Terminal(record))),
+            None => pending.push(id.clone()),
+        }
+    }
+    let before_wipe = finals.len();
+    let pending = Arc::new(pending);
     let next = Arc::new(AtomicU64::new(0));
     let mut pollers = tokio::task::JoinSet::new();
     for _ in 0..concurrency.min(32) {
-        let (client, ids, next, api) =
-            (client.clone(), ids.clone(), next.clone(), d.api_url.clone());
+        let (client, ids, next, api) = (
+            client.clone(),
+            pending.clone(),
+            next.clone(),
+            d.api_url.clone(),
+        );
         pollers.spawn(async move {
             let mut out = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some(id) = ids.get(i) else { return out };
-                out.push((id.clone(), settle_one(&client, &api, id, deadline).await));
+                let f = settle_one(&client, &api, id, deadline, wiped).await;
+                out.push((id.clone(), f));
             }
         });
     }
-    let mut finals = Vec::new();
     while let Some(r) = pollers.join_next().await {
         finals.extend(r?);
     }
@@ -479,13 +493,28 @@ pub(crate) async fn run(
     let unexpected = subs.unexpected.lock().unwrap().clone();
     let gave_up = subs.gave_up.load(Ordering::Relaxed);
     let errors = faults.errors.lock().unwrap().clone();
+    let succeeded = report.by_status.get("succeeded").copied().unwrap_or(0);
+    let not_succeeded = report.terminal - succeeded;
     println!(
-        "accepted={} terminal={} lost={} duplicates={}",
+        "accepted={} terminal={} succeeded={} not_succeeded={} lost={} duplicates={}",
         ids.len(),
         report.terminal,
+        succeeded,
+        not_succeeded,
         report.lost.len(),
         report.duplicates
     );
+    println!(
+        "  idempotency: {} jobs sent with a key, {} retries answered as replays",
+        subs.keyed.load(Ordering::Relaxed),
+        subs.replayed.load(Ordering::Relaxed)
+    );
+    if wiped {
+        println!(
+            "  empty Redis restart: {before_wipe} jobs had finished before it (records from the snapshot, results lost), {} finished after",
+            ids.len() - before_wipe
+        );
+    }
     println!("  by status: {}", fmt_map(&report.by_status));
     println!("  failed by error code: {}", fmt_map(&report.by_code));
     println!("  jobs by attempts: {}", fmt_map(&report.by_attempts));
@@ -494,10 +523,11 @@ pub(crate) async fn run(
         fmt_map(&rejected)
     );
     println!(
-        "  faults: worker SIGKILLs={} rabbitmq restarts={} redis restarts={}",
+        "  faults: worker SIGKILLs={} rabbitmq restarts={} redis restarts={} empty redis restarts={}",
         faults.kills.load(Ordering::Relaxed),
         faults.rabbitmq_restarts.load(Ordering::Relaxed),
-        faults.redis_restarts.load(Ordering::Relaxed)
+        faults.redis_restarts.load(Ordering::Relaxed),
+        faults.redis_wipes.load(Ordering::Relaxed)
     );
     println!(
         "  wall time: submit {submit_secs:.1}s, settle {settle_secs:.1}s, total {:.1}s (model {}, {} jobs requested)",
@@ -516,63 +546,20 @@ pub(crate) async fn run(
     }
     let faults_done = (args.rabbitmq_restart_at <= 0.0
         || faults.rabbitmq_restarts.load(Ordering::Relaxed) == 1)
-        && (args.redis_restart_at <= 0.0 || faults.redis_restarts.load(Ordering::Relaxed) == 1);
+        && (args.redis_restart_at <= 0.0 || faults.redis_restarts.load(Ordering::Relaxed) == 1)
+        && (args.redis_wipe_at <= 0.0 || faults.redis_wipes.load(Ordering::Relaxed) == 1);
     if !faults_done {
         println!("  NOTE: a scheduled restart did not happen; the run does not count");
     }
+    if not_succeeded > 0 {
+        println!(
+            "  FAILED: {not_succeeded} jobs with valid inputs did not succeed (by status above)"
+        );
+    }
     Ok(report.lost.is_empty()
+        && not_succeeded == 0
         && unexpected.is_empty()
         && gave_up == 0
         && errors.is_empty()
         && faults_done)
-}
-
-fn fmt_map<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {
-    if m.is_empty() {
-        return "none".into();
-    }
-    m.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Tallies of the final records.
-struct Report {
-    terminal: u64,
-    duplicates: u64,
-    lost: Vec<(String, String)>,
-    by_status: BTreeMap<String, u64>,
-    by_code: BTreeMap<String, u64>,
-    by_attempts: BTreeMap<u64, u64>,
-}
-
-impl Report {
-    fn new(finals: &[(String, Final)]) -> Self {
-        let mut r = Report {
-            terminal: 0,
-            duplicates: 0,
-            lost: Vec::new(),
-            by_status: BTreeMap::new(),
-            by_code: BTreeMap::new(),
-            by_attempts: BTreeMap::new(),
-        };
-        for (id, f) in finals {
-            match f {
-                Final::Terminal(job) => {
-                    r.terminal += 1;
-                    let status = job["status"].as_str().unwrap_or("?").to_owned();
-                    *r.by_status.entry(status).or_default() += 1;
-                    if let Some(code) = job["error"]["code"].as_str() {
-                        *r.by_code.entry(code.to_owned()).or_default() += 1;
-                    }
-                    let attempts = job["attempts"].as_u64().unwrap_or(0);
-                    *r.by_attempts.entry(attempts).or_default() += 1;
-                    r.duplicates += attempts.saturating_sub(1);
-                }
-                Final::Lost(why) => r.lost.push((id.clone(), why.clone())),
-            }
-        }
-        r
-    }
 }

@@ -10,9 +10,11 @@
 //! deleted and, if the harness had stopped the RabbitMQ application, it is
 //! started again. See docs/reliability.md.
 
+mod account;
 mod chaos;
 mod sim;
 mod soak;
+mod wipe;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,8 +36,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Mode {
-    /// Submit jobs while killing workers and restarting RabbitMQ and Redis;
-    /// then check that every accepted job finished.
+    /// Submit jobs while killing workers and restarting RabbitMQ and Redis
+    /// (once on its AOF, once empty); then check that every accepted job
+    /// finished, and succeeded.
     Chaos {
         #[command(flatten)]
         common: Common,
@@ -98,6 +101,8 @@ pub struct Deployment {
     /// The images jobs are made of, used round-robin.
     pub images: Vec<Image>,
     pub model: String,
+    /// The key prefix of this run in Redis.
+    pub key_prefix: String,
 }
 
 /// Seconds since `t`, for log lines.
@@ -106,12 +111,18 @@ pub fn secs(t: Instant) -> f64 {
 }
 
 /// The images the clients send: a JPEG photo, PNGs below and above the
-/// inline limit (the larger one travels through Redis as a blob), and a
-/// tiny PNG.
+/// old 256 KiB inline limit (466 KB and 792 KB: before every upload
+/// travelled in the queue message these waited in Redis as blobs, and a
+/// Redis that lost its data failed them with `blob_missing`), and a tiny PNG.
 fn images() -> anyhow::Result<Vec<Image>> {
     let dir = inferq_tests::root().join("tests/images");
     let mut out = Vec::new();
-    for name in ["photo-640x480.jpg", "chelsea.png", "coffee.png"] {
+    for name in [
+        "photo-640x480.jpg",
+        "chelsea.png",
+        "coffee.png",
+        "astronaut.png",
+    ] {
         let path = dir.join(name);
         out.push(Image::from_file(&path).with_context(|| format!("reading {}", path.display()))?);
     }
@@ -236,6 +247,7 @@ async fn main() -> anyhow::Result<()> {
         rabbitmq_stopped: AtomicBool::new(false),
         images: images()?,
         model: common.model.clone(),
+        key_prefix: ns.prefix.clone(),
     });
 
     let concurrency = common.concurrency.max(1);

@@ -109,7 +109,9 @@ async fn backlog_admits_up_to_the_limit_and_final_writes_release() {
         Admission::Admitted { .. }
     ));
     // A job that ends leaves the backlog once, and counts as a completion.
-    let r = finished(rec());
+    let queued = rec();
+    s.save(&queued, TTL).await.unwrap();
+    let r = finished(queued);
     s.save(&r, TTL).await.unwrap();
     s.save(&r, TTL).await.unwrap();
     assert_eq!(s.backlog("m").await.unwrap(), 1);
@@ -231,4 +233,42 @@ async fn an_abandoned_idempotency_binding_is_taken_over_only_when_old_enough() {
             .await
             .unwrap()
     );
+
+async fn a_lost_record_is_counted_back_by_its_running_write() {
+    // Two accepted jobs, then the store loses its data: the counter and
+    // the records are gone, the messages are still in the queue.
+    let lost = MemoryStore::new(10);
+    let (a, b) = (rec(), rec());
+    for r in [&a, &b] {
+        lost.admit("m", 0).await.unwrap();
+        lost.save(r, TTL).await.unwrap();
+    }
+    assert_eq!(lost.backlog("m").await.unwrap(), 2);
+    let s = MemoryStore::new(10);
+    // One new job after the loss.
+    s.admit("m", 0).await.unwrap();
+    let c = rec();
+    s.save(&c, TTL).await.unwrap();
+    assert_eq!(s.backlog("m").await.unwrap(), 1);
+    // A worker recreates `a` from its message and starts it: counted back.
+    let mut a_run = a.clone();
+    a_run.start(chrono::Utc::now()).unwrap();
+    s.save(&a_run, TTL).await.unwrap();
+    assert_eq!(s.backlog("m").await.unwrap(), 2);
+    // `b` was running when the data went: its final write over nothing
+    // takes nothing out, so `a` and `c` are still counted.
+    s.save(&finished(b), TTL).await.unwrap();
+    assert_eq!(s.backlog("m").await.unwrap(), 2);
+    // The others end normally, and the counter ends at zero, not below.
+    let mut a_done = a_run;
+    a_done
+        .fail(
+            JobError::new(ErrorCode::DecodeFailed, "x"),
+            None,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    s.save(&a_done, TTL).await.unwrap();
+    s.save(&finished(c), TTL).await.unwrap();
+    assert_eq!(s.backlog("m").await.unwrap(), 0);
 }

@@ -15,6 +15,12 @@
 /// The waiting set (job ids by creation time, while they are queued) gives
 /// the age of the oldest waiting job, an autoscaling signal.
 ///
+/// The backlog hash is only as durable as Redis. When a record is missing
+/// (Redis lost its data, or the record outlived its TTL while queued), a
+/// worker's `running` write counts the job back in, and a final write over
+/// no record takes nothing out (the loss took it out already), so the
+/// counter agrees with the jobs in flight again as they are delivered.
+///
 /// Modes: `save` refuses to replace a final record; `revive` writes only
 /// over a dead-lettered one and counts the job back into the backlog (and
 /// forgets the earlier webhook outcome, so the new ending is announced);
@@ -41,7 +47,7 @@ else
   redis.call('ZREM', KEYS[9], ARGV[4])
 end
 if ARGV[3] == '1' then
-  if redis.call('HINCRBY', KEYS[3], ARGV[5], -1) < 0 then
+  if cur and redis.call('HINCRBY', KEYS[3], ARGV[5], -1) < 0 then
     redis.call('HSET', KEYS[3], ARGV[5], 0)
   end
   redis.call('INCR', KEYS[4])
@@ -56,6 +62,8 @@ if ARGV[3] == '1' then
 elseif ARGV[6] == 'revive' then
   redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
   redis.call('DEL', KEYS[8])
+elseif not cur and ARGV[10] ~= '1' then
+  redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
 end
 if ARGV[6] == 'dead' then
   redis.call('SET', KEYS[6], ARGV[7], 'PX', ARGV[2])

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::chaos::{Final, settle_one};
+use crate::account::{Final, settle_one};
 
 /// How much load, how fast.
 #[derive(Debug, Clone, Copy)]
@@ -223,7 +223,7 @@ pub(crate) async fn account(apis: &[String], ids: &[String], settle: Duration) -
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some(id) = ids.get(i) else { return out };
-                out.push((id.clone(), settle_one(&http, &api, id, deadline).await));
+                out.push((id.clone(), settle_one(&http, &api, id, deadline, false).await));
             }
         });
     }
