@@ -157,6 +157,23 @@ pub fn split_body(body: &Bytes, header_length: Option<&str>) -> Result<(Bytes, B
     Ok((body.slice(..n), body.slice(n..)))
 }
 
+/// Reads a request body: splits it at `header_length` (the
+/// [`HEADER_LENGTH`] header, if sent), checks the JSON part's nesting
+/// depth and parses it. Returns the request and the binary tail, which
+/// [`decode_inputs`] consumes. Pure, so the fuzz target `kserve_binary`
+/// runs exactly what the handler runs.
+pub fn parse_request(
+    body: &Bytes,
+    header_length: Option<&str>,
+    max_json_depth: usize,
+) -> Result<(InferRequest, Bytes), ApiError> {
+    let (head, tail) = split_body(body, header_length)?;
+    crate::http::request_limits::check_json_depth(&head, max_json_depth)?;
+    let request: InferRequest = serde_json::from_slice(&head)
+        .map_err(|e| ApiError::InvalidArgument(format!("invalid inference request: {e}")))?;
+    Ok((request, tail))
+}
+
 /// Decodes every input, taking binary data from `tail` in input order.
 pub fn decode_inputs(inputs: Vec<RequestInput>, tail: Bytes) -> Result<Vec<Input>, ApiError> {
     let mut offset = 0usize;
@@ -252,12 +269,16 @@ fn from_binary(
         }
         return Ok(Elements::Blobs(blobs));
     };
-    if chunk.len() != count * width {
+    // `count` fits in `usize` but `count × width` may not: a shape of 2^62
+    // FP32 elements would wrap to 0 bytes and match an empty chunk.
+    let needed = count
+        .checked_mul(width)
+        .ok_or_else(|| bad(name, "`shape` is too large"))?;
+    if chunk.len() != needed {
         return Err(bad(
             name,
             &format!(
-                "`shape` needs {} bytes of {}, binary_data_size is {}",
-                count * width,
+                "`shape` needs {needed} bytes of {}, binary_data_size is {}",
                 datatype.as_str(),
                 chunk.len()
             ),
@@ -475,6 +496,46 @@ mod tests {
         assert_eq!(inputs[1].elements, Elements::Numbers(vec![1.5, -2.0]));
     }
 
+    /// Shapes whose element count, or whose byte count `count × width`,
+    /// does not fit in `usize` are a 400, never a panic, a wrapped
+    /// multiplication that matches a short tail, or a huge allocation.
+    #[test]
+    fn overflowing_shapes_are_400() {
+        let huge = 1u64 << 62; // × 4 bytes of FP32/INT32 wraps to 0
+        for (shape, datatype, size) in [
+            (format!("[{huge}]"), "FP32", 0),
+            (format!("[{huge}]"), "INT32", 0),
+            (format!("[{}, 4]", 1u64 << 61), "FP32", 0),
+            (format!("[{huge}, 1, 1, 1]"), "FP32", 0),
+            ("[4294967296, 4294967296]".to_owned(), "UINT8", 0),
+            ("[4294967296, 4294967296, 2]".to_owned(), "FP32", 8),
+            (format!("[{}]", i64::MAX), "BYTES", 0),
+            (format!("[{}]", i64::MAX), "FP32", 4),
+        ] {
+            let json = format!(
+                r#"{{"inputs":[{{"name":"x","shape":{shape},"datatype":"{datatype}","parameters":{{"binary_data_size":{size}}}}}]}}"#
+            );
+            let body = Bytes::from(format!("{json}{}", "\0".repeat(size)));
+            let (r, tail) = parse_request(&body, Some(&json.len().to_string()), 32).unwrap();
+            let err = decode_inputs(r.inputs, tail).unwrap_err();
+            assert_eq!(
+                err.status(),
+                axum::http::StatusCode::BAD_REQUEST,
+                "{json}: {err}"
+            );
+            if datatype != "BYTES" {
+                assert!(err.to_string().contains("too large"), "{json}: {err}");
+            }
+        }
+        // The same through the JSON form: the count is refused before
+        // `data` is compared with it.
+        let r = request(&format!(
+            r#"{{"inputs":[{{"name":"x","shape":[{huge},{huge}],"datatype":"FP32","data":[1]}}]}}"#
+        ));
+        let err = decode_inputs(r.inputs, Bytes::new()).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+    }
+
     #[test]
     fn refuses_bad_shapes_types_ranges_and_lengths() {
         for (json, tail, why) in [
@@ -555,6 +616,7 @@ mod tests {
             .is_err()
         );
         assert!(split_body(&Bytes::from_static(b"{}"), Some("9")).is_err());
+        assert!(split_body(&Bytes::from_static(b"{}"), Some("99999999999999999999999")).is_err());
         assert!(split_body(&Bytes::from_static(b"{}"), Some("x")).is_err());
     }
 }
