@@ -64,10 +64,10 @@ fn check_created(e: &ObjectEvent) {
     // The submit path checks the URI; whatever the event held, that check
     // answers (a refusal is reported as `rejected`).
     let _ = check_uri(&uri);
-    if let Some(plan) = rules::plan(event_rules(), &e.object()) {
-        if let Some(out) = plan.output_uri {
-            let _ = check_uri(&out);
-        }
+    if let Some(plan) = rules::plan(event_rules(), &e.object())
+        && let Some(out) = plan.output_uri
+    {
+        let _ = check_uri(&out);
     }
 }
 
