@@ -241,7 +241,7 @@ bench: assets services ## Benchmark (release): limit, bare Python, embedded, ser
 # committed corpora are replayed by ordinary unit tests, which `make test` does run.
 
 FUZZ_SECS      ?= 20
-FUZZ_TARGETS   ?= sniff decode request_json manifest message
+FUZZ_TARGETS   ?= sniff decode request_json manifest message kserve_binary multipart events jwt jpeg_reduced
 # address (ASan) works on the stable toolchain through RUSTC_BOOTSTRAP; `none` builds faster.
 FUZZ_SANITIZER ?= address
 CARGO_FUZZ     := .cache/cargo-fuzz/bin/cargo-fuzz

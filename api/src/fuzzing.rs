@@ -1,14 +1,45 @@
-//! Fuzz harness body for the API's JSON job parsing (target `request_json`
-//! of the `fuzz/` package).
+//! Fuzz harness bodies for the API's parsers, one function per target of
+//! the `fuzz/` package: JSON job bodies (`request_json`, here), the
+//! multipart intake ([`multipart`]), KServe v2 requests with the binary
+//! tensor extension ([`kserve`]), the storage-event formats ([`events`])
+//! and OIDC push tokens ([`jwt`]).
 //!
-//! Like `inferq_vision::fuzzing`, it is shared by libFuzzer (feature
-//! `fuzzing`) and by the unit test below that replays the committed corpus,
-//! so `make test` checks every seed and every fixed crash input cheaply.
+//! Like `inferq_vision::fuzzing`, they are shared by libFuzzer (feature
+//! `fuzzing`) and by the unit tests below that replay the committed
+//! corpora, so `make test` checks every seed and every fixed crash input
+//! cheaply. None of them touches the network.
+
+mod events;
+mod jwt;
+mod kserve;
+mod multipart;
+
+use std::future::Future;
+use std::sync::OnceLock;
 
 use inferq_runtime::config::LimitConfig;
 
 use crate::intake::encodings::{Payload, check_uri, parse_json};
 use crate::intake::json_tensor::MAX_TENSOR_DEPTH;
+
+pub use events::events;
+pub use jwt::jwt;
+pub use kserve::kserve_binary;
+pub use multipart::multipart;
+
+/// Runs an async parser to completion on a one-thread runtime shared by
+/// every execution (timers enabled: body reading may drain on a timeout).
+fn block_on<F: Future>(future: F) -> F::Output {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("fuzz runtime")
+        })
+        .block_on(future)
+}
 
 /// The limits the target parses under: the defaults, with a 1 MiB body.
 pub fn limits() -> LimitConfig {
@@ -53,23 +84,66 @@ pub fn request_json(data: &[u8]) {
 mod tests {
     use std::path::PathBuf;
 
-    /// Replays `fuzz/corpus/request_json/`: no input panics, and the corpus
-    /// holds both accepted and refused bodies.
-    #[test]
-    fn request_json_corpus() {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/request_json");
+    /// Every file of `fuzz/corpus/<target>/`, sorted.
+    fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus")
+            .join(target);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 3, "{}: too few seeds", dir.display());
+        files
+            .into_iter()
+            .map(|p| {
+                let data = std::fs::read(&p).unwrap();
+                (p, data)
+            })
+            .collect()
+    }
+
+    /// Replays the corpus of `target` through `harness`, which answers
+    /// whether the parser accepted an input: no input panics, and the
+    /// corpus holds inputs of both kinds so that both paths stay covered.
+    fn replay(target: &str, harness: fn(&[u8]) -> bool) {
         let (mut yes, mut no) = (0, 0);
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let data = std::fs::read(&path).unwrap();
-            let outcome = std::panic::catch_unwind(|| super::request_json(&data));
-            assert!(outcome.is_ok(), "{} panics", path.display());
-            if super::parse_json(&data, &super::limits()).is_ok() {
-                yes += 1
-            } else {
-                no += 1
+        for (path, data) in corpus(target) {
+            match std::panic::catch_unwind(|| harness(&data)) {
+                Ok(true) => yes += 1,
+                Ok(false) => no += 1,
+                Err(_) => panic!("{target}: {} panics", path.display()),
             }
         }
-        assert!(yes > 0 && no > 0, "{yes} accepted, {no} refused");
+        assert!(yes > 0 && no > 0, "{target}: {yes} accepted, {no} refused");
+    }
+
+    #[test]
+    fn request_json_corpus() {
+        replay("request_json", |d| {
+            super::request_json(d);
+            super::parse_json(d, &super::limits()).is_ok()
+        });
+    }
+
+    #[test]
+    fn kserve_binary_corpus() {
+        replay("kserve_binary", super::kserve_binary);
+    }
+
+    #[test]
+    fn multipart_corpus() {
+        replay("multipart", super::multipart);
+    }
+
+    #[test]
+    fn events_corpus() {
+        replay("events", super::events);
+    }
+
+    #[test]
+    fn jwt_corpus() {
+        replay("jwt", super::jwt);
     }
 }

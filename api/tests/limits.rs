@@ -118,6 +118,28 @@ async fn storage_references_longer_than_the_limit_are_400() {
     let resp = send(&h.state, post(&uri, "image/png", png(4, 4))).await;
     assert_problem(&resp, StatusCode::BAD_REQUEST, "invalid_uri");
 
+    // So is `model_uri`, in the query string and in a multipart form, as
+    // in JSON (it used to reach the model resolver unchecked; found with
+    // the `multipart` fuzz target's length property).
+    let uri = format!("/v1/jobs?model_uri={long}");
+    let resp = send(&h.state, post(&uri, "image/png", png(4, 4))).await;
+    assert_problem(&resp, StatusCode::BAD_REQUEST, "invalid_uri");
+    let mut form =
+        b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n"
+            .to_vec();
+    form.extend_from_slice(&png(4, 4));
+    form.extend_from_slice(
+        format!("\r\n--B\r\nContent-Disposition: form-data; name=\"model_uri\"\r\n\r\n{long}\r\n--B--\r\n")
+            .as_bytes(),
+    );
+    let resp = send(
+        &h.state,
+        post("/v1/jobs", "multipart/form-data; boundary=B", form),
+    )
+    .await;
+    assert_problem(&resp, StatusCode::BAD_REQUEST, "invalid_uri");
+    assert!(detail(&resp).contains("model_uri"), "{}", resp.2);
+
     // A lower configured limit applies to both.
     let mut settings = (*h.state.settings).clone();
     settings.limits.max_uri_bytes = 32;

@@ -175,6 +175,9 @@ pub async fn parse(
     if let Some(uri) = &options.output_uri {
         check_uri_len("output_uri", uri, limits)?;
     }
+    if let Some(uri) = &options.model_uri {
+        check_uri_len("model_uri", uri, limits)?;
+    }
     if let Some(url) = &options.webhook_url {
         check_uri_len("webhook_url", url, limits)?;
     }

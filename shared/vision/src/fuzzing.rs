@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+use image::metadata::Orientation;
 
 use crate::preprocess::{self, TensorData};
 use inferq_core::manifest::ModelManifest;
@@ -107,6 +108,100 @@ pub fn decode(data: &[u8]) {
     }
 }
 
+/// The manifests of the `jpeg_reduced` target: a small input, so that
+/// most JPEGs qualify for a reduced-scale decode, once cropped (the real
+/// default `jpeg_draft = 1`) and once stretched with a laxer 0.5.
+fn jpeg_manifests() -> &'static [ModelManifest] {
+    static MANIFESTS: OnceLock<Vec<ModelManifest>> = OnceLock::new();
+    MANIFESTS.get_or_init(|| {
+        [
+            "[input]\nname = \"x\"\ndtype = \"float32\"\nlayout = \"nchw\"\nwidth = 16\nheight = 16\n\
+             [preprocess]\nresize = \"shorter_side\"\ncrop = \"center\"\n",
+            "[input]\nname = \"x\"\ndtype = \"uint8\"\nlayout = \"nhwc\"\nwidth = 24\nheight = 8\n\
+             [preprocess]\nresize = \"stretch\"\njpeg_draft = 0.5\n",
+        ]
+        .iter()
+        .map(|body| {
+            let text = format!("kind = \"classification\"\n{body}[output]\nname = \"y\"\n");
+            ModelManifest::parse(&text, Path::new("fuzz.toml")).expect("fuzz manifest")
+        })
+        .collect()
+    })
+}
+
+/// Whether EXIF orientation `o` turns the image by a quarter.
+fn swaps_axes(o: Orientation) -> bool {
+    matches!(
+        o,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+/// `jpeg_reduced`: decoding a JPEG at 1/2, 1/4 and 1/8 scale (the DCT
+/// scaling of `jpeg-decoder`, with the full-size fallback for JPEGs it
+/// does not take) never panics, stays within the pixel limit, yields an
+/// image between the requested scale and full size, and agrees across
+/// the scales that decode on the original's size and orientation; the worker's use of it
+/// (`Preprocessor::decode` with `jpeg_draft`, then `prepare_decoded`)
+/// gives the manifest's tensor and a finite geometry. Returns whether the
+/// JPEG decoded.
+pub fn jpeg_reduced(data: &[u8]) -> bool {
+    if ImageFormat::sniff(data) != Some(ImageFormat::Jpeg) {
+        return false;
+    }
+    let mut seen: Option<(u32, u32, Orientation)> = None;
+    for denom in [2u32, 4, 8] {
+        // A scale the scaling decoder cannot honour falls back to the
+        // full-size decoder, which may refuse a corrupt JPEG the other
+        // read: failing at one scale only is allowed.
+        let Ok(d) = preprocess::decode_with(data, DECODE_MAX_PIXELS, |_, _| denom) else {
+            continue;
+        };
+        let (fw, fh, o) = (d.full_width, d.full_height, d.orientation);
+        assert!(fw as u64 * fh as u64 <= DECODE_MAX_PIXELS, "{fw}x{fh}");
+        if let Some(first) = seen {
+            assert_eq!(first, (fw, fh, o), "1/{denom}");
+        }
+        seen = Some((fw, fh, o));
+        // The stored (not yet upright) full size, and the decoded one.
+        let (sw, sh) = if swaps_axes(o) { (fh, fw) } else { (fw, fh) };
+        let (w, h) = d.image.dimensions();
+        assert!(w <= sw && h <= sh, "{w}x{h} of {sw}x{sh}");
+        assert!(
+            w >= sw.div_ceil(denom) && h >= sh.div_ceil(denom),
+            "{w}x{h} of {sw}x{sh} at 1/{denom}"
+        );
+        let up = d.into_upright();
+        let expected = if swaps_axes(o) { (h, w) } else { (w, h) };
+        assert_eq!(up.image.dimensions(), expected);
+    }
+    let mut prep = preprocess::Preprocessor::new();
+    for m in jpeg_manifests() {
+        // At the scale the model picks, possibly full size (another
+        // decoder, which may refuse what the scaling one read).
+        let Ok(d) = prep.decode(data, DECODE_MAX_PIXELS, m) else {
+            continue;
+        };
+        let (tensor, g) = prep.prepare_decoded(&d, m);
+        let n = (m.input.width * m.input.height * 3) as usize;
+        assert_eq!(tensor.shape.iter().product::<usize>(), n);
+        if let TensorData::F32(v) = &tensor.data {
+            assert!(v.iter().all(|f| f.is_finite()));
+        }
+        assert_eq!(
+            (g.source_width, g.source_height),
+            (d.full_width, d.full_height)
+        );
+        let finite = [g.scale_x, g.scale_y, g.offset_x, g.offset_y];
+        assert!(finite.iter().all(|v| v.is_finite()), "{g:?}");
+        assert!(g.scale_x > 0.0 && g.scale_y > 0.0, "{g:?}");
+    }
+    seen.is_some()
+}
+
 /// `manifest`: `model.toml` parsing and validation never panic, and a
 /// manifest that validates survives a write and re-read unchanged.
 pub fn manifest(data: &[u8]) {
@@ -183,6 +278,17 @@ mod tests {
         replay("decode", super::decode, |d| {
             crate::preprocess::decode(d, super::DECODE_MAX_PIXELS).is_ok()
         });
+    }
+
+    #[test]
+    fn jpeg_reduced_corpus() {
+        replay(
+            "jpeg_reduced",
+            |d| {
+                super::jpeg_reduced(d);
+            },
+            super::jpeg_reduced,
+        );
     }
 
     #[test]

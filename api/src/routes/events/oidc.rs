@@ -188,7 +188,8 @@ impl OidcVerifier {
             return Err(TokenError::Claim("aud"));
         }
         match c.exp {
-            Some(exp) if exp + LEEWAY_SECS > now => {}
+            // Saturating: `exp` is the token's, up to i64::MAX.
+            Some(exp) if exp.saturating_add(LEEWAY_SECS) > now => {}
             Some(_) => return Err(TokenError::Expired),
             None => return Err(TokenError::Claim("exp")),
         }

@@ -110,6 +110,17 @@ async fn valid_tokens_pass_and_each_bad_claim_is_named() {
         v.verify(&signer.token(no_exp), NOW).await,
         Err(TokenError::Claim("exp"))
     );
+    // The largest expiry a token can state is far in the future, not an
+    // overflow (it panicked in debug builds; found with the `jwt` target).
+    let mut forever = good_claims();
+    forever["exp"] = json!(i64::MAX);
+    v.verify(&signer.token(forever), NOW).await.unwrap();
+    let mut ancient = good_claims();
+    ancient["exp"] = json!(i64::MIN);
+    assert_eq!(
+        v.verify(&signer.token(ancient), NOW).await,
+        Err(TokenError::Expired)
+    );
     // Within the clock-skew allowance an expiry just passed still counts.
     let mut skew = good_claims();
     skew["exp"] = json!(NOW - 30);

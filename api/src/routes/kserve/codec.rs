@@ -157,6 +157,23 @@ pub fn split_body(body: &Bytes, header_length: Option<&str>) -> Result<(Bytes, B
     Ok((body.slice(..n), body.slice(n..)))
 }
 
+/// Reads a request body: splits it at `header_length` (the
+/// [`HEADER_LENGTH`] header, if sent), checks the JSON part's nesting
+/// depth and parses it. Returns the request and the binary tail, which
+/// [`decode_inputs`] consumes. Pure, so the fuzz target `kserve_binary`
+/// runs exactly what the handler runs.
+pub fn parse_request(
+    body: &Bytes,
+    header_length: Option<&str>,
+    max_json_depth: usize,
+) -> Result<(InferRequest, Bytes), ApiError> {
+    let (head, tail) = split_body(body, header_length)?;
+    crate::http::request_limits::check_json_depth(&head, max_json_depth)?;
+    let request: InferRequest = serde_json::from_slice(&head)
+        .map_err(|e| ApiError::InvalidArgument(format!("invalid inference request: {e}")))?;
+    Ok((request, tail))
+}
+
 /// Decodes every input, taking binary data from `tail` in input order.
 pub fn decode_inputs(inputs: Vec<RequestInput>, tail: Bytes) -> Result<Vec<Input>, ApiError> {
     let mut offset = 0usize;
@@ -252,12 +269,16 @@ fn from_binary(
         }
         return Ok(Elements::Blobs(blobs));
     };
-    if chunk.len() != count * width {
+    // `count` fits in `usize` but `count × width` may not: a shape of 2^62
+    // FP32 elements would wrap to 0 bytes and match an empty chunk.
+    let needed = count
+        .checked_mul(width)
+        .ok_or_else(|| bad(name, "`shape` is too large"))?;
+    if chunk.len() != needed {
         return Err(bad(
             name,
             &format!(
-                "`shape` needs {} bytes of {}, binary_data_size is {}",
-                count * width,
+                "`shape` needs {needed} bytes of {}, binary_data_size is {}",
                 datatype.as_str(),
                 chunk.len()
             ),
@@ -463,137 +484,5 @@ impl<'de> Visitor<'de> for FlatVisitor<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(json: &str) -> InferRequest {
-        serde_json::from_str(json).unwrap()
-    }
-
-    #[test]
-    fn json_data_flat_or_nested() {
-        let r = request(
-            r#"{"inputs":[{"name":"x","shape":[1,2,2],"datatype":"INT32","data":[[1,2],[3,4]]}]}"#,
-        );
-        let inputs = decode_inputs(r.inputs, Bytes::new()).unwrap();
-        assert_eq!(inputs[0].shape, vec![1, 2, 2]);
-        assert_eq!(
-            inputs[0].elements,
-            Elements::Numbers(vec![1.0, 2.0, 3.0, 4.0])
-        );
-        let r =
-            request(r#"{"inputs":[{"name":"i","shape":[1],"datatype":"BYTES","data":["aGk="]}]}"#);
-        let inputs = decode_inputs(r.inputs, Bytes::new()).unwrap();
-        assert_eq!(
-            inputs[0].elements,
-            Elements::Blobs(vec![Bytes::from_static(b"hi")])
-        );
-    }
-
-    #[test]
-    fn binary_tail_in_input_order() {
-        let header = r#"{"inputs":[
-            {"name":"a","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":11}},
-            {"name":"b","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]}"#;
-        let mut tail = Vec::new();
-        tail.extend_from_slice(&2u32.to_le_bytes());
-        tail.extend_from_slice(b"hi");
-        tail.extend_from_slice(&1u32.to_le_bytes());
-        tail.extend_from_slice(b"!");
-        tail.extend_from_slice(&1.5f32.to_le_bytes());
-        tail.extend_from_slice(&(-2.0f32).to_le_bytes());
-        let mut body = header.as_bytes().to_vec();
-        body.extend_from_slice(&tail);
-        let (json, tail) = split_body(&Bytes::from(body), Some(&header.len().to_string())).unwrap();
-        let r: InferRequest = serde_json::from_slice(&json).unwrap();
-        let inputs = decode_inputs(r.inputs, tail).unwrap();
-        assert_eq!(
-            inputs[0].elements,
-            Elements::Blobs(vec![Bytes::from_static(b"hi"), Bytes::from_static(b"!")])
-        );
-        assert_eq!(inputs[1].elements, Elements::Numbers(vec![1.5, -2.0]));
-    }
-
-    #[test]
-    fn refuses_bad_shapes_types_ranges_and_lengths() {
-        for (json, tail, why) in [
-            (
-                r#"{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}"#,
-                &b""[..],
-                "holds 2",
-            ),
-            (
-                r#"{"name":"x","shape":[0],"datatype":"FP32","data":[]}"#,
-                b"",
-                "positive",
-            ),
-            (
-                r#"{"name":"x","shape":[1],"datatype":"FP16","data":[1]}"#,
-                b"",
-                "FP16",
-            ),
-            (
-                r#"{"name":"x","shape":[1],"datatype":"UINT8","data":[256]}"#,
-                b"",
-                "0..=255",
-            ),
-            (
-                r#"{"name":"x","shape":[1],"datatype":"INT32","data":[1.5]}"#,
-                b"",
-                "integers",
-            ),
-            (
-                r#"{"name":"x","shape":[1],"datatype":"INT32","data":[99999999]}"#,
-                b"",
-                "16777216",
-            ),
-            (
-                r#"{"name":"x","shape":[1],"datatype":"FP32","data":["a"]}"#,
-                b"",
-                "numbers",
-            ),
-            (
-                r#"{"name":"x","shape":[1],"datatype":"BYTES","data":[1]}"#,
-                b"",
-                "base64",
-            ),
-            (
-                r#"{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}"#,
-                &[0u8; 4][..],
-                "past the end",
-            ),
-            (
-                r#"{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":4}}"#,
-                &[0u8; 4][..],
-                "needs 8",
-            ),
-            (
-                r#"{"name":"x","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":4}}"#,
-                &[9u8, 0, 0, 0][..],
-                "runs past",
-            ),
-            (
-                r#"{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}"#,
-                &[0u8; 6][..],
-                "follow",
-            ),
-            (
-                r#"{"name":"x","shape":[1],"datatype":"FP32"}"#,
-                b"",
-                "no `data`",
-            ),
-        ] {
-            let r = request(&format!(r#"{{"inputs":[{json}]}}"#));
-            let err = decode_inputs(r.inputs, Bytes::copy_from_slice(tail)).unwrap_err();
-            assert!(err.to_string().contains(why), "{json}: {err}");
-        }
-        assert!(
-            serde_json::from_str::<InferRequest>(
-                r#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,"a"]}]}"#
-            )
-            .is_err()
-        );
-        assert!(split_body(&Bytes::from_static(b"{}"), Some("9")).is_err());
-        assert!(split_body(&Bytes::from_static(b"{}"), Some("x")).is_err());
-    }
-}
+#[path = "codec_tests.rs"]
+mod tests;

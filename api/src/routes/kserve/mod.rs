@@ -288,10 +288,7 @@ async fn infer(
         .headers
         .get(codec::HEADER_LENGTH)
         .map(|v| v.to_str().unwrap_or("invalid"));
-    let (head, tail) = codec::split_body(&body, header_length)?;
-    crate::http::request_limits::check_json_depth(&head, limits.max_json_depth)?;
-    let request: codec::InferRequest = serde_json::from_slice(&head)
-        .map_err(|e| ApiError::InvalidArgument(format!("invalid inference request: {e}")))?;
+    let (request, tail) = codec::parse_request(&body, header_length, limits.max_json_depth)?;
     let wanted = outputs::resolve(
         &entry,
         request.outputs,

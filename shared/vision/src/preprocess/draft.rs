@@ -54,6 +54,14 @@ pub(super) fn decode(
         .scale(want(w), want(h))
         .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
     let (dw, dh) = (dw as u32, dh as u32);
+    // jpeg-decoder picks the coarsest scale at which *either* side reaches
+    // the request, so a side of a few pixels (whose request rounds up to
+    // 1 at every scale) can leave the other side below what the model
+    // needs (64x4 asked at 1/4 came out 8x1). Such images decode at full
+    // size instead; their short side makes that cheap.
+    if dw < want(w) as u32 || dh < want(h) as u32 {
+        return Ok(None);
+    }
     decoder.set_max_decoding_buffer_size((dw as usize * dh as usize * 3).max(1 << 20));
     let permit = budget.map(|b| b.acquire(dw as u64 * dh as u64 * 3));
     let pixels = decoder
@@ -185,6 +193,21 @@ mod tests {
         assert_eq!((d.full_width, d.full_height), (32, 64));
         assert!(d.image.get_pixel(2, 1).0[0] > 200, "{:?}", d.image);
         assert!(d.image.get_pixel(2, 6).0[2] > 200, "{:?}", d.image);
+    }
+
+    /// Found by the `jpeg_reduced` fuzz target: a side that rounds to one
+    /// block at every scale let the decoder pick a coarser scale than asked.
+    #[test]
+    fn no_side_comes_out_below_the_requested_scale() {
+        for (w, h, denom) in [(64, 4, 4), (4, 64, 4), (8, 4, 4), (40, 2, 2), (64, 64, 4)] {
+            let bytes = jpeg(w, h, |x, y| [(x * 4) as u8, (y * 4) as u8, 90]);
+            let d = decode_with(&bytes, 1 << 20, |_, _| denom).unwrap();
+            let (dw, dh) = d.image.dimensions();
+            assert!(
+                dw >= w.div_ceil(denom) && dh >= h.div_ceil(denom),
+                "{w}x{h} at 1/{denom} gave {dw}x{dh}"
+            );
+        }
     }
 
     #[test]
