@@ -105,7 +105,14 @@ fn decode_full(
     buf.try_reserve_exact(len)
         .map_err(|_| DecodeError::Limits(format!("cannot allocate {len} bytes for {w}x{h}")))?;
     buf.resize(decoded_len, 0);
-    decoder.read_image(&mut buf).map_err(classify)?;
+    // A decoder bug must not fail the other jobs of the engine thread's
+    // batch: a panic inside a decoder (zune-jpeg 0.5.15 has one,
+    // docs/fuzzing.md) is answered as a corrupt image.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decoder.read_image(&mut buf)
+    }))
+    .map_err(|_| DecodeError::Corrupt("the decoder failed on this image".into()))?
+    .map_err(classify)?;
     super::pixels::to_rgb8_in_place(&mut buf, color, pixels)?;
     // A large buffer is its own mapping: shrinking it unmaps the tail
     // (4 → 3 bytes per pixel) without copying.
@@ -136,6 +143,17 @@ fn classify(e: image::ImageError) -> DecodeError {
 pub(super) mod tests {
     use super::*;
     use image::DynamicImage;
+
+    /// Found by `make fuzz` (jpeg_reduced): panics inside zune-jpeg 0.5.15.
+    #[test]
+    fn a_panicking_decoder_is_a_corrupt_image() {
+        let jpeg = include_bytes!("../../../../fuzz/corpus/decode/zune-jpeg-idct-panic.jpg");
+        let reader = ImageReader::with_format(Cursor::new(&jpeg[..]), image::ImageFormat::Jpeg);
+        match decode_full(reader, 40_000_000, None) {
+            Err(DecodeError::Corrupt(_)) => {}
+            other => panic!("expected a corrupt image, got {other:?}"),
+        }
+    }
 
     #[test]
     fn decode_rejects_truncated_and_oversized() {

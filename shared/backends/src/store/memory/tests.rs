@@ -233,7 +233,9 @@ async fn an_abandoned_idempotency_binding_is_taken_over_only_when_old_enough() {
             .await
             .unwrap()
     );
+}
 
+#[tokio::test]
 async fn a_lost_record_is_counted_back_by_its_running_write() {
     // Two accepted jobs, then the store loses its data: the counter and
     // the records are gone, the messages are still in the queue.

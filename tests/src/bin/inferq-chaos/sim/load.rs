@@ -223,7 +223,10 @@ pub(crate) async fn account(apis: &[String], ids: &[String], settle: Duration) -
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some(id) = ids.get(i) else { return out };
-                out.push((id.clone(), settle_one(&http, &api, id, deadline, false).await));
+                out.push((
+                    id.clone(),
+                    settle_one(&http, &api, id, deadline, false).await,
+                ));
             }
         });
     }
