@@ -302,9 +302,9 @@ async fn infer(
         )));
     }
     let payloads = instances(&entry, inputs.remove(0))?;
-    // The JSON text is no longer needed (binary elements share the body's
-    // buffer and keep it); its bytes stay reserved until the answer.
-    drop((body, head));
+    // The body is no longer needed (binary elements share its buffer and
+    // keep it); its bytes stay reserved until the answer.
+    drop(body);
     crate::http::request_limits::check_instances(payloads.len(), limits)?;
     let top_k = outputs::top_k_needed(&entry, &wanted);
     let submissions = payloads
