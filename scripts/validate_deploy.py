@@ -332,6 +332,13 @@ def check_compose(path):
     limits = {str(s["environment"].get("INFERQ_DELIVERY_LIMIT")) for s in services.values()
               if isinstance(s.get("environment"), dict) and "INFERQ_AMQP_URL" in s["environment"]}
     check(len(limits) == 1, f"compose: API and workers agree on INFERQ_DELIVERY_LIMIT ({limits})")
+    # Workers fence each tenant's storage references again and sign its webhooks, from the
+    # same key entries the API authenticates with.
+    keys = {(svc.get("command") or [""])[0]: (svc.get("environment") or {}).get("INFERQ_API_KEYS")
+            for svc in services.values() if isinstance(svc.get("environment"), dict)}
+    if keys.get("inferq-api"):
+        check(keys.get("inferq-worker") == keys["inferq-api"],
+              "compose: workers read the API's key entries (INFERQ_API_KEYS)")
 
 
 # ----------------------------------------------------------------------------- Kubernetes
@@ -449,6 +456,37 @@ def pod_matches(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def key_file(pod, container):
+    """(path, Secret) of the API key file a container reads, or None."""
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    path = env.get("INFERQ_API_KEYS_FILE")
+    if not path:
+        return None
+    volumes = {v["name"]: (v.get("secret") or {}).get("secretName") for v in pod.get("volumes", [])}
+    for m in container.get("volumeMounts", []):
+        if path.startswith(m["mountPath"].rstrip("/") + "/"):
+            return path, volumes.get(m["name"])
+    return path, None
+
+
+def check_key_files(where, deployments):
+    """Workers read the API's key file (same path, same Secret): they fence each tenant's
+    storage references again and sign its webhooks with its own secret."""
+    files = {"inferq-api": set(), "inferq-worker": set()}
+    for d in deployments.values():
+        pod = d["spec"]["template"]["spec"]
+        for c in pod["containers"]:
+            binary = c.get("command", [""])[0]
+            if binary in files:
+                files[binary].add(key_file(pod, c))
+    for api in files["inferq-api"] - {None}:
+        check(api[1] is not None, f"{where}: the API's key file {api[0]} is mounted from a Secret")
+        if files["inferq-worker"]:
+            check(files["inferq-worker"] == {api},
+                  f"{where}: workers read the API's key file {api[0]} from Secret {api[1]}",
+                  f"workers: {sorted(map(str, files['inferq-worker']))}")
+
+
 def cross_check(where, docs, secrets):
     by_kind = {}
     for d in docs:
@@ -508,6 +546,7 @@ def cross_check(where, docs, secrets):
                                         f"+ shutdown grace {sg:g} s")
     limits = {str(cm.get("INFERQ_DELIVERY_LIMIT")) for cm in configmaps.values()}
     check(len(limits) <= 1, f"{where}: one INFERQ_DELIVERY_LIMIT for API and workers")
+    check_key_files(where, deployments)
     for kind in ("Service", "PodDisruptionBudget"):
         for s in by_kind.get(kind, []):
             sel = s["spec"]["selector"]

@@ -283,3 +283,60 @@ fn base64_png() -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(png(4, 4))
 }
+
+/// A storage event posted with a tenant's key makes jobs only for objects
+/// inside that tenant's `in=` prefixes, with results inside its `out=`
+/// (an event rule's output is the tenant's output too); the others are
+/// reported as rejected (403), so the sender does not redeliver them.
+#[tokio::test]
+async fn storage_events_posted_with_a_key_stay_inside_its_prefixes() {
+    let mut h = harness_with(&[
+        "--event-rule",
+        "match=s3://photos/,output=s3://results/{name}.json",
+    ]);
+    let entries = [
+        format!("acme:submit+read:{ACME} in=s3://photos/acme/ out=s3://results/acme/"),
+        // May read globex's photos but not write where the rule puts results.
+        format!("globex:submit+read:{GLOBEX} in=s3://photos/globex/ out=s3://elsewhere/"),
+    ];
+    let keys = entries.iter().map(|e| ApiKey::parse(e).unwrap()).collect();
+    h.state.auth = Arc::new(Authenticator::with_keys(keys));
+    let record = |key: &str, seq: &str| {
+        json!({"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+               "s3": {"bucket": {"name": "photos"},
+                      "object": {"key": key, "size": 100, "eTag": "e", "sequencer": seq}}})
+    };
+    let event = json!({"Records": [record("acme/a.png", "01"), record("globex/b.png", "02")]});
+    let (status, _, body) = send(
+        &h.state,
+        json_post("/v1/events/s3", Some(ACME), event.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let accepted = body["accepted"].as_array().unwrap();
+    assert_eq!(accepted.len(), 1, "{body}");
+    assert_eq!(accepted[0]["uri"], "s3://photos/acme/a.png");
+    let rejected = body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{body}");
+    assert_eq!(rejected[0]["object"], "s3://photos/globex/b.png");
+    assert_eq!(rejected[0]["status"], 403);
+    assert!(
+        rejected[0]["error"].as_str().unwrap().contains("prefixes"),
+        "{body}"
+    );
+
+    // globex may read its object, but the rule's output lies outside its
+    // `out=`: refused too, and nothing is enqueued.
+    let (status, _, body) = send(&h.state, json_post("/v1/events/s3", Some(GLOBEX), event)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["accepted"].as_array().unwrap().is_empty(), "{body}");
+    let rejected = body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{body}");
+    assert!(
+        rejected.iter().any(|r| r["error"]
+            .as_str()
+            .unwrap()
+            .contains("s3://results/globex/b.png.json")),
+        "{body}"
+    );
+}

@@ -51,11 +51,13 @@ pub async fn run(
     ));
     let store = Arc::new(MemoryStore::new(config.store_capacity));
     let fetcher = Arc::new(Fetcher::new(&config.fetch).map_err(inferq_api::RunError::from)?);
+    let tenants = Arc::new(auth.tenants().clone());
     let processor = processor(
         engine.clone(),
         store.clone(),
         models.clone(),
         fetcher.clone(),
+        tenants.clone(),
         &config.retention,
         &config.delivery,
     );
@@ -101,7 +103,7 @@ pub async fn run(
     ));
     let dispatcher = inferq_backends::webhook::spawn_dispatcher(
         &config.webhooks,
-        &state.auth.webhook_secrets(),
+        &tenants.webhook_secrets(),
         Duration::from_secs(config.retention.result_ttl_secs.max(1)),
         store,
         (*fetcher).clone(),

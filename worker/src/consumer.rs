@@ -39,6 +39,7 @@ use crate::inference::Inference;
 use crate::storage;
 use crate::triage::{Action, Triage, triage};
 use inferq_backends::fetch::Fetcher;
+use inferq_backends::tenant::TenantDirectory;
 
 /// Everything needed to process one delivery.
 pub struct Processor {
@@ -47,6 +48,9 @@ pub struct Processor {
     pub store: Arc<dyn ResultStore>,
     /// Reads `uri` inputs and writes results to output URIs.
     pub fetcher: Arc<Fetcher>,
+    /// The tenants' storage fences, checked again before every read and
+    /// write of a job's references (the API checked them at submit).
+    pub tenants: Arc<TenantDirectory>,
     pub result_ttl: Duration,
     /// Starts after which a job is dead-lettered (see the module docs).
     pub delivery_limit: u32,
@@ -159,17 +163,20 @@ impl Processor {
             ..Timings::default()
         };
 
+        let fence = self.tenants.fence_for(msg.owner.as_deref());
         let fetch_start = std::time::Instant::now();
         let bytes: Bytes = match &msg.image {
             ImageSource::Inline(b) => b.clone(),
-            ImageSource::Uri(uri) => match storage::fetch_input(&self.fetcher, uri).await {
-                Ok(b) => b,
-                Err(err) => {
-                    tracing::info!(code = %err.code, error = %err.message, "input fetch failed");
-                    let _ = record.fail(err, Some(timings), Utc::now());
-                    return self.finish(&msg, &record).await;
+            ImageSource::Uri(uri) => {
+                match storage::fetch_input(&self.fetcher, fence.as_deref(), uri).await {
+                    Ok(b) => b,
+                    Err(err) => {
+                        tracing::info!(code = %err.code, error = %err.message, "input fetch failed");
+                        let _ = record.fail(err, Some(timings), Utc::now());
+                        return self.finish(&msg, &record).await;
+                    }
                 }
-            },
+            }
             ImageSource::Blob(key) => match self.store.get_blob(key).await {
                 Ok(Some(b)) => Bytes::from(b),
                 Ok(None) => {
@@ -243,8 +250,14 @@ impl Processor {
                 timings.total_ms = record.ms_since_created(now);
                 let _ = record.succeed(outcome.prediction, timings, now);
                 if let Some(uri) = &msg.output_uri {
-                    let delivery =
-                        storage::write_output(&self.fetcher, uri, &record, artifact.as_ref()).await;
+                    let delivery = storage::write_output(
+                        &self.fetcher,
+                        fence.as_deref(),
+                        uri,
+                        &record,
+                        artifact.as_ref(),
+                    )
+                    .await;
                     record.output = Some(delivery);
                 }
             }

@@ -106,6 +106,7 @@ pub fn processor(
     store: Arc<dyn inferq_backends::store::ResultStore>,
     models: Arc<ModelSet>,
     fetcher: Arc<Fetcher>,
+    tenants: Arc<inferq_backends::tenant::TenantDirectory>,
     retention: &inferq_runtime::config::RetentionConfig,
     delivery: &inferq_runtime::config::DeliveryConfig,
 ) -> Arc<Processor> {
@@ -113,6 +114,7 @@ pub fn processor(
         inference: Arc::new(inference::EngineInference { engine, models }),
         store,
         fetcher,
+        tenants,
         result_ttl: Duration::from_secs(retention.result_ttl_secs.max(1)),
         delivery_limit: delivery.delivery_limit.max(1),
         store_patience: STORE_PATIENCE,
@@ -175,6 +177,10 @@ pub async fn run(
         &config.store.key_prefix,
     )?);
     let fetcher = Fetcher::new(&config.fetch)?;
+    let tenants = Arc::new(config.tenant_keys.directory()?);
+    if tenants.keys_on() {
+        tracing::info!("tenant storage fences on (from the API key entries)");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     inferq_runtime::metrics::set_build_info("worker");
     let metrics = inferq_runtime::metrics::listener::spawn(
@@ -185,7 +191,7 @@ pub async fn run(
     // Every worker also drains the webhook outbox (docs/webhooks.md).
     let dispatcher = inferq_backends::webhook::spawn_dispatcher(
         &config.webhooks,
-        &config.tenant_keys.webhook_secrets()?,
+        &tenants.webhook_secrets(),
         Duration::from_secs(config.retention.result_ttl_secs.max(1)),
         store.clone(),
         fetcher.clone(),
@@ -196,6 +202,7 @@ pub async fn run(
         store,
         models.clone(),
         Arc::new(fetcher),
+        tenants,
         &config.retention,
         &config.delivery,
     );

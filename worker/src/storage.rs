@@ -7,12 +7,23 @@
 //! still in the job record, with the delivery error next to it.
 
 use bytes::Bytes;
+use inferq_backends::fetch::fence::{Access, StorageFence};
 use inferq_backends::fetch::{FetchError, Fetcher, StorageUri, result_targets};
 use inferq_core::job::{JobError, JobRecord, OutputDelivery};
 use inferq_vision::postprocess::Artifact;
 
-/// Fetches a `uri` input; failures become the job's error.
-pub async fn fetch_input(fetcher: &Fetcher, uri: &str) -> Result<Bytes, JobError> {
+/// Fetches a `uri` input; failures become the job's error. `fence` is the
+/// job owner's storage fence (`None`: the global policy alone), checked
+/// again here although the API checked it at submit: a prefix taken away
+/// from a tenant then also holds for its jobs still queued.
+pub async fn fetch_input(
+    fetcher: &Fetcher,
+    fence: Option<&StorageFence>,
+    uri: &str,
+) -> Result<Bytes, JobError> {
+    if let Some(f) = fence {
+        f.check(Access::Read, uri).map_err(job_error)?;
+    }
     let parsed = StorageUri::parse(uri).map_err(job_error)?;
     fetcher.get(&parsed).await.map_err(job_error)
 }
@@ -21,9 +32,11 @@ fn job_error(e: FetchError) -> JobError {
     JobError::new(e.code(), e.to_string())
 }
 
-/// Writes the finished record's result (and image) to `output_uri`.
+/// Writes the finished record's result (and image) to `output_uri`; every
+/// object written must lie inside the owner's `fence` (as for inputs).
 pub async fn write_output(
     fetcher: &Fetcher,
+    fence: Option<&StorageFence>,
     output_uri: &str,
     record: &JobRecord,
     artifact: Option<&Artifact>,
@@ -50,6 +63,9 @@ pub async fn write_output(
         finished_at: &record.finished_at,
     };
     let mut put = async |uri: &str, data: Bytes, content_type: &str| -> Result<(), JobError> {
+        if let Some(f) = fence {
+            f.check(Access::Write, uri).map_err(job_error)?;
+        }
         let parsed = StorageUri::parse(uri).map_err(job_error)?;
         fetcher
             .put(&parsed, data, content_type)

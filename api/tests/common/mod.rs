@@ -64,13 +64,17 @@ pub(crate) fn harness_with(flags: &[&str]) -> Harness {
         store: store.clone(),
         models: Arc::new(models),
         fetcher: Arc::new(inferq_backends::fetch::Fetcher::new(&config.fetch).unwrap()),
-        settings: Arc::new(Settings::from_config(
-            &config.http,
-            &config.models,
-            &config.limits,
-            &config.retention,
-            &config.admission,
-        )),
+        settings: Arc::new(
+            Settings::from_config(
+                &config.http,
+                &config.models,
+                &config.limits,
+                &config.retention,
+                &config.admission,
+            )
+            .with_event_rules(&config.events)
+            .unwrap(),
+        ),
         auth: Arc::new(inferq_api::http::auth::Authenticator::disabled()),
     };
     Harness {

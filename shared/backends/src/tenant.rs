@@ -15,8 +15,10 @@
 //! nobody). Both processes share this one parser.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::fetch::fence::{FenceError, StorageFence};
+use crate::fetch::FetchError;
+use crate::fetch::fence::{Access, FenceError, StorageFence};
 
 /// The attributes after `tenant:scopes:secret`.
 #[derive(Clone, Default)]
@@ -79,13 +81,125 @@ pub fn split_entry(entry: &str) -> Result<(&str, TenantAttributes), String> {
     Ok((head, attrs))
 }
 
-/// The webhook secrets of every tenant in these key entries (the tenant is
-/// the entry's text before the first `:`); entries of one tenant are merged.
-/// Blank entries and `#` comments are skipped.
-pub fn webhook_secrets<'a>(
+/// Per tenant, what its key entries grant beyond authentication: the
+/// storage fence and the webhook signing secrets, merged over all of the
+/// tenant's entries (several keys of one tenant, e.g. during a rotation,
+/// share one grant).
+///
+/// Both processes hold one: the API fences a job when it is submitted, the
+/// worker fences it again when it reads the input and writes the output, so
+/// a prefix taken away from a tenant also holds for its jobs already queued
+/// (and a message that did not come through the API is fenced too).
+#[derive(Debug, Clone, Default)]
+pub struct TenantDirectory {
+    /// Whether key entries are configured at all: without them nothing is
+    /// fenced and the global policy alone applies.
+    keys_on: bool,
+    grants: HashMap<String, Grant>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Grant {
+    fence: Arc<StorageFence>,
+    webhook_secrets: Vec<String>,
+}
+
+impl TenantDirectory {
+    /// No key entries: no fences, no per-tenant webhook secrets.
+    pub fn off() -> Self {
+        Self::default()
+    }
+
+    /// Key entries are on; each item is one entry's tenant and attributes.
+    pub fn new(
+        entries: impl IntoIterator<Item = (String, TenantAttributes)>,
+    ) -> Result<Self, FenceError> {
+        let mut merged: HashMap<String, TenantAttributes> = HashMap::new();
+        for (tenant, attrs) in entries {
+            let m = merged.entry(tenant).or_default();
+            m.inputs.extend(attrs.inputs);
+            m.outputs.extend(attrs.outputs);
+            m.webhook_secrets.extend(attrs.webhook_secrets);
+        }
+        let mut grants = HashMap::with_capacity(merged.len());
+        for (tenant, attrs) in merged {
+            let fence = Arc::new(attrs.fence()?);
+            grants.insert(
+                tenant,
+                Grant {
+                    fence,
+                    webhook_secrets: attrs.webhook_secrets,
+                },
+            );
+        }
+        Ok(TenantDirectory {
+            keys_on: true,
+            grants,
+        })
+    }
+
+    /// Whether key entries are configured.
+    pub fn keys_on(&self) -> bool {
+        self.keys_on
+    }
+
+    /// The storage fence for the jobs of `owner`: `None` means no per-tenant
+    /// fence (keys off, or a tenant without a key entry — jobs made by
+    /// operator-defined event rules); with keys on, a job without an owner
+    /// gets a closed fence. The global fetch policy applies either way.
+    pub fn fence_for(&self, owner: Option<&str>) -> Option<Arc<StorageFence>> {
+        if !self.keys_on {
+            return None;
+        }
+        match owner {
+            None => Some(Arc::new(StorageFence::default())),
+            Some(owner) => self.grants.get(owner).map(|g| g.fence.clone()),
+        }
+    }
+
+    /// Refuses a reference outside `owner`'s fence (`FetchError::Forbidden`,
+    /// naming the reference and the fence).
+    pub fn check(&self, owner: Option<&str>, access: Access, uri: &str) -> Result<(), FetchError> {
+        match self.fence_for(owner) {
+            Some(f) => f.check(access, uri),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether jobs of `owner` may ask for webhooks: with keys on, only when
+    /// the tenant's entries carry a `webhook-secret=` (its notifications are
+    /// signed with that, never with the global secret); with keys off, when
+    /// the global secrets (`global`) are set.
+    pub fn webhooks_allowed(&self, owner: Option<&str>, global: bool) -> bool {
+        match (self.keys_on, owner) {
+            (false, _) => global,
+            (true, Some(owner)) => self
+                .grants
+                .get(owner)
+                .is_some_and(|g| !g.webhook_secrets.is_empty()),
+            (true, None) => false,
+        }
+    }
+
+    /// Every tenant's webhook signing secrets (tenants without any are left
+    /// out), for the webhook dispatcher.
+    pub fn webhook_secrets(&self) -> HashMap<String, Vec<String>> {
+        self.grants
+            .iter()
+            .filter(|(_, g)| !g.webhook_secrets.is_empty())
+            .map(|(t, g)| (t.clone(), g.webhook_secrets.clone()))
+            .collect()
+    }
+}
+
+/// The tenant directory of these key entries (the tenant is the entry's
+/// text before the first `:`). Blank entries and `#` comments are skipped;
+/// none left means keys are off. Errors name the entry's origin, never its
+/// content.
+pub fn directory<'a>(
     entries: impl IntoIterator<Item = (String, &'a str)>,
-) -> Result<HashMap<String, Vec<String>>, String> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+) -> Result<TenantDirectory, String> {
+    let mut parsed = Vec::new();
     for (origin, entry) in entries {
         let entry = entry.trim();
         if entry.is_empty() || entry.starts_with('#') {
@@ -93,23 +207,26 @@ pub fn webhook_secrets<'a>(
         }
         let (head, attrs) = split_entry(entry).map_err(|e| format!("{origin}: {e}"))?;
         let tenant = head.split(':').next().unwrap_or_default();
-        if !attrs.webhook_secrets.is_empty() {
-            out.entry(tenant.to_owned())
-                .or_default()
-                .extend(attrs.webhook_secrets);
-        }
+        attrs.fence().map_err(|e| format!("{origin}: {e}"))?;
+        parsed.push((tenant.to_owned(), attrs));
     }
-    Ok(out)
+    if parsed.is_empty() {
+        return Ok(TenantDirectory::off());
+    }
+    TenantDirectory::new(parsed).map_err(|e| e.to_string())
 }
 
-/// The worker's view of the API key entries: it reads them only for the
-/// tenants' `webhook-secret=` attributes (it authenticates nobody). Same
-/// options and variables as the API's, so one secret store serves both;
-/// give the worker entries with `sha256:` digests instead of keys.
+/// The worker's view of the API key entries: it reads them for the
+/// tenants' attributes only — storage fences and `webhook-secret=`s (it
+/// authenticates nobody). Same options and variables as the API's, so one
+/// secret store serves both; give the worker entries with `sha256:` digests
+/// instead of keys.
 #[derive(Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct TenantKeysConfig {
-    /// API key entries (`tenant:scopes:secret [webhook-secret=whsec_…]`,
-    /// comma-separated), read for each tenant's webhook signing secrets.
+    /// API key entries (`tenant:scopes:secret [in=…] [out=…]
+    /// [webhook-secret=whsec_…]`, comma-separated), read for each tenant's
+    /// storage fence and webhook signing secrets; the same entries as the
+    /// API's (none: no per-tenant fences).
     #[arg(
         long,
         env = "INFERQ_API_KEYS",
@@ -119,7 +236,7 @@ pub struct TenantKeysConfig {
     #[serde(default)]
     pub api_keys: Vec<String>,
     /// File of API key entries, one per line (as for inferq-api), read for
-    /// each tenant's webhook signing secrets.
+    /// each tenant's storage fence and webhook signing secrets.
     #[arg(long, env = "INFERQ_API_KEYS_FILE")]
     #[serde(default)]
     pub api_keys_file: Option<std::path::PathBuf>,
@@ -147,8 +264,8 @@ pub enum TenantKeysError {
 }
 
 impl TenantKeysConfig {
-    /// Every tenant's webhook secrets from the entries and the file.
-    pub fn webhook_secrets(&self) -> Result<HashMap<String, Vec<String>>, TenantKeysError> {
+    /// Every tenant's fence and webhook secrets from the entries and the file.
+    pub fn directory(&self) -> Result<TenantDirectory, TenantKeysError> {
         let mut entries: Vec<(String, String)> = self
             .api_keys
             .iter()
@@ -166,7 +283,7 @@ impl TenantKeysConfig {
                     .map(|(n, l)| (format!("{} line {}", path.display(), n + 1), l.to_owned())),
             );
         }
-        webhook_secrets(entries.iter().map(|(o, e)| (o.clone(), e.as_str())))
+        directory(entries.iter().map(|(o, e)| (o.clone(), e.as_str())))
             .map_err(TenantKeysError::Entry)
     }
 }
@@ -201,20 +318,56 @@ mod tests {
     }
 
     #[test]
-    fn webhook_secrets_are_grouped_by_tenant() {
-        let m = webhook_secrets([
-            ("1".to_owned(), "a:read:k webhook-secret=s1"),
+    fn a_directory_groups_grants_by_tenant() {
+        let d = directory([
+            ("1".to_owned(), "a:read:k webhook-secret=s1 in=gs://b/a/"),
             ("2".to_owned(), "# comment"),
-            ("3".to_owned(), "a:submit:k2 webhook-secret=s2"),
+            (
+                "3".to_owned(),
+                "a:submit:k2 webhook-secret=s2 out=gs://o/a/",
+            ),
             ("4".to_owned(), "b:read:k3"),
         ])
         .unwrap();
+        assert!(d.keys_on());
+        let m = d.webhook_secrets();
         assert_eq!(m["a"], ["s1", "s2"]);
         assert!(!m.contains_key("b"));
+        assert!(d.webhooks_allowed(Some("a"), false));
+        assert!(!d.webhooks_allowed(Some("b"), true));
+        assert!(!d.webhooks_allowed(None, true));
+        // Both of a's entries make one fence.
+        assert!(d.check(Some("a"), Access::Read, "gs://b/a/x.jpg").is_ok());
+        assert!(d.check(Some("a"), Access::Write, "gs://o/a/r/").is_ok());
         assert!(
-            webhook_secrets([("line 9".to_owned(), "a:read:k bogus=1")])
+            d.check(Some("a"), Access::Read, "gs://b/other/x.jpg")
+                .is_err()
+        );
+        // b has a key but no prefixes: closed. No owner: closed. A tenant
+        // without a key (an event rule's service tenant): global policy.
+        assert!(d.check(Some("b"), Access::Read, "gs://b/a/x.jpg").is_err());
+        assert!(d.check(None, Access::Read, "gs://b/a/x.jpg").is_err());
+        assert!(
+            d.check(Some("pubsub"), Access::Read, "gs://b/a/x.jpg")
+                .is_ok()
+        );
+        assert!(
+            directory([("line 9".to_owned(), "a:read:k bogus=1")])
                 .unwrap_err()
                 .starts_with("line 9")
         );
+        assert!(
+            directory([("line 3".to_owned(), "a:read:k in=gs://b/../x/")])
+                .unwrap_err()
+                .starts_with("line 3")
+        );
+    }
+
+    #[test]
+    fn without_entries_nothing_is_fenced() {
+        let d = directory([("1".to_owned(), "  "), ("2".to_owned(), "# only a comment")]).unwrap();
+        assert!(!d.keys_on());
+        assert!(d.check(None, Access::Write, "gs://any/where/").is_ok());
+        assert!(d.webhooks_allowed(None, true) && !d.webhooks_allowed(Some("a"), false));
     }
 }

@@ -109,6 +109,7 @@ fn setup(answer: Answer) -> (Processor, Arc<FakeInference>, Arc<MemoryStore>) {
         inference: inference.clone(),
         store: store.clone(),
         fetcher: Arc::new(Fetcher::new(&FetchConfig::default()).unwrap()),
+        tenants: Arc::new(inferq_backends::tenant::TenantDirectory::off()),
         result_ttl: Duration::from_secs(60),
         delivery_limit: 3,
         store_patience: Duration::from_millis(10),
@@ -211,4 +212,99 @@ async fn a_job_out_of_attempts_is_rejected_to_the_dead_letter_queue() {
     }
     assert_eq!(p.process(msg).await, Settle::Reject);
     assert_eq!(fake.calls.load(Ordering::SeqCst), 3);
+}
+
+/// A root with two tenants' folders, each holding an "image", and a
+/// processor whose tenant `acme` may read `acme/` and write `acme/out/`.
+fn fenced_setup() -> (
+    Processor,
+    Arc<FakeInference>,
+    Arc<MemoryStore>,
+    std::path::PathBuf,
+) {
+    let root = std::env::temp_dir().join(format!("inferq-fence-{}", JobId::new()));
+    for dir in ["acme", "other", "acme/out", "other/out"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::write(root.join("acme/a.png"), b"img").unwrap();
+    std::fs::write(root.join("other/a.png"), b"img").unwrap();
+    let (mut p, fake, store) = setup(Answer::Class("tabby"));
+    p.fetcher = Arc::new(
+        Fetcher::new(&FetchConfig {
+            fetch_local_root: Some(root.clone()),
+            ..FetchConfig::default()
+        })
+        .unwrap(),
+    );
+    let r = root.display();
+    let entry = format!("acme:submit:sha256:00 in=file://{r}/acme/ out=file://{r}/acme/out/");
+    let tenants = inferq_backends::tenant::directory([("1".to_owned(), entry.as_str())]).unwrap();
+    p.tenants = Arc::new(tenants);
+    (p, fake, store, root)
+}
+
+#[tokio::test]
+async fn the_worker_fences_reads_to_the_owners_prefixes() {
+    let (p, fake, store, root) = fenced_setup();
+    let r = root.display();
+    // Inside acme's prefix: runs.
+    let mut ok = message("fake");
+    ok.owner = Some("acme".into());
+    ok.image = ImageSource::Uri(format!("file://{r}/acme/a.png"));
+    let ok_id = ok.id;
+    assert_eq!(p.process(ok).await, Settle::Ack);
+    assert_eq!(
+        store.get(ok_id).await.unwrap().unwrap().status,
+        JobStatus::Succeeded
+    );
+    // The other tenant's file, readable under the global root: refused as
+    // a failed job, without running the model.
+    for owner in [Some("acme"), None] {
+        let mut bad = message("fake");
+        bad.owner = owner.map(Into::into);
+        bad.image = ImageSource::Uri(format!("file://{r}/other/a.png"));
+        let id = bad.id;
+        assert_eq!(p.process(bad).await, Settle::Ack);
+        let rec = store.get(id).await.unwrap().unwrap();
+        assert_eq!(rec.status, JobStatus::Failed, "{owner:?}");
+        let err = rec.error.unwrap();
+        assert_eq!(err.code, ErrorCode::UriForbidden);
+        assert!(err.message.contains("prefixes"), "{}", err.message);
+    }
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[tokio::test]
+async fn the_worker_fences_writes_to_the_owners_prefixes() {
+    let (p, _, store, root) = fenced_setup();
+    let r = root.display();
+    let job = |out: &str| {
+        let mut m = message("fake");
+        m.owner = Some("acme".into());
+        m.output_uri = Some(format!("file://{r}/{out}"));
+        m
+    };
+    let inside = job("acme/out/");
+    let (inside_id, outside) = (inside.id, job("other/out/"));
+    let outside_id = outside.id;
+    assert_eq!(p.process(inside).await, Settle::Ack);
+    assert_eq!(p.process(outside).await, Settle::Ack);
+    let written = store.get(inside_id).await.unwrap().unwrap().output.unwrap();
+    assert!(
+        written.error.is_none() && written.uris.len() == 1,
+        "{written:?}"
+    );
+    assert!(root.join(format!("acme/out/{inside_id}.json")).exists());
+    // The result is kept in the record; the write is refused and named.
+    let rec = store.get(outside_id).await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::Succeeded);
+    let refused = rec.output.unwrap();
+    assert_eq!(refused.error.unwrap().code, ErrorCode::UriForbidden);
+    assert!(refused.uris.is_empty());
+    assert_eq!(
+        std::fs::read_dir(root.join("other/out")).unwrap().count(),
+        0
+    );
+    std::fs::remove_dir_all(root).unwrap();
 }

@@ -5,13 +5,13 @@
 //! state can hold an authenticator without the two files importing each
 //! other.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use inferq_backends::fetch::fence::{Access, StorageFence};
+use inferq_backends::tenant::{TenantAttributes, TenantDirectory};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::http::auth::keys::{ApiKey, AuthConfig, AuthConfigError, Scope, Scopes, digest};
@@ -86,16 +86,9 @@ pub struct Authenticator {
     /// `None`: authentication is off.
     keys: Option<Vec<ApiKey>>,
     /// Per tenant, the union of its keys' grants (several keys of one
-    /// tenant, e.g. while rotating, act as one).
-    grants: HashMap<String, Grant>,
-}
-
-/// What a tenant's key entries grant it beyond scopes.
-#[derive(Debug, Default)]
-struct Grant {
-    inputs: Vec<String>,
-    outputs: Vec<String>,
-    webhook_secrets: Vec<String>,
+    /// tenant, e.g. while rotating, act as one); the worker builds the same
+    /// directory from the same entries.
+    tenants: TenantDirectory,
 }
 
 /// The storage policy for one owner's jobs: `None` means no per-tenant fence
@@ -130,40 +123,39 @@ impl Authenticator {
     pub fn disabled() -> Self {
         Authenticator {
             keys: None,
-            grants: HashMap::new(),
+            tenants: TenantDirectory::off(),
         }
     }
 
     /// Authentication with these keys (none means nobody gets in).
     pub fn with_keys(keys: Vec<ApiKey>) -> Self {
-        let mut grants: HashMap<String, Grant> = HashMap::new();
-        for key in &keys {
-            let g = grants.entry(key.tenant.clone()).or_default();
-            g.inputs
-                .extend(key.fence.prefixes(Access::Read).iter().cloned());
-            g.outputs
-                .extend(key.fence.prefixes(Access::Write).iter().cloned());
-            g.webhook_secrets
-                .extend(key.webhook_secrets.iter().cloned());
-        }
+        let grants = keys.iter().map(|key| {
+            let attrs = TenantAttributes {
+                inputs: key.fence.prefixes(Access::Read).to_vec(),
+                outputs: key.fence.prefixes(Access::Write).to_vec(),
+                webhook_secrets: key.webhook_secrets.clone(),
+            };
+            (key.tenant.clone(), attrs)
+        });
+        // The prefixes were normalised (and so checked) when the keys were
+        // parsed; were one refused now, its tenant's fence stays closed.
+        let tenants = TenantDirectory::new(grants).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "storage prefixes refused; every fence closed");
+            let closed = keys
+                .iter()
+                .map(|k| (k.tenant.clone(), TenantAttributes::default()));
+            TenantDirectory::new(closed).unwrap_or_default()
+        });
         Authenticator {
             keys: Some(keys),
-            grants,
+            tenants,
         }
     }
 
     /// The storage fence for jobs and batches of `owner` (see [`FenceFor`]).
     /// With authentication on, a job without an owner gets a closed fence.
     pub fn fence_for(&self, owner: Option<&str>) -> FenceFor {
-        self.keys.as_ref()?;
-        let Some(owner) = owner else {
-            return Some(Arc::new(StorageFence::default()));
-        };
-        let g = self.grants.get(owner)?;
-        // The prefixes were normalised when the keys were parsed.
-        Some(Arc::new(
-            StorageFence::new(&g.inputs, &g.outputs).unwrap_or_default(),
-        ))
+        self.tenants.fence_for(owner)
     }
 
     /// Whether jobs of `owner` may ask for webhooks: with authentication on,
@@ -171,24 +163,13 @@ impl Authenticator {
     /// notifications are signed with that, never with the global secret);
     /// with it off, when the global `--webhook-secrets` are set.
     pub fn webhooks_allowed(&self, owner: Option<&str>, global: bool) -> bool {
-        match (&self.keys, owner) {
-            (None, _) => global,
-            (Some(_), Some(owner)) => self
-                .grants
-                .get(owner)
-                .is_some_and(|g| !g.webhook_secrets.is_empty()),
-            (Some(_), None) => false,
-        }
+        self.tenants.webhooks_allowed(owner, global)
     }
 
-    /// Every tenant's webhook signing secrets (for the embedded server's
-    /// dispatcher).
-    pub fn webhook_secrets(&self) -> HashMap<String, Vec<String>> {
-        self.grants
-            .iter()
-            .filter(|(_, g)| !g.webhook_secrets.is_empty())
-            .map(|(t, g)| (t.clone(), g.webhook_secrets.clone()))
-            .collect()
+    /// The tenants' fences and webhook secrets (for the embedded server's
+    /// worker side and webhook dispatcher).
+    pub fn tenants(&self) -> &TenantDirectory {
+        &self.tenants
     }
 
     /// From the `auth` option group; fails on bad entries and on
