@@ -64,9 +64,15 @@ pub(crate) struct SimArgs {
     #[arg(long, default_value_t = 4)]
     max_workers: usize,
     /// Autoscaler: seconds without backlog before scaling to zero, and
-    /// between two scale-ins.
+    /// between two scale-ins (the HPA's scale-down policy period).
     #[arg(long, default_value_t = 5.0)]
     cooldown_secs: f64,
+    /// Autoscaler: the HPA's scale-down stabilization window — a scale-in
+    /// goes only as low as the highest count the rule asked for within it
+    /// (the shipped ScaledObject: 300 s; shortened here with the rest of
+    /// the loop's times).
+    #[arg(long, default_value_t = 10.0)]
+    stabilization_secs: f64,
     /// Seconds every accepted job of a scenario may take to finish after
     /// the submissions end.
     #[arg(long, default_value_t = 120.0)]

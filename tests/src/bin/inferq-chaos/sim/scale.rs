@@ -11,9 +11,19 @@
 //! `inferq_backlog_jobs`, jobs accepted and not yet final, from the API's
 //! metrics endpoint): desired = ceil(backlog / target) within [0, max],
 //! at least one worker while there is any backlog (activation threshold 0);
-//! up at once, down one worker at a time (SIGTERM, drained) after
-//! `cooldown` without a change, to zero after `cooldown` without backlog.
+//! up at once; down as the HPA behind KEDA does with the shipped
+//! `behavior.scaleDown`: never below the highest count the rule asked for
+//! within the stabilization window (so a backlog hovering at the boundary
+//! does not flap), one worker (SIGTERM, drained) per `cooldown`, and to
+//! zero after `cooldown` without backlog.
+//!
+//! Judged beyond the account: no job may wait in the queue longer than the
+//! target is worth while the controller could still add workers — the
+//! target's backlog at one worker's rate (measured in the run: jobs per
+//! worker-second), plus the first worker's start-up (measured: first add
+//! to first job started) and two polls.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::load::{self, LoadSpec};
@@ -125,11 +135,21 @@ pub(crate) async fn autoscale(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<R
         give_up: Duration::from_secs(60),
     };
     let (progress, handle, t0) = load::spawn(sim.api_urls(), spec);
+    let t0_wall = chrono::Utc::now() - chrono::Duration::from_std(t0.elapsed()).unwrap_or_default();
     // The load's own length, then `settle` for the backlog to drain and
     // the workers to be drained.
     let give_up = Duration::from_secs_f64(
         args.autoscale_jobs as f64 / args.autoscale_rate.max(0.1) + args.settle_secs,
     );
+    let stabilization = Duration::from_secs_f64(args.stabilization_secs);
+    // (when, what the rule asked for), within the stabilization window.
+    let mut asked: VecDeque<(Instant, usize)> = VecDeque::new();
+    // Worker-seconds, for one worker's rate; the first start, for start-up.
+    let mut worker_secs = 0.0;
+    let mut last_poll = Instant::now();
+    let mut first_add: Option<chrono::DateTime<chrono::Utc>> = None;
+    // While the controller runs fewer than `max_workers`: capacity is free.
+    let mut free_until_full: Vec<(f64, f64)> = Vec::new();
     let mut timeline: Vec<String> = Vec::new();
     let mut last_change = Instant::now();
     let mut idle_since: Option<Instant> = None;
@@ -143,6 +163,8 @@ pub(crate) async fn autoscale(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<R
             continue;
         };
         let current = sim.workers.len();
+        worker_secs += current as f64 * last_poll.elapsed().as_secs_f64();
+        last_poll = Instant::now();
         let mut desired = ((b / args.target).ceil() as usize).min(args.max_workers);
         if b > 0.0 {
             desired = desired.max(1);
@@ -150,8 +172,16 @@ pub(crate) async fn autoscale(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<R
         } else if idle_since.is_none() {
             idle_since = Some(Instant::now());
         }
+        asked.push_back((Instant::now(), desired));
+        while asked
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > stabilization)
+        {
+            asked.pop_front();
+        }
         let t = t0.elapsed().as_secs_f64();
         if desired > current {
+            first_add.get_or_insert_with(chrono::Utc::now);
             for _ in current..desired {
                 sim.add_worker()?;
             }
@@ -159,14 +189,12 @@ pub(crate) async fn autoscale(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<R
             last_change = Instant::now();
             timeline.push(format!("{t:.1}s backlog={b} workers {current}->{desired}"));
         } else {
-            // To zero only after `cooldown` without backlog (KEDA's
-            // cooldownPeriod); above that, one at a time (the HPA policy).
+            // Down to the highest count asked for within the window; to
+            // zero only after `cooldown` without backlog (KEDA's
+            // cooldownPeriod); one at a time (the HPA policy).
+            let stable = asked.iter().map(|(_, d)| *d).max().unwrap_or(desired);
             let idle_long = idle_since.is_some_and(|i| i.elapsed() >= cooldown);
-            let floor = if desired == 0 && !idle_long {
-                1
-            } else {
-                desired
-            };
+            let floor = if stable == 0 && !idle_long { 1 } else { stable };
             if floor < current && last_change.elapsed() >= cooldown {
                 sim.remove_worker()?;
                 last_change = Instant::now();
@@ -177,6 +205,12 @@ pub(crate) async fn autoscale(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<R
             }
         }
         max_workers = max_workers.max(sim.workers.len());
+        if sim.workers.len() < args.max_workers {
+            match free_until_full.last_mut() {
+                Some((_, end)) if (*end - t).abs() < 1.0 => *end = t + 0.5,
+                _ => free_until_full.push((t, t + 0.5)),
+            }
+        }
         let done = handle.is_finished();
         if done && b == 0.0 && sim.workers.is_empty() {
             break;
@@ -200,15 +234,28 @@ pub(crate) async fn autoscale(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<R
         .iter()
         .filter_map(|r| load::span(r, "created_at", "started_at"))
         .fold(0.0f64, f64::max);
+    let waits = wait_report(
+        &acc.records,
+        t0_wall,
+        first_add,
+        worker_secs,
+        &free_until_full,
+        args.target,
+    );
     let mut notes = vec![
         format!(
-            "KEDA rule: target {} per worker, max {}, cooldown {:.0} s, poll 0.5 s; polls failed {polls_failed}",
-            args.target, args.max_workers, args.cooldown_secs
+            "KEDA rule: target {} per worker, max {}, scale-in one per {:.0} s within a {:.0} s stabilization window, to zero after {:.0} s idle, poll 0.5 s; polls failed {polls_failed}",
+            args.target,
+            args.max_workers,
+            args.cooldown_secs,
+            args.stabilization_secs,
+            args.cooldown_secs
         ),
         format!(
             "first worker started {:.1} s after the first submission; most workers {max_workers}; longest wait in queue {max_wait:.1} s",
             first_start.unwrap_or(f64::NAN)
         ),
+        waits.note.clone(),
         format!("timeline: {}", timeline.join("; ")),
     ];
     notes.push(format!(
@@ -217,6 +264,66 @@ pub(crate) async fn autoscale(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<R
     ));
     let created = sim.job_records()?.saturating_sub(before);
     let mut row = judge("autoscale", &sub, &acc, created, notes);
-    row.ok &= sim.workers.is_empty();
+    row.ok &= sim.workers.is_empty() && waits.ok;
     Ok(row)
+}
+
+/// How long jobs waited in the queue while the controller could still
+/// add workers, against what the target is worth.
+struct Waits {
+    note: String,
+    ok: bool,
+}
+
+fn wait_report(
+    records: &[serde_json::Value],
+    t0: chrono::DateTime<chrono::Utc>,
+    first_add: Option<chrono::DateTime<chrono::Utc>>,
+    worker_secs: f64,
+    free: &[(f64, f64)],
+    target: f64,
+) -> Waits {
+    let at = |r: &serde_json::Value, field: &str| {
+        let s = r[field].as_str()?;
+        let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+        Some((t.with_timezone(&chrono::Utc) - t0).as_seconds_f64())
+    };
+    let finished = records
+        .iter()
+        .filter(|r| r["finished_at"].is_string())
+        .count();
+    // Jobs per worker-second: a lower bound of one worker's rate (workers
+    // idle at times count too), so the bound below errs on the lenient side.
+    let rate = finished as f64 / worker_secs.max(1e-9);
+    let startup = first_add
+        .and_then(|added| {
+            let added = (added - t0).as_seconds_f64();
+            records
+                .iter()
+                .filter_map(|r| at(r, "started_at"))
+                .filter(|s| *s >= added)
+                .reduce(f64::min)
+                .map(|first| first - added)
+        })
+        .unwrap_or(0.0);
+    let bound = target / rate + startup + 1.0;
+    let in_free = |t: f64| free.iter().any(|(a, b)| (*a..=*b).contains(&t));
+    let waits: Vec<f64> = records
+        .iter()
+        .filter_map(|r| {
+            let created = at(r, "created_at")?;
+            Some((created, at(r, "started_at")? - created))
+        })
+        .filter(|(created, _)| in_free(*created))
+        .map(|(_, w)| w)
+        .collect();
+    let worst = waits.iter().copied().fold(0.0f64, f64::max);
+    let over = waits.iter().filter(|w| **w > bound).count();
+    Waits {
+        note: format!(
+            "waits while capacity was free ({} jobs): longest {worst:.2} s, over the bound {over}; bound = target {target} / one worker's rate {rate:.1} jobs/s + first start-up {startup:.2} s + two polls 1 s = {bound:.2} s",
+            waits.len()
+        ),
+        ok: over == 0,
+    }
 }
