@@ -382,6 +382,39 @@ SCALED_OBJECT = {
 }
 
 
+# The CRDs of the other components, likewise the fields used (KEDA's TriggerAuthentication;
+# the prometheus-operator's ServiceMonitor and PodMonitor).
+_ENDPOINT = {"type": "object", "required": ["port"], "additionalProperties": False,
+             "properties": {"port": _STR, "path": _STR, "interval": _STR, "scrapeTimeout": _STR,
+                            "scheme": {"enum": ["http", "https"]}}}
+_LABEL_SELECTOR = {"type": "object", "required": ["matchLabels"], "additionalProperties": False,
+                   "properties": {"matchLabels": {"type": "object", "additionalProperties": _STR}}}
+CRD_SCHEMAS = {
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): {"properties": {"spec": {
+        "type": "object", "required": ["secretTargetRef"], "additionalProperties": False,
+        "properties": {"secretTargetRef": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["parameter", "name", "key"], "additionalProperties": False,
+            "properties": {"parameter": _STR, "name": _STR, "key": _STR}}}}}}},
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): {"properties": {"spec": {
+        "type": "object", "required": ["selector", "endpoints"], "additionalProperties": False,
+        "properties": {"selector": _LABEL_SELECTOR,
+                       "endpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT}}}}},
+    ("monitoring.coreos.com/v1", "PodMonitor"): {"properties": {"spec": {
+        "type": "object", "required": ["selector", "podMetricsEndpoints"], "additionalProperties": False,
+        "properties": {"selector": _LABEL_SELECTOR,
+                       "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT}}}}},
+}
+
+
+def validate_crd(doc):
+    import jsonschema
+
+    schema = dict(CRD_SCHEMAS[(doc["apiVersion"], doc["kind"])])
+    schema.update({"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"]})
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(doc), key=str)
+    return "; ".join(f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors[:3]) or None
+
+
 def validate_scaled_object(doc, version):
     import jsonschema
     import kubernetes_validate
@@ -409,6 +442,20 @@ def validate_scaled_object(doc, version):
                 return f"prometheus trigger without {missing}"
             if not all(_num(md[k]) for k in ("threshold", "activationThreshold") if k in md):
                 return "prometheus threshold/activationThreshold must be numbers (as strings)"
+        elif t["type"] == "rabbitmq":
+            md = t["metadata"]
+            missing = [k for k in ("queueName", "mode", "value") if k not in md]
+            if missing:
+                return f"rabbitmq trigger without {missing}"
+            if md["mode"] != "QueueLength" or md.get("protocol") != "http":
+                return ("rabbitmq trigger: mode QueueLength over protocol http (the amqp protocol "
+                        "counts ready messages only, so busy workers would look idle)")
+            if not all(_num(md[k]) for k in ("value", "activationValue") if k in md):
+                return "rabbitmq value/activationValue must be numbers (as strings)"
+            if "host" in md or "authenticationRef" not in t:
+                return "rabbitmq trigger: credentials through a TriggerAuthentication, not `host`"
+        else:
+            return f"trigger type {t['type']} is not checked here"
     return None
 
 
@@ -448,12 +495,38 @@ def validate_docs(where, docs, versions, kubernetes_validate):
         if doc.get("kind") == "ScaledObject" and doc.get("apiVersion") == "keda.sh/v1alpha1":
             err = validate_scaled_object(doc, versions[-1])
             check(err is None, f"{what}: KEDA CRD, checked against our schema of the fields used", err or "")
+        elif (doc.get("apiVersion"), doc.get("kind")) in CRD_SCHEMAS:
+            err = validate_crd(doc)
+            check(err is None, f"{what}: CRD, checked against our schema of the fields used", err or "")
         else:
             skip(f"{what}: {doc.get('apiVersion')} is a CRD with no schema here")
 
 
 def pod_matches(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_monitors(where, by_kind, deployments):
+    """A ServiceMonitor selects exactly one Service and scrapes a port it has; a PodMonitor
+    selects the pods of exactly one Deployment and scrapes a container port they declare."""
+    services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
+    for m in by_kind.get("ServiceMonitor", []):
+        sel = m["spec"]["selector"]["matchLabels"]
+        hits = [n for n, s in services.items() if pod_matches(sel, s["metadata"].get("labels", {}))]
+        name = m["metadata"]["name"]
+        if check(len(hits) == 1, f"{where}: ServiceMonitor {name} selects one Service ({hits})"):
+            ports = {p.get("name") for p in services[hits[0]]["spec"]["ports"]}
+            for e in m["spec"]["endpoints"]:
+                check(e["port"] in ports, f"{where}: ServiceMonitor {name} scrapes port {e['port']} of {hits[0]}")
+    for m in by_kind.get("PodMonitor", []):
+        sel = m["spec"]["selector"]["matchLabels"]
+        hits = [n for n, d in deployments.items() if pod_matches(sel, d["spec"]["template"]["metadata"]["labels"])]
+        name = m["metadata"]["name"]
+        if check(len(hits) == 1, f"{where}: PodMonitor {name} selects the pods of one Deployment ({hits})"):
+            ports = {p.get("name") for c in deployments[hits[0]]["spec"]["template"]["spec"]["containers"]
+                     for p in c.get("ports", [])}
+            for e in m["spec"]["podMetricsEndpoints"]:
+                check(e["port"] in ports, f"{where}: PodMonitor {name} scrapes port {e['port']} of {hits[0]}")
 
 
 def key_file(pod, container):
@@ -558,10 +631,24 @@ def cross_check(where, docs, secrets):
                          for p in c.get("ports", [])}
                 for p in s["spec"]["ports"]:
                     check(p.get("targetPort") in ports, f"{where}: Service port {p['name']} targets a container port")
+    check_monitors(where, by_kind, deployments)
+    auths = {a["metadata"]["name"]: a for a in by_kind.get("TriggerAuthentication", [])}
+    for a in auths.values():
+        for ref in a["spec"]["secretTargetRef"]:
+            check(ref["key"] in secrets.get(ref["name"], set()),
+                  f"{where}: TriggerAuthentication {a['metadata']['name']} reads Secret "
+                  f"{ref['name']}/{ref['key']}, described in k8s/examples")
+    queues = {cm.get("INFERQ_QUEUE") for cm in configmaps.values()} - {None}
     owners = {}
     for so in by_kind.get("ScaledObject", []):
         owners.setdefault(so["spec"]["scaleTargetRef"]["name"], []).append("ScaledObject")
         for t in so["spec"]["triggers"]:
+            if t["type"] == "rabbitmq":
+                auth = t.get("authenticationRef", {}).get("name")
+                check(auth in auths, f"{where}: rabbitmq trigger's TriggerAuthentication {auth} is in the output")
+                check(queues == {t["metadata"].get("queueName")},
+                      f"{where}: rabbitmq trigger reads the queue the workers consume (INFERQ_QUEUE {queues})")
+                continue
             used = set(re.findall(r"inferq_[a-z0-9_]+", t["metadata"].get("query", "")))
             check(used and used <= metric_names(),
                   f"{where}: KEDA query reads {sorted(used)}, defined in shared/runtime/src/metrics/mod.rs")
