@@ -272,7 +272,7 @@ run: assets ## All-in-one server (in-process queue, no services needed), release
 	@echo "  curl -s -X POST --data-binary @tests/images/chelsea.png -H 'Content-Type: image/png' 'http://$(LISTEN)/v1/jobs'"
 	@echo "  curl -s 'http://$(LISTEN)/v1/jobs/<id>?wait=10'"
 	@echo
-	$(CARGO) run --release --bin inferq -- --listen $(LISTEN)
+	$(CARGO) run --release --bin inferq -- serve --listen $(LISTEN)
 
 run-api: assets services ## Production API (RabbitMQ + Redis), release build
 	$(CARGO) run --release --bin inferq-api

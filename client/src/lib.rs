@@ -1,14 +1,20 @@
-//! `inferq submit | get | batch`: the command-line client of the HTTP API.
+//! `inferq serve | submit | get | batch | models`: the `inferq` command
+//! line.
 //!
-//! The `inferq` binary runs the embedded server unless its first argument
-//! is one of [`COMMANDS`]; then it is this client, talking to any InferQ
-//! API (embedded or production) at `--url` / `INFERQ_URL` with the key in
-//! `--api-key` / `INFERQ_API_KEY`. Output is JSON on stdout, one document
-//! per job, so it pipes into `jq`; progress and summaries go to stderr.
+//! `inferq serve` (or `inferq` with server options and no command, as
+//! before) runs the embedded server; the `inferq` binary handles that
+//! itself and hands every other command to [`run`]. The client commands
+//! talk to any InferQ API (embedded or production) at `--url` /
+//! `INFERQ_URL` with the key in `--api-key` / `INFERQ_API_KEY`. Output is
+//! JSON on stdout, one document per job, so it pipes into `jq`; progress
+//! bars and summaries go to stderr.
 //!
-//! - `submit FILE|URI…` sends each image (raw bytes for files, a storage
-//!   reference for `gs://`, `s3://`, `http(s)://`, `file://`) and, with
-//!   `--wait`, long-polls until each job is final;
+//! - `submit FILE|URI|-…` sends each image (raw bytes for files, `-` for
+//!   standard input, a storage reference for `gs://`, `s3://`,
+//!   `http(s)://`, `file://`) with its own `Idempotency-Key`, retries 429
+//!   and 503 after their `Retry-After`, and with `--wait` long-polls until
+//!   each job is final; `--output DIR` also saves image outputs (see
+//!   [`submit`]);
 //! - `get ID` prints a job (optionally waiting for it);
 //! - `batch` creates a batch (or follows one with `--attach`), shows a
 //!   progress bar until it is final and prints a summary; `--cancel ID`
@@ -20,18 +26,20 @@
 //!   `--models-dir` or uploads it to `--server` (see [`import`] and
 //!   docs/models.md).
 //!
-//! Exit status: 0 when everything succeeded, 1 when a job or batch failed
-//! (or, for `models import`, the environment did: no Python or TensorFlow),
-//! 2 for usage errors and requests the server refused (or imports refused).
+//! Exit status, the same for every command: 0 when everything succeeded
+//! (or, without waiting, was accepted); 1 when a job or batch ended in any
+//! other final state (`failed`, `canceled`, `expired`, `dead_lettered`) —
+//! or, for `models import`, the environment failed (no Python or
+//! TensorFlow); 2 for usage errors and requests the server refused (after
+//! the retries); 3 when `get` found the job not final yet.
 
+mod batch;
 mod http;
 pub mod import;
-
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod submit;
 
 use clap::{Args, Parser, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub use http::{Api, ClientError};
 
@@ -43,10 +51,31 @@ pub fn is_client_command(first: Option<&str>) -> bool {
     first.is_some_and(|a| COMMANDS.contains(&a))
 }
 
+/// Exit status 1: a job ended in a final state other than `succeeded`.
+pub const EXIT_NOT_SUCCEEDED: i32 = 1;
+/// Exit status 2: a usage error, or a request the server refused.
+pub const EXIT_REFUSED: i32 = 2;
+/// Exit status 3: `get` found the job still `queued` or `running`.
+pub const EXIT_NOT_FINAL: i32 = 3;
+
+/// The exit status a job's record gives (see the module docs).
+pub fn job_exit_status(job: &Value) -> i32 {
+    match job["status"].as_str() {
+        Some("succeeded") => 0,
+        Some("queued" | "running") => EXIT_NOT_FINAL,
+        _ => EXIT_NOT_SUCCEEDED,
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "inferq",
-    about = "InferQ client (run `inferq` without a command for the server)"
+    version,
+    about = "InferQ: the embedded server (`serve`) and the client of any InferQ API",
+    after_help = "`inferq` with server options and no command runs `inferq serve` with them.\n\
+Exit status: 0 succeeded (or accepted, without waiting); 1 a job or batch ended \
+failed, canceled, expired or dead_lettered; 2 usage error or request refused; \
+3 `get`: the job is not final yet."
 )]
 struct Cli {
     #[command(flatten)]
@@ -72,7 +101,10 @@ struct ServerArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Submit images (files or storage URIs) as jobs.
+    /// Run the embedded server: API and inference in one process, in-memory
+    /// queue and store (`inferq serve --help` lists its options).
+    Serve(ServeArgs),
+    /// Submit images (files, `-` for stdin, or storage URIs) as jobs.
     Submit(SubmitArgs),
     /// Print a job.
     Get {
@@ -90,6 +122,15 @@ enum Command {
     },
 }
 
+/// What follows `serve`: the server's own options, parsed by the `inferq`
+/// binary (this parser only lists the command).
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+struct ServeArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
     /// Convert a TensorFlow SavedModel, Keras, TF.js or TFLite model (or take an ONNX file),
@@ -99,7 +140,7 @@ enum ModelsCommand {
 
 #[derive(Debug, Args)]
 struct SubmitArgs {
-    /// Image files, or gs:// s3:// http(s):// file:// references.
+    /// Image files, `-` (standard input), or gs:// s3:// http(s):// file:// references.
     #[arg(required = true)]
     inputs: Vec<String>,
     #[arg(long)]
@@ -108,15 +149,28 @@ struct SubmitArgs {
     version: Option<u64>,
     #[arg(long)]
     top_k: Option<usize>,
-    /// Also write each result here (a storage prefix ending in `/`).
+    /// Save each job's image output (and its views) into this local directory as
+    /// `<input name>.<ext>`; implies --wait. A value with a scheme (`gs://…/`) is taken as
+    /// --output-uri, as in earlier versions.
     #[arg(long)]
     output: Option<String>,
+    /// Also have the worker write each result here (a storage prefix ending in `/`).
+    #[arg(long)]
+    output_uri: Option<String>,
     /// POST a signed notification here when each job is final.
     #[arg(long)]
     webhook: Option<String>,
     /// Wait for every job to finish and print the final records.
     #[arg(long)]
     wait: bool,
+    /// Idempotency-Key of the submission (`KEY-1`, `KEY-2`, … with several inputs); re-running
+    /// the command with it returns the same jobs. Default: a random key per input, so
+    /// retries after 429/503 never duplicate a job.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Retries of a request answered 429 or 503, each after its Retry-After.
+    #[arg(long, default_value_t = 5)]
+    retries: u32,
 }
 
 #[derive(Debug, Args)]
@@ -176,7 +230,15 @@ where
         }
     };
     let key = cli.server.api_key.as_deref();
+    let retries = match &cli.command {
+        Command::Submit(a) => a.retries,
+        _ => 5,
+    };
     let result = match (cli.command, Api::new(&cli.server.url, key)) {
+        (Command::Serve(_), _) => {
+            eprintln!("inferq: `serve` is run by the inferq binary, not this client");
+            return EXIT_REFUSED;
+        }
         (
             Command::Models {
                 command: ModelsCommand::Import(a),
@@ -190,15 +252,15 @@ where
         }
         (_, Err(e)) => {
             eprintln!("inferq: {e}");
-            return 2;
+            return EXIT_REFUSED;
         }
-        (Command::Submit(a), Ok(api)) => submit(&api, a).await,
+        (Command::Submit(a), Ok(api)) => submit::submit(&api.with_retries(retries), a).await,
         (Command::Get { id, wait }, Ok(api)) => get(&api, &id, wait).await,
-        (Command::Batch(a), Ok(api)) => batch(&api, a).await,
+        (Command::Batch(a), Ok(api)) => batch::batch(&api, a).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("inferq: {e}");
-        2
+        EXIT_REFUSED
     })
 }
 
@@ -215,57 +277,7 @@ fn set_given<const N: usize>(body: &mut Value, fields: [(&str, Option<Value>); N
     }
 }
 
-fn is_reference(s: &str) -> bool {
-    ["gs://", "s3://", "http://", "https://", "file://"]
-        .iter()
-        .any(|p| s.starts_with(p))
-}
-
-async fn submit(api: &Api, a: SubmitArgs) -> Result<i32, ClientError> {
-    let mut ids = Vec::new();
-    for input in &a.inputs {
-        let mut body = json!({});
-        set_given(
-            &mut body,
-            [
-                ("model", a.model.clone().map(Value::from)),
-                ("version", a.version.map(Value::from)),
-                ("top_k", a.top_k.map(Value::from)),
-            ],
-        );
-        if let Some(o) = &a.output {
-            body["output"] = json!({ "uri": o });
-        }
-        if let Some(w) = &a.webhook {
-            body["webhook"] = json!({ "url": w });
-        }
-        let job = if is_reference(input) {
-            body["input"] = json!({ "uri": input });
-            api.post_json("/v1/jobs", &body, None).await?
-        } else {
-            let bytes = std::fs::read(Path::new(input))
-                .map_err(|e| ClientError::Input(format!("{input}: {e}")))?;
-            api.post_image(&body, bytes).await?
-        };
-        if !a.wait {
-            print(&job);
-        }
-        ids.push(job["id"].as_str().unwrap_or_default().to_owned());
-    }
-    if !a.wait {
-        return Ok(0);
-    }
-    let mut status = 0;
-    for id in ids {
-        let job = wait_job(api, &id).await?;
-        if job["status"] != "succeeded" {
-            status = 1;
-        }
-        print(&job);
-    }
-    Ok(status)
-}
-
+/// Long-polls a job until it is final.
 async fn wait_job(api: &Api, id: &str) -> Result<Value, ClientError> {
     loop {
         let job = api.get(&format!("/v1/jobs/{id}?wait=20")).await?;
@@ -279,121 +291,49 @@ async fn wait_job(api: &Api, id: &str) -> Result<Value, ClientError> {
 async fn get(api: &Api, id: &str, wait: f64) -> Result<i32, ClientError> {
     let job = api.get(&format!("/v1/jobs/{id}?wait={wait}")).await?;
     print(&job);
-    Ok(i32::from(job["status"] == "failed"))
-}
-
-async fn batch(api: &Api, a: BatchArgs) -> Result<i32, ClientError> {
-    if let Some(id) = &a.cancel {
-        let b = api
-            .post_json(&format!("/v1/batches/{id}/cancel"), &json!({}), None)
-            .await?;
-        print(&b);
-        return Ok(0);
-    }
-    let id = match &a.attach {
-        Some(id) => id.clone(),
-        None => {
-            let body = batch_body(&a)?;
-            let b = api
-                .post_json("/v1/batches", &body, a.idempotency_key.as_deref())
-                .await?;
-            if a.no_wait {
-                print(&b);
-                return Ok(0);
-            }
-            b["id"].as_str().unwrap_or_default().to_owned()
-        }
-    };
-    follow(api, &id).await
-}
-
-fn batch_body(a: &BatchArgs) -> Result<Value, ClientError> {
-    let input = match (&a.prefix, &a.jsonl, &a.file_list) {
-        (Some(p), None, None) => json!({ "prefix": p }),
-        (None, Some(j), None) => json!({ "jsonl": j }),
-        (None, None, Some(f)) => json!({ "file_list": f }),
-        _ => {
-            return Err(ClientError::Input(
-                "give one of --prefix, --jsonl or --file-list (or --attach ID)".into(),
-            ));
-        }
-    };
-    let output = a
-        .output
-        .as_ref()
-        .ok_or_else(|| ClientError::Input("--output PREFIX is required".into()))?;
-    let mut body = json!({ "input": input, "output": { "prefix": output } });
-    if a.no_mirror {
-        body["output"]["mirror"] = json!(false);
-    }
-    set_given(
-        &mut body,
-        [
-            ("model", a.model.clone().map(Value::from)),
-            ("version", a.version.map(Value::from)),
-            ("top_k", a.top_k.map(Value::from)),
-            ("shard_size", a.shard_size.map(Value::from)),
-        ],
-    );
-    if let Some(w) = &a.webhook {
-        body["webhook"] = json!({ "url": w });
-    }
-    Ok(body)
-}
-
-/// Shows a progress bar until the batch is final; prints it and a summary.
-async fn follow(api: &Api, id: &str) -> Result<i32, ClientError> {
-    let started = Instant::now();
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {msg:>9} [{bar:40}] {pos}/{len} instances  {per_sec}  eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    let record = loop {
-        let b = api.get(&format!("/v1/batches/{id}")).await?;
-        let counts = &b["counts"];
-        let done =
-            counts["succeeded"].as_u64().unwrap_or(0) + counts["failed"].as_u64().unwrap_or(0);
-        if let Some(total) = counts["total"].as_u64() {
-            bar.set_length(total);
-        }
-        bar.set_position(done);
-        let state = b["state"].as_str().unwrap_or_default().to_owned();
-        bar.set_message(state.clone());
-        if matches!(state.as_str(), "succeeded" | "failed" | "canceled") {
-            break b;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    bar.finish();
-    let counts = &record["counts"];
-    eprintln!(
-        "batch {id} {}: {} succeeded, {} failed of {} in {:.1} s",
-        record["state"].as_str().unwrap_or("?"),
-        counts["succeeded"],
-        counts["failed"],
-        counts["total"],
-        started.elapsed().as_secs_f64()
-    );
-    for f in record["files"].as_array().into_iter().flatten() {
-        eprintln!("  {}", f.as_str().unwrap_or_default());
-    }
-    if let Some(e) = record.get("error") {
-        eprintln!("  error: {e}");
-    }
-    print(&record);
-    Ok(match record["state"].as_str() {
-        Some("succeeded") if counts["failed"] == 0 => 0,
-        _ => 1,
-    })
+    Ok(job_exit_status(&job))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn exit_status_is_one_rule_for_every_command() {
+        for (status, code) in [
+            ("succeeded", 0),
+            ("failed", 1),
+            ("canceled", 1),
+            ("expired", 1),
+            ("dead_lettered", 1),
+            ("queued", 3),
+            ("running", 3),
+        ] {
+            assert_eq!(
+                job_exit_status(&json!({ "status": status })),
+                code,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_help().to_string();
+        for c in ["serve", "submit", "get", "batch", "models"] {
+            assert!(help.contains(c), "{c} missing from:\n{help}");
+        }
+        let cli = Cli::try_parse_from(["inferq", "submit", "-", "--idempotency-key", "k"]).unwrap();
+        let Command::Submit(a) = cli.command else {
+            panic!("not submit")
+        };
+        assert_eq!(
+            (a.inputs, a.idempotency_key, a.retries),
+            (vec!["-".to_owned()], Some("k".into()), 5)
+        );
+    }
 
     #[test]
     fn client_commands_are_recognised() {
@@ -422,7 +362,7 @@ mod tests {
         let Command::Batch(a) = cli.command else {
             panic!("not a batch")
         };
-        let body = batch_body(&a).unwrap();
+        let body = batch::batch_body(&a).unwrap();
         assert_eq!(
             body,
             json!({"input": {"prefix": "gs://in/x/"}, "output": {"prefix": "gs://out/", "mirror": false},

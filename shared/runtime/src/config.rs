@@ -486,7 +486,18 @@ pub fn load_or_exit<T>() -> T
 where
     T: CommandFactory + FromArgMatches + Serialize + DeserializeOwned,
 {
-    load(std::env::args_os()).unwrap_or_else(|e| match e {
+    load_or_exit_from(std::env::args_os())
+}
+
+/// [`load_or_exit`] from these arguments (program name first), e.g. with a
+/// subcommand word already taken off.
+pub fn load_or_exit_from<T, I, S>(args: I) -> T
+where
+    T: CommandFactory + FromArgMatches + Serialize + DeserializeOwned,
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    load(args).unwrap_or_else(|e| match e {
         ConfigError::Cli(e) => e.exit(),
         other => {
             eprintln!("{}: {other}", T::command().get_name());
