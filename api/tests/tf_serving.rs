@@ -177,6 +177,15 @@ async fn handler_errors_on_predict_carry_the_error_member() {
             );
         }
     }
+    // A cross-site request, refused before authentication (403).
+    let mut cross = predict(
+        "/v1/models/tiny-mean:predict",
+        json!({"instances": [{"b64": "aGk="}]}),
+    );
+    cross
+        .headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    assert_tf_error(&send(s, cross).await, StatusCode::FORBIDDEN, "forbidden");
     // A wrong method on a predict path (the 405 fallback).
     let resp = send(
         s,
@@ -261,4 +270,58 @@ async fn body_limits_on_predict_carry_the_error_member() {
     let big = json!({"instances": [{"b64": "A".repeat(128 << 10)}]});
     let resp = send(&h.state, predict("/v1/models/tiny-mean:predict", big)).await;
     assert_tf_error(&resp, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[test]
+fn the_openapi_document_types_the_tf_serving_bodies() {
+    let doc = inferq_api::routes::openapi::spec();
+    let schema_of = |path: &str, method: &str, status: &str| {
+        doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+            ["$ref"]
+            .as_str()
+            .unwrap_or_default()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(schema_of("/v1/models/{name}", "get", "200"), "ModelAnswer");
+    assert_eq!(
+        schema_of("/v1/models/{name}/versions/{version}", "get", "200"),
+        "VersionAnswer"
+    );
+    assert_eq!(
+        schema_of("/v1/models/{name}/metadata", "get", "200"),
+        "ModelMetadata"
+    );
+    assert_eq!(
+        schema_of(
+            "/v1/models/{name}/versions/{version}/metadata",
+            "get",
+            "200"
+        ),
+        "ModelMetadata"
+    );
+    for path in [
+        "/v1/models/{name}:predict",
+        "/v1/models/{name}/versions/{version}:predict",
+    ] {
+        assert_eq!(schema_of(path, "post", "200"), "PredictAnswer");
+        let responses = doc["paths"][path]["post"]["responses"].as_object().unwrap();
+        for status in ["400", "401", "403", "404", "413", "429", "503"] {
+            assert!(responses.contains_key(status), "{path} {status}");
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    // An instance is one of its shapes, not an externally tagged enum.
+    assert!(
+        schemas["TfInstance"]["oneOf"].is_array(),
+        "{}",
+        schemas["TfInstance"]
+    );
+    assert!(
+        schemas["VersionStatus"]["properties"]["state"].is_object(),
+        "{}",
+        schemas["VersionStatus"]
+    );
 }
