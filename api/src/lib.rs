@@ -35,10 +35,10 @@ use inferq_backends::store::redis::RedisStore;
 use inferq_runtime::signals::ReloadTrigger;
 use tower_http::trace::TraceLayer;
 
-use http::{auth, body_budget, concurrency, origin, server, trace};
+use http::{auth, body_budget, concurrency, origin, server, tf_errors, trace};
 use routes::{
     batch_prediction, console, dead_letters, events, health, jobs, kserve, models, openapi,
-    predict, register, stats, submit,
+    predict, register, stats, submit, tf_metadata,
 };
 
 pub use config::ApiConfig;
@@ -109,6 +109,14 @@ pub fn app(state: AppState) -> Router {
             require(Scope::Submit, post(batch_prediction::cancel)),
         )
         .route("/v1/models", require(Scope::Read, get(models::list)))
+        .route(
+            "/v1/models/{name}/metadata",
+            require(Scope::Read, get(tf_metadata::model)),
+        )
+        .route(
+            "/v1/models/{name}/versions/{version}/metadata",
+            require(Scope::Read, get(tf_metadata::version)),
+        )
         .route("/v1/stats", require(Scope::Read, get(stats::get)))
         .route(
             "/v2/models/{name}",
@@ -199,6 +207,9 @@ pub fn app(state: AppState) -> Router {
             ),
             body_budget::hold,
         ))
+        // Outside everything that can refuse a request, so each refusal
+        // on a `:predict` path carries TF Serving's `error` member.
+        .layer(middleware::from_fn(tf_errors::add_error_member))
         .layer(body_limit)
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn(trace::propagate))

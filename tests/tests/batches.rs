@@ -209,6 +209,7 @@ async fn prefix_and_jsonl_batches_write_results_errors_and_mirrors() {
         files,
         [
             "prediction.errors-00000-of-00001",
+            "prediction.errors_stats-00000-of-00001",
             "prediction.results-00000-of-00002",
             "prediction.results-00001-of-00002"
         ]

@@ -4,7 +4,8 @@
 //! ([`body_budget`]), bounds on JSON depth and input
 //! counts ([`request_limits`]), the in-flight request bound and drain flag
 //! ([`concurrency`]), W3C trace context ([`trace`]), the cross-site request
-//! check ([`origin`]) and the bounded accept loop ([`server`]).
+//! check ([`origin`]), TF Serving's `error` member on `:predict` failures
+//! ([`tf_errors`]) and the bounded accept loop ([`server`]).
 
 pub mod auth;
 pub mod body;
@@ -14,4 +15,5 @@ pub mod error;
 pub mod origin;
 pub mod request_limits;
 pub mod server;
+pub mod tf_errors;
 pub mod trace;

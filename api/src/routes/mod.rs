@@ -7,7 +7,8 @@
 //! - [`batch_prediction`]: bulk batch prediction over a prefix or a JSONL
 //!   file (not the inference micro-batches the worker forms);
 //! - [`events`]: storage notifications that become jobs;
-//! - [`predict`], [`kserve`]: the TF Serving and KServe v2 protocols;
+//! - [`predict`], [`tf_metadata`], [`kserve`]: the TF Serving and KServe
+//!   v2 protocols;
 //! - [`models`], [`register`]: listing and registering model versions;
 //! - [`dead_letters`]: the operator's view of parked jobs;
 //! - [`stats`], [`health`], [`openapi`], [`console`]: numbers, probes, the
@@ -27,3 +28,4 @@ pub mod predict;
 pub mod register;
 pub mod stats;
 pub mod submit;
+pub mod tf_metadata;

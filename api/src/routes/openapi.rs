@@ -39,6 +39,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::routes::register::put_version,
         crate::routes::predict::model,
         crate::routes::predict::version,
+        crate::routes::tf_metadata::model,
+        crate::routes::tf_metadata::version,
         crate::routes::dead_letters::list,
         crate::routes::dead_letters::replay_one,
         crate::routes::dead_letters::replay_many,

@@ -9,7 +9,12 @@
 //! inference runs in the API. An instance is `{"b64": "…"}` (or TF
 //! Serving's `{"image_bytes": {"b64": "…"}}`), `{"uri": "gs://…"}`,
 //! `{"tensor": [...]}` or a bare nested list (a tensor in the model's
-//! layout). `parameters.top_k` sets the classifier's top-k.
+//! layout); [`crate::intake::tf_instance`] reads them. The columnar
+//! format, `{"inputs": [...]}` or `{"inputs": {"image_bytes": [...]}}`, is
+//! answered `{"outputs": [...]}` as TF Serving does. `parameters.top_k`
+//! sets the classifier's top-k. Error bodies carry TF Serving's `error`
+//! member, added by [`crate::http::tf_errors`] for every answer on a
+//! `:predict` path.
 //!
 //! The whole call fails if any instance does (as with TF Serving): the
 //! first failure is the problem's detail, and jobs already queued for the
@@ -21,15 +26,14 @@ use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 
-use inferq_runtime::config::LimitConfig;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
-use crate::intake::encodings::{JobOptions, Payload, Submission, b64_instance, parse_instance};
-use crate::intake::json_tensor::JsonTensor;
+use crate::intake::encodings::{JobOptions, Submission};
+use crate::intake::tf_instance::instance;
 use crate::intake::wait_all::{at_instance, run_all};
 use crate::state::AppState;
 
@@ -49,6 +53,84 @@ struct PredictRequest<'a> {
     signature_name: Option<String>,
 }
 
+/// The one signature a model has here.
+pub const SIGNATURE: &str = "serving_default";
+
+/// The name of the encoded-image input in TF Serving's convention.
+pub const IMAGE_BYTES: &str = "image_bytes";
+
+/// A `:predict` request as the OpenAPI document describes it (the handler
+/// reads the same JSON through [`PredictRequest`], without a value tree).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PredictBody {
+    /// Row format: one element per instance.
+    instances: Option<Vec<TfInstance>>,
+    /// Columnar format: the batch unnamed, or under the one input's name
+    /// (`image_bytes`, or the model's tensor input).
+    inputs: Option<ColumnarInputs>,
+    parameters: Option<ParametersDoc>,
+    /// Only `serving_default` exists.
+    signature_name: Option<String>,
+}
+
+/// One instance, in any of the shapes TF Serving and Vertex clients send.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum TfInstance {
+    /// A nested list of numbers: a tensor in the model's layout.
+    Tensor(Vec<serde_json::Value>),
+    /// Base64 (or a `data:` URL), or a storage URI (`gs://`, `s3://`, `https://`).
+    Text(String),
+    /// `{"b64": …}`, `{"image_bytes": {"b64": …}}`, `{"uri": …}` or `{"tensor": […]}`.
+    Object(TfInstanceObject),
+}
+
+/// The object forms of an instance: exactly one member.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct TfInstanceObject {
+    b64: Option<String>,
+    image_bytes: Option<B64>,
+    uri: Option<String>,
+    tensor: Option<Vec<serde_json::Value>>,
+}
+
+/// `{"b64": "…"}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct B64 {
+    b64: String,
+}
+
+/// The columnar `inputs` member.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ColumnarInputs {
+    /// The batch, for the model's one input.
+    Batch(Vec<TfInstance>),
+    /// `{"image_bytes": [...]}` or `{"<tensor input>": [...]}`.
+    Named(HashMap<String, Vec<TfInstance>>),
+}
+
+/// `parameters`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ParametersDoc {
+    /// Classes returned by a classifier.
+    top_k: Option<usize>,
+}
+
+/// The answer: `predictions` for rows, `outputs` for columns, in order.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PredictAnswer {
+    predictions: Option<Vec<inferq_core::prediction::Prediction>>,
+    outputs: Option<Vec<inferq_core::prediction::Prediction>>,
+}
+
 #[derive(Deserialize, Default)]
 struct Parameters {
     top_k: Option<usize>,
@@ -66,8 +148,8 @@ fn split_verb(segment: &str) -> Option<&str> {
     path = "/v1/models/{name}:predict",
     tag = "predict",
     params(("name" = String, Path, description = "Model name")),
-    request_body(content = serde_json::Value, description = "`{\"instances\": [...], \"parameters\": {\"top_k\": 3}}`", content_type = "application/json"),
-    responses((status = 200, description = "`{\"predictions\": [...]}` in instance order", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    request_body(content = PredictBody, description = "Rows (`instances`) or columns (`inputs`); every error body also carries TF Serving's `error` member", content_type = "application/json"),
+    responses((status = 200, description = "`{\"predictions\": [...]}` in instance order (`{\"outputs\": [...]}` for the columnar `inputs` format)", body = PredictAnswer), (status = 400, description = "Invalid request, or an instance failed", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the submit scope, or a cross-site request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body over the size limit or the in-flight body budget", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable, server busy, or results not ready in time", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn model(
@@ -88,8 +170,8 @@ pub async fn model(
     path = "/v1/models/{name}/versions/{version}:predict",
     tag = "predict",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
-    request_body(content = serde_json::Value, description = "`{\"instances\": [...], \"parameters\": {\"top_k\": 3}}`", content_type = "application/json"),
-    responses((status = 200, description = "`{\"predictions\": [...]}` in instance order", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    request_body(content = PredictBody, description = "Rows (`instances`) or columns (`inputs`); every error body also carries TF Serving's `error` member", content_type = "application/json"),
+    responses((status = 200, description = "`{\"predictions\": [...]}` in instance order (`{\"outputs\": [...]}` for the columnar `inputs` format)", body = PredictAnswer), (status = 400, description = "Invalid request, or an instance failed", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the submit scope, or a cross-site request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body over the size limit or the in-flight body budget", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable, server busy, or results not ready in time", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn version(
@@ -106,50 +188,67 @@ pub async fn version(
     predict(state, principal, name.clone(), Some(v), req).await
 }
 
-/// One instance in the shape the job submission path reads: a nested list
-/// is a tensor, a string is base64, `{"image_bytes": {"b64"}}` is TF
-/// Serving's image, any other object is a job's `input`.
-fn instance(raw: &RawValue, limits: &LimitConfig) -> Result<Payload, ApiError> {
-    let text = raw.get().trim_start();
+/// The instances of a columnar `inputs` member, in batch order.
+///
+/// TF Serving's columnar format names each input and gives its whole batch:
+/// `{"inputs": {"image_bytes": [{"b64": …}, …]}}`, or the model's tensor
+/// input by its manifest name with a list of tensors; a model with one
+/// input may also be sent the batch unnamed, `{"inputs": [...]}`. Each
+/// element is then read like an instance.
+fn columnar<'a>(inputs: &'a RawValue, tensor_input: &str) -> Result<Vec<&'a RawValue>, ApiError> {
     let invalid =
-        |e: serde_json::Error| ApiError::InvalidArgument(format!("invalid instance: {e}"));
-    match text.as_bytes().first() {
-        Some(b'[') => {
-            let tensor: JsonTensor = serde_json::from_str(text).map_err(invalid)?;
-            Ok(Payload::Tensor {
-                shape: tensor.shape,
-                values: tensor.values,
-            })
-        }
-        Some(b'"') => {
-            let b64: String = serde_json::from_str(text).map_err(invalid)?;
-            b64_instance(Some(b64), limits)
-        }
-        Some(b'{') => {
-            // Only the keys are owned; values stay slices of the body.
-            let mut fields: HashMap<String, &RawValue> =
-                serde_json::from_str(text).map_err(invalid)?;
-            match fields.remove("image_bytes") {
-                None => parse_instance(text.as_bytes(), limits),
-                Some(inner) if inner.get().trim_start().starts_with('{') => {
-                    let mut inner: HashMap<String, &RawValue> =
-                        serde_json::from_str(inner.get()).map_err(invalid)?;
-                    let b64 = match inner.remove("b64") {
-                        Some(v) => serde_json::from_str::<Option<String>>(v.get())
-                            .map_err(invalid)?,
-                        None => None,
-                    };
-                    b64_instance(b64, limits)
-                }
-                Some(_) => Err(ApiError::InvalidArgument(
-                    "`image_bytes` must be {\"b64\": \"…\"}".into(),
-                )),
-            }
-        }
-        _ => Err(ApiError::InvalidArgument(
-            "an instance is {\"b64\"}, {\"image_bytes\": {\"b64\"}}, {\"uri\"}, {\"tensor\"} or a nested list".into(),
-        )),
+        |e: serde_json::Error| ApiError::InvalidArgument(format!("invalid `inputs`: {e}"));
+    let text = inputs.get().trim_start();
+    if text.starts_with('[') {
+        return serde_json::from_str(text).map_err(invalid);
     }
+    if !text.starts_with('{') {
+        return Err(ApiError::InvalidArgument(
+            "`inputs` is a list (the batch) or an object naming one input".into(),
+        ));
+    }
+    let named: HashMap<String, &RawValue> = serde_json::from_str(text).map_err(invalid)?;
+    let expected = || format!("`{IMAGE_BYTES}` (encoded images) or `{tensor_input}` (tensors)");
+    if named.len() != 1 {
+        return Err(ApiError::InvalidArgument(format!(
+            "`inputs` names exactly one input: {}",
+            expected()
+        )));
+    }
+    let (name, batch) = named.into_iter().next().expect("one member");
+    let name = name.as_str();
+    let tensors = if name == IMAGE_BYTES {
+        false
+    } else if name == tensor_input {
+        true
+    } else {
+        return Err(ApiError::InvalidArgument(format!(
+            "no input named `{name}`; the inputs are {}",
+            expected()
+        )));
+    };
+    let elements: Vec<&RawValue> = serde_json::from_str(batch.get()).map_err(|_| {
+        ApiError::InvalidArgument(format!("`inputs.{name}` must be a list (the batch)"))
+    })?;
+    for (i, e) in elements.iter().enumerate() {
+        let first = e.get().trim_start().as_bytes().first().copied();
+        let fits = if tensors {
+            first == Some(b'[')
+        } else {
+            matches!(first, Some(b'{' | b'"'))
+        };
+        if !fits {
+            let want = if tensors {
+                "a nested list"
+            } else {
+                "{\"b64\": \"…\"} or a base64 string"
+            };
+            return Err(ApiError::InvalidArgument(format!(
+                "instance {i}: each element of `inputs.{name}` is {want}"
+            )));
+        }
+    }
+    Ok(elements)
 }
 
 async fn predict(
@@ -165,19 +264,35 @@ async fn predict(
     crate::http::request_limits::check_json_depth(&bytes, limits.max_json_depth)?;
     let request: PredictRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::InvalidArgument(format!("invalid predict request: {e}")))?;
-    if request.inputs.is_some() {
-        return Err(ApiError::InvalidArgument(
-            "the columnar `inputs` format is not supported; send `instances`".into(),
-        ));
-    }
     if let Some(sig) = &request.signature_name
-        && sig != "serving_default"
+        && sig != SIGNATURE
     {
         return Err(ApiError::InvalidArgument(format!(
-            "signature `{sig}` does not exist; only serving_default"
+            "signature `{sig}` does not exist; only {SIGNATURE}"
         )));
     }
-    let instances = request.instances.unwrap_or_default();
+    let (instances, answer_key) = match (request.instances, request.inputs) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::InvalidArgument(
+                "send either `instances` (rows) or `inputs` (columns), not both".into(),
+            ));
+        }
+        (Some(rows), None) => (rows, "predictions"),
+        (None, Some(inputs)) => {
+            let entry = state.models.find(&model, version).await.ok_or_else(|| {
+                ApiError::ModelNotFound {
+                    name: model.clone(),
+                    version,
+                }
+            })?;
+            (columnar(inputs, &entry.manifest.input.name)?, "outputs")
+        }
+        (None, None) => {
+            return Err(ApiError::InvalidArgument(
+                "the request has neither `instances` nor `inputs`".into(),
+            ));
+        }
+    };
     crate::http::request_limits::check_instances(instances.len(), limits)?;
     let top_k = request.parameters.unwrap_or_default().top_k;
     let mut submissions = Vec::with_capacity(instances.len());
@@ -201,64 +316,37 @@ async fn predict(
         .into_iter()
         .map(|r| serde_json::to_value(&r.result).expect("json"))
         .collect();
-    Ok(Json(json!({ "predictions": predictions })).into_response())
+    Ok(Json(json!({ answer_key: predictions })).into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn limits() -> LimitConfig {
-        crate::fuzzing::limits()
-    }
-
-    fn one(json: &str) -> Result<Payload, String> {
+    fn cols(json: &str) -> Result<usize, String> {
         let raw: &RawValue = serde_json::from_str(json).unwrap();
-        instance(raw, &limits()).map_err(|e| e.to_string())
+        columnar(raw, "input")
+            .map(|v| v.len())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
-    fn each_instance_shape_becomes_its_payload() {
-        match one("[[[0.5, 1], [2, 3]]]").unwrap() {
-            Payload::Tensor { shape, values } => {
-                assert_eq!(shape, vec![1, 2, 2]);
-                assert_eq!(values, vec![0.5, 1.0, 2.0, 3.0]);
-            }
-            other => panic!("{other:?}"),
-        }
-        for json in [
-            r#""aGk=""#,
-            r#"{"b64": "aGk="}"#,
-            r#"{"image_bytes": {"b64": "aGk="}}"#,
-        ] {
-            match one(json).unwrap() {
-                Payload::Image { bytes, .. } => assert_eq!(&bytes[..], b"hi", "{json}"),
-                other => panic!("{json}: {other:?}"),
-            }
-        }
-        assert!(matches!(
-            one(r#"{"uri": "gs://bucket/o.png"}"#).unwrap(),
-            Payload::Uri(_)
-        ));
-    }
-
-    #[test]
-    fn bad_instances_keep_their_messages() {
+    fn columnar_inputs_become_instances() {
+        assert_eq!(cols(r#"[{"b64": "aGk="}, "aGk="]"#), Ok(2));
+        assert_eq!(cols(r#"{"image_bytes": [{"b64": "aGk="}]}"#), Ok(1));
+        assert_eq!(cols(r#"{"input": [[[1, 2]], [[3, 4]]]}"#), Ok(2));
         for (json, why) in [
-            ("[[1, 2], [3]]", "invalid instance: `tensor`: ragged"),
-            ("3", "an instance is"),
-            ("null", "an instance is"),
-            (r#"{"image_bytes": 3}"#, "`image_bytes` must be"),
-            (r#"{"image_bytes": null}"#, "`image_bytes` must be"),
-            (r#"{"image_bytes": {}}"#, "exactly one of"),
+            (r#"{"pixels": [[1]]}"#, "no input named `pixels`"),
             (
-                r#"{"image_bytes": {"b64": 3}}"#,
-                "invalid instance: invalid type",
+                r#"{"input": [[1]], "image_bytes": []}"#,
+                "exactly one input",
             ),
-            (r#"{"b64": "aGk=", "x": 1}"#, "unknown field `x`"),
-            (r#""%%%""#, "not valid base64"),
+            (r#"{"image_bytes": {"b64": "aGk="}}"#, "must be a list"),
+            (r#"{"input": ["aGk="]}"#, "instance 0: each element"),
+            (r#"{"image_bytes": [[1]]}"#, "instance 0: each element"),
+            ("3", "`inputs` is a list"),
         ] {
-            let err = one(json).unwrap_err();
+            let err = cols(json).unwrap_err();
             assert!(err.contains(why), "{json}: {err}");
         }
     }

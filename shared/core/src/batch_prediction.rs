@@ -112,7 +112,9 @@ pub struct BatchRecord {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
-    /// The files written (`prediction.results-…`, `prediction.errors-…`).
+    /// The files written (`prediction.results-…`,
+    /// `prediction.errors_stats-…` and the same error lines as
+    /// `prediction.errors-…`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
     /// Why the batch failed as a whole.

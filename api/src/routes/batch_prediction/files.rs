@@ -1,13 +1,19 @@
 //! Writing a finished batch's `prediction.results-…` and
-//! `prediction.errors-…` files.
+//! `prediction.errors_stats-…` files (Vertex AI's names), and the same
+//! error lines again as `prediction.errors-…`, the name InferQ used before
+//! it followed Vertex, for consumers that read it.
+//!
+//! Each line leads with its `instance` (the input line as sent, or
+//! `{"uri"}`), then the line's extra members (Vertex's `key`), then the
+//! `prediction` or the `error`.
 //!
 //! Lines are read back from the store in instance order, a thousand at a
 //! time, joined with the instance they belong to and cut into shards of
 //! `shard_size` lines; only one shard is held in memory. Names and order
 //! depend only on the input, so writing the files again (a coordinator
 //! that took over mid-write, or a re-run of the same batch) produces the
-//! same objects. There is always at least one results and one errors file,
-//! so a consumer can rely on both existing.
+//! same objects. There is always at least one results, one errors_stats
+//! and one errors file, so a consumer can rely on each existing.
 
 use bytes::Bytes;
 use inferq_backends::store::batch_prediction as stored;
@@ -70,12 +76,21 @@ impl Shards {
     }
 }
 
-/// Joins a stored line with its instance: `{"instance": …, "prediction": …}`.
-fn with_instance(instance: Value, stored: &[u8]) -> Result<Vec<u8>, ApiError> {
+/// The error files: Vertex's name, and InferQ's earlier one.
+const ERROR_KINDS: [&str; 2] = ["errors_stats", "errors"];
+
+/// Joins a stored line with its instance and the input line's extra
+/// members: `{"instance": …, "key": …, "prediction": …}`.
+fn with_instance(
+    instance: Value,
+    extras: Map<String, Value>,
+    stored: &[u8],
+) -> Result<Vec<u8>, ApiError> {
     let rest: Map<String, Value> = serde_json::from_slice(stored)
         .map_err(|e| ApiError::Internal(format!("unreadable batch line: {e}")))?;
     let mut line = Map::new();
     line.insert("instance".into(), instance);
+    line.extend(extras);
     line.extend(rest);
     Ok(serde_json::to_vec(&Value::Object(line)).expect("json"))
 }
@@ -95,7 +110,7 @@ pub(super) async fn write(
     let n_ok = store.hash_len(&ok_key).await?;
     let n_err = store.hash_len(&err_key).await?;
     let mut results = Shards::new("results", n_ok, rec.shard_size);
-    let mut errors = Shards::new("errors", n_err, rec.shard_size);
+    let mut errors = ERROR_KINDS.map(|kind| Shards::new(kind, n_err, rec.shard_size));
     let mut files = Vec::new();
     let (mut seen_ok, mut seen_err) = (0u64, 0u64);
     let put = |name: String, data: Bytes| {
@@ -120,24 +135,33 @@ pub(super) async fn write(
         let errs = store.hash_get(&err_key, &fields).await?;
         for (offset, (ok, err)) in oks.into_iter().zip(errs).enumerate() {
             let item = &instances.items[first + offset];
-            let full = match (ok, err) {
+            let joined =
+                |line: &[u8]| with_instance(instances.echo(item), instances.extras(item), line);
+            let full: Vec<(String, Bytes)> = match (ok, err) {
                 (Some(line), _) => {
                     seen_ok += 1;
-                    results.push(&with_instance(instances.echo(item), &line)?)
+                    results.push(&joined(&line)?).into_iter().collect()
                 }
                 (None, Some(line)) => {
                     seen_err += 1;
-                    errors.push(&with_instance(instances.echo(item), &line)?)
+                    let line = joined(&line)?;
+                    errors.iter_mut().filter_map(|e| e.push(&line)).collect()
                 }
                 // Not run (the batch was canceled first).
-                (None, None) => None,
+                (None, None) => Vec::new(),
             };
-            if let Some((name, data)) = full {
+            for (name, data) in full {
                 files.push(put(name, data).await?);
             }
         }
     }
-    for (name, data) in results.rest().into_iter().chain(errors.rest()) {
+    let [mut stats, mut legacy] = errors;
+    let rest = results
+        .rest()
+        .into_iter()
+        .chain(stats.rest())
+        .chain(legacy.rest());
+    for (name, data) in rest {
         run.renew().await?;
         files.push(put(name, data).await?);
     }
@@ -165,22 +189,26 @@ mod tests {
         assert_eq!(rest[0].0, "prediction.results-00002-of-00003");
         assert_eq!(&rest[0].1[..], b"e\n");
 
-        let mut empty = Shards::new("errors", 0, 10);
+        let mut empty = Shards::new("errors_stats", 0, 10);
         let rest = empty.rest();
         assert_eq!(rest.len(), 1);
-        assert_eq!(rest[0].0, "prediction.errors-00000-of-00001");
+        assert_eq!(rest[0].0, "prediction.errors_stats-00000-of-00001");
         assert!(rest[0].1.is_empty());
     }
 
     #[test]
     fn lines_lead_with_their_instance() {
+        let mut extras = Map::new();
+        extras.insert("key".into(), Value::from("k-1"));
         let line = with_instance(
             serde_json::json!({"uri": "gs://b/x.jpg"}),
+            extras,
             br#"{"prediction": {"top_k": []}}"#,
         )
         .unwrap();
         let v: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["instance"]["uri"], "gs://b/x.jpg");
+        assert_eq!(v["key"], "k-1");
         assert!(v["prediction"].is_object());
     }
 }

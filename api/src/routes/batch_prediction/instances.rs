@@ -15,7 +15,8 @@ use inferq_core::batch_prediction::{BatchRecord, InputKind};
 use sha2::{Digest, Sha256};
 
 use crate::http::error::ApiError;
-use crate::intake::encodings::{Payload, parse_instance};
+use crate::intake::encodings::Payload;
+use crate::intake::tf_instance::{batch_instance, extras, is_uri};
 use crate::state::AppState;
 
 /// Hash fields written or read per store round trip.
@@ -64,6 +65,15 @@ impl Instances {
         }
     }
 
+    /// The members of a JSONL line that are not the instance (`key` and
+    /// the like), repeated at the top of its output line.
+    pub fn extras(&self, item: &Instance) -> serde_json::Map<String, serde_json::Value> {
+        match item {
+            Instance::Uri { .. } => serde_json::Map::new(),
+            Instance::Line { start, end } => extras(&self.body[*start..*end]),
+        }
+    }
+
     /// The job input of an instance, or why the instance is unusable.
     pub fn payload(
         &self,
@@ -72,7 +82,7 @@ impl Instances {
     ) -> Result<Payload, ApiError> {
         match item {
             Instance::Uri { uri, .. } => Ok(Payload::Uri(uri.clone())),
-            Instance::Line { start, end } => parse_instance(&self.body[*start..*end], limits),
+            Instance::Line { start, end } => batch_instance(&self.body[*start..*end], limits),
         }
     }
 
@@ -82,7 +92,10 @@ impl Instances {
             Instance::Uri { relative, .. } => Some(relative.clone()),
             Instance::Line { start, end } => {
                 let v: serde_json::Value = serde_json::from_slice(&self.body[*start..*end]).ok()?;
-                let uri = v.get("uri")?.as_str()?;
+                let uri = match v.as_str() {
+                    Some(bare) if is_uri(bare) => bare,
+                    _ => v.get("uri")?.as_str()?,
+                };
                 (!uri.starts_with("data:")).then(|| object_path(uri))
             }
         }

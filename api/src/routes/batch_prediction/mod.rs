@@ -7,8 +7,12 @@
 //! process, holding a renewable lease — lists the input, fans the
 //! instances out as ordinary jobs through the same admission control and
 //! queue, collects every outcome and writes `prediction.results-…` and
-//! `prediction.errors-…` files (see [`inferq_core::batch_prediction`] for what is
-//! kept where, and why a batch survives restarts).
+//! `prediction.errors_stats-…` files (Vertex's names; the error lines also
+//! as `prediction.errors-…`, InferQ's earlier name) — see
+//! [`inferq_core::batch_prediction`] for what is kept where, and why a
+//! batch survives restarts. A JSONL line takes any `:predict` instance
+//! shape ([`crate::intake::tf_instance`]); its extra members (`key`) are
+//! repeated in its output line.
 
 pub mod coordinator;
 mod files;
