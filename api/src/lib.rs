@@ -65,7 +65,11 @@ pub fn app(state: AppState) -> Router {
             "/v1/events/cloudevents",
             require(Scope::Submit, post(events::cloudevents)),
         )
-        .route("/v1/events/s3", require(Scope::Submit, post(events::s3)));
+        .route("/v1/events/s3", require(Scope::Submit, post(events::s3)))
+        .route(
+            "/v1/events/eventbridge",
+            require(Scope::Submit, post(events::eventbridge)),
+        );
     let inflight = concurrency::InFlight::new(state.settings.max_inflight_requests);
     // With push-token verification the event routes authenticate by the
     // token (Pub/Sub cannot send an API key); otherwise like every route.
@@ -83,6 +87,20 @@ pub fn app(state: AppState) -> Router {
                 )),
         ),
         None => (events, Router::new()),
+    };
+    // SNS cannot send an API key or a token: the message signature and the
+    // topic allow-list authenticate it (see events::sns); served only when
+    // topics are configured.
+    let pushed_events = match &state.settings.event_sns {
+        Some(_) => pushed_events.merge(
+            Router::new()
+                .route("/v1/events/sns", post(events::sns_delivery))
+                .layer(middleware::from_fn_with_state(
+                    inflight.clone(),
+                    concurrency::in_flight,
+                )),
+        ),
+        None => pushed_events,
     };
     let v1 = Router::new()
         .merge(keyed_events)
@@ -275,6 +293,8 @@ pub enum RunError {
     Webhook(#[from] inferq_backends::webhook::sign::SecretError),
     #[error(transparent)]
     EventOidc(#[from] events::oidc::NoAllowedEmails),
+    #[error(transparent)]
+    EventSns(#[from] events::sns::SnsConfigError),
 }
 
 /// Loads the model manifests, logging the ones that cannot be used.

@@ -112,6 +112,8 @@ pub struct Settings {
     pub allowed_origins: crate::http::origin::AllowedOrigins,
     /// Verifies Pub/Sub push tokens on the event routes, when configured.
     pub event_oidc: Option<std::sync::Arc<crate::routes::events::oidc::OidcVerifier>>,
+    /// Verifies SNS deliveries on `POST /v1/events/sns`, when topics are set.
+    pub event_sns: Option<crate::routes::events::sns::SharedSnsVerifier>,
 }
 
 /// Record and blob lifetimes.
@@ -155,7 +157,23 @@ impl Settings {
         .with_event_rules(src.events)?
         .with_webhooks(src.webhooks)?
         .with_batches(src.batches)
-        .with_event_oidc(src.events, fetcher)?)
+        .with_event_oidc(src.events, fetcher)?
+        .with_event_sns(src.events)?)
+    }
+
+    /// Turns on `POST /v1/events/sns` when SNS topics are listed.
+    pub fn with_event_sns(
+        mut self,
+        events: &inferq_runtime::config::EventConfig,
+    ) -> Result<Self, crate::routes::events::sns::SnsConfigError> {
+        self.event_sns = crate::routes::events::sns::SnsVerifier::from_options(
+            &events.event_sns_topics,
+            &events.event_sns_hosts,
+            events.event_sns_allow_http,
+            &events.event_sns_tenant,
+        )?
+        .map(std::sync::Arc::new);
+        Ok(self)
     }
 
     /// Settings from the shared config groups.
@@ -187,6 +205,7 @@ impl Settings {
             batch: inferq_runtime::config::BatchConfig::default(),
             allowed_origins: crate::http::origin::AllowedOrigins::new(&http.allowed_origins),
             event_oidc: None,
+            event_sns: None,
         }
     }
 

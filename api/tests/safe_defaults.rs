@@ -123,3 +123,80 @@ fn oidc_without_allowed_emails_refuses_to_start() {
     assert!(ok.event_oidc.is_some());
     assert!(settings(&[]).unwrap().event_oidc.is_none());
 }
+
+/// The SNS route authenticates by signature, not by key: it exists only
+/// for listed topics, and a malformed topic or an empty host list stops
+/// the start.
+#[test]
+fn sns_is_off_unless_topics_are_listed() {
+    assert!(settings(&[]).unwrap().event_sns.is_none());
+    let topic = "arn:aws:sns:eu-west-1:111122223333:uploads";
+    assert!(
+        settings(&["--event-sns-topics", topic])
+            .unwrap()
+            .event_sns
+            .is_some()
+    );
+    let err = settings(&["--event-sns-topics", "uploads"]).expect_err("not an ARN");
+    assert!(err.to_string().contains("--event-sns-topics"), "{err}");
+    let err = settings(&["--event-sns-topics", topic, "--event-sns-hosts", ""])
+        .expect_err("no certificate host");
+    assert!(err.to_string().contains("--event-sns-hosts"), "{err}");
+}
+
+/// `/v1/events/sns` sits outside API-key authentication (SNS cannot send
+/// a key) but is served only when configured; its own checks refuse a
+/// delivery from another topic (403), with a certificate URL off the
+/// allow-list (401) or that is no SNS message (400). The other event
+/// routes still need a key.
+#[tokio::test]
+async fn the_sns_route_authenticates_by_signature_and_only_when_configured() {
+    const OPS: &str = "0123456789abcdef0123";
+    let mut h = auth_harness(&[&format!("ops:admin:{OPS}")]);
+    let fixtures: Vec<serde_json::Value> = serde_json::from_str(include_str!(
+        "../src/routes/events/sns/testdata/signed.json"
+    ))
+    .unwrap();
+    let mut delivery = fixtures[1].clone();
+    delivery["SigningCertURL"] = "https://evil.example.com/cert.pem".into();
+    let sns = |body: &serde_json::Value| {
+        post(
+            "/v1/events/sns",
+            "text/plain",
+            body.to_string().into_bytes(),
+        )
+    };
+
+    let off = send(&h.state, sns(&delivery)).await;
+    assert_eq!(off.0, StatusCode::UNAUTHORIZED, "{:?}", off.2);
+
+    let topic = delivery["TopicArn"].as_str().unwrap().to_owned();
+    let base = (*h.state.settings).clone();
+    let configure = |topics: &str| {
+        let config: ApiConfig =
+            inferq_runtime::config::load(["inferq-api", "--event-sns-topics", topics]).unwrap();
+        base.clone().with_event_sns(&config.events).unwrap()
+    };
+    h.state.settings = std::sync::Arc::new(configure("arn:aws:sns:eu-west-1:111122223333:other"));
+    let other_topic = send(&h.state, sns(&delivery)).await;
+    assert_problem(&other_topic, StatusCode::FORBIDDEN, "forbidden");
+
+    h.state.settings = std::sync::Arc::new(configure(&topic));
+    let cert_off_list = send(&h.state, sns(&delivery)).await;
+    assert_eq!(
+        cert_off_list.0,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        cert_off_list.2
+    );
+    assert!(
+        cert_off_list.2.to_string().contains("SigningCertURL"),
+        "{:?}",
+        cert_off_list.2
+    );
+    let not_sns = send(&h.state, sns(&serde_json::json!({"Records": []}))).await;
+    assert_eq!(not_sns.0, StatusCode::BAD_REQUEST, "{:?}", not_sns.2);
+
+    let keyless = post("/v1/events/eventbridge", "application/json", b"{}".to_vec());
+    assert_eq!(send(&h.state, keyless).await.0, StatusCode::UNAUTHORIZED);
+}

@@ -3,7 +3,9 @@
 //! reads the object from the real GCS / S3 emulator and writes the result
 //! to a mirrored path; a redelivered notification (or the same upload in
 //! another format) makes no second job; other events are acknowledged and
-//! ignored; malformed bodies are 400s.
+//! ignored; malformed bodies are 400s. S3 events also arrive through SNS
+//! (signed by a test key, the certificate and the subscription handshake
+//! served by a local server) and EventBridge.
 
 use std::time::Duration;
 
@@ -43,6 +45,16 @@ fn pubsub_push(event_type: &str, bucket: &str, name: &str, generation: &str) -> 
 
 /// A private copy of tiny-mean, started API + worker pointed at `emu`.
 async fn deploy(emu: &Emulator, flag: &str, rules: &[&str]) -> (Namespace, InProcess, InProcess) {
+    deploy_with(emu, flag, rules, &[]).await
+}
+
+/// [`deploy`] with more API flags.
+async fn deploy_with(
+    emu: &Emulator,
+    flag: &str,
+    rules: &[&str],
+    extra: &[&str],
+) -> (Namespace, InProcess, InProcess) {
     let repo = private_repository("tiny-mean", "ev");
     let ns = Namespace::new();
     let storage = [
@@ -56,6 +68,7 @@ async fn deploy(emu: &Emulator, flag: &str, rules: &[&str]) -> (Namespace, InPro
         api_flags.extend(["--event-rule", rule]);
     }
     api_flags.extend(storage);
+    api_flags.extend(extra);
     let api = start_api(&ns, &repo, "tiny-mean", &api_flags).await;
     let mut worker_flags = vec!["--threads", "1"];
     worker_flags.extend(storage);
@@ -394,3 +407,6 @@ async fn cloudevents_from_the_sdk_in_both_modes_make_one_job() {
     assert_eq!(ids[0], ids[1], "one job per object version");
     server.stop().await;
 }
+
+#[path = "events/aws.rs"]
+mod aws;

@@ -1,12 +1,13 @@
 //! Fuzz harness body of target `events`: the storage-event formats of
-//! `POST /v1/events/{gcs,cloudevents,s3}` ([`formats`]) and what the
+//! `POST /v1/events/{gcs,cloudevents,s3,eventbridge}` ([`formats`]) and the
+//! SNS envelope of `POST /v1/events/sns` ([`sns`]), and what the
 //! bridge does with a created object (the event rules, the object's URI,
 //! its idempotency key).
 //!
 //! Input layout: like an HTTP message, `name: value` header lines (which
 //! carry the unwrapped Pub/Sub attributes and the binary-mode CloudEvent
 //! `ce-*` attributes), an empty line, then the body. An input without an
-//! empty line is all body. Every input goes through all three parsers,
+//! empty line is all body. Every input goes through all five parsers,
 //! after the body size and nesting-depth checks the handlers make.
 
 use std::sync::OnceLock;
@@ -18,6 +19,7 @@ use crate::intake::encodings::check_uri;
 use crate::routes::events::MAX_EVENT_BYTES;
 use crate::routes::events::formats::{self, ObjectEvent, Parsed};
 use crate::routes::events::rules::{self, EventRule};
+use crate::routes::events::sns::message::{Kind, SnsMessage};
 
 /// Splits a fuzz input into headers and body.
 fn split_input(data: &[u8]) -> (HeaderMap, &[u8]) {
@@ -71,6 +73,27 @@ fn check_created(e: &ObjectEvent) {
     }
 }
 
+/// An SNS envelope: the signed text starts with the message and ends with
+/// the type; a notification's message goes through the S3 parser as
+/// `POST /v1/events/sns` sends it there (the signature itself cannot be
+/// fuzzed without the key, and fails closed).
+fn check_sns(msg: &SnsMessage) -> bool {
+    let canonical = msg.canonical();
+    assert!(canonical.starts_with("Message\n"), "{canonical:?}");
+    assert!(
+        canonical.ends_with(&format!("Type\n{}\n", msg.kind.as_str())),
+        "{canonical:?}"
+    );
+    if msg.kind == Kind::Notification
+        && let Ok(records) = formats::s3(msg.message.as_bytes())
+    {
+        for p in &records {
+            check(p);
+        }
+    }
+    true
+}
+
 fn check(parsed: &Parsed) -> bool {
     match parsed {
         Parsed::Created(e) => {
@@ -100,6 +123,12 @@ pub fn events(data: &[u8]) -> bool {
         for p in &records {
             accepted |= check(p);
         }
+    }
+    if let Ok(p) = formats::eventbridge(body) {
+        accepted |= check(&p);
+    }
+    if let Ok(msg) = SnsMessage::parse(body) {
+        accepted |= check_sns(&msg);
     }
     accepted
 }

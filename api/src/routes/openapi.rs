@@ -32,6 +32,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         crate::routes::events::gcs,
         crate::routes::events::cloudevents,
         crate::routes::events::s3,
+        crate::routes::events::eventbridge,
+        crate::routes::events::sns_delivery,
         crate::routes::models::list,
         crate::routes::stats::get,
         crate::routes::models::get,

@@ -111,6 +111,42 @@ pub struct EventConfig {
     #[arg(long, env = "INFERQ_EVENT_OIDC_TENANT", default_value = "pubsub")]
     #[serde(default = "default_oidc_tenant")]
     pub event_oidc_tenant: String,
+    /// Turns on `POST /v1/events/sns` for these SNS topics (ARNs, comma
+    /// separated). The route authenticates by the SNS message signature
+    /// instead of an API key, so only messages of these topics are taken.
+    #[arg(long, env = "INFERQ_EVENT_SNS_TOPICS", value_delimiter = ',')]
+    #[serde(default)]
+    pub event_sns_topics: Vec<String>,
+    /// Hosts an SNS `SigningCertURL` or `SubscribeURL` may name, comma
+    /// separated; `*` stands for one DNS label, `:port` is optional.
+    #[arg(
+        long,
+        env = "INFERQ_EVENT_SNS_HOSTS",
+        value_delimiter = ',',
+        default_value = "sns.*.amazonaws.com,sns.*.amazonaws.com.cn"
+    )]
+    #[serde(default = "default_sns_hosts")]
+    pub event_sns_hosts: Vec<String>,
+    /// Also accept plain `http://` certificate and subscribe URLs (tests
+    /// with a local certificate server only).
+    #[arg(long, env = "INFERQ_EVENT_SNS_ALLOW_HTTP")]
+    #[serde(default)]
+    pub event_sns_allow_http: bool,
+    /// Tenant that owns jobs made by SNS notifications.
+    #[arg(long, env = "INFERQ_EVENT_SNS_TENANT", default_value = "sns")]
+    #[serde(default = "default_sns_tenant")]
+    pub event_sns_tenant: String,
+}
+
+fn default_sns_hosts() -> Vec<String> {
+    vec![
+        "sns.*.amazonaws.com".into(),
+        "sns.*.amazonaws.com.cn".into(),
+    ]
+}
+
+fn default_sns_tenant() -> String {
+    "sns".into()
 }
 
 fn default_jwks() -> String {

@@ -8,7 +8,10 @@
 //!   (Eventarc), in binary mode (`ce-*` headers, the object as the body) and
 //!   structured mode (`application/cloudevents+json`);
 //! - **S3 event notifications** (`{"Records": [...]}`), whose object keys
-//!   arrive form-URL-encoded.
+//!   arrive form-URL-encoded, posted directly or as the `Message` of an SNS
+//!   notification (see [`super::sns`]);
+//! - **EventBridge** events of S3 (`"source": "aws.s3"`, `"detail-type":
+//!   "Object Created"`).
 //!
 //! Anything that is not "an object was created" is [`Parsed::Ignored`] with
 //! a reason, so the sender gets a 2xx and stops redelivering it; a body that
@@ -29,8 +32,7 @@ pub struct ObjectEvent {
     pub bucket: String,
     pub name: String,
     /// What tells this version of the object from an earlier one under the
-    /// same name: the GCS generation; for S3 the version id, else the
-    /// event's sequencer, else the ETag.
+    /// same name: the GCS generation; for S3 see [`s3_version`].
     pub version: Option<String>,
     pub content_type: Option<String>,
 }
@@ -306,15 +308,89 @@ fn s3_record(record: &Value) -> Result<Parsed, FormatError> {
             reason: format!("event {event} is not ObjectCreated:*"),
         });
     }
-    let version = ["versionId", "sequencer", "eTag"]
-        .iter()
-        .find_map(|k| object[*k].as_str().filter(|v| !v.is_empty()))
-        .map(str::to_owned);
     Ok(Parsed::Created(ObjectEvent {
         scheme: "s3",
         bucket: bucket.to_owned(),
         name: key,
-        version,
+        version: s3_version(
+            object["versionId"].as_str(),
+            object["sequencer"].as_str(),
+            object["eTag"].as_str(),
+        ),
+        content_type: None,
+    }))
+}
+
+/// What tells one upload of an S3 key from another.
+///
+/// A versioned bucket names each version (`versionId`). An unversioned one
+/// sends no version id or the literal `"null"` — the same for every upload
+/// of the key, so it cannot tell a re-upload from a redelivery. The
+/// `sequencer` can: S3 gives each PUT or DELETE of a key a larger one, and
+/// every delivery of one notification repeats it. It is normalised
+/// (lower case, no leading zeros) because S3 notifications and EventBridge
+/// write the same value with different padding and case. Without either,
+/// the ETag: a re-upload of identical bytes then counts as the same version.
+pub(super) fn s3_version(
+    version_id: Option<&str>,
+    sequencer: Option<&str>,
+    etag: Option<&str>,
+) -> Option<String> {
+    if let Some(v) = version_id.filter(|v| !v.is_empty() && *v != "null") {
+        return Some(v.to_owned());
+    }
+    if let Some(seq) = sequencer.filter(|s| !s.is_empty()) {
+        let trimmed = seq.trim_start_matches('0');
+        let digits = if trimmed.is_empty() { "0" } else { trimmed };
+        return Some(format!("seq:{}", digits.to_ascii_lowercase()));
+    }
+    etag.map(|e| e.trim_matches('"'))
+        .filter(|e| !e.is_empty())
+        .map(|e| format!("etag:{e}"))
+}
+
+/// `detail-type` of an S3 upload delivered by EventBridge.
+pub const EVENTBRIDGE_OBJECT_CREATED: &str = "Object Created";
+
+/// An S3 event delivered by Amazon EventBridge (an API destination posts
+/// the event as its body). Only `aws.s3` / `Object Created` makes a job;
+/// other events are ignored. Unlike S3 notifications, EventBridge does
+/// not URL-encode the object key.
+pub fn eventbridge(body: &[u8]) -> Result<Parsed, FormatError> {
+    let json: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+    let field = |k: &str| json.get(k).and_then(Value::as_str);
+    let (Some(source), Some(kind)) = (field("source"), field("detail-type")) else {
+        return Err(bad(
+            "not an EventBridge event: `source` or `detail-type` is missing",
+        ));
+    };
+    let detail = json
+        .get("detail")
+        .filter(|d| d.is_object())
+        .ok_or_else(|| bad("not an EventBridge event: no `detail` object"))?;
+    let id = field("id").unwrap_or_default();
+    if source != "aws.s3" || kind != EVENTBRIDGE_OBJECT_CREATED {
+        return Ok(Parsed::Ignored {
+            what: format!("{source} {kind} {id}"),
+            reason: format!("only aws.s3 \"{EVENTBRIDGE_OBJECT_CREATED}\" events make jobs"),
+        });
+    }
+    let bucket = detail["bucket"]["name"].as_str().unwrap_or("");
+    let object = &detail["object"];
+    let key = object["key"].as_str().unwrap_or("");
+    if bucket.is_empty() || key.is_empty() {
+        return Err(bad("the EventBridge event names no bucket or key"));
+    }
+    Ok(Parsed::Created(ObjectEvent {
+        scheme: "s3",
+        bucket: bucket.to_owned(),
+        name: key.to_owned(),
+        version: s3_version(
+            object["version-id"].as_str(),
+            object["sequencer"].as_str(),
+            object["etag"].as_str(),
+        ),
         content_type: None,
     }))
 }

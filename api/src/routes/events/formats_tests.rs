@@ -177,7 +177,7 @@ fn s3_records_decode_keys_and_skip_other_events() {
     assert_eq!(parsed.len(), 3);
     let first = created(parsed[0].clone());
     assert_eq!(first.name, "photos/cat one(1).jpg");
-    assert_eq!(first.version.as_deref(), Some("0055AED6DCD90281E5"));
+    assert_eq!(first.version.as_deref(), Some("seq:55aed6dcd90281e5"));
     assert_eq!(first.object().uri(), "s3://up/photos/cat one(1).jpg");
     assert!(matches!(parsed[1], Parsed::Ignored { .. }));
     assert_eq!(created(parsed[2].clone()).version.as_deref(), Some("v2"));
@@ -203,4 +203,120 @@ fn s3_keys_need_two_hex_digits_after_percent() {
         assert!(s3(body.to_string().as_bytes()).is_err(), "{key}");
     }
     assert_eq!(form_decode("a%2Bb%2fc").as_deref(), Some("a+b/c"));
+}
+
+fn s3_put(key: &str, version_id: Option<&str>, sequencer: &str) -> Vec<u8> {
+    let mut object = json!({"key": key, "size": 10, "eTag": "same-bytes", "sequencer": sequencer});
+    if let Some(v) = version_id {
+        object["versionId"] = json!(v);
+    }
+    json!({"Records": [{"eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "up"}, "object": object}}]})
+    .to_string()
+    .into_bytes()
+}
+
+fn s3_key(body: &[u8]) -> String {
+    created(s3(body).unwrap().remove(0)).dedupe_key()
+}
+
+/// Unversioned buckets send `"versionId": "null"` (or none) for every
+/// upload: the sequencer tells a re-upload of the key from a redelivery.
+#[test]
+fn unversioned_s3_uploads_are_told_apart_by_the_sequencer() {
+    for null in [Some("null"), Some(""), None] {
+        let first = s3_put("a.jpg", null, "0055AED6DCD90281E5");
+        let redelivered = s3_put("a.jpg", null, "0055AED6DCD90281E5");
+        let reupload = s3_put("a.jpg", null, "0055AED6DCD90281F0");
+        assert_eq!(s3_key(&first), s3_key(&redelivered), "{null:?}");
+        assert_ne!(s3_key(&first), s3_key(&reupload), "{null:?}");
+        assert_eq!(
+            s3_key(&first),
+            "storage-event:s3://up/a.jpg#seq:55aed6dcd90281e5"
+        );
+    }
+    // A versioned bucket: the version id names the upload.
+    let v1 = s3_put("a.jpg", Some("3HL4kqtJlcpXroDTDmJ"), "0A");
+    let v2 = s3_put("a.jpg", Some("3HL4kqtJlcpXroDTDmK"), "0A");
+    assert_eq!(
+        s3_key(&v1),
+        "storage-event:s3://up/a.jpg#3HL4kqtJlcpXroDTDmJ"
+    );
+    assert_ne!(s3_key(&v1), s3_key(&v2));
+    // Neither: the ETag.
+    let bare = json!({"Records": [{"eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "up"}, "object": {"key": "a.jpg", "eTag": "\"abc\""}}}]});
+    assert_eq!(
+        s3_key(bare.to_string().as_bytes()),
+        "storage-event:s3://up/a.jpg#etag:abc"
+    );
+}
+
+fn eventbridge_event(kind: &str, object: Value) -> Vec<u8> {
+    json!({"version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": kind, "source": "aws.s3", "account": "111122223333",
+        "time": "2026-11-29T10:00:00Z", "region": "eu-west-1",
+        "resources": ["arn:aws:s3:::up"],
+        "detail": {"version": "0", "bucket": {"name": "up"}, "object": object,
+                   "request-id": "N4N7GDK58NMKJ12R", "reason": "PutObject"}})
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn eventbridge_object_created_makes_the_s3_object() {
+    let body = eventbridge_event(
+        "Object Created",
+        json!({"key": "photos/cat one.jpg", "size": 5, "etag": "b19",
+               "version-id": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e", "sequencer": "00617F08299329D189"}),
+    );
+    let e = created(eventbridge(&body).unwrap());
+    // The key is not URL-encoded in EventBridge events.
+    assert_eq!(e.object().uri(), "s3://up/photos/cat one.jpg");
+    assert_eq!(
+        e.dedupe_key(),
+        "storage-event:s3://up/photos/cat one.jpg#IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"
+    );
+
+    // Unversioned: the same upload announced by an S3 notification and by
+    // EventBridge (sequencer padded and cased differently) is one version.
+    let unversioned = eventbridge_event(
+        "Object Created",
+        json!({"key": "a.jpg", "size": 5, "etag": "b19", "sequencer": "00617F08299329D189"}),
+    );
+    let via_eventbridge = created(eventbridge(&unversioned).unwrap()).dedupe_key();
+    assert_eq!(
+        via_eventbridge,
+        s3_key(&s3_put("a.jpg", Some("null"), "617f08299329d189"))
+    );
+    let reupload = eventbridge_event(
+        "Object Created",
+        json!({"key": "a.jpg", "version-id": "null", "sequencer": "00617F0829932A0000"}),
+    );
+    assert_ne!(
+        created(eventbridge(&reupload).unwrap()).dedupe_key(),
+        via_eventbridge
+    );
+}
+
+#[test]
+fn other_eventbridge_events_are_ignored_and_non_events_refused() {
+    let deleted = eventbridge_event("Object Deleted", json!({"key": "a.jpg"}));
+    assert!(matches!(
+        eventbridge(&deleted).unwrap(),
+        Parsed::Ignored { .. }
+    ));
+    let other_source = json!({"detail-type": "Object Created", "source": "aws.ec2", "detail": {}});
+    assert!(matches!(
+        eventbridge(other_source.to_string().as_bytes()).unwrap(),
+        Parsed::Ignored { .. }
+    ));
+    assert!(eventbridge(b"[]").is_err());
+    assert!(eventbridge(b"not json").is_err());
+    // An S3 notification is not an EventBridge event.
+    assert!(eventbridge(&s3_put("a.jpg", None, "1")).is_err());
+    let no_detail = json!({"detail-type": "Object Created", "source": "aws.s3"});
+    assert!(eventbridge(no_detail.to_string().as_bytes()).is_err());
+    let no_key = eventbridge_event("Object Created", json!({"size": 1}));
+    assert!(eventbridge(&no_key).is_err());
 }

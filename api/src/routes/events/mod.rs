@@ -1,9 +1,12 @@
 //! The storage-event bridge: "an image arrived in a bucket" becomes a job.
 //!
-//! Three endpoints take the notifications cloud storage sends, in the
+//! Five endpoints take the notifications cloud storage sends, in the
 //! formats of [`formats`]: `POST /v1/events/gcs` (Pub/Sub push of Cloud
-//! Storage notifications), `POST /v1/events/cloudevents` (Eventarc) and
-//! `POST /v1/events/s3` (S3 event notifications). Each created object that
+//! Storage notifications), `POST /v1/events/cloudevents` (Eventarc),
+//! `POST /v1/events/s3` (S3 event notifications), `POST
+//! /v1/events/eventbridge` (S3 events through EventBridge) and `POST
+//! /v1/events/sns` (S3 notifications through an SNS subscription, which
+//! authenticates by the SNS signature, see [`sns`]). Each created object that
 //! an event [rule](rules) matches is submitted like a `POST /v1/jobs` with
 //! the object's URI as input, through the same validation, admission
 //! control and confirmed publish.
@@ -19,6 +22,7 @@
 pub mod formats;
 pub mod oidc;
 pub mod rules;
+pub mod sns;
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -137,6 +141,88 @@ pub async fn s3(
     let (_, body) = read(req, &state).await?;
     let parsed = formats::s3(&body).map_err(invalid)?;
     bridge(&state, &principal, parsed).await
+}
+
+/// `POST /v1/events/eventbridge`: an S3 event from Amazon EventBridge.
+#[utoipa::path(
+    post,
+    path = "/v1/events/eventbridge",
+    tag = "events",
+    request_body(content = serde_json::Value, description = "An EventBridge event of S3 (`source` aws.s3, `detail-type` Object Created), as an API destination posts it", content_type = "application/json"),
+    responses((status = 202, description = "Jobs created by the matching rules", body = serde_json::Value), (status = 200, description = "Nothing to do for this event", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+pub async fn eventbridge(
+    State(state): State<AppState>,
+    principal: Principal,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (_, body) = read(req, &state).await?;
+    let parsed = formats::eventbridge(&body).map_err(invalid)?;
+    bridge(&state, &principal, vec![parsed]).await
+}
+
+/// `POST /v1/events/sns`: an SNS HTTP(S) delivery, authenticated by its
+/// signature and topic (see [`sns`]).
+#[utoipa::path(
+    post,
+    path = "/v1/events/sns",
+    tag = "events",
+    request_body(content = serde_json::Value, description = "An SNS delivery (SubscriptionConfirmation, Notification of an S3 event, UnsubscribeConfirmation), authenticated by its signature", content_type = "text/plain"),
+    responses((status = 202, description = "Jobs created by the matching rules", body = serde_json::Value), (status = 200, description = "Confirmed, or nothing to do for this event", body = serde_json::Value), (status = 400, description = "Not an SNS message, or its Message is not an S3 event", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Signature or signing certificate refused", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Topic not allowed", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Certificate host, broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(())
+)]
+pub async fn sns_delivery(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Some(verifier) = state.settings.event_sns.clone() else {
+        return Err(ApiError::RouteNotFound(req.uri().path().to_owned()));
+    };
+    let header = req
+        .headers()
+        .get(sns::MESSAGE_TYPE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (_, body) = read(req, &state).await?;
+    let msg = verifier.authenticate(&body).await.inspect_err(|e| {
+        tracing::warn!(reason = %e, "SNS delivery refused");
+    })?;
+    if let Some(h) = header.filter(|h| h != msg.kind.as_str()) {
+        return Err(ApiError::InvalidArgument(format!(
+            "{} is {h} but the message is a {}",
+            sns::MESSAGE_TYPE_HEADER,
+            msg.kind.as_str()
+        )));
+    }
+    match msg.kind {
+        sns::message::Kind::SubscriptionConfirmation => {
+            verifier.confirm(&msg).await?;
+            tracing::info!(topic = %msg.topic_arn, "SNS subscription confirmed");
+            Ok((
+                StatusCode::OK,
+                Json(serde_json::json!({"confirmed": msg.topic_arn})),
+            )
+                .into_response())
+        }
+        sns::message::Kind::UnsubscribeConfirmation => {
+            tracing::warn!(topic = %msg.topic_arn, "SNS subscription ended (not resubscribing)");
+            Ok((
+                StatusCode::OK,
+                Json(serde_json::json!({"unsubscribed": msg.topic_arn})),
+            )
+                .into_response())
+        }
+        sns::message::Kind::Notification => {
+            let parsed = formats::s3(msg.message.as_bytes()).map_err(|e| {
+                ApiError::InvalidArgument(format!("the SNS Message is not an S3 event: {e}"))
+            })?;
+            let scopes =
+                crate::http::auth::keys::Scopes::default().with(crate::http::auth::Scope::Submit);
+            let principal = Principal::service(verifier.tenant(), scopes);
+            bridge(&state, &principal, parsed).await
+        }
+    }
 }
 
 /// Middleware of the event routes when push tokens are verified: the
