@@ -1,7 +1,7 @@
 //! HTTP plumbing shared by every route: the one error type and its mapping
 //! to status codes ([`error`]), API-key authentication ([`auth`]), body
-//! reading under a size limit ([`body`]) and the in-flight body budget
-//! ([`body_budget`]), bounds on JSON depth and input
+//! reading under a size limit ([`body`]), compressed bodies
+//! ([`content_coding`]) and the in-flight body budget ([`body_budget`]), bounds on JSON depth and input
 //! counts ([`request_limits`]), the in-flight request bound and drain flag
 //! ([`concurrency`]), W3C trace context ([`trace`]), the cross-site request
 //! check ([`origin`]) and the bounded accept loop ([`server`]).
@@ -10,6 +10,7 @@ pub mod auth;
 pub mod body;
 pub mod body_budget;
 pub mod concurrency;
+pub mod content_coding;
 pub mod error;
 pub mod origin;
 pub mod request_limits;
