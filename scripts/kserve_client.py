@@ -14,7 +14,15 @@ and prints one JSON object with what it observed; the Rust test asserts on it.
 - the classification extension (`class_count=3`);
 - the photo preprocessed here with numpy/Pillow into the model's NCHW FP32
   tensor, sent as a binary tensor;
-- an unknown model, to see the error reach the client.
+- the same two photos with compression on: gzip request / deflate answer
+  and deflate request / gzip answer (`request_compression_algorithm`,
+  `response_compression_algorithm`);
+- server metadata (extensions) and the model configuration
+  (`get_model_config`);
+- the health bodies (`{"live": true}`, `{"ready": true}`) as the KServe SDK
+  reads them, with plain urllib;
+- an unknown model, to see the error reach the client, and the raw error
+  body of an unknown route under /v2.
 
 Usage: kserve_client.py --url 127.0.0.1:PORT --model NAME --images DIR
 """
@@ -23,6 +31,8 @@ import argparse
 import base64
 import json
 import sys
+import urllib.error
+import urllib.request
 
 import numpy as np
 import tritonclient.http as httpclient
@@ -118,6 +128,37 @@ def main() -> int:
     tensor.set_data_from_numpy(nchw_tensor(f"{args.images}/chelsea.png"), binary_data=True)
     result = client.infer(args.model, [tensor])
     out["tensor_top1"] = int(result.as_numpy(output_name).argmax(axis=1)[0])
+
+    # Compression both ways, both algorithms: the same classes as uncompressed.
+    out["compressed"] = {}
+    for req_alg, resp_alg in [("gzip", "deflate"), ("deflate", "gzip")]:
+        images = httpclient.InferInput("image", [2], "BYTES")
+        images.set_data_from_numpy(np.array([cat, coffee], dtype=np.object_), binary_data=True)
+        result = client.infer(
+            args.model,
+            [images],
+            outputs=[httpclient.InferRequestedOutput(output_name, binary_data=True)],
+            request_compression_algorithm=req_alg,
+            response_compression_algorithm=resp_alg,
+        )
+        probs = result.as_numpy(output_name)
+        out["compressed"][f"{req_alg}-{resp_alg}"] = [int(i) for i in probs.argmax(axis=1)]
+
+    out["server_metadata"] = client.get_server_metadata()
+    out["config"] = client.get_model_config(args.model)
+
+    def raw_get(path: str):
+        try:
+            with urllib.request.urlopen(f"http://{args.url}{path}", timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    out["health_bodies"] = {
+        "live": raw_get("/v2/health/live"),
+        "ready": raw_get("/v2/health/ready"),
+        "unknown_route": raw_get("/v2/models/no-such-model/nothing"),
+    }
 
     # An error reaches the client as its exception, with the server's message.
     try:

@@ -35,7 +35,7 @@ use inferq_backends::store::redis::RedisStore;
 use inferq_runtime::signals::ReloadTrigger;
 use tower_http::trace::TraceLayer;
 
-use http::{auth, body_budget, concurrency, origin, server, tf_errors, trace};
+use http::{auth, body_budget, concurrency, error_member, origin, server, trace};
 use routes::{
     batch_prediction, console, dead_letters, events, health, jobs, kserve, models, openapi,
     predict, register, stats, submit, tf_metadata,
@@ -153,12 +153,20 @@ pub fn app(state: AppState) -> Router {
             require(Scope::Submit, post(kserve::version_infer)),
         )
         .route(
+            "/v2/models/{name}/config",
+            require(Scope::Read, get(kserve::config::model_config)),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/config",
+            require(Scope::Read, get(kserve::config::version_config)),
+        )
+        .route(
             "/v2/models/{name}/ready",
-            require(Scope::Read, get(kserve::model_ready)),
+            require(Scope::Read, get(kserve::health::model_ready)),
         )
         .route(
             "/v2/models/{name}/versions/{version}/ready",
-            require(Scope::Read, get(kserve::version_ready)),
+            require(Scope::Read, get(kserve::health::version_ready)),
         )
         .route(
             "/v1/admin/dead-letters",
@@ -203,9 +211,9 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::page))
-        .route("/v2", get(kserve::server))
-        .route("/v2/health/live", get(kserve::live))
-        .route("/v2/health/ready", get(kserve::ready))
+        .route("/v2", get(kserve::health::server))
+        .route("/v2/health/live", get(kserve::health::live))
+        .route("/v2/health/ready", get(kserve::health::ready))
         .route("/", get(console::index))
         .route("/console/{file}", get(console::file))
         .method_not_allowed_fallback(method_not_allowed);
@@ -225,10 +233,10 @@ pub fn app(state: AppState) -> Router {
             ),
             body_budget::hold,
         ))
-        // Outside everything that can refuse a request, so each refusal
-        // on a `:predict` path carries TF Serving's `error` member.
-        .layer(middleware::from_fn(tf_errors::add_error_member))
         .layer(body_limit)
+        // Outside everything that can refuse a request, so that every error
+        // on a /v2 or `:predict` path carries the protocol's `error` member.
+        .layer(middleware::from_fn(error_member::add_error_member))
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn(trace::propagate))
         .with_state(state)

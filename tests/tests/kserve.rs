@@ -109,6 +109,38 @@ async fn tritonclient_classifies_photos_through_the_queue() {
     // A tensor preprocessed by the client: the cat again.
     assert!(CAT_CLASSES.contains(&top1(&r["tensor_top1"])), "{r}");
 
+    // Compressed requests and answers, both algorithms each way.
+    for pair in ["gzip-deflate", "deflate-gzip"] {
+        assert_eq!(r["compressed"][pair], bin["top1"], "{pair}");
+    }
+    // Only the extensions that work, and the model configuration.
+    assert_eq!(
+        r["server_metadata"]["extensions"],
+        json!([
+            "binary_tensor_data",
+            "classification",
+            "model_configuration"
+        ])
+    );
+    let config = &r["config"];
+    assert_eq!(config["name"], "efficientnet-lite0");
+    assert_eq!(config["platform"], "onnxruntime_onnx");
+    assert!(config["max_batch_size"].as_u64().unwrap() >= 1, "{config}");
+    assert_eq!(
+        config["input"][0],
+        json!({"name": "input", "data_type": "TYPE_FP32", "format": "FORMAT_NCHW", "dims": [3, 224, 224]})
+    );
+    assert_eq!(
+        config["output"][0],
+        json!({"name": "probabilities", "data_type": "TYPE_FP32", "dims": [1000]})
+    );
+    // The health bodies the KServe SDK reads, and `error` on an unknown route.
+    let health = &r["health_bodies"];
+    assert_eq!(health["live"], json!([200, {"live": true}]));
+    assert_eq!(health["ready"], json!([200, {"ready": true}]));
+    assert_eq!(health["unknown_route"][0], 404);
+    assert!(health["unknown_route"][1]["error"].is_string(), "{health}");
+
     // Errors reach the client's exception with the server's message.
     let err = r["unknown_model_error"].as_str().unwrap();
     assert!(err.contains("no-such-model"), "{err}");
@@ -397,4 +429,147 @@ async fn every_kind_datatype_and_refusal() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
+}
+
+/// Runs curl with `args`; its stdout.
+async fn curl(args: Vec<String>) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "60"])
+            .args(&args)
+            .output()
+            .expect("curl (with HTTP/2) is installed")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    w.write_all(data).unwrap();
+    w.finish().unwrap()
+}
+
+/// HTTP/2 cleartext with prior knowledge (curl) and HTTP/1.1 on the same
+/// listener; gzip
+/// request bodies and deflate answers over both; a decode failure is the
+/// client's fault (422), not the server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_compression_and_job_failures() {
+    let server = start_embedded(&test_models(), "tiny-mean", &["--threads", "1"]).await;
+    let base = server.url();
+    let red = solid_png(64, 48, [255, 0, 0]);
+    let request = json!({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64(&red)]}]});
+    let dir = tempfile_dir();
+    let body = dir.join("request.json.gz");
+    std::fs::write(&body, gzip(&serde_json::to_vec(&request).unwrap())).unwrap();
+    let infer = format!("{base}/v2/models/tiny-mean/infer");
+
+    // h2c GETs, then a gzip POST, then HTTP/1.1, on the same port. One
+    // request per curl run: curl 7.88 (Debian 12) fails to reuse a
+    // prior-knowledge connection (curl issue 10634, fixed in 8.0).
+    for uri in ["/v2/health/live", "/v2/models/tiny-mean/config"] {
+        let out = curl(vec![
+            "--http2-prior-knowledge".into(),
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_version} %{http_code}".into(),
+            format!("{base}{uri}"),
+        ])
+        .await;
+        assert_eq!(out, "2 200", "{uri}");
+    }
+    let answer = curl(vec![
+        "--http2-prior-knowledge".into(),
+        "-H".into(),
+        "Content-Type: application/json".into(),
+        "-H".into(),
+        "Content-Encoding: gzip".into(),
+        "--compressed".into(),
+        "--data-binary".into(),
+        format!("@{}", body.display()),
+        "-w".into(),
+        "\\n%{http_version} %{http_code}".into(),
+        infer.clone(),
+    ])
+    .await;
+    let (json_part, tail) = answer.rsplit_once('\n').unwrap();
+    assert_eq!(tail, "2 200", "{answer}");
+    let h2: Value = serde_json::from_str(json_part).unwrap();
+    assert_eq!(h2["outputs"][0]["name"], "probabilities", "{h2}");
+    let http1 = curl(vec![
+        "--http1.1".into(),
+        "-o".into(),
+        "/dev/null".into(),
+        "-w".into(),
+        "%{http_version} %{http_code}".into(),
+        format!("{base}/v2/health/ready"),
+    ])
+    .await;
+    assert_eq!(http1, "1.1 200");
+
+    // Compressed both ways with a plain HTTP/1.1 client (no automatic
+    // decompression in reqwest here): the answer is deflate (zlib). 32
+    // images, so that the answer passes the 1 KiB below which it is sent as is.
+    let client = reqwest::Client::new();
+    let many: Vec<String> = (0..32).map(|_| b64(&red)).collect();
+    let batch =
+        json!({"inputs": [{"name": "image", "shape": [32], "datatype": "BYTES", "data": many}]});
+    let resp = client
+        .post(&infer)
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .header("Accept-Encoding", "deflate")
+        .body(gzip(&serde_json::to_vec(&batch).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-encoding"], "deflate");
+    let raw = resp.bytes().await.unwrap();
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&raw[..]), &mut plain).unwrap();
+    let answer: Value = serde_json::from_slice(&plain).unwrap();
+    let rows = answer["outputs"][0]["shape"][1].as_u64().unwrap() as usize;
+    let first = &answer["outputs"][0]["data"].as_array().unwrap()[..rows];
+    assert_eq!(
+        first,
+        h2["outputs"][0]["data"].as_array().unwrap().as_slice()
+    );
+    assert_eq!(answer["outputs"][0]["shape"][0], 32);
+    assert!(raw.len() < plain.len(), "{} >= {}", raw.len(), plain.len());
+
+    // A PNG whose header is fine but whose pixels are missing passes the
+    // API's checks and fails in the worker: 422 decode_failed, the job's code.
+    let mut broken = red[..33].to_vec();
+    broken.extend_from_slice(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
+    let (status, problem) = infer_at(&client, &infer, json!({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64(&broken)]}]})).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["code"], "decode_failed", "{problem}");
+    assert!(
+        problem["error"]
+            .as_str()
+            .unwrap()
+            .contains("instance 0 failed"),
+        "{problem}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+async fn infer_at(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
+    infer(client, url, body).await
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("inferq-kserve-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -99,7 +99,8 @@ async fn predict_answers_in_order_through_the_queue() {
         assert_eq!(status, want, "{url}: {problem}");
         assert_eq!(problem["code"], code, "{url}: {problem}");
     }
-    // A corrupt image fails in the worker: the call fails with its code.
+    // A corrupt image fails in the worker: the call fails with its code,
+    // as the client's fault (422 decode_failed), not the server's.
     let cut = base64::engine::general_purpose::STANDARD.encode(&solid_png(64, 64, [3, 3, 3])[..50]);
     let (status, problem) = predict(
         &client,
@@ -107,7 +108,8 @@ async fn predict_answers_in_order_through_the_queue() {
         json!({"instances": [{"b64": cut}]}),
     )
     .await;
-    assert_eq!(status, 400, "{problem}");
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["code"], "decode_failed", "{problem}");
     assert!(
         problem["detail"]
             .as_str()

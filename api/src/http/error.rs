@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use inferq_backends::broker::BrokerError;
 use inferq_backends::store::StoreError;
 use inferq_core::ErrorCode;
+use inferq_core::job::{JobError, JobStatus};
 use inferq_core::sniff::SniffError;
 use serde::Serialize;
 
@@ -92,8 +93,81 @@ pub enum ApiError {
     IdempotencyKeyReused(String),
     #[error("the first request with this Idempotency-Key is still in progress; retry shortly")]
     IdempotencyKeyInUse,
+    /// A job of a synchronous call (`:predict`, KServe `/infer`) ended
+    /// without a result; its status and error code decide the answer
+    /// ([`job_failure`]).
+    #[error("instance {instance} {status}: {}", error.as_ref().map(|e| format!("{}: {}", e.code, e.message)).unwrap_or_default())]
+    JobFailed {
+        instance: usize,
+        status: JobStatus,
+        error: Option<JobError>,
+    },
+    /// A synchronous call's jobs did not finish within `--max-wait-secs`.
+    #[error("the results were not ready within {secs} s; the jobs were canceled")]
+    WaitTimeout { secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Status, code and title of a synchronous call whose job ended `status`
+/// with `error`: the client's fault (undecodable image, bad input, a
+/// reference it may not read) is a 4xx, the server's (inference failed,
+/// a store that lost data, too many attempts) a 5xx, an expired job a 504.
+pub fn job_failure(
+    status: JobStatus,
+    error: Option<&JobError>,
+) -> (StatusCode, ErrorCode, &'static str) {
+    use ErrorCode as C;
+    let code = match (status, error) {
+        (JobStatus::Expired, _) => {
+            return (
+                StatusCode::GATEWAY_TIMEOUT,
+                C::DeadlineExceeded,
+                "Job expired",
+            );
+        }
+        (JobStatus::Canceled, _) => {
+            return (StatusCode::CONFLICT, C::JobFinished, "Job canceled");
+        }
+        (_, Some(e)) => e.code,
+        (_, None) => C::Internal,
+    };
+    let (status, title) = match code {
+        C::EmptyBody | C::InvalidImage | C::InvalidArgument | C::InvalidUri => {
+            (StatusCode::BAD_REQUEST, "Invalid input")
+        }
+        C::PayloadTooLarge | C::InputTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Input too large"),
+        C::UnsupportedMediaType | C::UnsupportedImageFormat => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported image format",
+        ),
+        C::TooManyPixels | C::DecodeFailed => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Image could not be decoded",
+        ),
+        C::Forbidden | C::UriForbidden | C::Unauthorized => {
+            (StatusCode::FORBIDDEN, "Input not allowed")
+        }
+        C::InputNotFound | C::ModelNotFound => (StatusCode::NOT_FOUND, "Input not found"),
+        C::FetchFailed => (StatusCode::BAD_GATEWAY, "Fetch failed"),
+        C::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "Deadline exceeded"),
+        C::BlobMissing | C::Unavailable | C::Overloaded => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
+        }
+        C::InferenceFailed
+        | C::TooManyAttempts
+        | C::Internal
+        | C::VersionExists
+        | C::JobNotFound
+        | C::JobFinished
+        | C::BatchNotFound
+        | C::BatchFinished
+        | C::OutputNotFound
+        | C::NotDeadLettered
+        | C::IdempotencyKeyReused
+        | C::IdempotencyKeyInUse => (StatusCode::INTERNAL_SERVER_ERROR, "Job failed"),
+    };
+    (status, code, title)
 }
 
 /// An RFC 9457 problem: the body of every error answer.
@@ -303,6 +377,17 @@ impl ApiError {
                 "Idempotency key in use",
                 Some(1),
             ),
+            JobFailed { status, error, .. } => {
+                let (status, code, title) = job_failure(*status, error.as_ref());
+                let retry = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
+                (status, code, title, retry)
+            }
+            WaitTimeout { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorCode::DeadlineExceeded,
+                "Timed out",
+                None,
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Internal,
@@ -391,5 +476,40 @@ impl ApiError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_jobs_answer_by_whose_fault_it_was() {
+        let failed = |code| job_failure(JobStatus::Failed, Some(&JobError::new(code, "x"))).0;
+        assert_eq!(
+            failed(ErrorCode::DecodeFailed),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(failed(ErrorCode::InvalidImage), StatusCode::BAD_REQUEST);
+        assert_eq!(failed(ErrorCode::UriForbidden), StatusCode::FORBIDDEN);
+        assert_eq!(
+            failed(ErrorCode::InferenceFailed),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            failed(ErrorCode::BlobMissing),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(failed(ErrorCode::FetchFailed), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            job_failure(JobStatus::Expired, None).0,
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            job_failure(JobStatus::Failed, None).0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let e = ApiError::WaitTimeout { secs: 3 };
+        assert_eq!(e.status(), StatusCode::GATEWAY_TIMEOUT);
     }
 }

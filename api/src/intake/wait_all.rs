@@ -22,8 +22,10 @@ use crate::state::AppState;
 ///
 /// Errors name the failing instance (`instance 3: …`): a refused
 /// submission keeps its own status (400, 404, 429, …); a job that ends
-/// `failed`, `expired` or `canceled` is a 400 carrying its error code and
-/// message; not finishing within the wait is a 503.
+/// `failed`, `expired` or `canceled` is [`ApiError::JobFailed`] carrying its
+/// error code and message — 4xx when the input was at fault, 5xx when the
+/// server was ([`crate::http::error::job_failure`]); not finishing within
+/// the wait is a 504.
 pub(crate) async fn run_all(
     state: &AppState,
     owner: Option<&str>,
@@ -48,19 +50,17 @@ pub(crate) async fn run_all(
             Some(r) if r.status == JobStatus::Succeeded => records.push(r),
             Some(r) if r.status.is_terminal() => {
                 cancel_all(state, &ids).await;
-                let message = r.error.map(|e| format!("{}: {}", e.code, e.message));
-                return Err(ApiError::InvalidArgument(format!(
-                    "instance {i} {}: {}",
-                    r.status,
-                    message.unwrap_or_default()
-                )));
+                return Err(ApiError::JobFailed {
+                    instance: i,
+                    status: r.status,
+                    error: r.error,
+                });
             }
             _ => {
                 cancel_all(state, &ids).await;
-                return Err(ApiError::Unavailable(format!(
-                    "the results were not ready within {} s; the jobs were canceled",
-                    state.settings.max_wait.as_secs()
-                )));
+                return Err(ApiError::WaitTimeout {
+                    secs: state.settings.max_wait.as_secs(),
+                });
             }
         }
     }

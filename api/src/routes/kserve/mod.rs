@@ -3,11 +3,10 @@
 //! Clients of Triton and KServe (`tritonclient`, the KServe SDK, load
 //! balancers configured for them) probe `GET /v2/health/live`,
 //! `/v2/health/ready` and `/v2/models/{m}[/versions/{v}]/ready` and read
-//! `GET /v2` for the server's name and version. Health answers carry only
-//! the status code, as the protocol specifies: 200, or 503 when the broker
-//! or store is down, or 404 for a model that is not served. Server health
-//! is outside API-key authentication like the other probes; model
-//! readiness and metadata name models, so they need the `read` scope.
+//! `GET /v2` for the server's name, version and extensions ([`health`]).
+//! Server health is outside API-key authentication like the other probes;
+//! model readiness, metadata and configuration ([`config`]) name models,
+//! so they need the `read` scope.
 //!
 //! `POST /v2/models/{m}[/versions/{v}]/infer` is answered synchronously
 //! like TF Serving's `:predict` (see [`crate::intake::wait_all`]): every element
@@ -16,17 +15,22 @@
 //! either encoded images (`BYTES`, one per element, any accepted format) or
 //! a tensor in the model's layout (`FP32`, `UINT8`, `INT32`); [`codec`]
 //! reads both the JSON and the binary form, [`outputs`] says which tensors
-//! each model kind answers with. Errors are problem+json bodies that also
-//! carry the protocol's `error` member.
+//! each model kind answers with. Request and response bodies may be
+//! gzip- or deflate-compressed ([`crate::http::content_coding`]). Errors are problem+json bodies that also
+//! carry the protocol's `error` member; [`crate::http::error_member`] adds
+//! it to the answers made before a handler runs (authentication, limits,
+//! unknown routes).
 
 pub mod codec;
+pub mod config;
+pub mod health;
 pub mod outputs;
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use inferq_backends::repository::ModelEntry;
 use inferq_core::manifest::{DType, Layout};
@@ -37,87 +41,6 @@ use crate::http::error::ApiError;
 use crate::intake::encodings::{JobOptions, Payload, Submission};
 use crate::state::AppState;
 use codec::{DataType, Elements};
-
-/// `GET /v2`: server metadata.
-#[utoipa::path(
-    get,
-    path = "/v2",
-    tag = "kserve",
-    responses((status = 200, description = "Server name, version and extensions", body = serde_json::Value))
-)]
-pub async fn server() -> Json<Value> {
-    Json(json!({
-        "name": "inferq",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": [],
-    }))
-}
-
-/// `GET /v2/health/live`.
-#[utoipa::path(
-    get,
-    path = "/v2/health/live",
-    tag = "kserve",
-    responses((status = 200, description = "Live"))
-)]
-pub async fn live() -> StatusCode {
-    StatusCode::OK
-}
-
-/// `GET /v2/health/ready`: the broker and the store answer.
-#[utoipa::path(
-    get,
-    path = "/v2/health/ready",
-    tag = "kserve",
-    responses((status = 200, description = "Ready"), (status = 503, description = "Broker or store unavailable"))
-)]
-pub async fn ready(state: State<AppState>) -> StatusCode {
-    match crate::routes::health::readyz(state).await {
-        Ok(_) => StatusCode::OK,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
-    }
-}
-
-/// `GET /v2/models/{m}/ready`.
-#[utoipa::path(
-    get,
-    path = "/v2/models/{name}/ready",
-    tag = "kserve",
-    params(("name" = String, Path, description = "Model name")),
-    responses((status = 200, description = "Ready"), (status = 404, description = "Not served")),
-    security(("api_key" = []))
-)]
-pub async fn model_ready(state: State<AppState>, Path(name): Path<String>) -> StatusCode {
-    check_model(state, &name, None).await
-}
-
-/// `GET /v2/models/{m}/versions/{v}/ready`.
-#[utoipa::path(
-    get,
-    path = "/v2/models/{name}/versions/{version}/ready",
-    tag = "kserve",
-    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
-    responses((status = 200, description = "Ready"), (status = 404, description = "Not served")),
-    security(("api_key" = []))
-)]
-pub async fn version_ready(
-    state: State<AppState>,
-    Path((name, version)): Path<(String, String)>,
-) -> StatusCode {
-    match version.parse::<u64>() {
-        Ok(v) => check_model(state, &name, Some(v)).await,
-        Err(_) => StatusCode::NOT_FOUND,
-    }
-}
-
-async fn check_model(state: State<AppState>, name: &str, version: Option<u64>) -> StatusCode {
-    if !inferq_backends::repository::valid_model_name(name)
-        || state.models.find(name, version).await.is_none()
-    {
-        return StatusCode::NOT_FOUND;
-    }
-    ready(state).await
-}
 
 /// The model version a v2 path names, or 404.
 async fn entry(
@@ -165,27 +88,57 @@ fn instance_shape(entry: &ModelEntry) -> [usize; 3] {
     }
 }
 
-fn metadata(entry: &ModelEntry, versions: Vec<u64>) -> Value {
+/// One tensor of [`ModelMetadata`].
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TensorMetadata {
+    pub name: String,
+    /// `FP32`, `UINT8`, `INT32` or `BYTES`.
+    pub datatype: String,
+    /// -1 where the size varies (always the batch axis).
+    pub shape: Vec<i64>,
+}
+
+/// `GET /v2/models/{m}[/versions/{v}]`'s body.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ModelMetadata {
+    pub name: String,
+    pub versions: Vec<String>,
+    /// Always `onnxruntime_onnx`.
+    pub platform: &'static str,
+    /// Two alternatives: the model's tensor input and `image` (encoded images).
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+}
+
+fn metadata(entry: &ModelEntry, versions: Vec<u64>) -> ModelMetadata {
     let dims = instance_shape(entry);
     let input = &entry.manifest.input;
-    let outputs: Vec<Value> = outputs::outputs(entry)
+    let outputs = outputs::outputs(entry)
         .into_iter()
-        .map(|o| json!({"name": o.name, "datatype": o.datatype, "shape": o.shape}))
+        .map(|o| TensorMetadata {
+            name: o.name,
+            datatype: o.datatype.to_owned(),
+            shape: o.shape,
+        })
         .collect();
-    json!({
-        "name": entry.name,
-        "versions": versions.iter().map(u64::to_string).collect::<Vec<_>>(),
-        "platform": "onnxruntime_onnx",
-        "inputs": [
-            {
-                "name": input.name,
-                "datatype": tensor_datatype(input.dtype),
-                "shape": [-1, dims[0] as i64, dims[1] as i64, dims[2] as i64],
+    ModelMetadata {
+        name: entry.name.clone(),
+        versions: versions.iter().map(u64::to_string).collect(),
+        platform: "onnxruntime_onnx",
+        inputs: vec![
+            TensorMetadata {
+                name: input.name.clone(),
+                datatype: tensor_datatype(input.dtype).to_owned(),
+                shape: vec![-1, dims[0] as i64, dims[1] as i64, dims[2] as i64],
             },
-            {"name": IMAGE_INPUT, "datatype": "BYTES", "shape": [-1]},
+            TensorMetadata {
+                name: IMAGE_INPUT.to_owned(),
+                datatype: "BYTES".to_owned(),
+                shape: vec![-1],
+            },
         ],
-        "outputs": outputs,
-    })
+        outputs,
+    }
 }
 
 /// `GET /v2/models/{m}`: inputs, outputs and versions. The two inputs are
@@ -195,7 +148,7 @@ fn metadata(entry: &ModelEntry, versions: Vec<u64>) -> Value {
     path = "/v2/models/{name}",
     tag = "kserve",
     params(("name" = String, Path, description = "Model name")),
-    responses((status = 200, description = "Inputs, outputs and versions", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Inputs, outputs and versions", body = ModelMetadata), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<String>) -> Response {
@@ -218,7 +171,7 @@ pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<Stri
     path = "/v2/models/{name}/versions/{version}",
     tag = "kserve",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
-    responses((status = 200, description = "Inputs, outputs and versions", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Inputs, outputs and versions", body = ModelMetadata), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn version_metadata(
@@ -237,8 +190,8 @@ pub async fn version_metadata(
     path = "/v2/models/{name}/infer",
     tag = "kserve",
     params(("name" = String, Path, description = "Model name")),
-    request_body(description = "Inference request, JSON or binary-tensor extension (Inference-Header-Content-Length); docs/protocols.md", content(("application/json"), ("application/octet-stream"))),
-    responses((status = 200, description = "Outputs, JSON or JSON header plus binary data", content(("application/json"), ("application/octet-stream"))), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    request_body(description = "Inference request, JSON or binary-tensor extension (Inference-Header-Content-Length), optionally Content-Encoding gzip or deflate; docs/protocols.md", content(("application/json"), ("application/octet-stream"))),
+    responses((status = 200, description = "Outputs, JSON or JSON header plus binary data", content(("application/json"), ("application/octet-stream"))), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body (decompressed) over the limit or the body budget", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Unsupported Content-Encoding or image format", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 422, description = "An image failed to decode in the worker", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 500, description = "Inference failed", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable, or the server is busy", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 504, description = "The jobs did not finish within --max-wait-secs", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn model_infer(
@@ -258,8 +211,8 @@ pub async fn model_infer(
     path = "/v2/models/{name}/versions/{version}/infer",
     tag = "kserve",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
-    request_body(description = "Inference request, JSON or binary-tensor extension (Inference-Header-Content-Length); docs/protocols.md", content(("application/json"), ("application/octet-stream"))),
-    responses((status = 200, description = "Outputs, JSON or JSON header plus binary data", content(("application/json"), ("application/octet-stream"))), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    request_body(description = "Inference request, JSON or binary-tensor extension (Inference-Header-Content-Length), optionally Content-Encoding gzip or deflate; docs/protocols.md", content(("application/json"), ("application/octet-stream"))),
+    responses((status = 200, description = "Outputs, JSON or JSON header plus binary data", content(("application/json"), ("application/octet-stream"))), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body (decompressed) over the limit or the body budget", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Unsupported Content-Encoding or image format", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 422, description = "An image failed to decode in the worker", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 500, description = "Inference failed", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable, or the server is busy", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 504, description = "The jobs did not finish within --max-wait-secs", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn version_infer(
@@ -283,7 +236,7 @@ async fn infer(
     let entry = entry(&state, &name, version.as_deref()).await?;
     let limits = &state.settings.limits;
     let (parts, body) = req.into_parts();
-    let body = crate::http::body::read_body(&parts, body, limits.json_limit()).await?;
+    let body = crate::http::content_coding::read_decoded(&parts, body, limits.json_limit()).await?;
     let header_length = parts
         .headers
         .get(codec::HEADER_LENGTH)
@@ -342,8 +295,7 @@ async fn infer(
         head["id"] = Value::String(id);
     }
     let (body, header_len) = outputs::encode(head, tensors);
-    let mut resp = body.into_response();
-    let headers = resp.headers_mut();
+    let mut headers = axum::http::HeaderMap::new();
     match header_len {
         Some(n) => {
             headers.insert(
@@ -359,7 +311,9 @@ async fn infer(
             );
         }
     }
-    Ok(resp)
+    let body =
+        crate::http::content_coding::encode_response(&parts.headers, &mut headers, body).await?;
+    Ok((headers, body).into_response())
 }
 
 /// One job payload per element of the input's batch axis.
