@@ -28,6 +28,7 @@ fn done(model: &str, total_ms: f64) -> JobRecord {
         inference_ms: total_ms - 7.0,
         total_ms,
         batch_size: 2,
+        ..Timings::default()
     };
     r.succeed(Prediction::Tensor { outputs: vec![] }, t, now)
         .unwrap();

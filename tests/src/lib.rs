@@ -85,6 +85,25 @@ pub fn real_model_ready(name: &str, make_target: &str) -> bool {
     true
 }
 
+/// A model repository under `dir` with only the listed parts of real
+/// models (symlinked), e.g. `("efficientnet-lite0", &["1", "labels.txt"])`:
+/// a worker then loads just those sessions.
+pub fn real_model_subset(dir: &Path, models: &[(&str, &[&str])]) -> PathBuf {
+    let repo = dir.join("models");
+    let _ = std::fs::remove_dir_all(&repo);
+    for (name, parts) in models {
+        std::fs::create_dir_all(repo.join(name)).unwrap();
+        for part in *parts {
+            std::os::unix::fs::symlink(
+                real_models().join(name).join(part),
+                repo.join(name).join(part),
+            )
+            .unwrap();
+        }
+    }
+    repo
+}
+
 /// A test image from `tests/images`.
 pub fn image(name: &str) -> Vec<u8> {
     std::fs::read(root().join("tests/images").join(name)).expect("test image")

@@ -1,7 +1,7 @@
 //! `GET /v1/stats` in the split deployment: jobs finished by a worker process
 //! (its own metrics registry) show up in the API's numbers because both meet
 //! in Redis; a second API replica answers the same; the Redis window of
-//! recent completions stays bounded.
+//! recent completions stays bounded; the workers' memory figures ride along.
 
 use std::time::Duration;
 
@@ -55,7 +55,17 @@ async fn worker_completions_reach_every_api_replica_through_redis() {
         let p50 = m["latency_ms"]["p50"].as_f64().unwrap();
         assert!(p50 > 0.0 && p50 <= m["latency_ms"]["max"].as_f64().unwrap());
         assert!(m["stages_ms"]["inference"]["p50"].as_f64().is_some(), "{s}");
+        // The worker's memory figures travel with its completions.
+        let rss = m["memory"]["worker_rss_bytes"].as_u64().unwrap_or(0);
+        assert!(rss > 10 << 20, "worker RSS in the stats: {s}");
+        assert!(m["memory"]["worker_rss_max_bytes"].as_u64().unwrap() >= rss);
+        assert!(m["memory"]["session_resident_bytes"].is_u64(), "{s}");
+        assert!(
+            s["process_rss_bytes"].as_u64().unwrap_or(0) > 10 << 20,
+            "{s}"
+        );
         assert_eq!(model(&s, "tiny-pose")["completed"], 0);
+        assert!(model(&s, "tiny-pose")["memory"].is_null());
     }
     worker.stop().await;
     other_api.stop().await;

@@ -246,6 +246,11 @@ impl Processor {
                 timings.preprocess_ms = outcome.preprocess_ms;
                 timings.inference_ms = outcome.inference_ms;
                 timings.batch_size = outcome.batch_size as u32;
+                timings.rss_before_bytes = outcome.memory.rss_before;
+                timings.rss_after_bytes = outcome.memory.rss_after;
+                timings.decoded_bytes = outcome.memory.decoded;
+                timings.input_tensor_bytes = outcome.memory.input_tensor;
+                timings.model_bytes = outcome.memory.model;
                 let now = Utc::now();
                 timings.total_ms = record.ms_since_created(now);
                 let _ = record.succeed(outcome.prediction, timings, now);

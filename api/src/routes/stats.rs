@@ -14,7 +14,15 @@
 //!   the write that makes a job final appends to, whichever worker (or API,
 //!   for a cancel) made it final.
 //!
-//! Every API replica therefore answers the same. The window holds at most
+//! - *memory* per model: the resident bytes of the model's session and the
+//!   RSS of the worker process after its jobs, carried by the same
+//!   completions (each job's `timings` has them, see
+//!   `inferq_core::job::Timings`). Only `process_rss_bytes` at the top is
+//!   this process's own figure: the API's RSS (the whole service in the
+//!   embedded server). Per-process figures of every worker are on each
+//!   worker's `/metrics` (`inferq_process_resident_memory_bytes`).
+//!
+//! Every API replica therefore answers the same (but for its own RSS). The window holds at most
 //! [`RECENT_CAPACITY`] completions per model: when a busy model finishes
 //! more than that within the requested window, the numbers describe the
 //! span the window does cover, and `covered_secs` says how long that is.
@@ -98,6 +106,38 @@ pub struct ModelStats {
     pub stages_ms: BTreeMap<String, Percentiles>,
     /// Mean jobs per inference call of the succeeded jobs.
     pub mean_batch_size: Option<f64>,
+    /// Memory of the workers that ran the succeeded jobs; `None` when no
+    /// job in the window carries memory figures.
+    pub memory: Option<MemoryStats>,
+}
+
+/// Memory figures of one model, from its newest completions (bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct MemoryStats {
+    /// Resident memory of one session of the model (a worker holds one per
+    /// inference thread), as measured when the newest job's worker loaded it.
+    pub session_resident_bytes: u64,
+    /// RSS of the worker process after the newest job.
+    pub worker_rss_bytes: u64,
+    /// Largest worker RSS after any job in the window.
+    pub worker_rss_max_bytes: u64,
+}
+
+impl MemoryStats {
+    /// From timings newest first; jobs without figures (older records,
+    /// no `/proc`) are left out.
+    pub fn of(timed: &[&Timings]) -> Option<Self> {
+        let mut measured = timed.iter().filter(|t| t.rss_after_bytes > 0);
+        let newest = measured.next()?;
+        let max = measured
+            .map(|t| t.rss_after_bytes)
+            .fold(newest.rss_after_bytes, u64::max);
+        Some(MemoryStats {
+            session_resident_bytes: newest.model_bytes,
+            worker_rss_bytes: newest.rss_after_bytes,
+            worker_rss_max_bytes: max,
+        })
+    }
 }
 
 /// The sums over every model.
@@ -113,6 +153,8 @@ pub struct Totals {
 pub struct Stats {
     pub generated_at: chrono::DateTime<chrono::Utc>,
     pub window_secs: f64,
+    /// RSS of the process that answered (bytes; `None` without `/proc`).
+    pub process_rss_bytes: Option<u64>,
     pub totals: Totals,
     pub models: Vec<ModelStats>,
 }
@@ -176,6 +218,7 @@ pub fn summarise(sample: ModelSample, now_ms: u64, window_ms: u64) -> ModelStats
         round3(timed.iter().map(|t| t.batch_size as f64).sum::<f64>() / timed.len() as f64)
     });
     let covered_secs = covered_ms as f64 / 1000.0;
+    let memory = MemoryStats::of(&timed);
     ModelStats {
         model: sample.model,
         backlog: sample.backlog,
@@ -189,6 +232,7 @@ pub fn summarise(sample: ModelSample, now_ms: u64, window_ms: u64) -> ModelStats
         latency_ms: stage(|t| t.total_ms),
         stages_ms,
         mean_batch_size,
+        memory,
     }
 }
 
@@ -247,6 +291,7 @@ pub async fn get(
     Ok(Json(Stats {
         generated_at: now,
         window_secs: window,
+        process_rss_bytes: inferq_runtime::procmem::resident_bytes(),
         totals,
         models,
     }))

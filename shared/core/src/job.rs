@@ -177,6 +177,26 @@ pub struct Timings {
     /// batching; 0 when the job never reached inference).
     #[serde(default)]
     pub batch_size: u32,
+    /// Memory figures (bytes; 0 when not measured, e.g. in older records).
+    /// The worker process's RSS when its inference thread took the job,
+    /// and after the job's (or its batch's) inference: jobs of one
+    /// micro-batch share both figures.
+    #[serde(default)]
+    pub rss_before_bytes: u64,
+    #[serde(default)]
+    pub rss_after_bytes: u64,
+    /// The decoded image buffer (width × height × 3 for RGB).
+    #[serde(default)]
+    pub decoded_bytes: u64,
+    /// The input tensor fed for this job (its share of a batch; the largest
+    /// tile for tiled models).
+    #[serde(default)]
+    pub input_tensor_bytes: u64,
+    /// Resident memory of the model session that ran the job: the RSS
+    /// growth of loading and warming it (ONNX Runtime's allocator
+    /// statistics are not reachable from the worker; docs/reliability.md).
+    #[serde(default)]
+    pub model_bytes: u64,
 }
 
 /// The record of one job, as stored and as returned by `GET /v1/jobs/{id}`.

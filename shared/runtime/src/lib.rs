@@ -1,6 +1,7 @@
 //! Process plumbing every InferQ binary shares: layered configuration
 //! ([`config`]: defaults, then a file, then environment, then flags), the
-//! container's memory limit ([`cgroup`]),
+//! container's memory limit ([`cgroup`]), the process's resident memory
+//! ([`procmem`]),
 //! logging ([`logging`]), signals and shutdown fan-out ([`signals`]) and the
 //! Prometheus registry with the `/metrics` listener ([`metrics`]).
 //!
@@ -11,4 +12,5 @@ pub mod cgroup;
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod procmem;
 pub mod signals;

@@ -79,6 +79,13 @@ impl Inference for FakeInference {
                 preprocess_ms: 1.0,
                 inference_ms: 2.0,
                 batch_size: 1,
+                memory: crate::engine::JobMemory {
+                    rss_before: 100,
+                    rss_after: 101,
+                    decoded: 12,
+                    input_tensor: 48,
+                    model: 7,
+                },
             }),
             Answer::BadInput => Err(InferError::Job(JobError::new(
                 ErrorCode::DecodeFailed,
@@ -150,6 +157,17 @@ async fn a_successful_job_is_stored_before_it_is_acked() {
     }
     let t = r.timings.expect("timings");
     assert_eq!((t.inference_ms, t.batch_size), (2.0, 1));
+    assert_eq!(
+        (
+            t.rss_before_bytes,
+            t.rss_after_bytes,
+            t.decoded_bytes,
+            t.input_tensor_bytes,
+            t.model_bytes
+        ),
+        (100, 101, 12, 48, 7),
+        "the engine's memory figures reach the record"
+    );
     assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
 }
 

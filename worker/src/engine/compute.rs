@@ -20,7 +20,7 @@ use inferq_vision::preprocess::{
 use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 
-use super::{Outcome, Work, WorkInput};
+use super::{JobMemory, Outcome, Work, WorkInput};
 
 /// A thread's loaded sessions, keyed by `name:version`, with the
 /// fingerprint of the entry each was built from.
@@ -188,10 +188,12 @@ pub(super) fn process(
     let entry = &work.model;
     let session = session(sessions, entry)?;
     let t0 = Instant::now();
+    let mut memory = JobMemory::default();
     let (tensor, geometry, t1) = match &work.input {
         WorkInput::Encoded(bytes) => {
             let img = decode(prep, bytes, max_pixels, entry)?;
             let t1 = Instant::now();
+            memory.decoded = img.image.as_raw().len() as u64;
             let (tensor, geometry) = prep.prepare_decoded(&img, &entry.manifest);
             (tensor, geometry, t1)
         }
@@ -208,6 +210,7 @@ pub(super) fn process(
             (t, geometry, t0)
         }
     };
+    memory.input_tensor = tensor.byte_len();
     let t2 = Instant::now();
     let outputs = run(session, entry, tensor)
         .map_err(|e| JobError::new(ErrorCode::InferenceFailed, e.to_string()))?;
@@ -225,6 +228,7 @@ pub(super) fn process(
         preprocess_ms: ms(t1, t2),
         inference_ms: ms(t2, t3),
         batch_size: 1,
+        memory,
     })
 }
 
@@ -235,6 +239,8 @@ struct Member {
     geometry: Geometry,
     decode_ms: f64,
     preprocess_ms: f64,
+    /// Decoded image and input tensor bytes (the RSS figures come later).
+    memory: JobMemory,
 }
 
 /// Runs several jobs of one model (all with encoded images) as one batch
@@ -266,12 +272,18 @@ pub(super) fn process_batch(
         };
         let t1 = Instant::now();
         let (tensor, geometry) = prep.prepare_decoded(&decoded, &entry.manifest);
+        let memory = JobMemory {
+            decoded: decoded.image.as_raw().len() as u64,
+            input_tensor: tensor.byte_len(),
+            ..JobMemory::default()
+        };
         batch.push(tensor);
         members.push(Member {
             job: i,
             geometry,
             decode_ms: ms(t0, t1),
             preprocess_ms: ms(t1, Instant::now()),
+            memory,
         });
     }
     if !members.is_empty() {
@@ -298,6 +310,7 @@ pub(super) fn process_batch(
                             preprocess_ms: member.preprocess_ms,
                             inference_ms,
                             batch_size: n,
+                            memory: member.memory,
                         },
                     ));
                 }

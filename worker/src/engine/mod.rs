@@ -12,6 +12,7 @@
 //! serving; a model that cannot be loaded is reported and the others serve.
 
 mod compute;
+mod footprint;
 mod native;
 mod providers;
 mod thread;
@@ -30,6 +31,7 @@ use ort::session::{Session, builder::GraphOptimizationLevel};
 use tokio::sync::oneshot;
 
 pub use compute::{run, warm_up};
+pub use footprint::JobMemory;
 pub use native::MAX_OUTPUT_PIXELS;
 pub use providers::{available as available_providers, is_available as provider_available};
 use thread::ThreadState;
@@ -85,6 +87,9 @@ pub struct Outcome {
     pub inference_ms: f64,
     /// How many jobs ran in that batch (1 without batching).
     pub batch_size: usize,
+    /// RSS around the job (shared by a batch), its image's and tensor's
+    /// bytes and its model's resident bytes.
+    pub memory: JobMemory,
 }
 
 /// Why [`Engine::infer`] produced no outcome.
@@ -280,6 +285,7 @@ impl Engine {
         let (tx, rx) = flume::bounded::<Work>(threads * depth);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let budget = MemoryBudget::new(config.decode_budget_bytes);
+        let model_memory = Arc::new(footprint::ModelMemory::default());
         tracing::info!(
             threads,
             decode_budget_mib = budget.capacity() >> 20,
@@ -296,6 +302,7 @@ impl Engine {
                 config.max_pixels,
                 budget.clone(),
                 config.providers.clone(),
+                (i, model_memory.clone()),
             );
             let entries = entries.clone();
             let ready = ready_tx.clone();

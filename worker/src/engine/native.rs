@@ -17,7 +17,7 @@ use inferq_vision::postprocess::{self, Canvas, Interpreted};
 use inferq_vision::preprocess::{self, Preprocessor};
 
 use super::compute::{Sessions, decode, ms, run, session};
-use super::{Outcome, Work};
+use super::{JobMemory, Outcome, Work};
 
 /// Largest output image, in pixels: a x2 upscale of a 12-megapixel phone
 /// photo (48 MP, 144 MB as RGB) fits; anything larger is refused before
@@ -62,12 +62,18 @@ pub(super) fn process_native(
     let name = m.output.name.as_deref().unwrap_or_default();
     let mut canvas: Option<Canvas> = None;
     let (mut prep_ms, mut infer_ms) = (0.0, 0.0);
+    // The largest tile's tensor: one is alive at a time.
+    let mut memory = JobMemory {
+        decoded: img.as_raw().len() as u64,
+        ..JobMemory::default()
+    };
     let tiles = preprocess::plan_tiles(w, h, m.tiling);
     for tile in &tiles {
         let (own, ctx) = (tile.own, tile.context);
         let ta = Instant::now();
         let tensor = prep.prepare_region(img, ctx, m);
         let tb = Instant::now();
+        memory.input_tensor = memory.input_tensor.max(tensor.byte_len());
         let outputs = run(session, entry, tensor).map_err(failed)?;
         let tc = Instant::now();
         prep_ms += ms(ta, tb);
@@ -117,5 +123,6 @@ pub(super) fn process_native(
         preprocess_ms: prep_ms,
         inference_ms: infer_ms,
         batch_size: 1,
+        memory,
     })
 }

@@ -10,7 +10,7 @@
 //! never waits for company: batching only forms under load, where the jobs
 //! were waiting anyway.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use inferq_core::manifest::Provider;
 use inferq_vision::preprocess::{BatchTensor, MemoryBudget, Preprocessor};
 
 use super::compute::{self, Sessions};
+use super::footprint::{self, ModelMemory};
 use super::native;
 use super::{CONTROL_POLL, Control, LoadReport, Work, WorkInput, load_session_with};
 
@@ -35,6 +36,13 @@ pub(super) struct ThreadState {
     pub(super) max_pixels: u64,
     /// Execution providers of models whose manifest names none.
     pub(super) providers: Vec<Provider>,
+    /// This thread's index among the engine's threads.
+    index: usize,
+    /// Resident bytes of each of this thread's sessions, by key, with the
+    /// model's name and version (see `footprint`).
+    resident: HashMap<String, (String, u64, u64)>,
+    /// The figures of all threads, for the per-model gauge.
+    memory: Arc<ModelMemory>,
 }
 
 impl ThreadState {
@@ -43,6 +51,7 @@ impl ThreadState {
         max_pixels: u64,
         budget: Arc<MemoryBudget>,
         providers: Vec<Provider>,
+        (index, memory): (usize, Arc<ModelMemory>),
     ) -> Self {
         ThreadState {
             env,
@@ -51,6 +60,9 @@ impl ThreadState {
             batch: BatchTensor::new(),
             max_pixels,
             providers,
+            index,
+            resident: HashMap::new(),
+            memory,
         }
     }
 
@@ -67,15 +79,22 @@ impl ThreadState {
                 continue;
             }
             let started = Instant::now();
-            match load_session_with(&self.env, entry, &self.providers)
-                .and_then(|mut s| compute::warm_up(&mut s, entry).map(|_| s))
-            {
+            let (loaded, grown) = footprint::measure_load(|| {
+                load_session_with(&self.env, entry, &self.providers)
+                    .and_then(|mut s| compute::warm_up(&mut s, entry).map(|_| s))
+            });
+            match loaded {
                 Ok(session) => {
+                    self.memory
+                        .set(&entry.name, entry.version, self.index, grown);
+                    self.resident
+                        .insert(key.clone(), (entry.name.clone(), entry.version, grown));
                     inferq_runtime::metrics::metrics()
                         .model_load_seconds
                         .with_label_values(&[entry.name.as_str()])
                         .observe(started.elapsed().as_secs_f64());
                     tracing::info!(model = %key, ms = started.elapsed().as_secs_f64() * 1e3,
+                        resident_mib = grown as f64 / f64::from(1 << 20),
                         max_batch = entry.manifest.batching.max_batch, "session ready");
                     // The old session (if any) is dropped only now.
                     self.sessions.insert(key, (entry.fingerprint, session));
@@ -85,6 +104,14 @@ impl ThreadState {
         }
         let wanted: HashSet<String> = entries.iter().map(|e| e.key()).collect();
         self.sessions.retain(|k, _| wanted.contains(k));
+        let (memory, index) = (&self.memory, self.index);
+        self.resident.retain(|k, (name, version, _)| {
+            let keep = wanted.contains(k);
+            if !keep {
+                memory.remove(name, *version, index);
+            }
+            keep
+        });
         LoadReport {
             loaded: self.sessions.keys().cloned().collect(),
             errors,
@@ -130,6 +157,7 @@ impl ThreadState {
             }
         };
         let _guard = span.enter();
+        let rss_before = footprint::rss();
         let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if let [one] = works.as_slice() {
                 let run = match &one.input {
@@ -173,6 +201,18 @@ impl ThreadState {
                 })
                 .collect()
         });
+        // One read for the whole batch: its jobs share the figures.
+        let rss_after = footprint::rss();
+        let model = works
+            .first()
+            .and_then(|w| self.resident.get(&w.model.key()))
+            .map_or(0, |(_, _, bytes)| *bytes);
+        let mut results = results;
+        for outcome in results.iter_mut().flatten() {
+            outcome.memory.rss_before = rss_before;
+            outcome.memory.rss_after = rss_after;
+            outcome.memory.model = model;
+        }
         tracing::debug!(
             jobs = results.len(),
             failed = results.iter().filter(|r| r.is_err()).count(),

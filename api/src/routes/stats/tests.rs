@@ -21,6 +21,11 @@ fn timings(total_ms: f64) -> Timings {
         inference_ms: total_ms / 2.0,
         total_ms,
         batch_size: 1,
+        // A worker that grows by 1 MB per 10 ms of latency, to tell the
+        // newest figure from the largest.
+        rss_after_bytes: 50_000_000 + (total_ms as u64) * 100_000,
+        model_bytes: 12_000_000,
+        ..Timings::default()
     }
 }
 
@@ -108,6 +113,11 @@ async fn final_writes_fill_the_window_the_summary_reads() {
     assert_eq!(s.stages_ms["inference"].p50, 25.0);
     assert_eq!(s.stages_ms["queue"].max, 9.0);
     assert_eq!(s.mean_batch_size, Some(1.0));
+    // Memory: the newest job (90 ms) is also the largest here.
+    let mem = s.memory.clone().expect("memory figures");
+    assert_eq!(mem.session_resident_bytes, 12_000_000);
+    assert_eq!(mem.worker_rss_bytes, 59_000_000);
+    assert_eq!(mem.worker_rss_max_bytes, 59_000_000);
 
     // Later than the window: nothing recent, but the backlog is still there.
     let later = summarise(sample(&store, "m").await, now_ms() + 120_000, 60_000);
@@ -115,6 +125,7 @@ async fn final_writes_fill_the_window_the_summary_reads() {
     assert_eq!(later.throughput_per_sec, 0.0);
     assert_eq!(later.latency_ms, None);
     assert!(later.stages_ms.is_empty());
+    assert_eq!(later.memory, None);
     assert_eq!(later.backlog, 3);
 }
 
@@ -144,4 +155,25 @@ async fn the_window_is_bounded_and_says_what_it_covers() {
         stats.throughput_per_sec,
         round3(n as f64 / (covered_ms as f64 / 1000.0))
     );
+}
+
+#[test]
+fn memory_takes_the_newest_figures_and_the_largest_rss() {
+    let t = |rss: u64, model: u64| Timings {
+        rss_after_bytes: rss,
+        model_bytes: model,
+        ..Timings::default()
+    };
+    let (newest, unmeasured, biggest) = (t(70, 5), t(0, 0), t(90, 4));
+    let m = MemoryStats::of(&[&unmeasured, &newest, &unmeasured, &biggest]).unwrap();
+    assert_eq!(
+        (
+            m.session_resident_bytes,
+            m.worker_rss_bytes,
+            m.worker_rss_max_bytes
+        ),
+        (5, 70, 90)
+    );
+    assert_eq!(MemoryStats::of(&[&unmeasured]), None);
+    assert_eq!(MemoryStats::of(&[]), None);
 }

@@ -10,11 +10,15 @@
 //! read the same window and summarise it; nothing has to be scraped from
 //! the workers, and the list cannot grow without bound.
 //!
-//! Entries are a short line of text (`1 <finished ms> <status> <stage ms>…`)
-//! rather than JSON, so a full window of a busy model is a few tens of
-//! kilobytes to read. The leading `1` versions the format; lines that do not
-//! parse are skipped, never an error, so a future format cannot break an
-//! older reader's statistics.
+//! Entries are a short line of text (`1 <finished ms> <status> <stage ms>…
+//! <batch size> <worker RSS after> <model bytes>`) rather than JSON, so a
+//! full window of a busy model is a few tens of kilobytes to read. The
+//! leading `1` versions the format; lines that do not parse are skipped,
+//! never an error. The two memory figures were appended later: a reader
+//! takes lines without them (as 0) and ignores fields after the ones it
+//! knows, so appending is how the line grows. (An API built before the
+//! memory figures skips the longer lines: during a rolling upgrade its
+//! statistics are thin until it is upgraded too.)
 
 use inferq_core::job::{JobRecord, JobStatus, Timings};
 
@@ -65,7 +69,10 @@ impl Completion {
                 // Three decimals: microseconds are plenty for a dashboard.
                 line.push_str(&format!(" {:.3}", finite(v)));
             }
-            line.push_str(&format!(" {}", t.batch_size));
+            line.push_str(&format!(
+                " {} {} {}",
+                t.batch_size, t.rss_after_bytes, t.model_bytes
+            ));
         }
         line
     }
@@ -81,8 +88,14 @@ impl Completion {
         let rest: Vec<&str> = parts.collect();
         let timings = match rest.as_slice() {
             [] => None,
-            [q, f, d, p, i, t, b] => {
+            // Lines written before the memory figures end after the batch
+            // size; fields after the known ones are for a future writer.
+            [q, f, d, p, i, t, b, memory @ ..] => {
                 let ms = |s: &str| s.parse::<f64>().ok().filter(|v| v.is_finite());
+                let bytes = |k: usize| match memory.get(k) {
+                    Some(v) => v.parse::<u64>().ok(),
+                    None => Some(0),
+                };
                 Some(Timings {
                     queue_ms: ms(q)?,
                     fetch_ms: ms(f)?,
@@ -91,6 +104,9 @@ impl Completion {
                     inference_ms: ms(i)?,
                     total_ms: ms(t)?,
                     batch_size: b.parse().ok()?,
+                    rss_after_bytes: bytes(0)?,
+                    model_bytes: bytes(1)?,
+                    ..Timings::default()
                 })
             }
             _ => return None,
@@ -140,12 +156,15 @@ mod tests {
                 inference_ms: 6.125,
                 total_ms: 10.0,
                 batch_size: 2,
+                rss_after_bytes: 80_000_000,
+                model_bytes: 12_000_000,
+                ..Timings::default()
             }),
         };
         let line = with.encode();
         assert_eq!(
             line,
-            "1 1700000000123 succeeded 0.250 0.000 2.000 1.500 6.125 10.000 2"
+            "1 1700000000123 succeeded 0.250 0.000 2.000 1.500 6.125 10.000 2 80000000 12000000"
         );
         assert_eq!(Completion::decode(&line), Some(with));
         let without = Completion {
@@ -158,6 +177,16 @@ mod tests {
     }
 
     #[test]
+    fn lines_without_memory_figures_still_parse() {
+        let old = Completion::decode("1 9 succeeded 1 2 3 4 5 6 1").expect("an older line");
+        let t = old.timings.unwrap();
+        assert_eq!((t.batch_size, t.rss_after_bytes, t.model_bytes), (1, 0, 0));
+        let newer = Completion::decode("1 9 succeeded 1 2 3 4 5 6 1 7 8 99").unwrap();
+        let t = newer.timings.unwrap();
+        assert_eq!((t.rss_after_bytes, t.model_bytes), (7, 8));
+    }
+
+    #[test]
     fn foreign_lines_are_skipped() {
         for bad in [
             "",
@@ -166,6 +195,7 @@ mod tests {
             "1 5 exploded",
             "1 5 succeeded 1 2",
             "1 5 succeeded 1 2 3 4 5 NaN 1",
+            "1 5 succeeded 1 2 3 4 5 6 1 -4 0",
         ] {
             assert_eq!(Completion::decode(bad), None, "{bad:?}");
         }

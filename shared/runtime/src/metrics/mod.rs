@@ -70,6 +70,14 @@ pub const BUILD_INFO: &str = "inferq_build_info";
 pub const WORKER_PROCESS_RESTARTS_TOTAL: &str = "inferq_worker_process_restarts_total";
 /// Supervised worker processes currently running (gauge).
 pub const WORKER_PROCESSES_RUNNING: &str = "inferq_worker_processes_running";
+/// This process's resident memory, read from `/proc/self/statm` when
+/// `/metrics` is rendered (gauge; the supervisor's merged answer labels each
+/// worker process's sample `process`).
+pub const PROCESS_RESIDENT_BYTES: &str = "inferq_process_resident_memory_bytes";
+/// Resident memory a loaded model takes in this process, summed over its
+/// inference threads' sessions: the RSS growth of loading and warming each
+/// session (gauge; labels: model, version).
+pub const MODEL_RESIDENT_BYTES: &str = "inferq_model_resident_memory_bytes";
 
 /// Stage label values.
 pub mod stage {
@@ -105,6 +113,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub process_restarts: IntCounterVec,
     pub processes_running: IntGauge,
+    pub process_resident: IntGauge,
+    pub model_resident: IntGaugeVec,
 }
 
 /// Latency buckets from 0.5 ms to 60 s.
@@ -189,7 +199,23 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(processes_running.clone()))
             .expect("registered once");
+        let model_resident = IntGaugeVec::new(
+            Opts::new(
+                MODEL_RESIDENT_BYTES,
+                "Resident memory of a loaded model's sessions in this process",
+            ),
+            &["model", "version"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(model_resident.clone()))
+            .expect("registered once");
         Metrics {
+            process_resident: gauge(
+                &r,
+                PROCESS_RESIDENT_BYTES,
+                "Resident memory (RSS) of this process",
+            ),
+            model_resident,
             process_restarts: counter(
                 &r,
                 WORKER_PROCESS_RESTARTS_TOTAL,
@@ -299,8 +325,14 @@ pub fn set_build_info(component: &str) {
         .set(1);
 }
 
-/// The registry in the Prometheus text format.
+/// The registry in the Prometheus text format, with the process's RSS
+/// gauge read just before.
 pub fn render() -> String {
+    if let Some(rss) = crate::procmem::resident_bytes() {
+        metrics()
+            .process_resident
+            .set(i64::try_from(rss).unwrap_or(i64::MAX));
+    }
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&metrics().registry.gather(), &mut out)
@@ -329,6 +361,7 @@ mod tests {
             BACKLOG,
             QUEUE_READY,
             BUILD_INFO,
+            PROCESS_RESIDENT_BYTES,
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
@@ -336,5 +369,11 @@ mod tests {
             text.contains("inferq_backlog_jobs{model=\"m\"} 3"),
             "{text}"
         );
+        let rss: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("inferq_process_resident_memory_bytes "))
+            .and_then(|v| v.parse().ok())
+            .expect("an RSS sample");
+        assert!(rss > 1e6, "{rss}");
     }
 }

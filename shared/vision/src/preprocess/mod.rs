@@ -59,6 +59,19 @@ pub enum TensorData {
     I32(Vec<i32>),
 }
 
+impl InputTensor {
+    /// Bytes of the elements the tensor's shape covers (what the model
+    /// reads; a reused buffer's spare capacity does not count).
+    pub fn byte_len(&self) -> u64 {
+        let elements: usize = self.shape.iter().product();
+        let width = match self.data {
+            TensorData::F32(_) | TensorData::I32(_) => 4,
+            TensorData::U8(_) => 1,
+        };
+        (elements * width) as u64
+    }
+}
+
 /// Where in the original image each model pixel came from; used to map
 /// model-space coordinates back to the original image.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -141,6 +141,17 @@ mod tests {
     }
 
     #[test]
+    fn byte_len_counts_the_shape_in_the_dtype() {
+        let f32_in = to_tensor(&tiny(), &manifest("", ""));
+        assert_eq!(f32_in.shape, [1, 3, 2, 2]);
+        assert_eq!(f32_in.byte_len(), 12 * 4);
+        let int_in = to_tensor(&tiny(), &manifest("dtype = \"int32\"", ""));
+        assert_eq!(int_in.byte_len(), 12 * 4);
+        let u8_in = to_tensor(&tiny(), &manifest("dtype = \"uint8\"", ""));
+        assert_eq!(u8_in.byte_len(), 12);
+    }
+
+    #[test]
     fn nchw_float_normalises_exactly() {
         let m = manifest(
             "dtype = \"float32\"\nlayout = \"nchw\"",
