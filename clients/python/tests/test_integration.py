@@ -132,7 +132,8 @@ def test_batch_over_a_file_prefix_with_progress(url: str, images: Path, file_roo
     assert b.state == "succeeded", b.raw
     assert (b.counts.total, b.counts.succeeded, b.counts.failed) == (3, 2, 1)
     assert seen[0][1] in {"queued", "running"} and seen[-1] == (b.counts, "succeeded")
-    assert len(b.files) == 2 and (base / "out" / "a" / "cat.png.json").is_file()
+    # results, errors_stats (Vertex's name) and errors (the earlier name)
+    assert len(b.files) == 3 and (base / "out" / "a" / "cat.png.json").is_file()
 
 
 def test_async_submit_result_and_failure(url: str, images: Path) -> None:

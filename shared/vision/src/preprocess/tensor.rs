@@ -142,12 +142,13 @@ mod tests {
 
     #[test]
     fn byte_len_counts_the_shape_in_the_dtype() {
-        let f32_in = to_tensor(&tiny(), &manifest("", ""));
+        let pre = "resize = \"stretch\"\nmean = [0.0, 0.0, 0.0]\nstd = [1.0, 1.0, 1.0]";
+        let f32_in = to_tensor(&tiny(), &manifest("dtype = \"float32\"", pre));
         assert_eq!(f32_in.shape, [1, 3, 2, 2]);
         assert_eq!(f32_in.byte_len(), 12 * 4);
-        let int_in = to_tensor(&tiny(), &manifest("dtype = \"int32\"", ""));
+        let int_in = to_tensor(&tiny(), &manifest("dtype = \"int32\"", pre));
         assert_eq!(int_in.byte_len(), 12 * 4);
-        let u8_in = to_tensor(&tiny(), &manifest("dtype = \"uint8\"", ""));
+        let u8_in = to_tensor(&tiny(), &manifest("dtype = \"uint8\"", pre));
         assert_eq!(u8_in.byte_len(), 12);
     }
 
