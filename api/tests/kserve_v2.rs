@@ -13,7 +13,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::*;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const READER: &str = "r-0123456789abcdef";
 const SUBMITTER: &str = "s-0123456789abcdef";
@@ -135,33 +134,9 @@ async fn middleware_errors_on_v2_paths_carry_the_error_member() {
 #[tokio::test]
 async fn the_in_flight_limit_answers_v2_errors() {
     let h = harness_with(&["--max-inflight-requests", "1"]);
-    let router = inferq_api::app(h.state.clone());
-    let resp = send(&h.state, post("/v1/jobs", "image/png", png(4, 4))).await;
-    let id = resp.2["id"].as_str().unwrap().to_owned();
-    let poll = tokio::spawn(
-        router
-            .clone()
-            .oneshot(get(&format!("/v1/jobs/{id}?wait=2"))),
-    );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let busy = router
-        .clone()
-        .oneshot(get("/v2/models/tiny-mean"))
-        .await
-        .unwrap();
-    let status = busy.status();
-    let headers = busy.headers().clone();
-    let bytes = http_body_util::BodyExt::collect(busy.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let body: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_v2_error(
-        &(status, headers.clone(), body),
-        StatusCode::SERVICE_UNAVAILABLE,
-    );
-    assert_eq!(headers[header::RETRY_AFTER], "1");
-    assert_eq!(poll.await.unwrap().unwrap().status(), StatusCode::OK);
+    let busy = send_while_the_slot_is_held(&h.state, get("/v2/models/tiny-mean")).await;
+    assert_v2_error(&busy, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(busy.1[header::RETRY_AFTER], "1");
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

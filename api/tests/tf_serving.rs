@@ -7,13 +7,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::*;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 fn predict(path: &str, body: Value) -> Request<Body> {
     post(path, "application/json", serde_json::to_vec(&body).unwrap())
@@ -227,34 +224,16 @@ async fn auth_errors_on_predict_carry_the_error_member() {
 #[tokio::test]
 async fn admission_errors_on_predict_carry_the_error_member() {
     let h = harness_with(&["--max-inflight-requests", "1"]);
-    let router = inferq_api::app(h.state.clone());
-    let resp = send(&h.state, post("/v1/jobs", "image/png", png(4, 4))).await;
-    let id = resp.2["id"].as_str().unwrap().to_owned();
-    // A long-poll holds the only slot.
-    let poll = tokio::spawn(
-        router
-            .clone()
-            .oneshot(get(&format!("/v1/jobs/{id}?wait=2"))),
-    );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // Through the same router, whose in-flight count the poll holds.
-    let busy = router
-        .clone()
-        .oneshot(predict(
+    let resp = send_while_the_slot_is_held(
+        &h.state,
+        predict(
             "/v1/models/tiny-mean:predict",
             json!({"instances": [{"b64": "aGk="}]}),
-        ))
-        .await
-        .unwrap();
-    let (status, headers) = (busy.status(), busy.headers().clone());
-    let bytes = http_body_util::BodyExt::collect(busy.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let resp = (status, headers, serde_json::from_slice(&bytes).unwrap());
+        ),
+    )
+    .await;
     assert_tf_error(&resp, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
     assert_eq!(resp.1[header::RETRY_AFTER], "1");
-    assert_eq!(poll.await.unwrap().unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]

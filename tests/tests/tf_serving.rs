@@ -107,15 +107,9 @@ async fn tf_serving_client_reads_status_metadata_predictions_and_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn efficientnet_classifies_a_photo_sent_in_columns() {
-    if !services_available() {
+    if !services_available() || !real_model_ready("efficientnet-lite0", "assets") {
         return;
     }
-    assert!(
-        real_models()
-            .join("efficientnet-lite0/1/model.onnx")
-            .is_file(),
-        "run `make assets`"
-    );
     let ns = Namespace::new();
     let api = start_api(&ns, &real_models(), "efficientnet-lite0", &[]).await;
     let worker = start_worker(&ns, &real_models(), &[]).await;

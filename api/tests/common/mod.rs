@@ -136,6 +136,32 @@ pub(crate) async fn send(
     (status, headers, json)
 }
 
+/// Sends `req` while a long-poll holds the only in-flight slot of `state`
+/// (a harness with `--max-inflight-requests 1`): both go through one
+/// router, whose in-flight count the poll holds. Checks that the poll
+/// itself still completes.
+pub(crate) async fn send_while_the_slot_is_held(
+    state: &AppState,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let router = app(state.clone());
+    let (_, _, job) = send(state, post("/v1/jobs", "image/png", png(4, 4))).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let poll = tokio::spawn(
+        router
+            .clone()
+            .oneshot(get(&format!("/v1/jobs/{id}?wait=2"))),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let resp = router.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    assert_eq!(poll.await.unwrap().unwrap().status(), StatusCode::OK);
+    (status, headers, json)
+}
+
 pub(crate) fn post(uri: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
     Request::post(uri)
         .header(header::CONTENT_TYPE, content_type)
