@@ -31,7 +31,7 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
         fmt lint verify-model verify-int8 verify-providers clean-assets models-extra models-pose chaos soak fuzz bench validate-deploy browser-test \
-        pyclient-venv
+        pyclient-venv test-venv
 
 help: ## List the targets
 	@echo "InferQ make targets:"
@@ -175,6 +175,28 @@ $(PYCLIENT_VENV_STAMP): clients/python/pyproject.toml
 	$(PYCLIENT_VENV)/bin/python -m pip install --disable-pip-version-check --cache-dir .cache/pip './clients/python[test]'
 	@touch $@
 
+# Test-only Python tools (emulators, validators, protocol clients): never installed by `make run`.
+# .cache/test-venv from scripts/requirements-test.txt; the KServe SDK in .cache/kserve-venv
+# (scripts/requirements-kserve.txt: it needs cloudevents<2 and protobuf<7).
+TEST_VENV          := .cache/test-venv
+TEST_VENV_STAMP    := $(TEST_VENV)/.installed
+KSERVE_VENV        := .cache/kserve-venv
+KSERVE_VENV_STAMP  := $(KSERVE_VENV)/.installed
+
+test-venv: $(TEST_VENV_STAMP) $(KSERVE_VENV_STAMP) ## Test tools venvs (.cache/test-venv, .cache/kserve-venv); `make test` makes them
+
+$(TEST_VENV_STAMP): scripts/requirements-test.txt
+	@$(TEST_VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(TEST_VENV) || { \
+	  echo "error: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	$(TEST_VENV)/bin/python -m pip install --disable-pip-version-check --cache-dir .cache/pip -r scripts/requirements-test.txt
+	@touch $@
+
+$(KSERVE_VENV_STAMP): scripts/requirements-kserve.txt
+	@$(KSERVE_VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(KSERVE_VENV) || { \
+	  echo "error: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	$(KSERVE_VENV)/bin/python -m pip install --disable-pip-version-check --cache-dir .cache/pip -r scripts/requirements-kserve.txt
+	@touch $@
+
 services: ## Make sure Redis and RabbitMQ run on 127.0.0.1 (INFERQ_SKIP_SERVICES=1 skips)
 	@bash scripts/ensure-services.sh
 
@@ -205,7 +227,7 @@ models-pose: $(MOVENET_ONNX) $(MULTIPOSE_ONNX) ## MoveNet SinglePose + MultiPose
 test: export INFERQ_TEST_REQUIRE_SERVICES := 1
 test: export INFERQ_TEST_REQUIRE_MODELS := 1
 test: export RUST_BACKTRACE := 1
-test: validate-deploy assets services pyclient-venv ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
+test: validate-deploy assets services pyclient-venv test-venv ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 	@# The web console in headless Chromium (installed with apt if missing; SKIPPED if impossible).

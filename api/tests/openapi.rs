@@ -158,18 +158,19 @@ fn the_source_scan_finds_methods() {
 }
 
 /// The document is valid OpenAPI 3 as the reference validator sees it
-/// (PyPI `openapi-spec-validator`, pinned in scripts/requirements.txt):
+/// (PyPI `openapi-spec-validator`, pinned in scripts/requirements-test.txt):
 /// unique operation ids, resolvable references, schemas of the right shape.
 #[tokio::test]
 async fn the_document_passes_openapi_spec_validator() {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/venv/bin/python");
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/test-venv/bin/python");
     if !python.is_file() {
         assert!(
             std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_err(),
-            "{} missing: run `make assets`",
+            "{} missing: run `make test-venv`",
             python.display()
         );
-        eprintln!("SKIPPED: no .cache/venv (make assets) for openapi-spec-validator");
+        eprintln!("SKIPPED: no .cache/test-venv (make test-venv) for openapi-spec-validator");
         return;
     }
     let h = harness(1 << 20, 1 << 20);
@@ -186,4 +187,53 @@ async fn the_document_passes_openapi_spec_validator() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && text.contains("OK"), "{text}");
+}
+
+/// Every request and response body has a schema: no untyped `{}` bodies,
+/// and no answer without content except 204 and 304. A schema of an
+/// object with neither properties nor a `$ref` counts as untyped too
+/// (`serde_json::Value` as a body renders like that).
+#[tokio::test]
+async fn every_body_is_typed() {
+    let h = harness(1 << 20, 1 << 20);
+    let (status, _, doc) = send(&h.state, get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    let untyped = |schema: Option<&serde_json::Value>| match schema {
+        None => true,
+        Some(s) => {
+            let o = s.as_object().unwrap();
+            o.is_empty()
+                || (o.get("type") == Some(&serde_json::json!("object"))
+                    && !o.contains_key("properties")
+                    && !o.contains_key("additionalProperties"))
+        }
+    };
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(content) = op["requestBody"]["content"].as_object() {
+                for (ct, c) in content {
+                    if untyped(c.get("schema")) {
+                        found.push(format!("{method} {path} request {ct}"));
+                    }
+                }
+            }
+            for (code, r) in op["responses"].as_object().unwrap() {
+                match r["content"].as_object() {
+                    None if code != "204" && code != "304" => {
+                        found.push(format!("{method} {path} {code}: no content"))
+                    }
+                    None => {}
+                    Some(content) => {
+                        for (ct, c) in content {
+                            if untyped(c.get("schema")) {
+                                found.push(format!("{method} {path} {code} {ct}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "untyped bodies:\n{}", found.join("\n"));
 }

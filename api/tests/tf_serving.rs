@@ -271,7 +271,7 @@ fn the_openapi_document_types_the_tf_serving_bodies() {
     );
     assert_eq!(
         schema_of("/v1/models/{name}/metadata", "get", "200"),
-        "ModelMetadata"
+        "TfModelMetadata"
     );
     assert_eq!(
         schema_of(
@@ -279,7 +279,7 @@ fn the_openapi_document_types_the_tf_serving_bodies() {
             "get",
             "200"
         ),
-        "ModelMetadata"
+        "TfModelMetadata"
     );
     for path in [
         "/v1/models/{name}:predict",
@@ -292,6 +292,15 @@ fn the_openapi_document_types_the_tf_serving_bodies() {
         }
     }
     let schemas = &doc["components"]["schemas"];
+    // TF Serving's metadata body, not KServe's model metadata (both types
+    // are called ModelMetadata in Rust; one component name would have
+    // described both routes with the same schema).
+    let tf = &schemas["TfModelMetadata"]["properties"];
+    assert!(
+        tf["model_spec"].is_object() && tf["metadata"].is_object(),
+        "{tf}"
+    );
+    assert!(schemas["ModelMetadata"]["properties"]["platform"].is_object());
     // An instance is one of its shapes, not an externally tagged enum.
     assert!(
         schemas["TfInstance"]["oneOf"].is_array(),

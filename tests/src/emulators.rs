@@ -1,8 +1,8 @@
 //! Local object-store emulators for the storage-reference tests.
 //!
 //! `gcp-storage-emulator` (Google Cloud Storage) and `moto_server` (S3) are
-//! pinned in `scripts/requirements.txt` and installed into `.cache/venv` by
-//! `make venv`. Each [`Emulator`] is a child process on a free 127.0.0.1
+//! pinned in `scripts/requirements-test.txt` and installed into
+//! `.cache/test-venv` by `make test-venv`. Each [`Emulator`] is a child process on a free 127.0.0.1
 //! port, killed when dropped; the helpers seed buckets and objects through
 //! the emulator's own HTTP API, independently of the code under test.
 //!
@@ -33,9 +33,9 @@ impl Kind {
     }
 }
 
-/// A program from the Makefile's venv.
+/// A program from the test-tools venv.
 pub fn venv_bin(name: &str) -> PathBuf {
-    crate::root().join(".cache/venv/bin").join(name)
+    crate::test_tool(name)
 }
 
 /// True when both emulators are installed; otherwise prints `SKIPPED:` (or
@@ -51,7 +51,7 @@ pub fn emulators_available() -> bool {
         return true;
     }
     let msg = format!(
-        "storage emulators not installed ({}); run `make venv`",
+        "storage emulators not installed ({}); run `make test-venv`",
         missing.join(", ")
     );
     if std::env::var("INFERQ_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {

@@ -119,12 +119,12 @@ pub fn verify_with_python(secret: &str, deliveries: &[Received]) -> Vec<Value> {
         .collect();
     let file = std::env::temp_dir().join(format!("inferq-hooks-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&file, serde_json::to_vec(&list).unwrap()).unwrap();
-    let out = std::process::Command::new(crate::root().join(".cache/venv/bin/python"))
+    let out = std::process::Command::new(crate::test_python())
         .arg(crate::root().join("scripts/verify_webhooks.py"))
         .args(["--secret", secret])
         .arg(&file)
         .output()
-        .expect("run verify_webhooks.py (make assets installs its packages)");
+        .expect("run verify_webhooks.py (make test-venv installs its packages)");
     let _ = std::fs::remove_file(&file);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -268,7 +268,7 @@ async fn push_tokens_are_verified_when_oidc_is_on() {
     let dir = std::env::temp_dir().join(format!("inferq-oidc-{}", uuid::Uuid::new_v4()));
     let audience = "https://inferq.example.com/v1/events/gcs";
     let email = "pubsub-push@project.iam.gserviceaccount.com";
-    let out = std::process::Command::new(root().join(".cache/venv/bin/python"))
+    let out = std::process::Command::new(test_python())
         .arg(root().join("scripts/make_push_tokens.py"))
         .args([
             "--out",
@@ -360,7 +360,7 @@ async fn push_tokens_are_verified_when_oidc_is_on() {
 /// version, so the second finds the job the first made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudevents_from_the_sdk_in_both_modes_make_one_job() {
-    let out = std::process::Command::new(root().join(".cache/venv/bin/python"))
+    let out = std::process::Command::new(test_python())
         .arg(root().join("scripts/make_cloudevents.py"))
         .args(["photos", "in/sdk/cat.png", "42"])
         .output()

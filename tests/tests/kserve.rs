@@ -29,13 +29,13 @@ async fn tritonclient_classifies_photos_through_the_queue() {
     let worker = start_worker(&ns, &real_models(), &[]).await;
     let url = api.url().trim_start_matches("http://").to_owned();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(root().join(".cache/venv/bin/python"))
+        std::process::Command::new(test_python())
             .arg(root().join("scripts/kserve_client.py"))
             .args(["--url", &url, "--model", "efficientnet-lite0"])
             .arg("--images")
             .arg(root().join("tests/images"))
             .output()
-            .expect("run kserve_client.py (make assets installs tritonclient)")
+            .expect("run kserve_client.py (make test-venv installs tritonclient)")
     })
     .await
     .unwrap();

@@ -37,7 +37,7 @@ async fn two_huge_images_at_once_stay_under_the_memory_bound() {
     let dir = root().join("target/tmp/hostile-images");
     let _ = std::fs::remove_dir_all(&dir);
     let t0 = Instant::now();
-    let made = Command::new(root().join(".cache/venv/bin/python"))
+    let made = Command::new(test_python())
         .arg(root().join("scripts/make_hostile_images.py"))
         .arg(&dir)
         .status()

@@ -46,7 +46,7 @@ async fn tf_serving_client_reads_status_metadata_predictions_and_errors() {
 
     let url = base.clone();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(root().join(".cache/venv/bin/python"))
+        std::process::Command::new(test_python())
             .arg(root().join("scripts/tf_serving_client.py"))
             .args(["--url", &url, "--model", "tiny-mean"])
             .output()

@@ -5,7 +5,8 @@
 //! counts ([`request_limits`]), the in-flight request bound and drain flag
 //! ([`concurrency`]), W3C trace context ([`trace`]), the cross-site request
 //! check ([`origin`]), the `error` member of KServe v2 and TF Serving
-//! failures ([`error_member`]) and the bounded accept loop ([`server`]).
+//! failures ([`error_member`]), the document's schemas of non-JSON bodies
+//! ([`media`]) and the bounded accept loop ([`server`]).
 
 pub mod auth;
 pub mod body;
@@ -14,6 +15,7 @@ pub mod concurrency;
 pub mod content_coding;
 pub mod error;
 pub mod error_member;
+pub mod media;
 pub mod origin;
 pub mod request_limits;
 pub mod server;

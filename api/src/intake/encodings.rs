@@ -101,6 +101,26 @@ pub struct JsonJob {
     webhook: Option<JsonWebhook>,
 }
 
+/// A job as a `multipart/form-data` form, for the OpenAPI document (the
+/// parts are read one by one by [`multipart`]): the image in `file` (or
+/// `image`, or any part with a filename) and the options as text fields.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FormJob {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    model: Option<String>,
+    model_uri: Option<String>,
+    version: Option<u64>,
+    top_k: Option<usize>,
+    output_uri: Option<String>,
+    /// RFC 3339 time after which the job is not started.
+    deadline: Option<String>,
+    timeout: Option<f64>,
+    webhook_url: Option<String>,
+    webhook_format: Option<String>,
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonWebhook {

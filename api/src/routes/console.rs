@@ -117,7 +117,7 @@ static CONSOLE: LazyLock<Console> = LazyLock::new(|| {
 
 /// The console page. Routed outside authentication (see [`crate::app`]).
 #[utoipa::path(get, path = "/", tag = "console",
-    responses((status = 200, description = "The web console (HTML)", content_type = "text/html"),
+    responses((status = 200, description = "The web console (HTML)", body = crate::http::media::Html, content_type = "text/html"),
         (status = 304, description = "Not modified (If-None-Match)")))]
 pub async fn index(headers: HeaderMap) -> Response {
     let mut resp = respond(&CONSOLE.index, &headers, false);
@@ -137,7 +137,7 @@ pub async fn index(headers: HeaderMap) -> Response {
 #[utoipa::path(get, path = "/console/{file}", tag = "console",
     params(("file" = String, Path, description = "app.js, api.js, draw.js, stats.js, app.css or icon.svg"),
         ("v" = Option<String>, Query, description = "The content hash the page adds; the current one makes the answer immutable")),
-    responses((status = 200, description = "The file (JavaScript, CSS or SVG)"),
+    responses((status = 200, description = "The file", content((String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"))),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 404, description = "No such file", body = crate::http::error::Problem, content_type = "application/problem+json")))]
 pub async fn file(

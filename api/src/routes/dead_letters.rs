@@ -45,7 +45,7 @@ fn limit(q: Result<Query<LimitQuery>, QueryRejection>) -> Result<usize, ApiError
 }
 
 /// The dead-letter list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeadLetters {
     pub count: usize,
     pub jobs: Vec<JobRecord>,
@@ -57,8 +57,8 @@ pub struct DeadLetters {
     operation_id = "list_dead_letters",
     path = "/v1/admin/dead-letters",
     tag = "admin",
-    params(("limit" = Option<usize>, Query, description = "Most jobs listed")),
-    responses((status = 200, description = "Dead-lettered jobs, oldest first", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    params(("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Most jobs listed (default 100)")),
+    responses((status = 200, description = "Dead-lettered jobs, oldest first", body = DeadLetters), (status = 400, description = "`limit` outside 1..=1000", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn list(
@@ -100,13 +100,14 @@ pub async fn replay_one(
 }
 
 /// Outcome of a bulk replay.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Replayed {
     pub replayed: Vec<JobId>,
     pub failed: Vec<ReplayFailure>,
 }
 
-#[derive(Debug, Serialize)]
+/// A job the bulk replay could not queue again, and why.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReplayFailure {
     pub id: JobId,
     pub error: String,
@@ -117,8 +118,8 @@ pub struct ReplayFailure {
     post,
     path = "/v1/admin/dead-letters/replay",
     tag = "admin",
-    params(("limit" = Option<usize>, Query, description = "Most jobs replayed")),
-    responses((status = 200, description = "The replayed jobs", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    params(("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Most jobs replayed (default 100)")),
+    responses((status = 200, description = "The replayed jobs", body = Replayed), (status = 400, description = "`limit` outside 1..=1000", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn replay_many(

@@ -109,7 +109,7 @@ pub struct OutputQuery {
     path = "/v1/jobs/{id}/output",
     tag = "jobs",
     params(("id" = String, Path, description = "Job id (UUID)"), OutputQuery),
-    responses((status = 200, description = "The output image", content_type = "image/png"), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The output image", body = crate::http::media::Binary, content_type = "image/png"), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn output(

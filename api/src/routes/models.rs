@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use inferq_backends::repository::{ModelEntry, ModelRepository};
 use inferq_core::manifest::ModelManifest;
@@ -63,6 +64,16 @@ pub struct ModelAnswer {
     versions: Vec<VersionAnswer>,
     /// TF Serving's model status: one entry per served version.
     model_version_status: Vec<VersionStatus>,
+}
+
+/// The list `GET /v1/models` answers, for the OpenAPI document (the
+/// handler serialises [`ModelList`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ModelListAnswer {
+    /// The model a job naming none runs.
+    default_model: String,
+    models: Vec<ModelAnswer>,
 }
 
 /// A version as listed (and as `GET /v1/models/{name}/versions/{v}`
@@ -144,7 +155,7 @@ fn model_view<'a>(repo: &'a ModelRepository, name: &'a str) -> Option<ModelView<
     operation_id = "list_models",
     path = "/v1/models",
     tag = "models",
-    responses((status = 200, description = "Models, versions and manifests", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Models, versions and manifests", body = ModelListAnswer), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -186,13 +197,14 @@ pub async fn get(
     path = "/v1/models/{name}/versions/{version}",
     tag = "models",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
-    responses((status = 200, description = "The version and its manifest, with TF Serving's `model_version_status`", body = VersionAnswer), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The version and its manifest, with TF Serving's `model_version_status`", body = VersionAnswer), (status = 400, description = "The version is not a positive integer", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn get_version(
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, u64)>,
+    path: Result<Path<(String, u64)>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path((name, version)) = path.map_err(|e| ApiError::InvalidArgument(e.body_text()))?;
     let entry = state
         .models
         .find(&name, Some(version))

@@ -34,12 +34,40 @@ pub(crate) struct Upload {
     pub(crate) labels: Option<Bytes>,
 }
 
-#[derive(serde::Deserialize)]
+/// A registration by storage reference (`application/json`): the files
+/// are fetched under the caller's `in=` fence.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UploadRefs {
+    /// URI of the ONNX file (`gs://`, `s3://`, `https://`, `file://`).
     model: String,
+    /// URI of `model.toml`.
     manifest: String,
+    /// URI of `labels.txt`.
     labels: Option<String>,
+}
+
+/// A registration by upload (`multipart/form-data`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// The ONNX file.
+    #[schema(format = Binary, value_type = String)]
+    model: Vec<u8>,
+    /// `model.toml` (docs/models.md).
+    manifest: String,
+    /// `labels.txt`, one label per line.
+    #[schema(format = Binary, value_type = Option<String>)]
+    labels: Option<Vec<u8>>,
+}
+
+/// The version registered.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Registered {
+    name: String,
+    version: u64,
+    /// `/v1/models/{name}/versions/{version}`.
+    href: String,
 }
 
 /// Fetches the files a JSON registration names.
@@ -160,16 +188,17 @@ fn write_version(dir: &Path, upload: &Upload, manifest: &ModelManifest) -> Resul
     path = "/v1/models/{name}/versions/{version}",
     tag = "models",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Model version")),
-    request_body(content_type = "multipart/form-data", description = "Parts `model` (ONNX), `manifest` (model.toml), optional `labels`"),
-    responses((status = 201, description = "Registered", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    request_body(description = "The files as parts `model` (ONNX), `manifest` (model.toml) and optional `labels`, or their storage references as JSON", content((UploadForm = "multipart/form-data"), (UploadRefs = "application/json"))),
+    responses((status = 201, description = "Registered", body = Registered), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn put_version(
     State(state): State<AppState>,
     principal: Principal,
-    UrlPath((name, version)): UrlPath<(String, u64)>,
+    path: Result<UrlPath<(String, u64)>, axum::extract::rejection::PathRejection>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let UrlPath((name, version)) = path.map_err(|e| ApiError::InvalidArgument(e.body_text()))?;
     let cfg = &state.settings.models;
     if !cfg.allow_model_upload {
         return Err(ApiError::Forbidden(
@@ -194,11 +223,12 @@ pub async fn put_version(
         read_upload(req, cfg.max_model_bytes).await?
     };
     install(&state, &name, version, upload).await?;
-    let body = serde_json::json!({
-        "name": name,
-        "version": version,
-        "href": format!("/v1/models/{name}/versions/{version}"),
-    });
+    let href = format!("/v1/models/{name}/versions/{version}");
+    let body = Registered {
+        name,
+        version,
+        href,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 

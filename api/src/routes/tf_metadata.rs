@@ -31,6 +31,9 @@ const SIGNATURE_MAP_TYPE: &str = "type.googleapis.com/tensorflow.serving.Signatu
 
 /// The answer: which model version, and its signatures.
 #[derive(Serialize, utoipa::ToSchema)]
+// Named apart from KServe's `ModelMetadata`: one name in the document's
+// components would make both routes describe the same body.
+#[schema(as = TfModelMetadata)]
 pub struct ModelMetadata {
     model_spec: ModelSpec,
     metadata: MetadataMap,

@@ -26,7 +26,7 @@ use crate::job::{JobError, JobId};
 use crate::webhook::Webhook;
 
 /// Where a batch is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchState {
     /// Accepted; no coordinator has started it yet.
@@ -60,7 +60,7 @@ impl std::fmt::Display for BatchState {
 }
 
 /// What a batch reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InputKind {
     /// Every object under a storage prefix (`gs://b/dir/`, `file:///…/`).
@@ -73,14 +73,14 @@ pub enum InputKind {
 }
 
 /// The batch's input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchInput {
     pub kind: InputKind,
     pub uri: String,
 }
 
 /// Instance counts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchCounts {
     /// Instances in the input; unknown until it was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,7 +90,7 @@ pub struct BatchCounts {
 }
 
 /// The record of one batch, as returned by `GET /v1/batches/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchRecord {
     pub id: JobId,
     pub state: BatchState,

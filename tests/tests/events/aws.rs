@@ -46,7 +46,7 @@ fn sign_sns(messages: &[Value]) -> (Vec<Value>, Vec<u8>) {
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join("in.json");
     std::fs::write(&input, serde_json::to_vec(messages).unwrap()).unwrap();
-    let out = std::process::Command::new(root().join(".cache/venv/bin/python"))
+    let out = std::process::Command::new(test_python())
         .arg(root().join("scripts/make_sns_messages.py"))
         .args(["--out", dir.to_str().unwrap()])
         .args(["--messages", input.to_str().unwrap()])

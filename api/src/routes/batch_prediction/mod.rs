@@ -42,7 +42,7 @@ use crate::state::AppState;
 /// Largest batch request body (it holds URIs and options, not images).
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBatch {
     model: Option<String>,
@@ -56,7 +56,7 @@ struct CreateBatch {
     webhook: Option<WebhookSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InputSpec {
     prefix: Option<String>,
@@ -64,7 +64,7 @@ struct InputSpec {
     file_list: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OutputSpec {
     prefix: String,
@@ -73,7 +73,7 @@ struct OutputSpec {
     mirror: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WebhookSpec {
     url: String,
@@ -91,8 +91,8 @@ fn idempotency_scope(key: &IdempotencyKey) -> String {
     path = "/v1/batches",
     tag = "batches",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the same batch")),
-    request_body(content = serde_json::Value, description = "Model, input (prefix, JSONL file or file list), output prefix, optional webhook (docs/batches.md)", content_type = "application/json"),
-    responses((status = 202, description = "The batch", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    request_body(content = CreateBatch, description = "Model, input (exactly one of prefix, JSONL file or file list), output prefix, optional webhook (docs/batches.md)", content_type = "application/json"),
+    responses((status = 202, description = "The batch", body = BatchRecord), (status = 200, description = "The batch an earlier request with the same Idempotency-Key made", body = BatchRecord), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "The Idempotency-Key's first request is still being accepted; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 422, description = "The Idempotency-Key was used for a different request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn create(
@@ -313,7 +313,7 @@ async fn visible(
     path = "/v1/batches/{id}",
     tag = "batches",
     params(("id" = String, Path, description = "Batch id")),
-    responses((status = 200, description = "The batch and its live counts", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The batch and its live counts", body = BatchRecord), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn get(
@@ -339,7 +339,7 @@ pub async fn get(
     path = "/v1/batches/{id}/cancel",
     tag = "batches",
     params(("id" = String, Path, description = "Batch id")),
-    responses((status = 200, description = "The canceled batch", body = serde_json::Value), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    responses((status = 202, description = "Cancel requested: the batch, with `cancel_requested`", body = BatchRecord), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn cancel(

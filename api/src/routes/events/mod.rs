@@ -22,6 +22,7 @@
 pub mod formats;
 pub mod oidc;
 pub mod rules;
+pub mod schemas;
 pub mod sns;
 
 use axum::Json;
@@ -44,7 +45,7 @@ use formats::{FormatError, Parsed};
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// What the bridge did with a delivery.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct EventAnswer {
     pub accepted: Vec<AcceptedJob>,
     pub ignored: Vec<IgnoredEvent>,
@@ -53,7 +54,7 @@ pub struct EventAnswer {
 
 /// A created object the submit path refused for good (a 4xx other than
 /// 408, 409 and 429, which are worth retrying).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RejectedEvent {
     pub object: String,
     /// The status `POST /v1/jobs` would have answered.
@@ -70,7 +71,7 @@ fn permanent(e: &ApiError) -> bool {
 }
 
 /// A job made (or found again) for a created object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AcceptedJob {
     pub id: JobId,
     pub uri: String,
@@ -80,7 +81,7 @@ pub struct AcceptedJob {
 }
 
 /// An event acknowledged without a job.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IgnoredEvent {
     pub object: String,
     pub reason: String,
@@ -91,8 +92,8 @@ pub struct IgnoredEvent {
     post,
     path = "/v1/events/gcs",
     tag = "events",
-    request_body(content = serde_json::Value, description = "A Pub/Sub push of a Cloud Storage notification", content_type = "application/json"),
-    responses((status = 202, description = "Jobs created by the matching rules", body = serde_json::Value), (status = 200, description = "Nothing to do for this event", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    request_body(content = schemas::GcsPush, description = "A Pub/Sub push of a Cloud Storage notification", content_type = "application/json"),
+    responses((status = 202, description = "Jobs created by the matching rules", body = EventAnswer), (status = 200, description = "Nothing to do for this event", body = EventAnswer), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn gcs(
@@ -110,8 +111,8 @@ pub async fn gcs(
     post,
     path = "/v1/events/cloudevents",
     tag = "events",
-    request_body(content = serde_json::Value, description = "A CloudEvent (binary or structured mode), e.g. from Eventarc", content_type = "application/cloudevents+json"),
-    responses((status = 202, description = "Jobs created by the matching rules", body = serde_json::Value), (status = 200, description = "Nothing to do for this event", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    request_body(content = schemas::CloudEvent, description = "A CloudEvent (binary or structured mode), e.g. from Eventarc", content_type = "application/cloudevents+json"),
+    responses((status = 202, description = "Jobs created by the matching rules", body = EventAnswer), (status = 200, description = "Nothing to do for this event", body = EventAnswer), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn cloudevents(
@@ -129,8 +130,8 @@ pub async fn cloudevents(
     post,
     path = "/v1/events/s3",
     tag = "events",
-    request_body(content = serde_json::Value, description = "An S3 event notification", content_type = "application/json"),
-    responses((status = 202, description = "Jobs created by the matching rules", body = serde_json::Value), (status = 200, description = "Nothing to do for this event", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    request_body(content = schemas::S3Notification, description = "An S3 event notification", content_type = "application/json"),
+    responses((status = 202, description = "Jobs created by the matching rules", body = EventAnswer), (status = 200, description = "Nothing to do for this event", body = EventAnswer), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn s3(
@@ -148,8 +149,8 @@ pub async fn s3(
     post,
     path = "/v1/events/eventbridge",
     tag = "events",
-    request_body(content = serde_json::Value, description = "An EventBridge event of S3 (`source` aws.s3, `detail-type` Object Created), as an API destination posts it", content_type = "application/json"),
-    responses((status = 202, description = "Jobs created by the matching rules", body = serde_json::Value), (status = 200, description = "Nothing to do for this event", body = serde_json::Value), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    request_body(content = schemas::EventBridgeEvent, description = "An EventBridge event of S3 (`source` aws.s3, `detail-type` Object Created), as an API destination posts it", content_type = "application/json"),
+    responses((status = 202, description = "Jobs created by the matching rules", body = EventAnswer), (status = 200, description = "Nothing to do for this event", body = EventAnswer), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn eventbridge(
@@ -168,8 +169,8 @@ pub async fn eventbridge(
     post,
     path = "/v1/events/sns",
     tag = "events",
-    request_body(content = serde_json::Value, description = "An SNS delivery (SubscriptionConfirmation, Notification of an S3 event, UnsubscribeConfirmation), authenticated by its signature", content_type = "text/plain"),
-    responses((status = 202, description = "Jobs created by the matching rules", body = serde_json::Value), (status = 200, description = "Confirmed, or nothing to do for this event", body = serde_json::Value), (status = 400, description = "Not an SNS message, or its Message is not an S3 event", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Signature or signing certificate refused", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Topic not allowed", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Certificate host, broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    request_body(content = String, description = "An SNS delivery: the JSON text of a SubscriptionConfirmation, a Notification of an S3 event or an UnsubscribeConfirmation (`Type`, `MessageId`, `TopicArn`, `Message`, `Timestamp`, `SignatureVersion`, `Signature`, `SigningCertURL`), authenticated by its signature", content_type = "text/plain"),
+    responses((status = 202, description = "Jobs created by the matching rules", body = EventAnswer), (status = 200, description = "Confirmed, or nothing to do for this event", body = schemas::SnsAnswer), (status = 400, description = "Not an SNS message, or its Message is not an S3 event", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Signature or signing certificate refused", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Topic not allowed", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "SNS subscriptions are not configured on this server (`--event-sns-topics`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Certificate host, broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(())
 )]
 pub async fn sns_delivery(
@@ -201,7 +202,10 @@ pub async fn sns_delivery(
             tracing::info!(topic = %msg.topic_arn, "SNS subscription confirmed");
             Ok((
                 StatusCode::OK,
-                Json(serde_json::json!({"confirmed": msg.topic_arn})),
+                Json(schemas::SnsSubscription {
+                    confirmed: Some(msg.topic_arn),
+                    unsubscribed: None,
+                }),
             )
                 .into_response())
         }
@@ -209,7 +213,10 @@ pub async fn sns_delivery(
             tracing::warn!(topic = %msg.topic_arn, "SNS subscription ended (not resubscribing)");
             Ok((
                 StatusCode::OK,
-                Json(serde_json::json!({"unsubscribed": msg.topic_arn})),
+                Json(schemas::SnsSubscription {
+                    confirmed: None,
+                    unsubscribed: Some(msg.topic_arn),
+                }),
             )
                 .into_response())
         }
