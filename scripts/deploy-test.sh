@@ -62,6 +62,7 @@ since() { echo "$(( $(date +%s) - $1 )) s"; }
 
 mkdir -p "$CACHE"
 own_dockerd=""
+own_bridge=""   # docker0, if the dockerd this script started created it
 compose_up=0
 
 cleanup() {
@@ -82,6 +83,8 @@ cleanup() {
         echo "== stopping the dockerd this script started (pid $own_dockerd)"
         kill "$own_dockerd" 2>/dev/null || true
         for _ in $(seq 60); do kill -0 "$own_dockerd" 2>/dev/null || break; sleep 0.5; done
+        # dockerd leaves its default bridge behind; it did not exist before this run.
+        [[ -n $own_bridge ]] && ip link delete "$own_bridge" 2>/dev/null || true
     fi
     echo "deploy-test: $([[ $rc == 0 ]] && echo PASSED || echo FAILED) in $(since "$start_all")"
 }
@@ -109,6 +112,7 @@ if ! "$DOCKER" info >/dev/null 2>&1; then
     # No iptables rules, no forwarding: containers reach each other on their bridge and the
     # host through the published ports (docker-proxy), nothing else; the host's firewall,
     # loopback services and other network namespaces are left as they are.
+    ip link show docker0 >/dev/null 2>&1 || own_bridge=docker0
     dockerd --iptables=false --ip6tables=false --ip-forward=false \
         >"$CACHE/dockerd.log" 2>&1 &
     own_dockerd=$!
@@ -235,7 +239,7 @@ note "inferq image size" "$(( size / 1000000 )) MB uncompressed (bound $MAX_MB M
 "$DOCKER" history --format '{{.Size}}\t{{.CreatedBy}}' "inferq:$TAG" | cut -c1-110 | sed 's/^/     /'
 (( size <= MAX_MB * 1000000 )) || die "image is $(( size / 1000000 )) MB, more than $MAX_MB MB"
 (( gz <= MAX_GZ_MB * 1000000 )) || die "compressed image is $(( gz / 1000000 )) MB, more than $MAX_GZ_MB MB"
-"$DOCKER" run --rm "inferq:$TAG" inferq-worker --version >/dev/null ||
+"$DOCKER" run --rm "inferq:$TAG" inferq-worker --version >/dev/null 2>&1 ||
     die "inferq-worker does not run in the image"
 
 # -------------------------------------------------------------------------- 4. compose up

@@ -5,10 +5,10 @@
       one EfficientNet-Lite0 job: 202, then `succeeded` with a classification whose top-1
       label contains L (the test photo's cat). Writes the job id to FILE.
   deploy_test.py kill  --url URL --key KEY --image PNG --jobs N --kill CMD --restart CMD
-      N jobs submitted from 8 threads; once some have finished and some have not, runs CMD
-      (`docker kill` of the worker container), waits, runs the restart CMD, then requires
-      every job to end `succeeded`, and at least one of them to have needed a second
-      delivery (the proof that the kill hit jobs the worker held).
+      N jobs submitted from 8 threads; a third of the way through, runs CMD (`docker kill`
+      of the worker container) while jobs keep arriving, then the restart CMD once all are
+      accepted; every job must end `succeeded`, and every job that was `running` at the kill
+      must show a second delivery (attempts > 1): it was run again, not lost.
   deploy_test.py get   --url URL --key KEY --id ID
       the job ID must still be `succeeded` (after `docker compose down` and `up` again).
 
@@ -104,28 +104,29 @@ def kill(args):
     with open(args.image, "rb") as f:
         image = f.read()
     t0 = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        ids = list(pool.map(lambda _: submit(args, image), range(args.jobs)))
-    ok(f"{len(ids)} jobs accepted in {time.monotonic() - t0:.1f} s")
-    # Kill while the worker is busy: some jobs done, the rest waiting or held by it.
-    deadline = time.monotonic() + 120
-    while True:
-        now = statuses(args, ids)
-        done = sum(s in FINAL for s in now)
-        if 0 < done < len(ids) - 8 or time.monotonic() > deadline:
-            break
-        if done >= len(ids) - 8:
-            fail(f"the worker finished {done} of {len(ids)} jobs before the kill; raise --jobs")
-        time.sleep(0.05)
-    running = sum(s == "running" for s in now)
+    pool = concurrent.futures.ThreadPoolExecutor(8)
+    futures = [pool.submit(submit, args, image) for _ in range(args.jobs)]
+    # Kill while jobs are still arriving: the worker holds deliveries (its prefetch) and the
+    # queue is not empty, so the kill is mid-job, not after the batch.
+    while sum(f.done() for f in futures) < args.jobs // 3:
+        time.sleep(0.01)
+    before = sum(f.done() for f in futures)
     r = subprocess.run(shlex.split(args.kill), capture_output=True, text=True)
     if r.returncode != 0:
         fail(f"{args.kill}: {r.stderr.strip()}")
-    ok(f"worker killed ({args.kill}) with {done} jobs final, {running} running, "
-       f"{len(ids) - done - running} queued")
-    time.sleep(3)
-    after = statuses(args, ids)
-    print(f"        3 s after the kill: {sum(s in FINAL for s in after)} final (no worker runs)")
+    accepted = [f.result() for f in futures if f.done()]
+    # The worker is dead: what the records say now is what it left behind.
+    now = statuses(args, accepted)
+    done, running = sum(s in FINAL for s in now), sum(s == "running" for s in now)
+    was_running = {i for i, s in zip(accepted, now) if s == "running"}
+    ok(f"worker killed ({args.kill}) {time.monotonic() - t0:.1f} s in, issued with {before} of "
+       f"{args.jobs} jobs accepted; when it returned {len(accepted)} were: {done} final, "
+       f"{running} running, {len(accepted) - done - running} queued")
+    if done == len(accepted):
+        fail("every accepted job was already final at the kill; the kill hit nothing")
+    ids = [f.result() for f in futures]
+    pool.shutdown()
+    ok(f"all {len(ids)} jobs accepted in {time.monotonic() - t0:.1f} s (the API takes jobs without workers)")
     r = subprocess.run(shlex.split(args.restart), capture_output=True, text=True)
     if r.returncode != 0:
         fail(f"{args.restart}: {r.stderr.strip()}")
@@ -138,11 +139,17 @@ def kill(args):
     if by_status != {"succeeded": len(ids)}:
         bad = [(j["id"], j["status"], j.get("error")) for j in jobs if j["status"] != "succeeded"]
         fail(f"not every job succeeded: {by_status}; e.g. {bad[:3]}")
-    retried = sum(j.get("attempts", 1) > 1 for j in jobs)
-    if retried == 0:
-        fail("no job needed a second delivery: the kill hit no job the worker held")
-    ok(f"all {len(ids)} jobs succeeded after the kill; {retried} of them on a second delivery "
-       f"(attempts > 1); {time.monotonic() - t0:.1f} s in all")
+    retried = {j["id"] for j in jobs if j.get("attempts", 1) > 1}
+    # A job that was running when its worker died must have been run again, not lost and not
+    # finished by a ghost: its record counts the second delivery.
+    if not was_running <= retried:
+        fail(f"jobs running at the kill show no second delivery: {sorted(was_running - retried)[:3]}")
+    if not was_running:
+        print("  note  no job was running at the instant of the kill (between two jobs); "
+              "the run shows no loss but not a job interrupted mid-inference", flush=True)
+    ok(f"all {len(ids)} jobs succeeded; {len(retried)} on a second delivery (attempts > 1), "
+       f"among them all {len(was_running)} that were running at the kill; "
+       f"{time.monotonic() - t0:.1f} s from the first submission")
 
 
 def get(args):
