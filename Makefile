@@ -31,7 +31,7 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
         fmt lint verify-model verify-int8 verify-providers clean-assets models-extra models-pose chaos soak fuzz bench validate-deploy browser-test \
-        pyclient-venv test-venv
+        pyclient-venv test-venv deploy-test
 
 help: ## List the targets
 	@echo "InferQ make targets:"
@@ -204,6 +204,12 @@ services: ## Make sure Redis and RabbitMQ run on 127.0.0.1 (INFERQ_SKIP_SERVICES
 # cluster, RabbitMQ or Redis. Its tools live in .cache/deploy-venv{,-compose}, installed once.
 validate-deploy: ## Validate Dockerfile, docker-compose.yml and k8s/ offline (yamllint, compose, kustomize, schemas)
 	PYTHON=$(PYTHON) bash scripts/validate-deploy.sh
+
+# The image built and docker-compose.yml run for real (docs/deploy.md, "make deploy-test"): needs
+# root (it installs and starts Debian's docker.io if no engine runs) and takes minutes, so it is
+# not part of `make test`. No registry: the base image is debootstrapped from the apt mirror.
+deploy-test: assets ## Build the images offline and run docker compose end to end: size, a job, a worker kill, down (root)
+	bash scripts/deploy-test.sh
 
 build: ## Debug build of all binaries and tests
 	$(CARGO) build --workspace --bins --tests

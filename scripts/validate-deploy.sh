@@ -101,26 +101,36 @@ yamllint_files() {
 }
 run_step "yamllint" "${#yaml_files[@]} files, .yamllint, strict" yamllint_files
 
-run_step "shellcheck" "scripts/validate-deploy.sh (the health check script: in the Dockerfile step)" \
-    "$VENV/bin/shellcheck" scripts/validate-deploy.sh
+run_step "shellcheck" "validate-deploy.sh, deploy-test.sh and its RabbitMQ entry point (the health check: Dockerfile step)" \
+    "$VENV/bin/shellcheck" scripts/validate-deploy.sh scripts/deploy-test.sh scripts/deploy-test/rabbitmq-entrypoint.sh
 
 # ------------------------------------------------------------------------------- Compose
 compose_v1() {
     # An empty env file: the check must not depend on a developer's .env.
-    local out empty
+    local out empty files=()
+    for f in "$@"; do files+=(-f "$f"); done
     empty=$(mktemp)
-    out=$("$COMPOSE_VENV/bin/docker-compose" --env-file "$empty" -f docker-compose.yml config -q 2>&1)
+    out=$("$COMPOSE_VENV/bin/docker-compose" --env-file "$empty" "${files[@]}" config -q 2>&1)
     local rc=$?
     rm -f "$empty"
     [[ -n $out ]] && echo "$out"
     # Warnings (e.g. an unset variable without a default) count as failures.
-    [[ $rc -eq 0 && $out != *WARN* ]] && echo "   docker-compose.yml is valid"
+    [[ $rc -eq 0 && $out != *WARN* ]] && echo "   $* valid"
 }
-run_step "docker-compose config" "docker-compose 1.29.2 (v1): schema, interpolation, references" compose_v1
+run_step "docker-compose config" "docker-compose 1.29.2 (v1): schema, interpolation, references" \
+    compose_v1 docker-compose.yml
 run_step "compose spec" "current Compose Specification JSON schema (check-jsonschema)" \
     "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
 run_step "compose cross-checks" "health checks, depends_on, option names, grace periods" \
     "$VENV/bin/python" scripts/validate_deploy.py compose docker-compose.yml
+# make deploy-test's override (scripts/deploy-test.sh): merged with the file it overrides.
+compose_override() {
+    compose_v1 docker-compose.yml docker-compose.deploy-test.yml &&
+        "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.deploy-test.yml &&
+        "$VENV/bin/python" scripts/validate_deploy.py compose-override docker-compose.yml docker-compose.deploy-test.yml
+}
+run_step "compose deploy-test" "docker-compose.deploy-test.yml: merged v1 config, spec schema, images only" \
+    compose_override
 
 # ---------------------------------------------------------------------------- Dockerfile
 run_step "Dockerfile" "BuildKit parser, stages, context, versions, user, ports, health check script" \
@@ -181,8 +191,8 @@ for r in "${results[@]}"; do
     printf '  %-5s %-24s %s\n' "$status" "$name" "$detail"
 done
 cat <<'EOF'
-  Not checked here (no Docker engine or cluster on this machine): building the image and its
-  size, running the containers, applying the manifests to a cluster, KEDA's own CRD schema
+  Not checked here: building the image and its size, running the containers (both are
+  `make deploy-test`, root, minutes), applying the manifests to a cluster, KEDA's own CRD schema
   (the ScaledObject is checked against a schema of the fields used, written from KEDA's docs).
 EOF
 exit $failed

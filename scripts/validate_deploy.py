@@ -3,6 +3,8 @@
 
   validate_deploy.py dockerfile            Dockerfile + .dockerignore + the health check script
   validate_deploy.py compose FILE          docker-compose.yml against the code's options
+  validate_deploy.py compose-override BASE FILE
+                                           docker-compose.deploy-test.yml swaps images only
   validate_deploy.py k8s --versions 1.30,1.37 NAME=RENDERED.yaml... [--plain FILE...]
                                            rendered kustomizations: Kubernetes schemas
                                            (kubernetes-validate), KEDA ScaledObject against a
@@ -12,334 +14,21 @@ Facts are read from the sources, never restated: option variables from `env = "I
 in the Rust code, probe routes from api/src/lib.rs, metric names from
 shared/runtime/src/metrics/mod.rs, binary names from the Cargo manifests, the ONNX Runtime version
 from scripts/requirements.txt. Prints one line per finding; exit status 1 if any failed.
+The shared helpers are in deploy_checks.py, the Dockerfile and compose checks in
+validate_docker.py; the Kubernetes checks are here.
 """
 
 import argparse
-import fnmatch
 import functools
-import http.server
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import threading
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VERBOSE = os.environ.get("VALIDATE_VERBOSE", "") not in ("", "0")
-failures, passes = [], []
-
-
-def ok(msg):
-    passes.append(msg)
-    if VERBOSE:
-        print(f"  ok    {msg}")
-
-
-def fail(msg):
-    failures.append(msg)
-    print(f"  FAIL  {msg}")
-
-
-def skip(msg):
-    print(f"  SKIP  {msg}")
-
-
-def check(cond, msg, why=""):
-    (ok if cond else fail)(msg if cond or not why else f"{msg}: {why}")
-    return cond
-
-
-def read(rel):
-    with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
-        return f.read()
-
-
-def rust_sources(*dirs):
-    for d in dirs:
-        for base, _, files in os.walk(os.path.join(ROOT, d)):
-            for name in files:
-                if name.endswith(".rs"):
-                    with open(os.path.join(base, name), encoding="utf-8") as f:
-                        yield f.read()
-
-
-@functools.lru_cache(maxsize=None)
-def known_env():
-    """Every environment variable a binary reads through clap (`env = "…"`)."""
-    names = set()
-    for text in rust_sources("shared", "api/src", "worker/src", "embedded/src", "client/src"):
-        names.update(re.findall(r'\benv\s*=\s*"([A-Z][A-Z0-9_]*)"', text))
-    return names
-
-
-def check_env_names(where, names):
-    bad = sorted(n for n in names if n.startswith("INFERQ_") and n not in known_env())
-    check(not bad, f"{where}: every INFERQ_* variable is an option of the code",
-          f"unknown {bad} (typo, or an option that was renamed?)")
-
-
-@functools.lru_cache(maxsize=None)
-def api_routes():
-    return set(re.findall(r'\.route\(\s*"([^"]+)"', read("api/src/lib.rs")))
-
-
-@functools.lru_cache(maxsize=None)
-def metric_names():
-    return set(re.findall(r'"(inferq_[a-z0-9_]+)"', read("shared/runtime/src/metrics/mod.rs")))
-
-
-def seconds(value):
-    """Compose durations ("45s", "1m30s") or plain numbers, in seconds."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    total, units = 0.0, {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
-    for num, unit in re.findall(r"([\d.]+)(ms|h|m|s)", str(value)):
-        total += float(num) * units[unit]
-    return total
-
-
-# ----------------------------------------------------------------------------- Dockerfile
-
-def dockerignore_patterns():
-    pats = []
-    for line in read(".dockerignore").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            pats.append(line)
-    return pats
-
-
-def ignored(path, patterns):
-    """Docker's rule, simplified: a path is left out when it or a parent matches."""
-    parts = path.strip("/").split("/")
-    result = False
-    for pat in patterns:
-        neg = pat.startswith("!")
-        pat = pat.lstrip("!").strip("/").replace("**/", "*")
-        for i in range(1, len(parts) + 1):
-            if fnmatch.fnmatchcase("/".join(parts[:i]), pat):
-                result = not neg
-                break
-    return result
-
-
-def cargo_bins():
-    bins = set()
-    for manifest in ("api/Cargo.toml", "worker/Cargo.toml", "embedded/Cargo.toml"):
-        text = read(manifest)
-        bins.update(re.findall(r'\[\[bin\]\]\s*name\s*=\s*"([^"]+)"', text))
-    return bins
-
-
-def default_ports():
-    text = read("shared/runtime/src/config.rs") + read("worker/src/config.rs") + read("embedded/src/config.rs")
-    return {int(p) for p in re.findall(r'"0\.0\.0\.0:(\d+)"', text)}
-
-
-def check_dockerfile():
-    import dockerfile  # BuildKit's parser
-
-    cmds = dockerfile.parse_file(os.path.join(ROOT, "Dockerfile"))
-    ok(f"Dockerfile parses with BuildKit's parser ({len(cmds)} instructions)")
-    args, stages, stage = {}, [], None
-    for c in cmds:
-        if c.cmd == "ARG" and stage is None:
-            k, _, v = c.value[0].partition("=")
-            args[k] = v
-        elif c.cmd == "FROM":
-            image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), c.value[0])
-            name = c.value[2] if len(c.value) > 2 else None
-            stage = {"image": image, "name": name, "cmds": []}
-            stages.append(stage)
-        elif stage is not None:
-            stage["cmds"].append(c)
-    for s in stages:
-        tag = s["image"].rsplit(":", 1)[-1] if ":" in s["image"] else ""
-        check(tag and tag != "latest" and "$" not in s["image"],
-              f"stage {s['name']}: base image {s['image']} has a fixed tag")
-    names = [s["name"] for s in stages]
-    patterns = dockerignore_patterns()
-    for i, s in enumerate(stages):
-        for c in s["cmds"]:
-            if c.cmd != "COPY":
-                continue
-            src_from = [f.split("=", 1)[1] for f in c.flags if f.startswith("--from=")]
-            if src_from:
-                check(src_from[0] in names[:i], f"COPY --from={src_from[0]} names an earlier stage")
-            elif not c.heredocs:
-                for src in c.value[:-1]:
-                    exists = os.path.exists(os.path.join(ROOT, src))
-                    check(exists and not ignored(src, patterns),
-                          f"COPY {src}: in the build context",
-                          "missing" if not exists else "excluded by .dockerignore")
-    for needed in ("Cargo.toml", "Cargo.lock", "api/src/main.rs", "worker/src/main.rs",
-                   "embedded/src/main.rs", "shared/core/Cargo.toml", "shared/vision/Cargo.toml",
-                   "shared/runtime/Cargo.toml", "shared/backends/Cargo.toml", "tests/Cargo.toml", "bench/Cargo.toml", "client/Cargo.toml",
-                   "scripts/convert_efficientnet_lite0.py", "models/efficientnet-lite0/1/model.toml",
-                   "models/efficientnet-lite0/labels.txt"):
-        check(not ignored(needed, patterns), f".dockerignore keeps {needed}")
-    for generated in ("target/release/inferq", ".cache/venv", "models/efficientnet-lite0/1/model.onnx"):
-        check(ignored(generated, patterns), f".dockerignore leaves out {generated}")
-
-    # Versions and binaries agree with the sources.
-    pin = re.search(r"^onnxruntime==([\d.]+)", read("scripts/requirements.txt"), re.M).group(1)
-    check(args.get("ORT_VERSION") == pin,
-          f"ORT_VERSION {args.get('ORT_VERSION')} = onnxruntime pin in scripts/requirements.txt ({pin})")
-    check(f"libonnxruntime.so.{pin}" in read("Makefile"), "the Makefile's ORT_DYLIB_PATH has the same version")
-    build = " ".join(c.value[0] for c in stages[0]["cmds"] if c.cmd == "RUN")
-    check("--locked" in build and "--release" in build, "cargo build --release --locked")
-    for b in sorted(cargo_bins()):
-        check(f"--bin {b}" in build, f"builder builds the binary {b}")
-    final = stages[-1]
-    env = {}
-    for c in final["cmds"]:
-        if c.cmd == "ENV":
-            env.update(dict(zip(c.value[::2], c.value[1::2])))
-    check_env_names("Dockerfile ENV", env)
-    copies = [c for c in final["cmds"] if c.cmd == "COPY"]
-    version = args.get("ORT_VERSION", "")
-    copied = set()  # destination paths of the files copied into the runtime image
-    for c in copies:
-        dest = c.value[-1]
-        for src in ([] if c.heredocs else c.value[:-1]):
-            path = dest + os.path.basename(src.rstrip("/")) if dest.endswith("/") else dest
-            copied.add(path.replace("${ORT_VERSION}", version))
-    ort = env.get("ORT_DYLIB_PATH", "").replace("${ORT_VERSION}", version)
-    check(ort in copied, f"ORT_DYLIB_PATH {ort} is the copied library")
-    model_dir = env.get("INFERQ_MODEL_DIR", "")
-    check(any(c.value[-1].startswith(model_dir + "/") for c in copies if "models" in c.value[0]),
-          f"INFERQ_MODEL_DIR {model_dir} holds the copied models")
-    binaries = " ".join(" ".join(c.value) for c in copies)
-    for b in sorted(cargo_bins()):
-        check(f"/out/{b} " in binaries + " ", f"runtime image has {b}")
-    user = [c.value[0] for c in final["cmds"] if c.cmd == "USER"]
-    check(user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0",
-          f"runtime runs as a numeric non-root user ({user[-1] if user else 'none'})")
-    exposed = {int(p.split("/")[0]) for c in final["cmds"] if c.cmd == "EXPOSE" for p in c.value}
-    check(default_ports() <= exposed, f"EXPOSE {sorted(exposed)} covers the default ports {sorted(default_ports())}")
-    cmd = [c.value for c in final["cmds"] if c.cmd == "CMD"]
-    check(cmd and cmd[-1] == ("inferq-api",), "default command is inferq-api")
-    hc = [c for c in final["cmds"] if c.cmd == "HEALTHCHECK"]
-    if not check(bool(hc), "runtime image has a HEALTHCHECK"):
-        return
-    script_path = hc[-1].value[1]
-    scripts = [h.content for c in copies if c.value[-1] == script_path for h in c.heredocs]
-    if check(bool(scripts), f"HEALTHCHECK runs {script_path}, written in the Dockerfile"):
-        check_healthcheck_script(scripts[0])
-
-
-class _Probe(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        code = 200 if self.path in ("/healthz", "/readyz", "/metrics") else 503
-        self.send_response(code)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def check_healthcheck_script(script):
-    """bash -n, then the HTTP probe itself against a loopback server."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "inferq-healthcheck")
-        with open(path, "w") as f:
-            f.write(script)
-        os.chmod(path, 0o755)
-        r = subprocess.run(["bash", "-n", path], capture_output=True, text=True)
-        check(r.returncode == 0, "health check script: bash -n", r.stderr.strip())
-        shellcheck = os.path.join(os.path.dirname(sys.executable), "shellcheck")
-        if os.path.exists(shellcheck):
-            r = subprocess.run([shellcheck, "-s", "bash", path], capture_output=True, text=True)
-            check(r.returncode == 0, "health check script: shellcheck", r.stdout.strip())
-        else:
-            skip("health check script: shellcheck (not installed)")
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Probe)
-        port = server.server_address[1]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        closed = http.server.HTTPServer(("127.0.0.1", 0), _Probe)
-        closed_port = closed.server_address[1]
-        closed.server_close()
-
-        def run(*argv, env=None):
-            return subprocess.run(list(argv), capture_output=True, text=True, timeout=20,
-                                  env={**os.environ, **(env or {})}).returncode
-
-        check(run(path, str(port), "/readyz") == 0, "health check: 200 answer -> healthy")
-        check(run(path, str(port), "/other") == 1, "health check: 503 answer -> unhealthy")
-        check(run(path, str(closed_port), "/healthz") == 1, "health check: closed port -> unhealthy")
-        # Process detection, in a PID namespace of its own so that only the fake processes
-        # are seen (needs root; skipped where unshare is refused).
-        fake = os.path.join(tmp, "bin")
-        os.makedirs(fake)
-        for name in ("inferq-worker", "inferq-api"):
-            shutil.copy("/bin/sleep", os.path.join(fake, name))
-        # The fake process runs as PID 2 of the namespace; wait until it has exec'd, then
-        # probe. When bash (PID 1 there) exits, the kernel ends the namespace's processes.
-        probe = ("unshare --pid --fork --mount-proc bash -c '{0}/{1} 30 & for _ in $(seq 100); do "
-                 "[ \"$(cat /proc/$!/comm 2>/dev/null)\" = {1} ] && break; sleep 0.05; done; {2}'")
-        cases = [("inferq-worker", {"INFERQ_METRICS_LISTEN": f"0.0.0.0:{port}"}, 0, "worker -> /metrics"),
-                 ("inferq-worker", {"INFERQ_METRICS_LISTEN": f"0.0.0.0:{closed_port}"}, 1,
-                  "worker, metrics port closed"),
-                 ("inferq-worker", {"INFERQ_METRICS_LISTEN": ""}, 0, "worker with metrics off"),
-                 ("inferq-api", {"INFERQ_LISTEN": f"0.0.0.0:{port}"}, 0, "api -> /healthz")]
-        if run("unshare", "--pid", "--fork", "--mount-proc", "true") != 0:
-            skip("health check process detection (unshare not permitted here)")
-        else:
-            for name, env, want, what in cases:
-                rc = run("bash", "-c", probe.format(fake, name, path), env=env)
-                check(rc == want, f"health check finds the process: {what}", f"exit {rc}")
-        server.shutdown()
-        server.server_close()
-
-
-# ----------------------------------------------------------------------------- compose
-
-def check_compose(path):
-    with open(path) as f:
-        doc = yaml.safe_load(f)
-    services = doc.get("services", {})
-    for name, svc in services.items():
-        hc = svc.get("healthcheck") or {}
-        check(bool(hc.get("test")) and not hc.get("disable"), f"compose {name}: has a healthcheck")
-        for dep, cond in (svc.get("depends_on") or {}).items():
-            cond = cond.get("condition") if isinstance(cond, dict) else None
-            check(cond == "service_healthy", f"compose {name}: waits for {dep} to be healthy")
-            check(bool((services.get(dep) or {}).get("healthcheck")),
-                  f"compose {dep}: has the healthcheck {name} waits for")
-        env = svc.get("environment") or {}
-        if isinstance(env, list):
-            env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
-        if any(k.startswith("INFERQ_") for k in env):
-            check_env_names(f"compose {name}", env)
-            check(bool(svc.get("build")) and str(svc.get("image", "")).startswith("inferq:"),
-                  f"compose {name}: runs the image built from this repo")
-            grace = seconds(svc.get("stop_grace_period", "10s"))
-            if "INFERQ_DRAIN_TIMEOUT_SECS" in env:
-                drain = float(env["INFERQ_DRAIN_TIMEOUT_SECS"])
-                check(grace >= drain + 10, f"compose {name}: stop_grace_period {grace:g}s >= drain {drain:g}s + 10s")
-                replicas = (svc.get("deploy") or {}).get("replicas", 1)
-                pinned = str(env.get("INFERQ_PIN_THREADS", "true")).lower() == "true"
-                check(not (pinned and replicas > 1 and not svc.get("cpuset")),
-                      f"compose {name}: replicas do not pin their threads onto the same cores")
-            if "INFERQ_SHUTDOWN_GRACE_SECS" in env:
-                sg = float(env["INFERQ_SHUTDOWN_GRACE_SECS"])
-                check(grace > sg, f"compose {name}: stop_grace_period {grace:g}s > shutdown grace {sg:g}s")
-    limits = {str(s["environment"].get("INFERQ_DELIVERY_LIMIT")) for s in services.values()
-              if isinstance(s.get("environment"), dict) and "INFERQ_AMQP_URL" in s["environment"]}
-    check(len(limits) == 1, f"compose: API and workers agree on INFERQ_DELIVERY_LIMIT ({limits})")
-    # Workers fence each tenant's storage references again and sign its webhooks, from the
-    # same key entries the API authenticates with.
-    keys = {(svc.get("command") or [""])[0]: (svc.get("environment") or {}).get("INFERQ_API_KEYS")
-            for svc in services.values() if isinstance(svc.get("environment"), dict)}
-    if keys.get("inferq-api"):
-        check(keys.get("inferq-worker") == keys["inferq-api"],
-              "compose: workers read the API's key entries (INFERQ_API_KEYS)")
-
+from deploy_checks import (ROOT, VERBOSE, api_routes, check, check_env_names, fail, failures,
+                           metric_names, ok, passes, skip)
+from validate_docker import check_compose, check_compose_override, check_dockerfile
 
 # ----------------------------------------------------------------------------- Kubernetes
 
@@ -673,6 +362,9 @@ def main():
     sub.add_parser("dockerfile")
     c = sub.add_parser("compose")
     c.add_argument("file")
+    o = sub.add_parser("compose-override")
+    o.add_argument("base")
+    o.add_argument("override")
     k = sub.add_parser("k8s")
     k.add_argument("--versions", required=True)
     k.add_argument("--plain", nargs="*", default=[])
@@ -682,6 +374,8 @@ def main():
         check_dockerfile()
     elif args.what == "compose":
         check_compose(args.file)
+    elif args.what == "compose-override":
+        check_compose_override(args.base, args.override)
     else:
         renders = [r.split("=", 1) for r in args.renders]
         check_k8s(renders, args.plain, args.versions.split(","))
@@ -692,3 +386,4 @@ def main():
 
 if __name__ == "__main__":
     sys.exit(main())
+
