@@ -101,6 +101,18 @@ test('the camera mode sends frames as jobs and draws the pose over the live pict
   assertFigures(await streamUntil(page, 10), 1);
   await page.click('#stream-stop');
 
+  // An image-to-image model: its output image for the newest frame is shown.
+  await page.selectOption('#model', 'tiny-invert');
+  await page.click('#stream-start');
+  const inverted = await streamUntil(page, 5);
+  assert.equal(inverted.kind, 'image');
+  assert.equal(inverted.dots, 0, 'the pose of the previous model is gone');
+  await page.waitForFunction(() => {
+    const img = document.getElementById('stream-output-img');
+    return !document.getElementById('stream-output-figure').hidden && img.complete && img.naturalWidth === 32;
+  }, null, { timeout: 10_000 });
+  await page.click('#stream-stop');
+
   // Back to the Image mode: the camera is released.
   await page.check('input[name="mode"][value="image"]');
   assert.equal(await page.isVisible('#drop'), true);
