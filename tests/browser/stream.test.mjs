@@ -75,7 +75,7 @@ function assertFigures(f, maxInFlight) {
   assert.ok(f.peak >= 1 && f.peak <= maxInFlight, `at most ${maxInFlight} frames in flight, saw ${f.peak}`);
 }
 
-test('the camera mode sends frames as jobs and draws the pose over the live picture', async () => {
+test('the camera mode sends frames as jobs and draws the pose over the live picture', async (t) => {
   const page = await openPage();
   await page.selectOption('#model', 'movenet-lightning');
   await page.check('input[name="mode"][value="camera"]');
@@ -84,6 +84,7 @@ test('the camera mode sends frames as jobs and draws the pose over the live pict
   assert.equal(await page.inputValue('#max-inflight'), '2', 'two frames in flight by default');
   await page.click('#stream-start');
   const f = await streamUntil(page, 20);
+  t.diagnostic(`2 in flight: ${f.drawn} drawn of ${f.sent} sent, ${f.fps} frames/s, p50 ${f.p50}, p95 ${f.p95}, p99 ${f.p99}`);
   assertFigures(f, 2);
   // The video shows the fake camera's picture.
   const video = await page.evaluate(() => {
@@ -98,7 +99,9 @@ test('the camera mode sends frames as jobs and draws the pose over the live pict
   assert.match(await page.textContent('#stream-status'), /Stopped after \d+ frames drawn/);
   await page.fill('#max-inflight', '1');
   await page.click('#stream-start');
-  assertFigures(await streamUntil(page, 10), 1);
+  const single = await streamUntil(page, 10);
+  t.diagnostic(`1 in flight: ${single.drawn} drawn of ${single.sent} sent, ${single.fps} frames/s, p50 ${single.p50}, p95 ${single.p95}, p99 ${single.p99}`);
+  assertFigures(single, 1);
   await page.click('#stream-stop');
 
   // An image-to-image model: its output image for the newest frame is shown.
