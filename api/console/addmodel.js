@@ -126,12 +126,13 @@
   /* The next free version of an existing name, 1 for a new one. */
   async function suggestVersion() {
     const name = $('am-name').value.trim();
-    if (!name || $('am-version').dataset.touched) return;
+    const mine = () => $('am-version').dataset.touched || document.activeElement === $('am-version');
+    if (!name || mine()) return;
     try {
       const list = await api.json('/v1/models', { prompt: false, cache: 'no-store' });
       const m = list.models.find((x) => x.name === name);
       // The user may have typed a version or another name meanwhile.
-      if ($('am-version').dataset.touched || $('am-name').value.trim() !== name) return;
+      if (mine() || $('am-name').value.trim() !== name) return;
       $('am-version').value = String(m ? Math.max(...m.versions.map((v) => v.version)) + 1 : 1);
     } catch (_) {
       /* left as it is */

@@ -55,7 +55,11 @@ async function openPage() {
 }
 
 async function refusal(page) {
-  await page.waitForSelector('#am-error:not([hidden])', { timeout: 15_000 });
+  try {
+    await page.waitForSelector('#am-error:not([hidden])', { timeout: 15_000 });
+  } catch (e) {
+    throw new Error(`no refusal shown; status: "${await page.textContent('#am-status')}", manifest: ${await page.inputValue('#am-manifest')}`, { cause: e });
+  }
   return page.textContent('#am-error');
 }
 
@@ -78,7 +82,7 @@ test('uploads a model from the browser, selects it once served, and runs a job o
 
   // The tab's key may submit and read, not register: the server says so inline.
   await page.click('#am-submit');
-  assert.match(await refusal(page), /403|forbidden|admin/i);
+  assert.match(await refusal(page), /forbidden: this API key lacks the `admin` scope/);
   assert.equal(await page.$$eval('#model option', (os) => os.some((o) => o.value === 'browser-pose')), false);
 
   // With an admin key for this upload it goes through and becomes selectable.
@@ -117,18 +121,26 @@ test('shows the server’s refusals inline: not an ONNX file, a broken manifest,
 
   // A real model with a manifest edited into nonsense.
   await page.setInputFiles('#am-file', TINY_POSE);
-  await page.waitForFunction(() => document.getElementById('am-error').hidden);
+  await page.waitForFunction(() => document.getElementById('am-error').hidden && document.getElementById('am-onnx').textContent.startsWith('Read from the file'));
   await page.click('#am-form summary');
   await page.fill('#am-manifest', 'kind = "nonsense"\n');
   await page.click('#am-submit');
   assert.match(await refusal(page), /invalid manifest/);
 
-  // The panel rewrites the manifest on request; an existing version is a 409.
+  // The panel rewrites the manifest on request; an existing version is a
+  // 409. (A name of this test's own: the repository's other models are
+  // symlinks into the source tree.)
   await page.click('#am-regenerate');
-  await page.fill('#am-name', 'tiny-pose');
+  await page.fill('#am-name', 'refused-twice');
   await page.fill('#am-version', '1');
   await page.click('#am-submit');
-  assert.match(await refusal(page), /version_exists/);
+  await page.waitForFunction(() => /is served/.test(document.getElementById('am-status').textContent), null, { timeout: 60_000 });
+  assert.equal(await page.inputValue('#am-version'), '2');
+  await page.fill('#am-version', '1');
+  await page.click('#am-submit');
+  assert.match(await refusal(page), /^The server refused the model: version_exists: /);
+  assert.ok(fs.existsSync(path.join(modelDir, 'refused-twice/1/model.onnx')));
+  assert.equal(fs.existsSync(path.join(modelDir, 'refused-twice/2')), false);
   assert.equal(await page.$$eval('#model option', (os) => os.some((o) => o.value === 'broken')), false);
   assert.deepEqual(page.problems, []);
 });
