@@ -17,8 +17,13 @@ export const IMAGES = path.join(ROOT, 'tests/images');
 export const BIN = process.env.INFERQ_BIN || path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'debug/inferq');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
-/** A model repository of symlinks: the real classifier, pose and heatmap nets, and the tiny test models. */
-export function modelRepository() {
+/**
+ * A model repository of symlinks: the real classifier, pose and heatmap nets,
+ * and the tiny test models. With `writable`, each model is a real directory
+ * whose entries (versions, labels) are the symlinks, so that a server allowed
+ * to register models writes new versions here, never into the source tree.
+ */
+export function modelRepository({ writable = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inferq-console-models-'));
   const models = {
     'efficientnet-lite0': path.join(ROOT, 'models/efficientnet-lite0'),
@@ -33,7 +38,12 @@ export function modelRepository() {
     if (!fs.existsSync(path.join(target, '1/model.onnx'))) {
       throw new Error(`${target}/1/model.onnx is missing: run 'make assets' first`);
     }
-    fs.symlinkSync(target, path.join(dir, name));
+    if (!writable) {
+      fs.symlinkSync(target, path.join(dir, name));
+      continue;
+    }
+    fs.mkdirSync(path.join(dir, name));
+    for (const entry of fs.readdirSync(target)) fs.symlinkSync(path.join(target, entry), path.join(dir, name, entry));
   }
   return dir;
 }

@@ -22,7 +22,7 @@ let server;
 let modelDir;
 
 before(async () => {
-  modelDir = modelRepository();
+  modelDir = modelRepository({ writable: true });
   server = await startServer('console-models', modelDir, [
     '--allow-model-upload', 'true', '--auth', 'true', '--api-keys', `console:submit+read:${KEY},ops:admin:${ADMIN}`,
   ]);
@@ -127,9 +127,8 @@ test('shows the server’s refusals inline: not an ONNX file, a broken manifest,
   await page.click('#am-submit');
   assert.match(await refusal(page), /invalid manifest/);
 
-  // The panel rewrites the manifest on request; an existing version is a
-  // 409. (A name of this test's own: the repository's other models are
-  // symlinks into the source tree.)
+  // The panel rewrites the manifest on request; an existing version is a 409.
+  // (A model this test uploads itself, so that it never depends on others.)
   await page.click('#am-regenerate');
   await page.fill('#am-name', 'refused-twice');
   await page.fill('#am-version', '1');
