@@ -1,4 +1,4 @@
-/* InferQ console, part 1 of 4: talking to the API.
+/* InferQ console: talking to the API.
  *
  * Every call goes through request(), which adds the API key (if the user gave
  * one) and, when the server answers 401, asks for a key in a dialog and tries
@@ -80,12 +80,13 @@
   }
 
   /* fetch() with the key; `prompt: false` turns the 401 dialog off (for
-     background polling, which must not nag). */
+     background polling, which must not nag); `key` sends that key instead
+     of the tab's for this one call (an admin key for an upload). */
   async function request(path, options = {}) {
-    const { prompt = true, ...init } = options;
+    const { prompt = true, key: override, ...init } = options;
     for (;;) {
       const headers = new Headers(init.headers || {});
-      const current = key();
+      const current = override || key();
       if (current) headers.set('Authorization', 'Bearer ' + current);
       let resp;
       try {
@@ -104,7 +105,7 @@
           const reason = current
             ? 'The server did not accept that key. Enter another one.'
             : 'This server asks for an API key.';
-          if (current) setKey(null);
+          if (current && !override) setKey(null);
           if (await askKey(reason)) continue;
         }
         throw new ApiError(401, problem, 'An API key is needed: ' + detail);

@@ -1,4 +1,4 @@
-/* InferQ console, part 4 of 4: the page itself.
+/* InferQ console: the page itself (the "Image" mode).
  *
  * Loads the model list (GET /v1/models), takes an image by drop, file
  * picker, paste or address, submits it (POST /v1/jobs: the raw bytes, or
@@ -69,20 +69,28 @@
     describe();
   }
 
-  async function loadModels() {
+  /* (Re)reads the model list; keeps the chosen model when it is still
+     there, else picks `prefer`, else the server's default. Resolves to the
+     list. */
+  async function loadModels(prefer) {
     try {
       const list = await api.json('/v1/models', { cache: 'no-store' });
       state.models = list.models;
       const select = $('model');
+      const before = prefer || select.value;
       select.replaceChildren(...list.models.map((m) => new Option(m.name, m.name)));
-      if (list.models.some((m) => m.name === list.default_model)) select.value = list.default_model;
+      if (list.models.some((m) => m.name === before)) select.value = before;
+      else if (list.models.some((m) => m.name === list.default_model)) select.value = list.default_model;
       select.disabled = list.models.length === 0;
       $('run').disabled = list.models.length === 0;
       fillVersions();
       if (!list.models.length) setStatus('The server serves no models yet.', 'error');
+      document.dispatchEvent(new CustomEvent('inferq:models'));
+      return list;
     } catch (e) {
       $('model').replaceChildren(new Option('(not loaded)', ''));
       setStatus('Could not load the models: ' + e.message + ' Reload the page to try again.', 'error');
+      return null;
     }
   }
 
@@ -318,6 +326,8 @@
       if (!state.models.length) loadModels();
     }
   }
+
+  InferQ.app = { currentModel, currentVersion, loadModels, setStatus };
 
   function main() {
     $('model').addEventListener('change', fillVersions);

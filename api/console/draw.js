@@ -1,4 +1,4 @@
-/* InferQ console, part 2 of 4: drawing a job's result.
+/* InferQ console: drawing a job's result.
  *
  * One function per output kind turns the `result` of a job record into
  * something to look at: top-k bars for classifiers, keypoints and skeleton

@@ -1,4 +1,4 @@
-/* InferQ console, part 3 of 4: the live service panel.
+/* InferQ console: the live service panel.
  *
  * Polls GET /v1/stats every 2 s while the tab is visible and shows, per
  * model, the backlog, the age of the oldest waiting job, throughput and

@@ -48,6 +48,8 @@ async fn the_page_and_its_assets_are_served_with_types_and_cache_headers() {
     assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
     assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"));
+    // The Video file mode plays a local file from a blob: URL.
+    assert!(csp.contains("media-src 'self' blob:"), "{csp}");
     let page = String::from_utf8(body).unwrap();
     assert!(page.contains("<title>InferQ console</title>"));
     // Everything the page loads or links to is on this origin (no CDN).
@@ -80,6 +82,10 @@ async fn the_page_and_its_assets_are_served_with_types_and_cache_headers() {
         ("api.js", "text/javascript; charset=utf-8"),
         ("draw.js", "text/javascript; charset=utf-8"),
         ("stats.js", "text/javascript; charset=utf-8"),
+        ("meter.js", "text/javascript; charset=utf-8"),
+        ("onnxinfo.js", "text/javascript; charset=utf-8"),
+        ("stream.js", "text/javascript; charset=utf-8"),
+        ("addmodel.js", "text/javascript; charset=utf-8"),
         ("app.css", "text/css; charset=utf-8"),
     ] {
         // The versioned URL the page uses is immutable; any other revalidates.

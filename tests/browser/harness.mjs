@@ -1,6 +1,7 @@
-// Helpers for the console's browser test: the embedded server on a free
-// port, the model repository it serves, Chromium, and a small PNG reader for
-// checking pixels of screenshots (no image library needed).
+// Helpers for the console's browser tests: the embedded server on a free
+// port, the model repository it serves, Chromium, a small PNG reader for
+// checking pixels of screenshots (no image library needed), and a Y4M clip
+// writer for Chromium's fake camera.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -16,8 +17,13 @@ export const IMAGES = path.join(ROOT, 'tests/images');
 export const BIN = process.env.INFERQ_BIN || path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'debug/inferq');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
-/** A model repository of symlinks: the real classifier and heatmap net, and the tiny test models. */
-export function modelRepository() {
+/**
+ * A model repository of symlinks: the real classifier, pose and heatmap nets,
+ * and the tiny test models. With `writable`, each model is a real directory
+ * whose entries (versions, labels) are the symlinks, so that a server allowed
+ * to register models writes new versions here, never into the source tree.
+ */
+export function modelRepository({ writable = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inferq-console-models-'));
   const models = {
     'efficientnet-lite0': path.join(ROOT, 'models/efficientnet-lite0'),
@@ -26,12 +32,18 @@ export function modelRepository() {
     'tiny-detect': path.join(ROOT, 'tests/models/tiny-detect'),
     'tiny-invert': path.join(ROOT, 'tests/models/tiny-invert'),
     'heatmap-bright': path.join(ROOT, 'models/heatmap-bright'),
+    'movenet-lightning': path.join(ROOT, 'models/movenet-lightning'),
   };
   for (const [name, target] of Object.entries(models)) {
     if (!fs.existsSync(path.join(target, '1/model.onnx'))) {
       throw new Error(`${target}/1/model.onnx is missing: run 'make assets' first`);
     }
-    fs.symlinkSync(target, path.join(dir, name));
+    if (!writable) {
+      fs.symlinkSync(target, path.join(dir, name));
+      continue;
+    }
+    fs.mkdirSync(path.join(dir, name));
+    for (const entry of fs.readdirSync(target)) fs.symlinkSync(path.join(target, entry), path.join(dir, name, entry));
   }
   return dir;
 }
@@ -163,4 +175,39 @@ export function decodePng(buf) {
       return [px[i], px[i + 1], px[i + 2]];
     },
   };
+}
+
+/**
+ * Writes a Y4M clip (4:2:0, full-range BT.601 as in JPEG) for Chromium's
+ * `--use-file-for-fake-video-capture`: the PNG at `pngPath`, `frames` times,
+ * each shifted `step` pixels further to the right (edges repeated), so that
+ * the camera shows a picture that moves. Chromium plays the file in a loop.
+ */
+export function writeY4m(pngPath, outPath, { frames = 8, fps = 15, step = 4 } = {}) {
+  const png = decodePng(fs.readFileSync(pngPath));
+  const w = png.width & ~1;
+  const h = png.height & ~1;
+  const parts = [Buffer.from(`YUV4MPEG2 W${w} H${h} F${fps}:1 Ip A1:1\n`, 'latin1')];
+  for (let f = 0; f < frames; f++) {
+    const shift = f * step;
+    const y = Buffer.alloc(w * h);
+    const u = Buffer.alloc((w / 2) * (h / 2));
+    const v = Buffer.alloc((w / 2) * (h / 2));
+    const clamp = (x) => Math.max(0, Math.min(255, Math.round(x)));
+    for (let row = 0; row < h; row++) {
+      for (let col = 0; col < w; col++) {
+        const [r, g, b] = png.at(Math.max(0, col - shift), row);
+        y[row * w + col] = clamp(0.299 * r + 0.587 * g + 0.114 * b);
+        if (row % 2 === 0 && col % 2 === 0) {
+          const i = (row / 2) * (w / 2) + col / 2;
+          u[i] = clamp(128 - 0.168736 * r - 0.331264 * g + 0.5 * b);
+          v[i] = clamp(128 + 0.5 * r - 0.418688 * g - 0.081312 * b);
+        }
+      }
+    }
+    parts.push(Buffer.from('FRAME\n', 'latin1'), y, u, v);
+  }
+  fs.mkdirSync(path.dirname(outPath), { recursive: true });
+  fs.writeFileSync(outPath, Buffer.concat(parts));
+  return { width: w, height: h, frames };
 }

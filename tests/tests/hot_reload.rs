@@ -109,6 +109,84 @@ async fn new_version_is_picked_up_without_failures() {
     let _ = std::fs::remove_dir_all(repo);
 }
 
+/// What the console's "Add a model" panel does to a model in use: a new
+/// version registered through `PUT /v1/models/{name}/versions/{v}` while
+/// jobs keep coming. None fails, both versions serve, and the old one can
+/// still be named. (Versions are immutable, so "replacing" a version is
+/// registering the next one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_registered_over_http_under_load_drops_no_job() {
+    if !services_available() {
+        return;
+    }
+    let repo =
+        std::env::temp_dir().join(format!("inferq-put-load-{}", uuid::Uuid::new_v4().simple()));
+    let src = test_models();
+    copy_version(&src.join("tiny-invert/1"), &repo.join("busy/1"));
+    let ns = Namespace::new();
+    // Polling off everywhere: the API learns of the version from the upload,
+    // the worker from the first job that names it.
+    let api = start_api(
+        &ns,
+        &repo,
+        "busy",
+        &["--allow-model-upload", "true", "--model-poll-secs", "0"],
+    )
+    .await;
+    let worker = start_worker(&ns, &repo, &["--threads", "2", "--model-poll-secs", "0"]).await;
+    let client = reqwest::Client::new();
+    let base = api.url();
+    let png = solid_png(16, 16, [200, 100, 50]);
+
+    let submitter = {
+        let (client, base, png) = (client.clone(), base.clone(), png.clone());
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..60 {
+                let (status, body) =
+                    submit(&client, &base, "?model=busy", "image/png", png.clone()).await;
+                assert_eq!(status, 202, "{body}");
+                ids.push(body["id"].as_str().unwrap().to_owned());
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            ids
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = client
+        .put(format!("{base}/v1/models/busy/versions/2"))
+        .multipart(upload_form(&src.join("tiny-embed/1"), None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let ids = submitter.await.unwrap();
+
+    let mut versions = std::collections::BTreeMap::new();
+    for id in &ids {
+        let job = wait_terminal(&client, &base, id, Duration::from_secs(30)).await;
+        assert_eq!(
+            job["status"], "succeeded",
+            "a job failed during the upload: {job}"
+        );
+        let v = job["version"].as_u64().unwrap();
+        let want = if v == 1 { "image" } else { "embedding" };
+        assert_eq!(job["result"]["kind"], want, "{job}");
+        *versions.entry(v).or_insert(0) += 1;
+    }
+    assert!(
+        versions.contains_key(&1) && versions.contains_key(&2),
+        "both versions should have served: {versions:?}"
+    );
+    let old = run_job(&client, &base, "?model=busy&version=1", png).await;
+    assert_eq!(old["result"]["kind"], "image");
+
+    worker.stop().await;
+    api.stop().await;
+    ns.cleanup().await;
+    let _ = std::fs::remove_dir_all(repo);
+}
+
 fn upload_form(model: &Path, labels_rel: Option<&str>) -> reqwest::multipart::Form {
     let mut manifest = std::fs::read_to_string(model.join("model.toml")).unwrap();
     if let Some(rel) = labels_rel {

@@ -1,4 +1,6 @@
-//! The web console: a static page at `/` for trying models in a browser.
+//! The web console: a static page at `/` for trying models in a browser
+//! (an image, the camera or a video file, frame by frame) and for adding a
+//! model through the registration route.
 //!
 //! The page, its stylesheet and its scripts are compiled into the binary
 //! (`include_bytes!` of `api/console/`), so there is nothing to deploy next
@@ -70,9 +72,29 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../console/stats.js"),
     ),
     (
+        "meter.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/meter.js"),
+    ),
+    (
+        "onnxinfo.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/onnxinfo.js"),
+    ),
+    (
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../console/app.js"),
+    ),
+    (
+        "stream.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/stream.js"),
+    ),
+    (
+        "addmodel.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/addmodel.js"),
     ),
     (
         "icon.svg",
@@ -85,9 +107,11 @@ const INDEX: &str = include_str!("../../console/index.html");
 
 /// What the page may load: everything from this origin; images also from
 /// `blob:`/`data:` (a dropped file, an output image) and any http(s) URL (a
-/// picture the user names by its address).
+/// picture the user names by its address); media from `blob:` (a video file
+/// the user chose, played locally in the Video file mode; the camera's
+/// stream is attached directly and needs no source).
 const CSP: &str = "default-src 'self'; img-src 'self' blob: data: https: http:; \
-     style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; \
+     media-src 'self' blob:; style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 struct Console {
@@ -135,7 +159,7 @@ pub async fn index(headers: HeaderMap) -> Response {
 
 /// One of the page's scripts, its stylesheet or its icon.
 #[utoipa::path(get, path = "/console/{file}", tag = "console",
-    params(("file" = String, Path, description = "app.js, api.js, draw.js, stats.js, app.css or icon.svg"),
+    params(("file" = String, Path, description = "app.js, api.js, draw.js, stats.js, meter.js, onnxinfo.js, stream.js, addmodel.js, app.css or icon.svg"),
         ("v" = Option<String>, Query, description = "The content hash the page adds; the current one makes the answer immutable")),
     responses((status = 200, description = "The file", content((String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"))),
         (status = 304, description = "Not modified (If-None-Match)"),
