@@ -12,7 +12,7 @@
 //! settings of the accept loop, api/src/http/server.rs.)
 
 use inferq_tests::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_share_one_h2c_connection() {
@@ -30,22 +30,21 @@ async fn many_streams_share_one_h2c_connection() {
     // backlog, so the long-polled job stays queued for the whole wait.
     let server = start_embedded(&test_models(), "tiny-slow", &["--threads", "1"]).await;
     let url = server.url();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(root().join("scripts/h2_streams.py"))
-            .args(["--url", &url, "--model", "tiny-slow"])
-            .args(["--jobs", "150", "--polls", "16", "--wait", "1"])
-            .output()
-            .expect("run h2_streams.py")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "h2_streams.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = [
+        "--url",
+        &url,
+        "--model",
+        "tiny-slow",
+        "--jobs",
+        "150",
+        "--polls",
+        "16",
+    ]
+    .into_iter()
+    .chain(["--wait", "1"])
+    .map(String::from)
+    .collect();
+    let r = run_json_script(python, "h2_streams.py", args).await;
     eprintln!("{r}");
 
     for (what, status) in [("submit", 202), ("poll", 200), ("infer", 200)] {

@@ -28,23 +28,21 @@ async fn tritonclient_classifies_photos_through_the_queue() {
     let api = start_api(&ns, &real_models(), "efficientnet-lite0", &[]).await;
     let worker = start_worker(&ns, &real_models(), &[]).await;
     let url = api.url().trim_start_matches("http://").to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(test_python())
-            .arg(root().join("scripts/kserve_client.py"))
-            .args(["--url", &url, "--model", "efficientnet-lite0"])
-            .arg("--images")
-            .arg(root().join("tests/images"))
-            .output()
-            .expect("run kserve_client.py (make test-venv installs tritonclient)")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "kserve_client.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let images = root().join("tests/images").display().to_string();
+    let args = [
+        "--url",
+        &url,
+        "--model",
+        "efficientnet-lite0",
+        "--images",
+        &images,
+    ];
+    let r = run_json_script(
+        test_python(),
+        "kserve_client.py",
+        args.map(String::from).to_vec(),
+    )
+    .await;
 
     assert_eq!(r["live"], true);
     assert_eq!(r["ready"], true);

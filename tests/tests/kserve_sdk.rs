@@ -40,24 +40,21 @@ async fn the_kserve_sdk_rest_client_reads_inferq() {
     let ns = Namespace::new();
     let api = start_api(&ns, &real_models(), "efficientnet-lite0", &[]).await;
     let worker = start_worker(&ns, &real_models(), &[]).await;
-    let url = api.url();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(root().join("scripts/kserve_sdk_client.py"))
-            .args(["--url", &url, "--model", "efficientnet-lite0"])
-            .arg("--images")
-            .arg(root().join("tests/images"))
-            .output()
-            .expect("run kserve_sdk_client.py")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "kserve_sdk_client.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (url, images) = (api.url(), root().join("tests/images").display().to_string());
+    let args = [
+        "--url",
+        &url,
+        "--model",
+        "efficientnet-lite0",
+        "--images",
+        &images,
+    ];
+    let r = run_json_script(
+        python,
+        "kserve_sdk_client.py",
+        args.map(String::from).to_vec(),
+    )
+    .await;
     eprintln!("{r}");
 
     // Health as the SDK reads it: the `live`/`ready` members, and model

@@ -44,22 +44,10 @@ async fn tf_serving_client_reads_status_metadata_predictions_and_errors() {
     let (red, blue) = (top1(&red["result"]), top1(&blue["result"]));
     assert_ne!(red, blue, "the test needs two classes");
 
-    let url = base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(test_python())
-            .arg(root().join("scripts/tf_serving_client.py"))
-            .args(["--url", &url, "--model", "tiny-mean"])
-            .output()
-            .expect("run tf_serving_client.py")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "tf_serving_client.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = ["--url", &base, "--model", "tiny-mean"]
+        .map(String::from)
+        .to_vec();
+    let r = run_json_script(test_python(), "tf_serving_client.py", args).await;
 
     let available = json!([{"version": "1", "state": "AVAILABLE",
                              "status": {"error_code": "OK", "error_message": ""}}]);
