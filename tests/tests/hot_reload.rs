@@ -13,6 +13,28 @@ fn copy_version(from: &Path, to: &Path) {
     }
 }
 
+/// Submits 60 jobs for `model`, one every 25 ms, in the background: the
+/// load a model change must not disturb. Yields the job ids.
+fn keep_submitting(
+    client: &reqwest::Client,
+    base: &str,
+    model: &str,
+    png: &[u8],
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let (client, base, png) = (client.clone(), base.to_owned(), png.to_vec());
+    let query = format!("?model={model}");
+    tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for _ in 0..60 {
+            let (status, body) = submit(&client, &base, &query, "image/png", png.clone()).await;
+            assert_eq!(status, 202, "{body}");
+            ids.push(body["id"].as_str().unwrap().to_owned());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        ids
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_version_is_picked_up_without_failures() {
     if !services_available() {
@@ -38,20 +60,7 @@ async fn new_version_is_picked_up_without_failures() {
     let png = solid_png(16, 16, [255, 0, 0]);
 
     // Keep submitting while the new version appears.
-    let submitter = {
-        let (client, base, png) = (client.clone(), base.clone(), png.clone());
-        tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for _ in 0..60 {
-                let (status, body) =
-                    submit(&client, &base, "?model=hot", "image/png", png.clone()).await;
-                assert_eq!(status, 202, "{body}");
-                ids.push(body["id"].as_str().unwrap().to_owned());
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            ids
-        })
-    };
+    let submitter = keep_submitting(&client, &base, "hot", &png);
     tokio::time::sleep(Duration::from_millis(300)).await;
     copy_version(&src.join("tiny-embed/1"), &repo.join("hot/2"));
     let ids = submitter.await.unwrap();
@@ -138,20 +147,7 @@ async fn a_version_registered_over_http_under_load_drops_no_job() {
     let base = api.url();
     let png = solid_png(16, 16, [200, 100, 50]);
 
-    let submitter = {
-        let (client, base, png) = (client.clone(), base.clone(), png.clone());
-        tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for _ in 0..60 {
-                let (status, body) =
-                    submit(&client, &base, "?model=busy", "image/png", png.clone()).await;
-                assert_eq!(status, 202, "{body}");
-                ids.push(body["id"].as_str().unwrap().to_owned());
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            ids
-        })
-    };
+    let submitter = keep_submitting(&client, &base, "busy", &png);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let resp = client
         .put(format!("{base}/v1/models/busy/versions/2"))
