@@ -253,6 +253,69 @@ async fn a_deleted_queue_is_declared_again_not_a_confirmed_loss() {
     ns.cleanup().await;
 }
 
+/// The cluster run's API-kill finding, made deterministic: an API records a
+/// job and binds its Idempotency-Key, then dies before RabbitMQ has the
+/// message (here: the message is purged, which leaves the same state). The
+/// client's retry with the same key must not merely replay the queued
+/// record — nothing would ever run it — but publish the job again; the job
+/// then runs once and the key still names one job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_republishes_a_recorded_job_whose_message_was_lost() {
+    if !services_available() {
+        return;
+    }
+    let ns = Namespace::new();
+    let repo = private_repository("tiny-mean", "submit-replay-window");
+    let api = start_api(&ns, &repo, "tiny-mean", &[]).await;
+    let base = api.url();
+    let client = reqwest::Client::new();
+    let png = solid_png(16, 16, [20, 200, 30]);
+    let key = format!("replay-window-{}", uuid::Uuid::new_v4());
+    let (status, first) = post(&client, &base, Some(&key), &png).await;
+    assert_eq!(status, 202, "{first}");
+
+    let conn = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let purged = ch
+        .queue_purge(
+            ns.queue.as_str().into(),
+            lapin::options::QueuePurgeOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "the first request's message was queued");
+
+    let (status, again) = post(&client, &base, Some(&key), &png).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["id"], first["id"], "the same job, replayed");
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let queue = ch
+        .queue_declare(ns.queue.as_str().into(), passive, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.message_count(),
+        1,
+        "the retry published the job again"
+    );
+    let _ = conn.close(200, "bye".into()).await;
+
+    let worker = start_worker(&ns, &repo, &["--threads", "1"]).await;
+    let id = first["id"].as_str().unwrap();
+    let done = wait_terminal(&client, &base, id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(records(&ns).await.len(), 1, "one job for the key");
+    worker.stop().await;
+    api.stop().await;
+    ns.cleanup().await;
+}
+
 /// The Redis side of taking over a key whose first request died between
 /// binding it and recording its job (the batch coordinator retries such a
 /// key forever otherwise: "in use" until it expires).
