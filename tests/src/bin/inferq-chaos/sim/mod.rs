@@ -17,7 +17,7 @@ mod scale;
 mod scenarios;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -26,11 +26,12 @@ pub(crate) use deploy::Sim;
 /// Options of `inferq-chaos cluster`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SimArgs {
-    /// Scenarios to run, in this order: broker, redis, api, scale, autoscale.
+    /// Scenarios to run, in this order: broker, redis, api, scale, autoscale,
+    /// partition (the leader's host cut off), majority (two broker nodes down).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "broker,redis,api,scale,autoscale"
+        default_value = "broker,redis,api,scale,autoscale,partition,majority"
     )]
     scenarios: Vec<String>,
     /// Model of the jobs (`tiny-*` from tests/models, others from models/).
@@ -73,6 +74,14 @@ pub(crate) struct SimArgs {
     /// the loop's times).
     #[arg(long, default_value_t = 10.0)]
     stabilization_secs: f64,
+    /// Seconds the leader's host stays cut off in the partition scenario
+    /// (the nodes' net_ticktime is 10 s: long enough for them to notice).
+    #[arg(long, default_value_t = 30.0)]
+    partition_secs: f64,
+    /// Seconds two of the three broker nodes stay down in the majority
+    /// scenario (shorter than a client's 60 s of retries).
+    #[arg(long, default_value_t = 20.0)]
+    outage_secs: f64,
     /// Seconds every accepted job of a scenario may take to finish after
     /// the submissions end.
     #[arg(long, default_value_t = 120.0)]
@@ -178,7 +187,15 @@ async fn run(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<Vec<Row>> {
         let started = Instant::now();
         eprintln!("\n== scenario {name} ==");
         let mut row = match name.as_str() {
-            "broker" => scenarios::broker(sim, args).await?,
+            "broker" => scenarios::broker(sim, args, scenarios::BrokerFault::Kill).await?,
+            "partition" => {
+                let hold = Duration::from_secs_f64(args.partition_secs);
+                scenarios::broker(sim, args, scenarios::BrokerFault::Partition(hold)).await?
+            }
+            "majority" => {
+                let hold = Duration::from_secs_f64(args.outage_secs);
+                scenarios::broker(sim, args, scenarios::BrokerFault::Majority(hold)).await?
+            }
             "redis" => scenarios::redis(sim, args).await?,
             "api" => scenarios::api(sim, args).await?,
             "scale" => scale::curve(sim, args).await?,

@@ -1,6 +1,8 @@
 //! The fault scenarios: the RabbitMQ node leading the job queue, the Redis
 //! primary and one API are SIGKILLed under steady load (issue 22, items 2, 3
-//! and 5). Fault times are taken right after `kill(2)` returned; the
+//! and 5); the leader's host is partitioned (no TCP reset), and the broker
+//! loses its majority (two of three nodes down: a total outage that
+//! readiness must report). Fault times are taken right after `kill(2)` returned; the
 //! harness scripts take 0.3-1.3 s themselves and are called outside the
 //! timed windows.
 
@@ -80,34 +82,124 @@ pub(crate) fn judge(
     }
 }
 
-/// Item 2: SIGKILL the node that leads the quorum queue, bring it back.
-pub(crate) async fn broker(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<Row> {
+/// How the broker scenarios hurt the RabbitMQ cluster.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BrokerFault {
+    /// SIGKILL the node leading the job queue; start it again after 8 s.
+    Kill,
+    /// Cut the leader's host off the network for this long (its veth down:
+    /// no TCP reset, packets vanish), then reconnect it.
+    Partition(Duration),
+    /// Stop the two other nodes for this long: the leader is alone, pauses
+    /// (`pause_minority`) and there is no broker at all.
+    Majority(Duration),
+}
+
+impl BrokerFault {
+    fn name(self) -> &'static str {
+        match self {
+            BrokerFault::Kill => "broker",
+            BrokerFault::Partition(_) => "partition",
+            BrokerFault::Majority(_) => "majority",
+        }
+    }
+}
+
+/// `/readyz` of every API: `(url, status)`; 0 when it did not answer.
+async fn readiness(urls: &[String]) -> Vec<(String, u16)> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client");
+    let mut out = Vec::new();
+    for u in urls {
+        let status = match client.get(format!("{u}/readyz")).send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        };
+        out.push((u.clone(), status));
+    }
+    out
+}
+
+/// Items 2 and beyond: the node leading the quorum queue SIGKILLed, its
+/// host partitioned, or the two other nodes stopped, under steady load;
+/// then everything brought back.
+pub(crate) async fn broker(
+    sim: &mut Sim,
+    args: &SimArgs,
+    fault: BrokerFault,
+) -> anyhow::Result<Row> {
     sim.set_workers(args.workers)?;
     let before = sim.job_records()?;
     let status = sim.script("rabbit-leader.sh", &[sim.queue.as_str()])?;
     let leader = pairs(&status);
-    let (node, pid) = (
+    let (node, host, pid) = (
         leader.get("leader").cloned().unwrap_or_default(),
+        leader.get("host").cloned().unwrap_or_default(),
         leader.get("pid").and_then(|p| p.parse::<i32>().ok()),
     );
     let pid = pid.ok_or_else(|| anyhow::anyhow!("no leader pid in {status:?}"))?;
-    let mut notes = vec![format!(
-        "queue {} members: {}",
-        sim.queue,
-        leader.get("members").cloned().unwrap_or_default()
-    )];
+    let members = leader.get("members").cloned().unwrap_or_default();
+    let others: Vec<String> = members
+        .split(',')
+        .filter(|m| !m.is_empty() && *m != node)
+        .map(str::to_owned)
+        .collect();
+    let mut notes = vec![format!("queue {} members: {members}", sim.queue)];
     let (progress, handle, t0) = load::spawn(sim.api_urls(), spec(args));
     progress.wait_accepted(args.jobs / 4).await;
-    let killed = kill(pid)?;
-    let at = (killed - t0).as_secs_f64();
-    eprintln!("[{at:6.1}s] SIGKILL leader {node} (pid {pid})");
-    notes.push(format!("leader {node} SIGKILLed at {at:.1} s"));
-    tokio::time::sleep_until((killed + Duration::from_secs(8)).into()).await;
-    sim.script("node.sh", &["start", node.as_str()])?;
+    let mut ok = true;
+    let faulted = match fault {
+        BrokerFault::Kill => kill(pid)?,
+        BrokerFault::Partition(_) => {
+            sim.script("node.sh", &["isolate", host.as_str()])?;
+            Instant::now()
+        }
+        BrokerFault::Majority(_) => {
+            for o in &others {
+                sim.script("node.sh", &["kill", o.as_str()])?;
+            }
+            Instant::now()
+        }
+    };
+    let at = (faulted - t0).as_secs_f64();
+    let what = match fault {
+        BrokerFault::Kill => format!("leader {node} SIGKILLed"),
+        BrokerFault::Partition(d) => format!("leader's host {host} ({node}) cut off for {d:?}"),
+        BrokerFault::Majority(d) => {
+            format!("{} SIGKILLed for {d:?}; {node} alone", others.join(", "))
+        }
+    };
+    eprintln!("[{at:6.1}s] {what}");
+    notes.push(format!("{what} at {at:.1} s"));
+    match fault {
+        BrokerFault::Kill => {
+            tokio::time::sleep_until((faulted + Duration::from_secs(8)).into()).await;
+            sim.script("node.sh", &["start", node.as_str()])?;
+        }
+        BrokerFault::Partition(d) => {
+            tokio::time::sleep_until((faulted + d).into()).await;
+            sim.script("node.sh", &["heal", host.as_str()])?;
+        }
+        BrokerFault::Majority(d) => {
+            // Readiness must say so while no broker can take a job.
+            tokio::time::sleep_until((faulted + d / 2).into()).await;
+            let during = readiness(&sim.api_urls()).await;
+            ok &= during.iter().all(|(_, s)| *s == 503);
+            notes.push(format!(
+                "/readyz during the outage: {during:?} (503 expected)"
+            ));
+            tokio::time::sleep_until((faulted + d).into()).await;
+            for o in &others {
+                sim.script("node.sh", &["start", o.as_str()])?;
+            }
+        }
+    }
     sim.reload_env()?;
     notes.push(format!(
-        "{node} started again {:.1} s after the kill",
-        killed.elapsed().as_secs_f64()
+        "restored {:.1} s after the fault",
+        faulted.elapsed().as_secs_f64()
     ));
     let sub = handle.await?;
     let acc = load::account(
@@ -116,6 +208,9 @@ pub(crate) async fn broker(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<Row>
         Duration::from_secs_f64(args.settle_secs),
     )
     .await;
+    let after = readiness(&sim.api_urls()).await;
+    ok &= after.iter().all(|(_, s)| *s == 200);
+    notes.push(format!("/readyz afterwards: {after:?}"));
     let back = sim.script("rabbit-leader.sh", &[sim.queue.as_str()])?;
     let back = pairs(&back);
     notes.push(format!(
@@ -125,11 +220,11 @@ pub(crate) async fn broker(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<Row>
         back.get("online").cloned().unwrap_or_default()
     ));
     notes.push(format!(
-        "submit latency before the kill: {}",
+        "submit latency before the fault: {}",
         sub.latency(0.0, at)
     ));
     notes.push(format!(
-        "submit latency of jobs sent in the {WINDOW:.0} s after the kill: {}",
+        "submit latency of jobs sent in the {WINDOW:.0} s after the fault: {}",
         sub.latency(at, at + WINDOW)
     ));
     notes.push(format!(
@@ -140,6 +235,7 @@ pub(crate) async fn broker(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<Row>
             "publish nacked",
             "consumer failed",
             "consumer closed",
+            "heartbeat",
         ])
     ));
     let dead = sim.dead_workers();
@@ -148,8 +244,8 @@ pub(crate) async fn broker(sim: &mut Sim, args: &SimArgs) -> anyhow::Result<Row>
         sim.workers.len()
     ));
     let created = sim.job_records()?.saturating_sub(before);
-    let mut row = judge("broker", &sub, &acc, created, notes);
-    row.ok &= dead == 0;
+    let mut row = judge(fault.name(), &sub, &acc, created, notes);
+    row.ok &= dead == 0 && ok;
     Ok(row)
 }
 
