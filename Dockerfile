@@ -119,9 +119,11 @@ FROM artifacts-${ARTIFACTS} AS artifacts
 FROM ${BASE_IMAGE} AS runtime
 ARG ORT_VERSION
 # ca-certificates: TLS to gs://, s3://, https:// inputs and webhooks (rustls reads the
-# system roots). No curl: the health check below speaks HTTP with bash's /dev/tcp.
+# system roots). ffmpeg: the worker decodes video jobs (and encodes output videos) with the
+# ffmpeg/ffprobe CLI as subprocesses (docs/video.md). No curl: the health check below speaks
+# HTTP with bash's /dev/tcp.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libstdc++6 \
+ && apt-get install -y --no-install-recommends ca-certificates libstdc++6 ffmpeg \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 inferq \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \

@@ -30,7 +30,7 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
-        fmt lint verify-model verify-int8 verify-providers clean-assets models-extra models-pose chaos soak fuzz bench validate-deploy browser-test \
+        video-tools fmt lint verify-model verify-int8 verify-providers clean-assets models-extra models-pose chaos soak fuzz bench validate-deploy browser-test \
         pyclient-venv test-venv deploy-test
 
 help: ## List the targets
@@ -200,6 +200,10 @@ $(KSERVE_VENV_STAMP): scripts/requirements-kserve.txt
 services: ## Make sure Redis and RabbitMQ run on 127.0.0.1 (INFERQ_SKIP_SERVICES=1 skips)
 	@bash scripts/ensure-services.sh
 
+# Video jobs decode with the ffmpeg/ffprobe CLI (docs/video.md): installed with apt as root.
+video-tools: ## Make sure ffmpeg/ffprobe are installed for video jobs (apt as root; INFERQ_SKIP_FFMPEG=1 skips)
+	@bash scripts/ensure-ffmpeg.sh
+
 # Offline checks of Dockerfile, docker-compose.yml and k8s/ (docs/deploy.md): no Docker engine,
 # cluster, RabbitMQ or Redis. Its tools live in .cache/deploy-venv{,-compose}, installed once.
 validate-deploy: ## Validate Dockerfile, docker-compose.yml and k8s/ offline (yamllint, compose, kustomize, schemas)
@@ -233,7 +237,7 @@ models-pose: $(MOVENET_ONNX) $(MULTIPOSE_ONNX) ## MoveNet SinglePose + MultiPose
 test: export INFERQ_TEST_REQUIRE_SERVICES := 1
 test: export INFERQ_TEST_REQUIRE_MODELS := 1
 test: export RUST_BACKTRACE := 1
-test: validate-deploy assets services pyclient-venv test-venv ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
+test: validate-deploy assets services video-tools pyclient-venv test-venv ## Full test suite (deploy files, unit, end-to-end against Redis/RabbitMQ/ORT)
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 	@# The web console in headless Chromium (installed with apt if missing; SKIPPED if impossible).
@@ -295,7 +299,7 @@ fuzz: $(CARGO_FUZZ) ## Build the fuzz targets and run each for FUZZ_SECS seconds
 # ---------------------------------------------------------------------------------------------
 # Run
 
-run: assets ## All-in-one server (in-process queue, no services needed), release, on LISTEN
+run: assets video-tools ## All-in-one server (in-process queue, no services needed), release, on LISTEN
 	@echo "InferQ on http://$(LISTEN) - in another shell:"
 	@echo "  curl -s -X POST --data-binary @tests/images/chelsea.png -H 'Content-Type: image/png' 'http://$(LISTEN)/v1/jobs'"
 	@echo "  curl -s 'http://$(LISTEN)/v1/jobs/<id>?wait=10'"

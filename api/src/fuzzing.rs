@@ -45,6 +45,7 @@ fn block_on<F: Future>(future: F) -> F::Output {
 pub fn limits() -> LimitConfig {
     LimitConfig {
         max_body_bytes: 1 << 20,
+        max_video_bytes: 0,
         max_pixels: 40_000_000,
         inline_max_bytes: 256 << 10,
         max_json_bytes: None,

@@ -37,7 +37,7 @@ use tower_http::trace::TraceLayer;
 
 use http::{auth, body_budget, concurrency, error_member, origin, server, trace};
 use routes::{
-    batch_prediction, console, dead_letters, events, health, jobs, kserve, models, openapi,
+    batch_prediction, console, dead_letters, events, frames, health, jobs, kserve, models, openapi,
     predict, register, stats, submit, tf_metadata,
 };
 
@@ -56,8 +56,10 @@ pub use state::{ApiCatalog, AppState, ModelCatalog, Settings, SettingsSources};
 pub fn app(state: AppState) -> Router {
     use auth::{Scope, require};
     // Multipart bodies are read through axum's limit; raw and JSON bodies
-    // through our own reader with the same limit.
-    let body_limit = DefaultBodyLimit::max(state.settings.limits.max_body_bytes);
+    // through our own reader with the same limit. A video may be larger
+    // than an image: each upload is held to its own kind's limit once its
+    // first bytes are known (`intake::encodings::check_size`).
+    let body_limit = DefaultBodyLimit::max(state.settings.limits.upload_limit());
     let method_not_allowed = || async { ApiError::MethodNotAllowed };
     let events = Router::new()
         .route("/v1/events/gcs", require(Scope::Submit, post(events::gcs)))
@@ -109,6 +111,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/v1/jobs/{id}/output",
             require(Scope::Read, get(jobs::output)),
+        )
+        .route(
+            "/v1/jobs/{id}/frames",
+            require(Scope::Read, get(frames::frames)),
         )
         .route(
             "/v1/jobs/{id}/cancel",

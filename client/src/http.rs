@@ -99,7 +99,7 @@ impl Api {
         idempotency_key: Option<&str>,
     ) -> Result<Value, ClientError> {
         let mut query: Vec<(&str, String)> = Vec::new();
-        for k in ["model", "version", "top_k"] {
+        for k in ["model", "version", "top_k", "fps", "max_frames"] {
             if let Some(v) = options.get(k) {
                 query.push((k, v.as_str().map(str::to_owned).unwrap_or(v.to_string())));
             }

@@ -160,9 +160,16 @@ struct SubmitArgs {
     /// POST a signed notification here when each job is final.
     #[arg(long)]
     webhook: Option<String>,
-    /// Wait for every job to finish and print the final records.
+    /// Wait for every job to finish and print the final records (a single video job
+    /// shows a bar of its frames meanwhile).
     #[arg(long)]
     wait: bool,
+    /// Video inputs: frames sampled per second of video (default: every frame).
+    #[arg(long)]
+    fps: Option<f64>,
+    /// Video inputs: the most frames run (default: the server's cap).
+    #[arg(long)]
+    max_frames: Option<u64>,
     /// Idempotency-Key of the submission (`KEY-1`, `KEY-2`, … with several inputs); re-running
     /// the command with it returns the same jobs. Default: a random key per input, so
     /// retries after 429/503 never duplicate a job.

@@ -131,6 +131,8 @@ pub(crate) async fn submit(api: &Api, a: SubmitArgs) -> Result<i32, ClientError>
                 ("model", a.model.clone().map(Value::from)),
                 ("version", a.version.map(Value::from)),
                 ("top_k", a.top_k.map(Value::from)),
+                ("fps", a.fps.map(Value::from)),
+                ("max_frames", a.max_frames.map(Value::from)),
             ],
         );
         if let Some(o) = &output_uri {
@@ -170,7 +172,11 @@ pub(crate) async fn submit(api: &Api, a: SubmitArgs) -> Result<i32, ClientError>
     let mut counts = std::collections::BTreeMap::<String, u64>::new();
     let mut saved = 0;
     for (id, input) in ids.iter().zip(&inputs) {
-        let job = crate::wait_job(api, id).await?;
+        let job = if ids.len() == 1 {
+            wait_with_progress(api, id).await?
+        } else {
+            crate::wait_job(api, id).await?
+        };
         status = status.max(job_exit_status(&job));
         let s = job["status"].as_str().unwrap_or("?").to_owned();
         *counts.entry(s).or_default() += 1;
@@ -196,12 +202,41 @@ pub(crate) async fn submit(api: &Api, a: SubmitArgs) -> Result<i32, ClientError>
     Ok(status)
 }
 
+/// Waits for one job, drawing a bar of its `progress` (the frames of a
+/// video job) on stderr while it runs; a job without progress is just
+/// long-polled.
+async fn wait_with_progress(api: &Api, id: &str) -> Result<Value, ClientError> {
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    loop {
+        let job = api.get(&format!("/v1/jobs/{id}?wait=2")).await?;
+        let s = job["status"].as_str().unwrap_or_default();
+        if !matches!(s, "queued" | "running") {
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            return Ok(job);
+        }
+        let p = &job["progress"];
+        if let (Some(done), Some(total)) = (p["frames_done"].as_u64(), p["frames_total"].as_u64()) {
+            let b = bar.get_or_insert_with(|| progress_of(total, "frames"));
+            b.set_length(total.max(done));
+            b.set_position(done);
+        }
+    }
+}
+
 /// A bar on stderr when there is more than one job (hidden when stderr is
 /// not a terminal, as indicatif does).
 fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     if len < 2 {
         return indicatif::ProgressBar::hidden();
     }
+    progress_of(len, what)
+}
+
+/// A bar of `len` steps named `what` on stderr (hidden when stderr is not
+/// a terminal).
+fn progress_of(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(

@@ -8,7 +8,8 @@ use inferq_api::http::auth::keys::AuthConfig;
 use inferq_backends::fetch::FetchConfig;
 use inferq_runtime::config::{
     AdmissionConfig, BatchConfig, DeliveryConfig, EventConfig, HttpConfig, InferenceConfig,
-    LimitConfig, LogConfig, MetricsConfig, ModelConfig, RetentionConfig, WebhookConfig,
+    LimitConfig, LogConfig, MetricsConfig, ModelConfig, RetentionConfig, VideoConfig,
+    WebhookConfig,
 };
 use inferq_worker::config::ConsumeConfig;
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,9 @@ pub struct EmbeddedConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub limits: LimitConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub video: VideoConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub events: EventConfig,

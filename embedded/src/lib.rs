@@ -60,6 +60,7 @@ pub async fn run(
         tenants.clone(),
         &config.retention,
         &config.delivery,
+        inferq_worker::video::VideoSettings::new(&config.video, &config.limits),
     );
     let state = AppState {
         queue: queue.clone(),

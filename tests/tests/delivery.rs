@@ -32,6 +32,7 @@ fn message(id: JobId) -> JobMessage {
         owner: None,
         webhook: None,
         trace: None,
+        video: None,
     }
 }
 

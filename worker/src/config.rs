@@ -7,7 +7,7 @@ use clap::Parser;
 use inferq_backends::fetch::FetchConfig;
 use inferq_runtime::config::{
     BrokerConfig, DeliveryConfig, InferenceConfig, LimitConfig, LogConfig, MetricsConfig,
-    ModelConfig, RetentionConfig, StoreConfig, WebhookConfig,
+    ModelConfig, RetentionConfig, StoreConfig, VideoConfig, WebhookConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -183,6 +183,9 @@ pub struct WorkerConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub consume: ConsumeConfig,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub video: VideoConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub fetch: FetchConfig,

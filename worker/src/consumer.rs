@@ -14,7 +14,8 @@
 //! is marked failed with an error code and acked. Only infrastructure
 //! failures put a message back on the queue — and a store outage is first
 //! waited out for a while, holding the message, because every requeue
-//! counts against the delivery limit.
+//! counts against the delivery limit. A video input takes the same path
+//! up to the model lookup, then [`crate::video`] runs its frames.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct Processor {
     pub store_patience: Duration,
     /// How long a dead-lettered job is kept for a replay.
     pub dead_letter_ttl: Duration,
+    /// Limits and tools of video jobs (see [`crate::video`]).
+    pub video: crate::video::VideoSettings,
 }
 
 /// How a delivery was settled (for logs and tests).
@@ -168,7 +171,8 @@ impl Processor {
         let bytes: Bytes = match &msg.image {
             ImageSource::Inline(b) => b.clone(),
             ImageSource::Uri(uri) => {
-                match storage::fetch_input(&self.fetcher, fence.as_deref(), uri).await {
+                let max_video = self.video.max_video_bytes;
+                match storage::fetch_input(&self.fetcher, fence.as_deref(), uri, max_video).await {
                     Ok(b) => b,
                     Err(err) => {
                         tracing::info!(code = %err.code, error = %err.message, "input fetch failed");
@@ -206,6 +210,21 @@ impl Processor {
             let _ = record.fail(err, Some(timings), Utc::now());
             return self.finish(&msg, &record).await;
         };
+        if msg.tensor.is_none()
+            && let Some(format) = inferq_core::video::sniff(&bytes)
+        {
+            return self
+                .process_video(
+                    &msg,
+                    record,
+                    entry,
+                    bytes,
+                    format,
+                    timings,
+                    fence.as_deref(),
+                )
+                .await;
+        }
         let input = match &msg.tensor {
             None => WorkInput::Encoded(bytes),
             Some(shape) => match tensor_input(shape, &bytes, &entry.manifest) {
@@ -279,7 +298,7 @@ impl Processor {
 
     /// Stores a terminal record (retrying while the store is flaky) and
     /// frees the image; acks if stored, requeues otherwise.
-    async fn finish(&self, msg: &JobMessage, record: &JobRecord) -> Settle {
+    pub(crate) async fn finish(&self, msg: &JobMessage, record: &JobRecord) -> Settle {
         let mut delay = Duration::from_millis(200);
         let started = std::time::Instant::now();
         for attempt in 1..=STORE_RETRIES {
@@ -310,7 +329,7 @@ impl Processor {
         Settle::Requeue
     }
 
-    async fn drop_blob(&self, msg: &JobMessage) {
+    pub(crate) async fn drop_blob(&self, msg: &JobMessage) {
         if let ImageSource::Blob(key) = &msg.image
             && let Err(e) = self.store.delete_blob(key).await
         {

@@ -5,6 +5,7 @@
 //! - [`inference`]: the trait the loop runs jobs through (the engine, or a
 //!   stand-in in tests);
 //! - [`triage`]: the pure per-delivery decision (run, expire, dead-letter…);
+//! - [`video`]: video jobs (FFmpeg subprocesses, a frame loop on the engine);
 //! - [`dead_letters`]: parks dead-lettered jobs for an operator's replay;
 //! - [`supervisor`]: `--processes`, one supervised worker process per core;
 //! - [`run`]: the production worker on RabbitMQ and Redis.
@@ -29,6 +30,7 @@ pub mod scrape;
 pub mod storage;
 pub mod supervisor;
 pub mod triage;
+pub mod video;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -101,6 +103,7 @@ const DEAD_PREFETCH: u16 = 4;
 const STORE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The processor both worker flavours run.
+#[allow(clippy::too_many_arguments)]
 pub fn processor(
     engine: Arc<Engine>,
     store: Arc<dyn inferq_backends::store::ResultStore>,
@@ -109,6 +112,7 @@ pub fn processor(
     tenants: Arc<inferq_backends::tenant::TenantDirectory>,
     retention: &inferq_runtime::config::RetentionConfig,
     delivery: &inferq_runtime::config::DeliveryConfig,
+    video: video::VideoSettings,
 ) -> Arc<Processor> {
     Arc::new(Processor {
         inference: Arc::new(inference::EngineInference { engine, models }),
@@ -119,6 +123,7 @@ pub fn processor(
         delivery_limit: delivery.delivery_limit.max(1),
         store_patience: STORE_PATIENCE,
         dead_letter_ttl: Duration::from_secs(retention.dead_letter_ttl_secs.max(1)),
+        video,
     })
 }
 
@@ -205,6 +210,7 @@ pub async fn run(
         tenants,
         &config.retention,
         &config.delivery,
+        video::VideoSettings::new(&config.video, &config.limits),
     );
     let prefetch = prefetch_for(config.consume.prefetch, engine.threads(), &models.current());
     tracing::info!(

@@ -101,6 +101,7 @@ mod tests {
             owner: None,
             webhook: None,
             trace: None,
+            video: None,
         }
     }
 

@@ -145,6 +145,10 @@ pub fn job_failure(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Image could not be decoded",
         ),
+        C::VideoDecodeFailed | C::VideoTooLong | C::VideoTooLarge => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Video refused or not decodable",
+        ),
         C::Forbidden | C::UriForbidden | C::Unauthorized => {
             (StatusCode::FORBIDDEN, "Input not allowed")
         }

@@ -106,6 +106,7 @@ mod tests {
     fn limits() -> LimitConfig {
         LimitConfig {
             max_body_bytes: 1 << 20,
+            max_video_bytes: 0,
             max_pixels: 1 << 20,
             inline_max_bytes: 1 << 10,
             max_json_bytes: None,

@@ -1,11 +1,11 @@
 //! Reading a job submission in any of the encodings clients send.
 //!
-//! - a raw image body (`image/*`, `application/octet-stream`);
+//! - a raw image or video body (`image/*`, `video/*`, `application/octet-stream`);
 //! - `multipart/form-data`: a file part (`file` or `image`) plus optional
 //!   `model`, `model_uri`, `version`, `top_k`, `output_uri`, `deadline`,
-//!   `timeout`, `webhook_url` and `webhook_format` fields;
-//! - JSON: `{"model", "model_uri", "version", "top_k", "deadline", "timeout", "input": {...},
-//!   "output": {"uri"}, "webhook": {"url", "format"}}`
+//!   `timeout`, `webhook_url`, `webhook_format`, `fps` and `max_frames` fields;
+//! - JSON: `{"model", "model_uri", "version", "top_k", "deadline", "timeout", "fps",
+//!   "max_frames", "input": {...}, "output": {"uri"}, "webhook": {"url", "format"}}`
 //!   where `input` is exactly one of `{"b64": "<base64 or data: URL>"}` (the
 //!   TF Serving convention), `{"uri": "gs://…|s3://…|https://…|file:///…"}`
 //!   or `{"tensor": [[[…]]]}` (a nested list in the model's input layout).
@@ -14,7 +14,9 @@
 //! syntactically (the worker fetches them), tensors only flattened. Model
 //! specific checks (tensor shape and dtype) happen once the model is known.
 //! The request limits of [`crate::http::request_limits`] (JSON size and depth, URI length)
-//! are applied here, whatever the encoding.
+//! are applied here, whatever the encoding. Raw and multipart bodies are read up
+//! to the larger of the image and video limits, then held to the limit of what
+//! their first bytes say they are ([`check_size`]).
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request};
@@ -50,6 +52,10 @@ pub struct JobOptions {
     pub webhook_url: Option<String>,
     /// `standard` (default) or `cloudevents`.
     pub webhook_format: Option<String>,
+    /// Video inputs: frames sampled per second of video (absent: all).
+    pub fps: Option<f64>,
+    /// Video inputs: most frames run (absent: the worker's default cap).
+    pub max_frames: Option<u64>,
 }
 
 impl JobOptions {
@@ -63,13 +69,15 @@ impl JobOptions {
         self.timeout = body.timeout.or(self.timeout);
         self.webhook_url = body.webhook_url.or(self.webhook_url.take());
         self.webhook_format = body.webhook_format.or(self.webhook_format.take());
+        self.fps = body.fps.or(self.fps);
+        self.max_frames = body.max_frames.or(self.max_frames);
     }
 }
 
 /// The input itself.
 #[derive(Debug, Clone)]
 pub enum Payload {
-    /// Encoded image bytes; `encoding` says how they arrived.
+    /// Encoded image (or video) bytes; `encoding` says how they arrived.
     Image {
         bytes: Bytes,
         encoding: &'static str,
@@ -96,6 +104,10 @@ pub struct JsonJob {
     top_k: Option<usize>,
     deadline: Option<String>,
     timeout: Option<f64>,
+    /// Video inputs: frames sampled per second of video (absent: every frame).
+    fps: Option<f64>,
+    /// Video inputs: most frames run (absent: the server's default cap).
+    max_frames: Option<u64>,
     input: JsonInput,
     output: Option<JsonOutput>,
     webhook: Option<JsonWebhook>,
@@ -119,6 +131,10 @@ pub struct FormJob {
     timeout: Option<f64>,
     webhook_url: Option<String>,
     webhook_format: Option<String>,
+    /// Video: frames per second to sample.
+    fps: Option<f64>,
+    /// Video: most frames to run.
+    max_frames: Option<u64>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -164,34 +180,40 @@ pub async fn parse(
     limits: &LimitConfig,
 ) -> Result<Submission, ApiError> {
     let ct = media_type(req.headers());
-    let payload = if ct.starts_with("image/") || ct == "application/octet-stream" {
-        let (parts, body) = req.into_parts();
-        let bytes = read_body(&parts, body, limits.max_body_bytes).await?;
-        Payload::Image {
-            bytes,
-            encoding: "raw",
-        }
-    } else if ct == "multipart/form-data" {
-        if let Some(charge) = req.extensions().get::<BodyCharge>() {
-            charge
-                .reserve_declared(req.headers(), limits.max_body_bytes)
-                .await?;
-        }
-        let (form, payload) = multipart(req).await?;
-        options.overlay(form);
-        payload
-    } else if ct == "application/json" {
-        let (parts, body): (_, Body) = req.into_parts();
-        let bytes = read_body(&parts, body, limits.json_limit()).await?;
-        let job = parse_json(&bytes, limits)?;
-        options.overlay(job.options);
-        job.payload
-    } else {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "content type `{ct}` is not accepted; send a raw image (image/*, \
-             application/octet-stream), multipart/form-data or application/json"
-        )));
-    };
+    let payload =
+        if ct.starts_with("image/") || ct.starts_with("video/") || ct == "application/octet-stream"
+        {
+            let (parts, body) = req.into_parts();
+            let bytes = read_body(&parts, body, limits.upload_limit()).await?;
+            check_size(&bytes, limits)?;
+            Payload::Image {
+                bytes,
+                encoding: "raw",
+            }
+        } else if ct == "multipart/form-data" {
+            if let Some(charge) = req.extensions().get::<BodyCharge>() {
+                charge
+                    .reserve_declared(req.headers(), limits.upload_limit())
+                    .await?;
+            }
+            let (form, payload) = multipart(req).await?;
+            if let Payload::Image { bytes, .. } = &payload {
+                check_size(bytes, limits)?;
+            }
+            options.overlay(form);
+            payload
+        } else if ct == "application/json" {
+            let (parts, body): (_, Body) = req.into_parts();
+            let bytes = read_body(&parts, body, limits.json_limit()).await?;
+            let job = parse_json(&bytes, limits)?;
+            options.overlay(job.options);
+            job.payload
+        } else {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "content type `{ct}` is not accepted; send a raw image or video (image/*, \
+             video/*, application/octet-stream), multipart/form-data or application/json"
+            )));
+        };
     if let Some(uri) = &options.output_uri {
         check_uri_len("output_uri", uri, limits)?;
     }
@@ -222,6 +244,8 @@ pub fn parse_json(bytes: &[u8], limits: &LimitConfig) -> Result<Submission, ApiE
         timeout: job.timeout,
         webhook_url: job.webhook.as_ref().map(|w| w.url.clone()),
         webhook_format: job.webhook.and_then(|w| w.format),
+        fps: job.fps,
+        max_frames: job.max_frames,
     };
     if let Some(uri) = &options.output_uri {
         check_uri_len("output.uri", uri, limits)?;
@@ -256,7 +280,7 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
             "file" | "image" => image = Some(field.bytes().await.map_err(too_large)?),
             _ if is_file => image = Some(field.bytes().await.map_err(too_large)?),
             "model" | "model_uri" | "version" | "top_k" | "output_uri" | "deadline" | "timeout"
-            | "webhook_url" | "webhook_format" => {
+            | "webhook_url" | "webhook_format" | "fps" | "max_frames" => {
                 let text = field.text().await.map_err(too_large)?;
                 let text = text.trim().to_owned();
                 let number = |t: &str| {
@@ -269,11 +293,17 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
                     "model_uri" => options.model_uri = Some(text),
                     "version" => options.version = Some(number(&text)?),
                     "top_k" => options.top_k = Some(number(&text)? as usize),
-                    "timeout" => {
-                        options.timeout = Some(text.parse().map_err(|_| {
-                            ApiError::InvalidArgument("field `timeout` must be a number".into())
-                        })?)
+                    "timeout" | "fps" => {
+                        let value = Some(text.parse().map_err(|_| {
+                            ApiError::InvalidArgument(format!("field `{name}` must be a number"))
+                        })?);
+                        if name == "fps" {
+                            options.fps = value;
+                        } else {
+                            options.timeout = value;
+                        }
                     }
+                    "max_frames" => options.max_frames = Some(number(&text)?),
                     "deadline" => options.deadline = Some(text),
                     "webhook_url" => options.webhook_url = Some(text),
                     "webhook_format" => options.webhook_format = Some(text),
@@ -282,7 +312,7 @@ async fn multipart(req: Request) -> Result<(JobOptions, Payload), ApiError> {
             }
             other => {
                 return Err(ApiError::InvalidArgument(format!(
-                    "unknown form field `{other}`; expected file, model, model_uri, version, top_k, output_uri, deadline, timeout, webhook_url, webhook_format"
+                    "unknown form field `{other}`; expected file, model, model_uri, version, top_k, output_uri, deadline, timeout, webhook_url, webhook_format, fps, max_frames"
                 )));
             }
         }
@@ -325,11 +355,7 @@ fn json_input(input: JsonInput, limits: &LimitConfig) -> Result<Payload, ApiErro
     // A base64 image must obey the same limit as one sent raw.
     let image = |text: &str| {
         let bytes = decode_b64(text)?;
-        if bytes.len() > limits.max_body_bytes {
-            return Err(ApiError::PayloadTooLarge {
-                limit: limits.max_body_bytes,
-            });
-        }
+        check_size(&bytes, limits)?;
         Ok(Payload::Image {
             bytes,
             encoding: "b64",
@@ -348,6 +374,20 @@ fn json_input(input: JsonInput, limits: &LimitConfig) -> Result<Payload, ApiErro
             "`input` must have exactly one of `b64`, `uri` or `tensor`".into(),
         )),
     }
+}
+
+/// Holds an upload to its limit: `max_video_bytes` for a video (see
+/// [`inferq_core::video::sniff`]), `max_body_bytes` for anything else.
+pub fn check_size(bytes: &[u8], limits: &LimitConfig) -> Result<(), ApiError> {
+    let limit = if inferq_core::video::sniff(bytes).is_some() {
+        limits.video_limit()
+    } else {
+        limits.max_body_bytes
+    };
+    if bytes.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(())
 }
 
 /// Standard or URL-safe base64, padded or not, or a `data:…;base64,` URL.

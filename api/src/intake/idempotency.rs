@@ -96,6 +96,15 @@ pub fn fingerprint(sub: &Submission) -> String {
         o.webhook_format
     ]);
     h.update(options.to_string().as_bytes());
+    // Appended only when given, so keys bound before videos existed keep
+    // their fingerprints.
+    if o.fps.is_some() || o.max_frames.is_some() {
+        h.update(
+            serde_json::json!(["video", o.fps, o.max_frames])
+                .to_string()
+                .as_bytes(),
+        );
+    }
     match &sub.payload {
         Payload::Image { bytes, .. } => {
             h.update(b"image\0");

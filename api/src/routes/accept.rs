@@ -218,6 +218,12 @@ fn job_message(
         owner: record.owner.clone(),
         webhook: record.webhook.clone(),
         trace: record.trace,
+        video: (q.fps.is_some() || q.max_frames.is_some()).then_some(
+            inferq_core::video::VideoParams {
+                fps: q.fps,
+                max_frames: q.max_frames,
+            },
+        ),
     }
 }
 

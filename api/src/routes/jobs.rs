@@ -1,6 +1,7 @@
 //! `GET /v1/jobs/{id}`, `GET /v1/jobs/{id}/output` and
 //! `POST /v1/jobs/{id}/cancel`: reading and steering accepted jobs (the
-//! submit path is [`crate::routes::submit`]).
+//! submit path is [`crate::routes::submit`]; a video job's per-frame
+//! results are [`crate::routes::frames`]).
 
 use std::time::Duration;
 
@@ -109,7 +110,7 @@ pub struct OutputQuery {
     path = "/v1/jobs/{id}/output",
     tag = "jobs",
     params(("id" = String, Path, description = "Job id (UUID)"), OutputQuery),
-    responses((status = 200, description = "The output image", body = crate::http::media::Binary, content_type = "image/png"), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The output image (PNG), or for a video job of an image model the output video (MP4)", content((crate::http::media::Binary = "image/png"), (crate::http::media::Binary = "video/mp4"))), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict with the current state", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn output(
@@ -121,16 +122,22 @@ pub async fn output(
     let query = query(q)?;
     let job_id: JobId = id.parse().map_err(|_| ApiError::JobNotFound(id.clone()))?;
     let record = visible(&principal, state.store.get(job_id).await?, &id)?;
-    let Some(Prediction::Image {
-        content_type,
-        views,
-        ..
-    }) = &record.result
-    else {
-        return Err(ApiError::OutputNotFound(format!(
-            "job {id} has no output image (status {}; only finished image models have one)",
-            record.status
-        )));
+    let (content_type, views) = match &record.result {
+        Some(Prediction::Image {
+            content_type,
+            views,
+            ..
+        }) => (content_type, &views[..]),
+        // A video job of an image model: the transformed video.
+        Some(Prediction::Video {
+            output: Some(out), ..
+        }) => (&out.content_type, &[][..]),
+        _ => {
+            return Err(ApiError::OutputNotFound(format!(
+                "job {id} has no output image (status {}; only finished image models have one)",
+                record.status
+            )));
+        }
     };
     let key = match &query.view {
         None => state.store.output_key(job_id),

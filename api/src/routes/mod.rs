@@ -2,7 +2,7 @@
 //! [`crate::app`], so every path and its scope are read in one place.
 //!
 //! - [`submit`], [`jobs`]: `POST /v1/jobs` and reading, waiting for and
-//!   canceling jobs; [`accept`]: the all-or-nothing step every new job
+//!   canceling jobs; [`frames`]: a video job's per-frame results; [`accept`]: the all-or-nothing step every new job
 //!   takes (also from batches and storage events);
 //! - [`batch_prediction`]: bulk batch prediction over a prefix or a JSONL
 //!   file (not the inference micro-batches the worker forms);
@@ -19,6 +19,7 @@ pub mod batch_prediction;
 pub mod console;
 pub mod dead_letters;
 pub mod events;
+pub mod frames;
 pub mod health;
 pub mod jobs;
 pub mod kserve;

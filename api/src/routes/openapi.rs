@@ -19,12 +19,13 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 #[openapi(
     info(
         title = "InferQ",
-        description = "Job-queue image inference: submit images, poll results; TF Serving and KServe v2 compatible synchronous calls. See the README and docs/ for behaviour and guarantees."
+        description = "Job-queue image inference: submit images or videos, poll results; TF Serving and KServe v2 compatible synchronous calls. See the README and docs/ for behaviour and guarantees."
     ),
     paths(
         crate::routes::submit::submit,
         crate::routes::jobs::get,
         crate::routes::jobs::output,
+        crate::routes::frames::frames,
         crate::routes::jobs::cancel,
         crate::routes::batch_prediction::create,
         crate::routes::batch_prediction::get,

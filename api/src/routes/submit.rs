@@ -47,8 +47,8 @@ pub(crate) const MAX_TOP_K: usize = 1000;
     post,
     path = "/v1/jobs",
     tag = "jobs",
-    params(("model" = Option<String>, Query, description = "Model name (default: the server's default model)"), ("model_uri" = Option<String>, Query, description = "The model by storage reference (a folder with model.onnx + model.toml), installed once; needs --model-uri-allow"), ("version" = Option<u64>, Query, description = "Model version (default: the model's default version, the newest not marked `default = false`)"), ("top_k" = Option<usize>, Query, description = "Classes listed by a classifier (1..=1000)"), ("timeout" = Option<f64>, Query, description = "Seconds the job may wait to start"), ("deadline" = Option<String>, Query, description = "RFC 3339 instant by which the job must start"), ("output_uri" = Option<String>, Query, description = "Storage prefix to also write the result to"), ("webhook_url" = Option<String>, Query, description = "Where to POST a signed notification when the job is final"), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this submission return the same job")),
-    request_body(description = "The image: raw bytes, a multipart form (`file` part and option fields) or JSON", content((crate::http::media::Binary = "image/*"), (crate::http::media::Binary = "application/octet-stream"), (crate::intake::encodings::FormJob = "multipart/form-data"), (crate::intake::encodings::JsonJob = "application/json"))),
+    params(("model" = Option<String>, Query, description = "Model name (default: the server's default model)"), ("model_uri" = Option<String>, Query, description = "The model by storage reference (a folder with model.onnx + model.toml), installed once; needs --model-uri-allow"), ("version" = Option<u64>, Query, description = "Model version (default: the model's default version, the newest not marked `default = false`)"), ("top_k" = Option<usize>, Query, description = "Classes listed by a classifier (1..=1000)"), ("timeout" = Option<f64>, Query, description = "Seconds the job may wait to start"), ("deadline" = Option<String>, Query, description = "RFC 3339 instant by which the job must start"), ("output_uri" = Option<String>, Query, description = "Storage prefix to also write the result to"), ("fps" = Option<f64>, Query, description = "Video inputs: frames sampled per second of video (default: every frame)"), ("max_frames" = Option<u64>, Query, description = "Video inputs: most frames run (default: the worker's video_default_max_frames)"), ("webhook_url" = Option<String>, Query, description = "Where to POST a signed notification when the job is final"), ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this submission return the same job")),
+    request_body(description = "The image or video (MP4, MOV, WebM, animated GIF): raw bytes, a multipart form (`file` part and option fields) or JSON", content((crate::http::media::Binary = "image/*"), (crate::http::media::Binary = "video/*"), (crate::http::media::Binary = "application/octet-stream"), (crate::intake::encodings::FormJob = "multipart/form-data"), (crate::intake::encodings::JsonJob = "application/json"))),
     responses((status = 202, description = "Accepted; Location names the job", body = inferq_core::job::JobRecord), (status = 200, description = "Idempotent replay of an earlier submission", body = inferq_core::job::JobRecord), (status = 400, description = "Invalid request", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or unknown API key", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "The key lacks the scope", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Unsupported media type or image format", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 429, description = "Backlog full; see Retry-After", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Broker or store unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
@@ -158,6 +158,26 @@ fn deadline(
     }
 }
 
+/// The video sampling options: `fps` above 0 and at most
+/// [`inferq_core::video::MAX_FPS`], `max_frames` at least 1. (A worker
+/// holds `max_frames` to its own limit; a still image ignores both.)
+fn check_video_options(q: &JobOptions) -> Result<(), ApiError> {
+    use inferq_core::video::MAX_FPS;
+    if let Some(fps) = q.fps
+        && !(fps > 0.0 && fps <= MAX_FPS)
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "`fps` must be above 0 and at most {MAX_FPS}"
+        )));
+    }
+    if q.max_frames == Some(0) {
+        return Err(ApiError::InvalidArgument(
+            "`max_frames` must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses an output reference the worker could never write, before the job
 /// is accepted: bad syntax gives `invalid_uri`, a bucket off the allow-list,
 /// a path outside the local root or a private address gives `uri_forbidden`.
@@ -240,6 +260,7 @@ async fn prepare(
             "top_k must be between 1 and {MAX_TOP_K}"
         )));
     }
+    check_video_options(&q)?;
     if let Some(out) = &q.output_uri {
         check_output(state, &fence, out)?;
     }
@@ -267,15 +288,26 @@ async fn prepare(
             if bytes.is_empty() {
                 return Err(ApiError::EmptyBody);
             }
-            let header = sniff::inspect(&bytes, state.settings.limits.max_pixels)
-                .map_err(ApiError::BadImage)?;
-            let info = InputInfo {
-                encoding: encoding.into(),
-                format: Some(header.format.as_str().into()),
-                bytes: Some(bytes.len() as u64),
-                width: Some(header.width),
-                height: Some(header.height),
-                ..InputInfo::default()
+            // A video is recognised by its container, never decoded here:
+            // the worker probes and limits it (docs/video.md).
+            let info = if let Some(format) = inferq_core::video::sniff(&bytes) {
+                InputInfo {
+                    encoding: encoding.into(),
+                    format: Some(format.as_str().into()),
+                    bytes: Some(bytes.len() as u64),
+                    ..InputInfo::default()
+                }
+            } else {
+                let header = sniff::inspect(&bytes, state.settings.limits.max_pixels)
+                    .map_err(ApiError::BadImage)?;
+                InputInfo {
+                    encoding: encoding.into(),
+                    format: Some(header.format.as_str().into()),
+                    bytes: Some(bytes.len() as u64),
+                    width: Some(header.width),
+                    height: Some(header.height),
+                    ..InputInfo::default()
+                }
             };
             (Some(bytes), None, info)
         }

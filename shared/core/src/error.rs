@@ -75,6 +75,14 @@ pub enum ErrorCode {
     Unavailable,
     /// Too much work is waiting (for this model, or in the API); retry later.
     Overloaded,
+    /// A video could not be decoded (corrupt, truncated, not a video FFmpeg
+    /// reads, or the decoder is missing on the worker).
+    VideoDecodeFailed,
+    /// A video is longer than the worker's duration limit.
+    VideoTooLong,
+    /// A video exceeds a size limit: frames, pixels per frame or total
+    /// decoded bytes.
+    VideoTooLarge,
     /// A bug or an unexpected condition.
     Internal,
 }
@@ -114,6 +122,9 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::VideoDecodeFailed => "video_decode_failed",
+            ErrorCode::VideoTooLong => "video_too_long",
+            ErrorCode::VideoTooLarge => "video_too_large",
             ErrorCode::Internal => "internal",
         }
     }
@@ -140,6 +151,7 @@ mod tests {
             ErrorCode::NotDeadLettered,
             ErrorCode::IdempotencyKeyReused,
             ErrorCode::Unauthorized,
+            ErrorCode::VideoTooLong,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_string(&code).unwrap();

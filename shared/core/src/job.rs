@@ -225,6 +225,9 @@ pub struct JobRecord {
     pub result: Option<Prediction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
+    /// Frames done so far of a video job (updated while it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::video::Progress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,
     /// Where the result was also written, when the job asked for it.
@@ -313,6 +316,7 @@ impl JobRecord {
             input,
             result: None,
             timings: None,
+            progress: None,
             error: None,
             output: None,
             webhook: None,

@@ -6,7 +6,8 @@
 //! format of a queued job ([`message`]), model manifests ([`manifest`]), the
 //! answers a model gives ([`prediction`]), error codes ([`error`]), trace
 //! context ([`trace`]), the webhook and batch records ([`webhook`],
-//! [`batch_prediction`]) and cheap header-only image identification ([`sniff`]).
+//! [`batch_prediction`]), cheap header-only image identification ([`sniff`])
+//! and video recognition, sampling and per-frame results ([`video`]).
 //!
 //! Nothing here does I/O, decodes pixels or runs a model: the crate is
 //! plain data, parsing and pure rules, so every other crate can depend on
@@ -20,6 +21,7 @@ pub mod message;
 pub mod prediction;
 pub mod sniff;
 pub mod trace;
+pub mod video;
 pub mod webhook;
 
 pub use error::ErrorCode;

@@ -64,6 +64,8 @@ pub struct JobMessage {
     /// The W3C trace the job belongs to (see [`crate::trace`]); the span
     /// id is the API's. Also sent as the AMQP `traceparent` header.
     pub trace: Option<TraceContext>,
+    /// How to sample a video input (ignored for a still image).
+    pub video: Option<crate::video::VideoParams>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -89,6 +91,8 @@ struct Header {
     webhook: Option<crate::webhook::Webhook>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     traceparent: Option<TraceContext>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    video: Option<crate::video::VideoParams>,
 }
 
 /// A message that cannot be understood. The worker acks these (retrying
@@ -125,6 +129,7 @@ impl JobMessage {
             owner: self.owner.clone(),
             webhook: self.webhook.clone(),
             traceparent: self.trace,
+            video: self.video,
         };
         let json = serde_json::to_vec(&header).expect("header serialises");
         let mut out = Vec::with_capacity(7 + json.len() + payload.len());
@@ -163,6 +168,7 @@ impl JobMessage {
             owner: header.owner,
             webhook: header.webhook,
             trace: header.traceparent,
+            video: header.video,
         })
     }
 
@@ -200,6 +206,7 @@ mod tests {
             owner: None,
             webhook: None,
             trace: Some(TraceContext::new_root()),
+            video: None,
         }
     }
 
@@ -233,6 +240,10 @@ mod tests {
         m.output_uri = Some("gs://out/prefix/".into());
         m.deadline = Some(Utc::now());
         m.owner = Some("acme".into());
+        m.video = Some(crate::video::VideoParams {
+            fps: Some(2.5),
+            max_frames: Some(40),
+        });
         let back = JobMessage::decode(Bytes::from(m.encode())).unwrap();
         assert_eq!(back, m);
         let mut t = msg(ImageSource::Inline(Bytes::from(vec![0u8; 12])));

@@ -59,6 +59,22 @@ pub enum Prediction {
     },
     /// Raw output tensors.
     Tensor { outputs: Vec<RawOutput> },
+    /// A video job's summary: the model ran on `frames` sampled frames
+    /// (`fps` per second of video); each frame's result is one line of
+    /// `frames_href` (JSON Lines). Image models also give an `output` video.
+    Video {
+        frames: u64,
+        fps: f64,
+        /// Seconds of video the sampled frames cover.
+        duration: f64,
+        width: u32,
+        height: u32,
+        /// What each frame's result is (`classification`, `keypoints`, …).
+        frame_kind: String,
+        frames_href: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<VideoOutput>,
+    },
 }
 
 /// A local maximum of a heatmap.
@@ -138,4 +154,14 @@ pub struct Detection {
     pub score: f32,
     #[serde(rename = "box")]
     pub bbox: BoundingBox,
+}
+
+/// The output video of a video job (image-to-image models).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VideoOutput {
+    /// `GET` this for the video (`/v1/jobs/{id}/output`).
+    pub href: String,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
 }

@@ -17,6 +17,9 @@ use inferq_core::manifest::Provider;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod video;
+pub use video::VideoConfig;
+
 /// Where jobs are queued (RabbitMQ).
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct BrokerConfig {
@@ -306,6 +309,14 @@ pub struct LimitConfig {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "INFERQ_MAX_BODY_BYTES", default_value_t = 20 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest accepted video (MP4, MOV, WebM, animated GIF) in bytes, sent
+    /// raw or as multipart, or fetched from `input.uri`; 0 = the same as
+    /// max_body_bytes. (A JSON body keeps its own limit, so a base64 video
+    /// is held to max_body_bytes.) Above inline_max_bytes a video waits in
+    /// Redis, not in the queue message.
+    #[arg(long, env = "INFERQ_MAX_VIDEO_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[serde(default = "default_video_bytes")]
+    pub max_video_bytes: usize,
     /// Largest accepted image, in pixels (width × height) — the
     /// decompression-bomb guard.
     #[arg(long, env = "INFERQ_MAX_PIXELS", default_value_t = 40_000_000)]
@@ -336,7 +347,26 @@ pub struct LimitConfig {
     pub max_instances: usize,
 }
 
+fn default_video_bytes() -> usize {
+    64 * 1024 * 1024
+}
+
 impl LimitConfig {
+    /// The video size limit in effect (see `max_video_bytes`).
+    pub fn video_limit(&self) -> usize {
+        if self.max_video_bytes == 0 {
+            self.max_body_bytes
+        } else {
+            self.max_video_bytes
+        }
+    }
+
+    /// The largest upload of any kind: bodies are read up to this, then
+    /// held to the limit of what they turned out to be.
+    pub fn upload_limit(&self) -> usize {
+        self.max_body_bytes.max(self.video_limit())
+    }
+
     /// The JSON body limit in effect (see `max_json_bytes`).
     pub fn json_limit(&self) -> usize {
         self.max_json_bytes.unwrap_or_else(|| {

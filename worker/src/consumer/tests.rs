@@ -121,6 +121,7 @@ fn setup(answer: Answer) -> (Processor, Arc<FakeInference>, Arc<MemoryStore>) {
         delivery_limit: 3,
         store_patience: Duration::from_millis(10),
         dead_letter_ttl: Duration::from_secs(60),
+        video: crate::video::VideoSettings::default(),
     };
     (processor, inference, store)
 }
@@ -139,6 +140,7 @@ fn message(model: &str) -> JobMessage {
         owner: None,
         webhook: None,
         trace: None,
+        video: None,
     }
 }
 

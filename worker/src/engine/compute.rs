@@ -197,6 +197,11 @@ pub(super) fn process(
             let (tensor, geometry) = prep.prepare_decoded(&img, &entry.manifest);
             (tensor, geometry, t1)
         }
+        WorkInput::Frame(frame) => {
+            memory.decoded = frame.as_raw().len() as u64;
+            let (tensor, geometry) = prep.prepare(frame, &entry.manifest);
+            (tensor, geometry, t0)
+        }
         WorkInput::Tensor(t) => {
             let m = &entry.manifest.input;
             let geometry = Geometry {
@@ -243,7 +248,7 @@ struct Member {
     memory: JobMemory,
 }
 
-/// Runs several jobs of one model (all with encoded images) as one batch
+/// Runs several jobs of one model (encoded images or video frames) as one batch
 /// and returns each job's result, in order.
 pub(super) fn process_batch(
     sessions: &mut Sessions,
@@ -257,23 +262,33 @@ pub(super) fn process_batch(
     let mut members = Vec::with_capacity(works.len());
     batch.clear();
     for (i, work) in works.iter().enumerate() {
-        let WorkInput::Encoded(bytes) = &work.input else {
-            // The gatherer only batches encoded images; run anything else alone.
-            results[i] = Some(process(sessions, prep, work, max_pixels));
-            continue;
-        };
         let t0 = Instant::now();
-        let decoded = match decode(prep, bytes, max_pixels, entry) {
-            Ok(d) => d,
-            Err(e) => {
-                results[i] = Some(Err(e));
+        let (tensor, geometry, decoded_bytes, t1) = match &work.input {
+            WorkInput::Encoded(bytes) => {
+                let decoded = match decode(prep, bytes, max_pixels, entry) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        results[i] = Some(Err(e));
+                        continue;
+                    }
+                };
+                let t1 = Instant::now();
+                let (tensor, geometry) = prep.prepare_decoded(&decoded, &entry.manifest);
+                (tensor, geometry, decoded.image.as_raw().len() as u64, t1)
+            }
+            // A decoded video frame: straight to preprocessing.
+            WorkInput::Frame(frame) => {
+                let (tensor, geometry) = prep.prepare(frame, &entry.manifest);
+                (tensor, geometry, frame.as_raw().len() as u64, t0)
+            }
+            WorkInput::Tensor(_) => {
+                // The gatherer only batches images and frames; run anything else alone.
+                results[i] = Some(process(sessions, prep, work, max_pixels));
                 continue;
             }
         };
-        let t1 = Instant::now();
-        let (tensor, geometry) = prep.prepare_decoded(&decoded, &entry.manifest);
         let memory = JobMemory {
-            decoded: decoded.image.as_raw().len() as u64,
+            decoded: decoded_bytes,
             input_tensor: tensor.byte_len(),
             ..JobMemory::default()
         };

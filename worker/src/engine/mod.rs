@@ -110,6 +110,9 @@ pub enum WorkInput {
     Encoded(Bytes),
     /// A ready model input (sent as a tensor); no decoding or resizing.
     Tensor(InputTensor),
+    /// A decoded video frame (upright RGB), preprocessed like a decoded
+    /// image; frames of one video batch together when the model batches.
+    Frame(image::RgbImage),
 }
 
 /// One unit of work for an inference thread.

@@ -11,6 +11,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use image::RgbImage;
 use inferq_core::ErrorCode;
 use inferq_core::job::JobError;
 use inferq_vision::postprocess::{self, Canvas, Interpreted};
@@ -36,15 +37,39 @@ pub(super) fn process_native(
     bytes: &Bytes,
     max_pixels: u64,
 ) -> Result<Outcome, JobError> {
-    let entry = &work.model;
-    let m = &entry.manifest;
-    let session = session(sessions, entry)?;
     let t0 = Instant::now();
     // The whole upright image is fed: an EXIF rotation is applied in the
     // decoded buffer itself (no second copy); see inferq_vision's `orient`.
-    let decoded = decode(prep, bytes, max_pixels, entry)?.into_upright();
-    let t1 = Instant::now();
-    let img = &decoded.image;
+    let decoded = decode(prep, bytes, max_pixels, &work.model)?.into_upright();
+    let decode_ms = ms(t0, Instant::now());
+    let full = (decoded.full_width, decoded.full_height);
+    let mut outcome = run_tiled(sessions, prep, work, &decoded.image, full)?;
+    outcome.decode_ms = decode_ms;
+    Ok(outcome)
+}
+
+/// Runs one decoded video frame (upright RGB) of a native-size model.
+pub(super) fn process_frame(
+    sessions: &mut Sessions,
+    prep: &mut Preprocessor,
+    work: &Work,
+    frame: &RgbImage,
+) -> Result<Outcome, JobError> {
+    run_tiled(sessions, prep, work, frame, frame.dimensions())
+}
+
+/// Runs an upright image tile by tile; `full` is the size of the original
+/// as displayed (for the peaks' coordinates).
+fn run_tiled(
+    sessions: &mut Sessions,
+    prep: &mut Preprocessor,
+    work: &Work,
+    img: &RgbImage,
+    full: (u32, u32),
+) -> Result<Outcome, JobError> {
+    let entry = &work.model;
+    let m = &entry.manifest;
+    let session = session(sessions, entry)?;
     let (w, h) = img.dimensions();
     let s = m.output_scale();
     let out_pixels = u64::from(w * s) * u64::from(h * s);
@@ -106,7 +131,7 @@ pub(super) fn process_native(
             .map_err(failed)?;
     }
     let canvas = canvas.ok_or_else(|| failed("the image has no pixels"))?;
-    let (fw, fh) = (decoded.full_width as f32, decoded.full_height as f32);
+    let (fw, fh) = (full.0 as f32, full.1 as f32);
     let photo = (s == 1).then_some(img);
     let Interpreted {
         prediction,
@@ -119,7 +144,7 @@ pub(super) fn process_native(
         prediction,
         artifact,
         views,
-        decode_ms: ms(t0, t1),
+        decode_ms: 0.0,
         preprocess_ms: prep_ms,
         inference_ms: infer_ms,
         batch_size: 1,

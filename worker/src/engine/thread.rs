@@ -170,6 +170,9 @@ impl ThreadState {
                             self.max_pixels,
                         )
                     }
+                    WorkInput::Frame(frame) if one.model.manifest.native_size() => {
+                        native::process_frame(&mut self.sessions, &mut self.prep, one, frame)
+                    }
                     _ => compute::process(&mut self.sessions, &mut self.prep, one, self.max_pixels),
                 };
                 vec![run]
@@ -226,9 +229,14 @@ impl ThreadState {
 
 /// Whether `work` may join a batch led by `first`: same model entry (the
 /// same `Arc`, so a reload in between never mixes two versions of a model)
-/// and an encoded image (tensor inputs run alone).
+/// and an encoded image or a video frame (tensor inputs run alone).
 fn joins(first: &Work, work: &Work) -> bool {
-    Arc::ptr_eq(&first.model, &work.model) && matches!(work.input, WorkInput::Encoded(_))
+    Arc::ptr_eq(&first.model, &work.model) && batchable(&work.input)
+}
+
+/// Inputs that are decoded and preprocessed into a batch tensor.
+fn batchable(input: &WorkInput) -> bool {
+    matches!(input, WorkInput::Encoded(_) | WorkInput::Frame(_))
 }
 
 /// Collects the batch that `first` leads: held jobs first, then the work
@@ -237,7 +245,7 @@ fn joins(first: &Work, work: &Work) -> bool {
 /// put in `held`, which never grows beyond one batch's worth.
 fn gather(first: Work, rx: &flume::Receiver<Work>, held: &mut VecDeque<Work>) -> Vec<Work> {
     let spec = first.model.manifest.batching;
-    if !spec.enabled() || !matches!(first.input, WorkInput::Encoded(_)) {
+    if !spec.enabled() || !batchable(&first.input) {
         return vec![first];
     }
     let mut batch = Vec::with_capacity(spec.max_batch);
