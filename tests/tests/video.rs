@@ -291,6 +291,110 @@ async fn an_image_model_gives_an_output_video() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A pose model's video comes back annotated: the input frames with the
+/// points and skeleton drawn where the frame's answer puts them (tiny-pose
+/// answers the same three points for any frame: (32, 12) score 0.9,
+/// (16, 24) 0.8 and (48, 36) 0.1, below the drawing threshold).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pose_model_gives_an_annotated_video() {
+    if !services_available() || !ffmpeg_available() {
+        return;
+    }
+    let dir = scratch("video-pose");
+    let ns = Namespace::new();
+    let api = start_api(&ns, &test_models(), "tiny-pose", &[]).await;
+    let worker = start_worker(&ns, &test_models(), &["--threads", "1"]).await;
+    let client = reqwest::Client::new();
+    let base = api.url();
+    let clip = ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=black:size=64x48:rate=6",
+            "-t",
+            "1",
+        ]
+        .into_iter()
+        .chain(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .collect::<Vec<_>>(),
+        &dir.join("black.mp4"),
+    );
+    let job = finished(
+        &client,
+        &base,
+        submit(&client, &base, "", "video/mp4", clip).await,
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let r = &job["result"];
+    assert_eq!(r["frame_kind"], "keypoints", "{r}");
+    assert_eq!(r["output"]["content_type"], "video/mp4", "{r}");
+    assert_eq!(
+        (
+            r["output"]["width"].as_u64(),
+            r["output"]["height"].as_u64()
+        ),
+        (Some(64), Some(48))
+    );
+    let id = job["id"].as_str().unwrap();
+    let lines = frames(&client, &base, id).await;
+    assert_eq!(lines.len(), 6);
+    assert_eq!(lines[0]["result"]["keypoints"][0]["x"], 32.0);
+
+    let video = client
+        .get(format!("{base}/v1/jobs/{id}/output"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let path = dir.join("out.mp4");
+    std::fs::write(&path, &video).unwrap();
+    let raw = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
+        .output()
+        .unwrap()
+        .stdout;
+    let frame = 64 * 48 * 3;
+    assert_eq!(raw.len(), 6 * frame);
+    // (H.264 with 4:2:0 colour blurs small marks: loose colour checks.)
+    let px = |f: usize, x: usize, y: usize| {
+        let i = f * frame + (y * 64 + x) * 3;
+        (raw[i] as i32, raw[i + 1] as i32, raw[i + 2] as i32)
+    };
+    for f in [0, 5] {
+        for (x, y) in [(32, 12), (16, 24)] {
+            let (r, g, b) = px(f, x, y);
+            assert!(
+                r > 120 && r > g + 40 && r > b + 40,
+                "frame {f} point ({x}, {y}): {:?}",
+                (r, g, b)
+            );
+        }
+        // The skeleton edge between them is green.
+        let (r, g, b) = px(f, 24, 18);
+        assert!(g > 120 && g > r + 40, "frame {f} edge: {:?}", (r, g, b));
+        // The 0.1 point and the background stay black.
+        for (x, y) in [(48, 36), (60, 4)] {
+            let (r, g, b) = px(f, x, y);
+            assert!(
+                r.max(g).max(b) < 50,
+                "frame {f} ({x}, {y}): {:?}",
+                (r, g, b)
+            );
+        }
+    }
+
+    worker.stop().await;
+    api.stop().await;
+    ns.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Children of this process that are zombies (state Z).
 fn zombie_children() -> Vec<String> {
     let me = std::process::id().to_string();

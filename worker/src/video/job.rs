@@ -22,17 +22,20 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
+use image::RgbImage;
 use inferq_backends::fetch::fence::StorageFence;
 use inferq_backends::repository::ModelEntry;
 use inferq_backends::store::Saved;
 use inferq_core::ErrorCode;
 use inferq_core::job::{JobError, JobRecord, Timings};
+use inferq_core::manifest::ModelKind;
 use inferq_core::message::JobMessage;
 use inferq_core::prediction::Prediction;
 use inferq_core::video::{FRAMES_VIEW, FrameResult, Progress, VideoFormat, VideoOutput};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::annotate;
 use super::decode::FrameReader;
 use super::encode::{self, Encoder};
 use super::probe::{self, Plan};
@@ -78,13 +81,22 @@ struct Done {
     video: Option<(Vec<u8>, u32, u32)>,
 }
 
+/// A frame with the engine: its index, the inference task and, when the
+/// answer is to be drawn on it, a copy of the picture.
+type Pending = (
+    u64,
+    JoinHandle<Result<Outcome, InferError>>,
+    Option<RgbImage>,
+);
+
 /// The subprocesses and inference tasks of a run, stopped together on any
 /// early exit.
 #[derive(Default)]
 struct Running {
     reader: Option<FrameReader>,
     encoder: Option<Encoder>,
-    pending: VecDeque<(u64, JoinHandle<Result<Outcome, InferError>>)>,
+    /// Frames with the engine, in order.
+    pending: VecDeque<Pending>,
 }
 
 impl Running {
@@ -97,7 +109,7 @@ impl Running {
         if let Some(e) = self.encoder.take() {
             e.kill().await;
         }
-        for (_, task) in self.pending.drain(..) {
+        for (_, task, _) in self.pending.drain(..) {
             task.abort();
         }
     }
@@ -206,6 +218,9 @@ impl Processor {
             .clamp(2, MAX_IN_FLIGHT)
             .min(by_memory.max(2));
         let output_href = format!("/v1/jobs/{}/output", msg.id);
+        // Pose and detection answers are drawn on a copy of their frame,
+        // which doubles the frames in flight's memory (bounded by the window).
+        let annotated = matches!(m.kind, ModelKind::Keypoints | ModelKind::Detection);
         let (mut index, mut done, mut decoded) = (0u64, 0u64, 0u64);
         let mut eof = false;
         let mut lines = Vec::new();
@@ -239,6 +254,7 @@ impl Processor {
                     ))
                     .into());
                 }
+                let copy = annotated.then(|| frame.clone());
                 let (inference, entry, id, top_k) =
                     (self.inference.clone(), entry.clone(), msg.id, msg.top_k);
                 let task = tokio::spawn(
@@ -249,10 +265,10 @@ impl Processor {
                     }
                     .instrument(tracing::Span::current()),
                 );
-                running.pending.push_back((index, task));
+                running.pending.push_back((index, task, copy));
                 index += 1;
             }
-            let Some((i, task)) = running.pending.pop_front() else {
+            let Some((i, task, copy)) = running.pending.pop_front() else {
                 break;
             };
             let outcome = match tokio::time::timeout_at(deadline, task).await {
@@ -279,8 +295,13 @@ impl Processor {
             timings.input_tensor_bytes = outcome.memory.input_tensor;
             timings.model_bytes = outcome.memory.model;
             if let Some(artifact) = &outcome.artifact {
-                self.encode_frame(msg, &plan, running, &artifact.bytes)
-                    .await?;
+                let img = image::load_from_memory(&artifact.bytes)
+                    .map_err(|e| JobError::new(ErrorCode::Internal, format!("output frame: {e}")))?
+                    .to_rgb8();
+                self.encode_frame(msg, &plan, running, img).await?;
+            } else if let Some(mut picture) = copy {
+                annotate::draw(&mut picture, &outcome.prediction);
+                self.encode_frame(msg, &plan, running, picture).await?;
             }
             let mut result = outcome.prediction;
             if let Prediction::Image { href, views, .. } = &mut result {
@@ -332,18 +353,16 @@ impl Processor {
         })
     }
 
-    /// Feeds an image model's output frame (a PNG, as for a still image)
-    /// to the output video's encoder, starting it at the first frame.
+    /// Feeds a frame of the output video — an image model's output frame,
+    /// or the input frame with the pose or detections drawn on it — to the
+    /// encoder, starting it at the first frame.
     async fn encode_frame(
         &self,
         msg: &JobMessage,
         plan: &Plan,
         running: &mut Running,
-        png: &[u8],
+        img: RgbImage,
     ) -> Result<(), Stop> {
-        let img = image::load_from_memory(png)
-            .map_err(|e| JobError::new(ErrorCode::Internal, format!("output frame: {e}")))?
-            .to_rgb8();
         if running.encoder.is_none() {
             let out = TempPath::new(&msg.id, "mp4");
             running.encoder = Some(Encoder::spawn(

@@ -2,9 +2,11 @@
 //!
 //! The decoding is FFmpeg's, driven as a subprocess ([`probe`] reads the
 //! header with `ffprobe`, [`decode`] streams raw RGB frames out of
-//! `ffmpeg`, [`encode`] turns an image model's output frames back into an
-//! MP4), so the worker links no codec and a decoder crash on a hostile file
-//! is a failed job, not a dead worker. [`job`] is the loop: each frame goes
+//! `ffmpeg`, [`encode`] turns an image model's output frames — or, for pose
+//! and detection models, the input frames with the answer drawn on them by
+//! [`annotate`] — back into an MP4), so the worker links no codec and a
+//! decoder crash on a hostile file is a failed job, not a dead worker.
+//! [`job`] is the loop: each frame goes
 //! through the same engine, the same pinned inference threads and the same
 //! preprocessing and postprocessing as a still image, a few frames in
 //! flight at a time (they form micro-batches when the model batches).
@@ -12,6 +14,7 @@
 //! Limits (duration, frames, pixels per frame, decoded bytes, wall time)
 //! are [`VideoSettings`], from `inferq_runtime::config::VideoConfig`.
 
+mod annotate;
 pub mod decode;
 pub mod encode;
 mod job;
