@@ -4,7 +4,9 @@
 //! The images (scripts/make_hostile_images.py) are small on the wire and
 //! just under the default pixel limit: 16-bit RGBA PNG with an EXIF
 //! rotation, CMYK and RGB JPEG, lossless RGBA WebP, a GIF of 200 frames
-//! and an RLE BMP. For each kind the server's peak RSS (`VmHWM`, reset
+//! and an RLE BMP. The GIF, having more than one frame, is a video job since
+//! video jobs exist: its 40-megapixel frames are over the video frame limit,
+//! so it fails `video_too_large` from its header, before any decoding. For each kind the server's peak RSS (`VmHWM`, reset
 //! between kinds through `/proc/<pid>/clear_refs`) is read after two of them
 //! ran at the same time. Before the bounded decode path, two such PNGs took
 //! the process past 1.4 GB.
@@ -110,16 +112,17 @@ async fn two_huge_images_at_once_stay_under_the_memory_bound() {
     let child = Kill(child);
     let idle_mb = status_kb(pid, "VmRSS:") / 1024;
 
+    // (file, content type, the error code a refused kind ends with)
     let kinds = [
-        ("png16-rgba-exif6.png", "image/png"),
-        ("cmyk.jpg", "image/jpeg"),
-        ("rgb.jpg", "image/jpeg"),
-        ("rgba-lossless.webp", "image/webp"),
-        ("frames.gif", "image/gif"),
-        ("rle8.bmp", "image/bmp"),
+        ("png16-rgba-exif6.png", "image/png", None),
+        ("cmyk.jpg", "image/jpeg", None),
+        ("rgb.jpg", "image/jpeg", None),
+        ("rgba-lossless.webp", "image/webp", None),
+        ("frames.gif", "image/gif", Some("video_too_large")),
+        ("rle8.bmp", "image/bmp", None),
     ];
     let mut peaks = Vec::new();
-    for (file, content_type) in kinds {
+    for (file, content_type, refused) in kinds {
         let bytes = std::fs::read(dir.join(file)).unwrap();
         // Reset the high-water mark to the current RSS.
         std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
@@ -135,7 +138,13 @@ async fn two_huge_images_at_once_stay_under_the_memory_bound() {
         });
         let jobs: Vec<_> = futures_join(submit_two).await;
         for job in &jobs {
-            assert_eq!(job["status"], "succeeded", "{file}: {job}");
+            match refused {
+                None => assert_eq!(job["status"], "succeeded", "{file}: {job}"),
+                Some(code) => {
+                    assert_eq!(job["status"], "failed", "{file}: {job}");
+                    assert_eq!(job["error"]["code"], code, "{file}: {job}");
+                }
+            }
         }
         let peak_mb = status_kb(pid, "VmHWM:") / 1024;
         eprintln!(
