@@ -94,6 +94,19 @@ async fn backlog(ns: &Namespace, model: &str) -> i64 {
     n.unwrap_or(0)
 }
 
+/// Messages ready in the namespace's job queue (a passive declare: it
+/// fails when the queue does not exist).
+async fn queued(ch: &lapin::Channel, ns: &Namespace) -> u32 {
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    ch.queue_declare(ns.queue.as_str().into(), passive, Default::default())
+        .await
+        .expect("the job queue exists")
+        .message_count()
+}
+
 async fn post(client: &reqwest::Client, base: &str, key: Option<&str>, png: &[u8]) -> (u16, Value) {
     let mut req = client
         .post(format!("{base}/v1/jobs"))
@@ -233,15 +246,7 @@ async fn a_deleted_queue_is_declared_again_not_a_confirmed_loss() {
     let (status, second) = post(&client, &base, None, &png).await;
     assert_eq!(status, 202, "{second}");
     // Accepted means queued: the message is in the (declared again) queue.
-    let passive = lapin::options::QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let queue = ch
-        .queue_declare(ns.queue.as_str().into(), passive, Default::default())
-        .await
-        .expect("the queue exists again");
-    assert_eq!(queue.message_count(), 1, "the accepted job is queued");
+    assert_eq!(queued(&ch, &ns).await, 1, "the accepted job is queued");
     let _ = conn.close(200, "bye".into()).await;
 
     let worker = start_worker(&ns, &repo, &["--threads", "1"]).await;
@@ -290,16 +295,8 @@ async fn a_retry_republishes_a_recorded_job_whose_message_was_lost() {
     let (status, again) = post(&client, &base, Some(&key), &png).await;
     assert_eq!(status, 202, "{again}");
     assert_eq!(again["id"], first["id"], "the same job, replayed");
-    let passive = lapin::options::QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let queue = ch
-        .queue_declare(ns.queue.as_str().into(), passive, Default::default())
-        .await
-        .unwrap();
     assert_eq!(
-        queue.message_count(),
+        queued(&ch, &ns).await,
         1,
         "the retry published the job again"
     );

@@ -47,6 +47,17 @@ fn ffmpeg(args: &[&str], out: &Path) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
+/// Every frame of a video file as packed RGB bytes (ffmpeg's decode).
+fn decode_rgb(path: &Path) -> Vec<u8> {
+    Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
+        .output()
+        .unwrap()
+        .stdout
+}
+
 /// A clip of the cat photo (still, `secs` long at `fps`), in `ext`'s container.
 fn cat_clip(dir: &Path, secs: u32, fps: u32, ext: &str) -> Vec<u8> {
     let photo = root().join("tests/images/chelsea.png");
@@ -260,13 +271,7 @@ async fn an_image_model_gives_an_output_video() {
     let path = out_dir.join("out.mp4");
     std::fs::write(&path, &video).unwrap();
     // Decode the output: 6 frames of 32x32 whose colour is the negative.
-    let raw = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
-        .output()
-        .unwrap()
-        .stdout;
+    let raw = decode_rgb(&path);
     assert_eq!(raw.len(), 6 * 32 * 32 * 3);
     let mean = |c: usize| {
         raw.iter()
@@ -352,13 +357,7 @@ async fn a_pose_model_gives_an_annotated_video() {
         .unwrap();
     let path = dir.join("out.mp4");
     std::fs::write(&path, &video).unwrap();
-    let raw = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
-        .output()
-        .unwrap()
-        .stdout;
+    let raw = decode_rgb(&path);
     let frame = 64 * 48 * 3;
     assert_eq!(raw.len(), 6 * frame);
     // (H.264 with 4:2:0 colour blurs small marks: loose colour checks.)
