@@ -1,11 +1,13 @@
 //! Submit is all or nothing, against the real RabbitMQ and Redis.
 //!
 //! - A broker that stops answering (a RabbitMQ memory alarm blocks every
-//!   publisher) and clients that hang up mid-submit: every job the client
-//!   did not get a `202` for ends without running (no record, or a final
-//!   `canceled` record saying it was not accepted), no record stays
-//!   `queued`, the backlog counter comes back to the truth, and a retry
-//!   with the same `Idempotency-Key` is accepted and runs.
+//!   publisher) and clients that hang up mid-submit: a job sent without an
+//!   `Idempotency-Key` that the client did not get a `202` for ends without
+//!   running (a final `canceled` record saying it was not accepted); a job
+//!   sent with a key is kept, and the retry with that key gets that same
+//!   job, which runs once — one job per key, whatever the broker did with
+//!   the first message. No record stays `queued` and the backlog counter
+//!   comes back to the truth.
 //! - A deleted job queue: the publish is `mandatory`, so the message is not
 //!   confirmed into the void; the queue is declared again and the job is
 //!   really queued.
@@ -166,6 +168,12 @@ async fn a_broker_that_stops_confirming_leaves_no_half_accepted_job() {
             assert_eq!(code, "unavailable");
             assert!(*took < Duration::from_secs(10), "answered after {took:?}");
         }
+        // A retry while the broker is still blocked is bounded too (it
+        // publishes the kept job again, which blocks like the first).
+        let started = Instant::now();
+        let (status, body) = post(&client, &base, Some(keys[0]), &png).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(started.elapsed() < Duration::from_secs(10));
         // The hung-up submissions end by their own deadline, alarm or not.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
@@ -183,34 +191,48 @@ async fn a_broker_that_stops_confirming_leaves_no_half_accepted_job() {
     assert_eq!(done["status"], "succeeded", "{done}");
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let all = records(&ns).await;
-    let mut succeeded = 0;
-    for r in &all {
-        match r["status"].as_str().unwrap() {
-            "succeeded" => succeeded += 1,
-            "canceled" => {
-                assert_eq!(r["error"]["code"], "unavailable", "{r}");
-                assert_eq!(r["attempts"], 0, "a retracted job never runs: {r}");
-            }
-            other => panic!("a record is {other} after the broker recovered: {r}"),
-        }
-    }
-    assert_eq!(succeeded, 1, "only the job answered 202 ran: {all:?}");
-    assert_eq!(
-        backlog(&ns, "tiny-mean").await,
-        0,
-        "backlog counter back to the truth"
-    );
-
-    // The same keys are free for a retry that is accepted and runs.
-    for k in keys.iter().copied().chain(["gone-0", "gone-1", "gone-2"]) {
+    // Every keyed job is still there: a retry with its key gets it (a
+    // replay, not a new job) and it ends succeeded, whether the broker
+    // delivered the first message after the alarm or the retry published
+    // it again.
+    let keyed: Vec<&str> = keys
+        .iter()
+        .copied()
+        .chain(["gone-0", "gone-1", "gone-2"])
+        .collect();
+    for k in &keyed {
         let (status, job) = post(&client, &base, Some(k), &png).await;
         assert_eq!(status, 202, "retry of {k}: {job}");
         let id = job["id"].as_str().unwrap();
         let done = wait_terminal(&client, &base, id, Duration::from_secs(30)).await;
         assert_eq!(done["status"], "succeeded", "retry of {k}: {done}");
     }
-    assert_eq!(backlog(&ns, "tiny-mean").await, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let all = records(&ns).await;
+    let (mut succeeded, mut canceled) = (0, 0);
+    for r in &all {
+        match r["status"].as_str().unwrap() {
+            "succeeded" => succeeded += 1,
+            "canceled" => {
+                canceled += 1;
+                assert_eq!(r["error"]["code"], "unavailable", "{r}");
+                assert_eq!(r["attempts"], 0, "a retracted job never runs: {r}");
+            }
+            other => panic!("a record is {other} after the broker recovered: {r}"),
+        }
+    }
+    assert_eq!(
+        succeeded,
+        1 + keyed.len(),
+        "the job answered 202 and one job per key ran: {all:?}"
+    );
+    assert_eq!(canceled, 2, "the two unkeyed 503s were retracted: {all:?}");
+    assert_eq!(
+        backlog(&ns, "tiny-mean").await,
+        0,
+        "backlog counter back to the truth"
+    );
 
     worker.stop().await;
     api.stop().await;
@@ -372,5 +394,54 @@ async fn an_abandoned_idempotency_key_is_taken_over_in_redis() {
             .await
             .unwrap()
     );
+    ns.cleanup().await;
+}
+
+/// The submit path's first store step: a job's backlog place and its
+/// queued record together (one script on Redis), both or neither; the same
+/// contract on the in-memory store.
+#[tokio::test]
+async fn admitting_and_recording_a_job_is_one_step() {
+    use inferq_backends::store::memory::MemoryStore;
+    use inferq_backends::store::redis::RedisStore;
+    use inferq_backends::store::{Admission, ResultStore};
+    use inferq_core::job::{InputInfo, JobId, JobRecord, JobStatus};
+
+    async fn check(store: &dyn ResultStore, model: &str) {
+        let ttl = Duration::from_secs(60);
+        let job = || JobRecord::queued(JobId::new(), model, 1, InputInfo::default());
+        let (a, b, c) = (job(), job(), job());
+        for (r, n) in [(&a, 1), (&b, 2)] {
+            match store.admit_record(r, ttl, 2).await.unwrap() {
+                Admission::Admitted { backlog } => assert_eq!(backlog, n),
+                Admission::Full { .. } => panic!("refused below the limit"),
+            }
+            let stored = store.get(r.id).await.unwrap().expect("recorded");
+            assert_eq!(stored.status, JobStatus::Queued);
+        }
+        assert!(store.oldest_waiting(model).await.unwrap().is_some());
+        // Full: nothing counted, nothing recorded.
+        assert!(matches!(
+            store.admit_record(&c, ttl, 2).await.unwrap(),
+            Admission::Full { backlog: 2, .. }
+        ));
+        assert!(store.get(c.id).await.unwrap().is_none());
+        assert_eq!(store.backlog(model).await.unwrap(), 2);
+        // An id already recorded is an error that changes nothing.
+        assert!(store.admit_record(&a, ttl, 0).await.is_err());
+        assert_eq!(store.backlog(model).await.unwrap(), 2);
+        // No limit.
+        assert!(matches!(
+            store.admit_record(&c, ttl, 0).await.unwrap(),
+            Admission::Admitted { backlog: 3 }
+        ));
+    }
+
+    check(&MemoryStore::new(100), "m").await;
+    if !services_available() {
+        return;
+    }
+    let ns = Namespace::new();
+    check(&RedisStore::new(REDIS_URL, &ns.prefix).unwrap(), "m").await;
     ns.cleanup().await;
 }

@@ -416,7 +416,10 @@ impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
         match e {
             BrokerError::Full => ApiError::Overloaded("the job queue is full; retry later".into()),
-            BrokerError::Unavailable(_) | BrokerError::Rejected(_) | BrokerError::Closed => {
+            BrokerError::Unavailable(_)
+            | BrokerError::Rejected(_)
+            | BrokerError::Unconfirmed(_)
+            | BrokerError::Closed => {
                 ApiError::Unavailable(format!("the job could not be enqueued: {e}"))
             }
         }

@@ -11,17 +11,29 @@
 //! up or an HTTP timeout cannot stop it between the record and the publish.
 //! Its own `deadline` bounds it instead. The one step whose outcome can
 //! stay unknown is the confirm (a broker under a memory alarm blocks
-//! publishers and answers nothing); past the deadline the job is
-//! *retracted*: its record becomes a final `canceled` record that says so,
-//! which frees its backlog place, and a message the broker still delivers
-//! later finds that record and is dropped by the worker unrun. The client
-//! gets `503` and the job never runs.
+//! publishers and answers nothing, or the connection breaks after the
+//! message left). What happens then depends on whether the client can ask
+//! again for *this* job:
+//!
+//! - With an `Idempotency-Key`, the job is kept: its record stays `queued`,
+//!   the key stays bound to it, and the client gets `503` saying the job may
+//!   run. The retry with the key finds the record and publishes it again
+//!   (see [`republish`]), so one key makes one job whatever the broker did
+//!   with the first message. Undoing it instead, as InferQ once did, let a
+//!   message the broker had after all recreate the job while the retry made
+//!   a second one (seen on the simulated cluster, docs/scaling.md).
+//! - Without one, the job is *retracted*: its record becomes a final
+//!   `canceled` record that says so, which frees its backlog place, and a
+//!   message the broker still delivers later finds that record and is
+//!   dropped by the worker unrun. The client gets `503` and the job never
+//!   runs.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use inferq_backends::broker::BrokerError;
 use inferq_backends::repository::ModelEntry;
-use inferq_backends::store::{Admission, Saved, retry_after_secs};
+use inferq_backends::store::{Admission, retry_after_secs};
 use inferq_core::ErrorCode;
 use inferq_core::job::{JobError, JobId, JobRecord};
 use inferq_core::message::{ImageSource, JobMessage};
@@ -45,15 +57,37 @@ pub(crate) struct Prepared {
     pub tensor_shape: Option<Vec<usize>>,
 }
 
+/// Why a job was not accepted, and whether it was kept for a retry.
+pub(crate) struct Refused {
+    pub error: ApiError,
+    /// The job is recorded and may run (the broker's answer was lost): its
+    /// Idempotency-Key must stay bound to it.
+    pub kept: bool,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Refused { error, kept: false }
+    }
+}
+
+impl From<inferq_backends::store::StoreError> for Refused {
+    fn from(e: inferq_backends::store::StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
 /// Admits, records and enqueues a prepared job by `deadline`; on any
 /// failure undoes what it did, so the job was either accepted or left no
-/// trace (or, when the broker never answered, a final record saying it was
-/// not accepted).
+/// trace — or, when the broker's answer was lost, a final record saying it
+/// was not accepted (`keyed` false) or a job kept for the retry with its
+/// Idempotency-Key (`keyed` true; [`Refused::kept`]).
 pub(crate) async fn accept(
     state: &AppState,
     job: Prepared,
     deadline: Instant,
-) -> Result<JobRecord, ApiError> {
+    keyed: bool,
+) -> Result<JobRecord, Refused> {
     let Prepared {
         entry,
         record,
@@ -65,20 +99,25 @@ pub(crate) async fn accept(
     let store = &state.store;
     let retention = &state.settings.retention;
     if Instant::now() >= deadline {
-        return Err(timed_out());
+        return Err(timed_out("preparing").into());
     }
     let max = state.settings.max_backlog;
+    // Its place in the backlog and its queued record, in one step (one
+    // round trip on Redis).
     if let Admission::Full {
         backlog,
         completions_per_sec,
-    } = store.admit(&entry.name, max).await?
+    } = store
+        .admit_record(&record, retention.result_ttl, max)
+        .await?
     {
         return Err(ApiError::BacklogFull {
             model: entry.name.clone(),
             backlog,
             max,
             retry_after: retry_after_secs(backlog, max, completions_per_sec),
-        });
+        }
+        .into());
     }
     // From here on the job holds a place in the backlog: give it back on
     // every path that does not end in an accepted job.
@@ -90,22 +129,11 @@ pub(crate) async fn accept(
             let _ = store.delete_blob(&k).await;
         }
     };
-    match store.save(&record, retention.result_ttl).await {
-        Ok(Saved::Written) => {}
-        Ok(Saved::AlreadyFinished) => {
-            let _ = store.release(&entry.name).await;
-            return Err(ApiError::Internal(format!("job id {id} collided")));
-        }
-        Err(e) => {
-            let _ = store.release(&entry.name).await;
-            return Err(e.into());
-        }
-    }
     let source = match image_source(state, id, input).await {
         Ok(source) => source,
         Err(e) => {
             undo(None).await;
-            return Err(e);
+            return Err(e.into());
         }
     };
     let blob = match &source {
@@ -117,17 +145,32 @@ pub(crate) async fn accept(
     // go before waiting for the broker's confirm, the longest step here.
     let payload = message.encode();
     drop(message);
-    match tokio::time::timeout_at(deadline, state.queue.publish(id, payload)).await {
-        Ok(Ok(())) => {}
+    let unknown = match tokio::time::timeout_at(deadline, state.queue.publish(id, payload)).await {
+        Ok(Ok(())) => None,
+        Ok(Err(BrokerError::Unconfirmed(reason))) => {
+            Some(format!("the broker's answer was lost ({reason})"))
+        }
         Ok(Err(e)) => {
-            // Not accepted: forget the job so nobody polls a ghost.
+            // Surely not queued: forget the job so nobody polls a ghost.
             undo(blob).await;
-            return Err(e.into());
+            return Err(ApiError::from(e).into());
         }
-        Err(_) => {
-            retract(state, record, blob).await;
-            return Err(timed_out());
+        Err(_) => Some("the broker did not confirm the job before the request timed out".into()),
+    };
+    if let Some(why) = unknown {
+        if keyed {
+            tracing::warn!(job_id = %id, reason = %why,
+                "publish outcome unknown: job kept for a retry with its Idempotency-Key");
+            return Err(Refused {
+                error: ApiError::Unavailable(format!(
+                    "{why}; the job ({id}) may still run: send the same request again with the \
+                     same Idempotency-Key to get it"
+                )),
+                kept: true,
+            });
         }
+        retract(state, record, blob).await;
+        return Err(timed_out("enqueueing").into());
     }
     tracing::info!(job_id = %id, model = %entry.name, version = entry.version,
         encoding = %record.input.encoding, tenant = record.owner.as_deref().unwrap_or("-"),
@@ -139,8 +182,8 @@ pub(crate) async fn accept(
     Ok(record)
 }
 
-fn timed_out() -> ApiError {
-    ApiError::Unavailable("timed out while enqueueing the job".into())
+fn timed_out(step: &str) -> ApiError {
+    ApiError::Unavailable(format!("timed out while {step} the job"))
 }
 
 /// Ends a job whose message may or may not reach the queue: the record
@@ -149,13 +192,13 @@ fn timed_out() -> ApiError {
 /// told `503`. A late message finds a final record and is not run.
 async fn retract(state: &AppState, mut record: JobRecord, blob: Option<String>) {
     let id = record.id;
-    tracing::warn!(job_id = %id, "the broker did not confirm in time: job retracted");
+    tracing::warn!(job_id = %id, "publish outcome unknown and no Idempotency-Key: job retracted");
     record.webhook = None;
     let now = chrono::Utc::now();
     let ended = record.cancel(now).map(|()| {
         record.error = Some(JobError::new(
             ErrorCode::Unavailable,
-            "not accepted: the broker did not confirm the job before the request timed out; \
+            "not accepted: the broker did not confirm the job before the request ended; \
              it will not run",
         ));
     });
@@ -239,6 +282,7 @@ pub(crate) async fn republish(
     state: &AppState,
     job: Prepared,
     record: &JobRecord,
+    deadline: Instant,
 ) -> Result<(), ApiError> {
     let Prepared {
         entry,
@@ -250,7 +294,11 @@ pub(crate) async fn republish(
     let id = record.id;
     let source = image_source(state, id, input).await?;
     let message = job_message(&entry, record, options, source, tensor_shape);
-    state.queue.publish(id, message.encode()).await?;
+    // The key stays bound whatever happens here: a failed or unanswered
+    // publish leaves the job as it was, and the next retry tries again.
+    tokio::time::timeout_at(deadline, state.queue.publish(id, message.encode()))
+        .await
+        .map_err(|_| timed_out("enqueueing"))??;
     tracing::info!(job_id = %id, model = %entry.name, "replayed job not started yet: its message published again");
     Ok(())
 }

@@ -161,7 +161,7 @@ fn deadline(
 /// The video sampling options: `fps` above 0 and at most
 /// [`inferq_core::video::MAX_FPS`], `max_frames` at least 1. (A worker
 /// holds `max_frames` to its own limit; a still image ignores both.)
-fn check_video_options(q: &JobOptions) -> Result<(), ApiError> {
+fn check_video_options(q: &JobOptions, max_frames: u64) -> Result<(), ApiError> {
     use inferq_core::video::MAX_FPS;
     if let Some(fps) = q.fps
         && !(fps > 0.0 && fps <= MAX_FPS)
@@ -170,10 +170,13 @@ fn check_video_options(q: &JobOptions) -> Result<(), ApiError> {
             "`fps` must be above 0 and at most {MAX_FPS}"
         )));
     }
-    if q.max_frames == Some(0) {
-        return Err(ApiError::InvalidArgument(
-            "`max_frames` must be at least 1".into(),
-        ));
+    if let Some(n) = q.max_frames
+        && !(1..=max_frames).contains(&n)
+    {
+        // The worker would fail it after queueing; say so now.
+        return Err(ApiError::InvalidArgument(format!(
+            "`max_frames` must be between 1 and {max_frames} (--video-max-frames)"
+        )));
     }
     Ok(())
 }
@@ -260,7 +263,7 @@ async fn prepare(
             "top_k must be between 1 and {MAX_TOP_K}"
         )));
     }
-    check_video_options(&q)?;
+    check_video_options(&q, state.settings.limits.video_max_frames)?;
     if let Some(out) = &q.output_uri {
         check_output(state, &fence, out)?;
     }
@@ -409,7 +412,7 @@ async fn enqueue_counted(
             match idempotency::replay(state, bound, &fingerprint == fp).await {
                 Ok(record) => {
                     if record.status == JobStatus::Queued && record.attempts == 0 {
-                        republish(state, job, &record).await?;
+                        republish(state, job, &record, deadline).await?;
                     }
                     return Ok(Enqueued {
                         record,
@@ -440,17 +443,23 @@ async fn enqueue_counted(
             }
         }
     }
-    let accepted = accept(state, job, deadline).await;
-    if accepted.is_err()
-        && let Some(key) = &key
-        && let Err(e) = store.release_idempotency(key.scoped(), id).await
-    {
-        tracing::warn!(job_id = %id, error = %e, "idempotency key not released; it expires by itself");
+    match accept(state, job, deadline, key.is_some()).await {
+        Ok(record) => Ok(Enqueued {
+            record,
+            replayed: false,
+        }),
+        Err(refused) => {
+            // A job kept for its retry keeps its key; any other refusal
+            // frees the key for a new attempt.
+            if !refused.kept
+                && let Some(key) = &key
+                && let Err(e) = store.release_idempotency(key.scoped(), id).await
+            {
+                tracing::warn!(job_id = %id, error = %e, "idempotency key not released; it expires by itself");
+            }
+            Err(refused.error)
+        }
     }
-    Ok(Enqueued {
-        record: accepted?,
-        replayed: false,
-    })
 }
 
 /// The `202` for an accepted job (or a replayed idempotent request).

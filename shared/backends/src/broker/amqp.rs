@@ -180,6 +180,9 @@ impl AmqpQueue {
             props = props.with_headers(headers);
         }
         let publisher = link.publisher();
+        // Past this point the message may have left: a broken connection
+        // no longer proves the broker does not have it.
+        let unconfirmed = |e: lapin::Error| BrokerError::Unconfirmed(e.to_string());
         let result = async {
             let confirm = publisher
                 .basic_publish(
@@ -196,8 +199,8 @@ impl AmqpQueue {
                     props,
                 )
                 .await
-                .map_err(unavailable)?;
-            match confirm.await.map_err(unavailable)? {
+                .map_err(unconfirmed)?;
+            match confirm.await.map_err(unconfirmed)? {
                 Confirmation::Ack(None) => Ok(()),
                 Confirmation::Ack(Some(_)) => Err(BrokerError::Rejected(format!(
                     "{UNROUTABLE}: queue {} does not exist",
@@ -211,7 +214,9 @@ impl AmqpQueue {
         }
         .await;
         match &result {
-            Err(BrokerError::Unavailable(_)) => self.drop_link(&link).await,
+            Err(BrokerError::Unavailable(_) | BrokerError::Unconfirmed(_)) => {
+                self.drop_link(&link).await
+            }
             // Declared again (on this connection: its consumers stay) before
             // the publish is retried.
             Err(BrokerError::Rejected(reason)) if reason.starts_with(UNROUTABLE) => {
@@ -471,8 +476,17 @@ impl JobQueue for AmqpQueue {
         // arrives twice is handled like any redelivery.
         // A broken connection is retried once at once: the retry connects
         // to the next node of the list.
+        // Once one attempt's outcome is unknown, a later attempt that fails
+        // cannot prove the job is not queued: the failure stays unknown.
         let mut backoff = Duration::from_millis(50);
         let mut reconnected = false;
+        let mut maybe_sent = None;
+        let settle = |result: Result<(), BrokerError>, maybe_sent: Option<String>| match result {
+            Err(e @ (BrokerError::Unavailable(_) | BrokerError::Rejected(_))) => {
+                Err(maybe_sent.map_or(e, BrokerError::Unconfirmed))
+            }
+            other => other,
+        };
         for _ in 1..NACK_RETRIES {
             match self.publish_once(id, &payload).await {
                 Err(BrokerError::Rejected(reason)) => {
@@ -480,14 +494,19 @@ impl JobQueue for AmqpQueue {
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
                 }
-                Err(BrokerError::Unavailable(reason)) if !reconnected && self.urls.len() > 1 => {
-                    tracing::warn!(job_id = %id, %reason, "publish failed; trying the next node");
+                Err(e @ (BrokerError::Unavailable(_) | BrokerError::Unconfirmed(_)))
+                    if !reconnected && self.urls.len() > 1 =>
+                {
+                    tracing::warn!(job_id = %id, reason = %e, "publish failed; trying the next node");
                     reconnected = true;
+                    if let BrokerError::Unconfirmed(reason) = e {
+                        maybe_sent = Some(reason);
+                    }
                 }
-                other => return other,
+                other => return settle(other, maybe_sent),
             }
         }
-        self.publish_once(id, &payload).await
+        settle(self.publish_once(id, &payload).await, maybe_sent)
     }
 
     async fn consume(&self, prefetch: u16) -> Result<Box<dyn Deliveries>, BrokerError> {

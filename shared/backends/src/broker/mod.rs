@@ -30,6 +30,13 @@ pub enum BrokerError {
     /// The broker did not take responsibility for the message (nack).
     #[error("broker rejected the message: {0}")]
     Rejected(String),
+    /// The message was handed to the broker but its confirm never came (the
+    /// connection broke in between): it may or may not be queued. Callers
+    /// that can tell a retry of the same job from a new one (an
+    /// `Idempotency-Key`) keep the job; others must make sure a late copy
+    /// does not run.
+    #[error("broker outcome unknown: {0}")]
+    Unconfirmed(String),
     /// A bounded queue is full.
     #[error("queue is full")]
     Full,
