@@ -68,6 +68,18 @@ pub trait AdmissionControl: Send + Sync + 'static {
     /// `max` (0 = no limit).
     async fn admit(&self, model: &str, max: u64) -> Result<Admission, StoreError>;
 
+    /// Admits a new job into its model's backlog *and* writes its queued
+    /// `record`, as one step: `Admitted` means both happened, `Full` that
+    /// neither did. The submit path's first store step; on Redis one script,
+    /// so one round trip instead of two (docs/performance.md). A record
+    /// already stored under the id is an error and changes nothing.
+    async fn admit_record(
+        &self,
+        record: &JobRecord,
+        ttl: Duration,
+        max: u64,
+    ) -> Result<Admission, StoreError>;
+
     /// Takes back an [`Self::admit`] whose job was not enqueued after all.
     async fn release(&self, model: &str) -> Result<(), StoreError>;
 

@@ -48,7 +48,9 @@ mod records;
 mod schedule;
 mod scripts;
 
-use scripts::{ADMIT_SCRIPT, RELEASE_IDEM_SCRIPT, RELEASE_SCRIPT, SAVE_SCRIPT};
+use scripts::{
+    ADMIT_RECORD_SCRIPT, ADMIT_SCRIPT, RELEASE_IDEM_SCRIPT, RELEASE_SCRIPT, SAVE_SCRIPT,
+};
 
 use futures::StreamExt;
 use primary::Primary;
@@ -69,6 +71,7 @@ pub struct RedisStore {
     prefix: String,
     script: redis::Script,
     admit_script: redis::Script,
+    admit_record_script: redis::Script,
     release_script: redis::Script,
     release_idem_script: redis::Script,
     claim_script: redis::Script,
@@ -90,6 +93,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             script: redis::Script::new(SAVE_SCRIPT),
             admit_script: redis::Script::new(ADMIT_SCRIPT),
+            admit_record_script: redis::Script::new(ADMIT_RECORD_SCRIPT),
             release_script: redis::Script::new(RELEASE_SCRIPT),
             release_idem_script: redis::Script::new(RELEASE_IDEM_SCRIPT),
             claim_script: redis::Script::new(coord::CLAIM_SCRIPT),

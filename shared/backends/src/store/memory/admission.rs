@@ -31,6 +31,41 @@ impl AdmissionControl for MemoryStore {
         })
     }
 
+    async fn admit_record(
+        &self,
+        record: &JobRecord,
+        ttl: std::time::Duration,
+        max: u64,
+    ) -> Result<Admission, StoreError> {
+        use crate::store::{Records, Saved};
+        if self.get(record.id).await?.is_some() {
+            return Err(StoreError::Corrupt(format!(
+                "job id {} is already recorded",
+                record.id
+            )));
+        }
+        let admitted = self.admit(&record.model, max).await?;
+        if let Admission::Full { .. } = admitted {
+            return Ok(admitted);
+        }
+        // Two steps under one process's locks: nothing else sees the job
+        // before it is recorded, and a failed write takes it back out.
+        match self.save(record, ttl).await {
+            Ok(Saved::Written) => Ok(admitted),
+            Ok(Saved::AlreadyFinished) => {
+                self.release(&record.model).await?;
+                Err(StoreError::Corrupt(format!(
+                    "job id {} is already recorded",
+                    record.id
+                )))
+            }
+            Err(e) => {
+                self.release(&record.model).await?;
+                Err(e)
+            }
+        }
+    }
+
     async fn release(&self, model: &str) -> Result<(), StoreError> {
         let mut inner = self.inner.lock().expect("store lock");
         if let Some(n) = inner.backlog.get_mut(model) {

@@ -22,21 +22,39 @@ impl AdmissionControl for RedisStore {
         if admitted == 1 {
             return Ok(Admission::Admitted { backlog });
         }
-        // Only refused submissions pay for reading the rate.
-        let newest = rate_bucket(std::time::SystemTime::now());
-        let keys: Vec<String> = (0..RATE_BUCKETS)
-            .map(|i| self.rate_key(model, newest.saturating_sub(i)))
-            .collect();
-        let counts: Vec<Option<u64>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut conn)
+        self.full(model, backlog).await
+    }
+
+    async fn admit_record(
+        &self,
+        record: &JobRecord,
+        ttl: Duration,
+        max: u64,
+    ) -> Result<Admission, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let (admitted, backlog): (i64, u64) = self
+            .admit_record_script
+            .key(self.job_key(record.id))
+            .key(self.backlog_key())
+            .key(self.waiting_key(&record.model))
+            .arg(json)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(&record.model)
+            .arg(max)
+            .arg(record.id.to_string())
+            .arg(record.created_at.timestamp_millis().max(0))
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let done: u64 = counts.into_iter().flatten().sum();
-        Ok(Admission::Full {
-            backlog,
-            completions_per_sec: done as f64 / (RATE_BUCKETS * RATE_BUCKET_SECS) as f64,
-        })
+        match admitted {
+            1 => Ok(Admission::Admitted { backlog }),
+            0 => self.full(&record.model, backlog).await,
+            _ => Err(StoreError::Corrupt(format!(
+                "job id {} is already recorded",
+                record.id
+            ))),
+        }
     }
 
     async fn release(&self, model: &str) -> Result<(), StoreError> {
@@ -84,5 +102,27 @@ impl AdmissionControl for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(lines.iter().filter_map(|l| Completion::decode(l)).collect())
+    }
+}
+
+impl RedisStore {
+    /// The refusal of a full backlog, with the model's recent completion
+    /// rate (for `Retry-After`): only refused submissions pay for reading it.
+    async fn full(&self, model: &str, backlog: u64) -> Result<Admission, StoreError> {
+        let mut conn = self.conn.clone();
+        let newest = rate_bucket(std::time::SystemTime::now());
+        let keys: Vec<String> = (0..RATE_BUCKETS)
+            .map(|i| self.rate_key(model, newest.saturating_sub(i)))
+            .collect();
+        let counts: Vec<Option<u64>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let done: u64 = counts.into_iter().flatten().sum();
+        Ok(Admission::Full {
+            backlog,
+            completions_per_sec: done as f64 / (RATE_BUCKETS * RATE_BUCKET_SECS) as f64,
+        })
     }
 }

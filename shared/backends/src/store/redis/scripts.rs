@@ -81,6 +81,22 @@ if max > 0 and n >= max then return {0, n} end
 return {1, redis.call('HINCRBY', KEYS[1], ARGV[1], 1)}
 "#;
 
+/// Admits a new job and writes its queued record: [`ADMIT_SCRIPT`] and the
+/// queued write of [`SAVE_SCRIPT`] in one step. KEYS: record, backlog hash,
+/// the model's waiting set. ARGV: record JSON, TTL ms, model, max (0 = no
+/// limit), job id, creation time (ms). Returns {1, backlog} when admitted
+/// and written, {0, backlog} when full, {-1, backlog} when a record of that
+/// id exists (nothing changed either way).
+pub(super) const ADMIT_RECORD_SCRIPT: &str = r#"
+local n = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
+local max = tonumber(ARGV[4])
+if max > 0 and n >= max then return {0, n} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, n} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+return {1, redis.call('HINCRBY', KEYS[2], ARGV[3], 1)}
+"#;
+
 /// Deletes KEYS[1] if it still starts with ARGV[1] (a job id).
 pub(super) const RELEASE_IDEM_SCRIPT: &str = r#"
 local v = redis.call('GET', KEYS[1])
