@@ -57,4 +57,4 @@ mkdir -p tests/output
 echo "browser-test: $("$CHROMIUM" --version 2>/dev/null || echo chromium), $INFERQ_BIN"
 export INFERQ_BIN CHROMIUM
 cd tests/browser
-exec node --test --test-reporter=spec console.test.mjs stream.test.mjs models.test.mjs
+exec node --test --test-reporter=spec console.test.mjs stream.test.mjs models.test.mjs video.test.mjs

@@ -119,9 +119,12 @@
     return resp.json();
   }
 
-  /* Long-polls a job until it is final, reporting each state on the way. */
-  async function waitJob(id, onUpdate, signal) {
-    const path = '/v1/jobs/' + encodeURIComponent(id) + '?wait=25';
+  /* Long-polls a job until it is final, reporting each state on the way.
+     A long-poll answers early only when the job is final, so a caller that
+     shows progress on the way (a video job's frames) asks for a short
+     `waitSecs`: it then hears the current state that often. */
+  async function waitJob(id, onUpdate, signal, waitSecs = 25) {
+    const path = '/v1/jobs/' + encodeURIComponent(id) + '?wait=' + waitSecs;
     for (;;) {
       const job = await json(path, { signal, cache: 'no-store' });
       onUpdate(job);
@@ -129,7 +132,10 @@
     }
   }
 
-  /* An object URL for a binary resource that needs the key (output images). */
+  /* An object URL for a binary resource that needs the key (output images
+     and videos: an <img> or <video> src cannot send the Authorization
+     header, and a refusal comes back as an ApiError to show, not as a
+     silently broken picture). */
   async function blobUrl(path, signal) {
     const resp = await request(path, { signal });
     return URL.createObjectURL(await resp.blob());

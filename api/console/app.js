@@ -1,10 +1,14 @@
-/* InferQ console: the page itself (the "Image" mode).
+/* InferQ console: the page itself (the "Image or clip" mode).
  *
- * Loads the model list (GET /v1/models), takes an image by drop, file
- * picker, paste or address, submits it (POST /v1/jobs: the raw bytes, or
- * JSON with `input.uri` for an address), long-polls the job and hands the
- * finished record to draw.js. Starts the live panel (stats.js) once the
- * models are known, so that a 401 asks for the key only once.
+ * Loads the model list (GET /v1/models), takes an image or a video clip by
+ * drop, file picker, paste or address, submits it (POST /v1/jobs: the raw
+ * bytes with their content type, or JSON with `input.uri` for an address;
+ * a clip with its `fps` and `max_frames`), follows the job and hands the
+ * finished record to draw.js. A clip is one video job: it is polled every
+ * second rather than long-polled, so that its `progress` (frames done of
+ * frames total) fills a progress bar while it runs. Starts the live panel
+ * (stats.js) once the models are known, so that a 401 asks for the key
+ * only once.
  */
 (function () {
   'use strict';
@@ -12,9 +16,15 @@
   const { api, draw } = InferQ;
   const $ = (id) => document.getElementById(id);
 
+  // Clips the API runs as one video job, by name when the browser gives no
+  // type (it often has none for .mkv, sometimes for .mov): the content type
+  // to send each with.
+  const CLIP_TYPES = { mp4: 'video/mp4', m4v: 'video/mp4', mov: 'video/quicktime', webm: 'video/webm', mkv: 'video/x-matroska', gif: 'image/gif' };
+  const CLIP_POLL_SECS = 1; // how often a running clip's progress is read
+
   const state = {
     models: [],
-    source: null, // {kind: 'file', file, url} | {kind: 'url', url}
+    source: null, // {kind: 'file', file, url, clip} | {kind: 'url', url, clip}; clip: its content type, or null
     job: null, // the job being watched
     abort: null,
     outputUrl: null,
@@ -96,21 +106,49 @@
 
   // ----------------------------------------------------------------- input
 
+  const extension = (name) => ((name || '').match(/\.([a-z0-9]+)$/i) || ['', ''])[1].toLowerCase();
+
+  /* The content type to send a file with when it is a clip, else null. A
+     GIF counts: the server runs an animated one as a video job and a still
+     one as an image, so the clip options may apply. */
+  function clipType(file) {
+    if (file.type.startsWith('video/') || file.type === 'image/gif') return file.type;
+    if (file.type && file.type !== 'application/octet-stream') return null;
+    return CLIP_TYPES[extension(file.name)] || null;
+  }
+
+  /* The same for an address, from the end of its path. */
+  function clipAddress(text) {
+    try {
+      return CLIP_TYPES[extension(new URL(text).pathname)] || null;
+    } catch (_) {
+      return null; // not an address (yet): the server says so on submit
+    }
+  }
+
+  /* The frame options show only while the source is a clip. */
+  function showClipOptions() {
+    $('video-options').hidden = !(state.source && state.source.clip);
+  }
+
   function forgetSource() {
     if (state.source && state.source.kind === 'file') URL.revokeObjectURL(state.source.url);
     state.source = null;
     $('chosen').textContent = '';
+    showClipOptions();
   }
 
   function useFile(file, how) {
     if (!file) return;
-    if (file.type && !file.type.startsWith('image/')) {
-      setStatus('“' + file.name + '” is not an image (' + file.type + ').', 'error');
+    const clip = clipType(file);
+    if (!clip && file.type && !file.type.startsWith('image/')) {
+      setStatus('“' + file.name + '” is neither an image nor a video clip (' + file.type + ').', 'error');
       return;
     }
     forgetSource();
     $('url').value = '';
-    state.source = { kind: 'file', file, url: URL.createObjectURL(file) };
+    state.source = { kind: 'file', file, url: URL.createObjectURL(file), clip };
+    showClipOptions();
     const size = file.size >= 1024 * 1024 ? (file.size / 1024 / 1024).toFixed(1) + ' MB' : Math.max(1, Math.round(file.size / 1024)) + ' KB';
     $('chosen').textContent = how + ': ' + (file.name || 'image') + ' (' + size + ')';
     setStatus('');
@@ -123,7 +161,8 @@
       return;
     }
     forgetSource();
-    state.source = { kind: 'url', url };
+    state.source = { kind: 'url', url, clip: clipAddress(url) };
+    showClipOptions();
   }
 
   function wireInput() {
@@ -138,7 +177,7 @@
     drop.addEventListener('drop', (e) => {
       e.preventDefault();
       drop.classList.remove('over');
-      const file = [...(e.dataTransfer.files || [])].find((f) => !f.type || f.type.startsWith('image/'));
+      const file = [...(e.dataTransfer.files || [])].find((f) => !f.type || f.type.startsWith('image/') || clipType(f));
       if (file) useFile(file, 'Dropped');
       else {
         const text = e.dataTransfer.getData('text/uri-list') || e.dataTransfer.getData('text/plain');
@@ -178,25 +217,59 @@
       prediction: $('prediction'),
       outputImg: $('output-img'),
       outputFigure: $('output-figure'),
-      setOutputUrl(url) {
+      outputVideo: $('output-video'),
+      /* Shows an output (an object URL) as an image, or with `video` as a
+         video with its controls. */
+      setOutputUrl(url, video = false) {
         if (state.outputUrl) URL.revokeObjectURL(state.outputUrl);
         state.outputUrl = url;
-        $('output-img').src = url;
+        $('output-img').hidden = video;
+        $('output-video').hidden = !video;
+        if (video) $('output-video').src = url;
+        else $('output-img').src = url;
       },
     };
   }
 
-  function resetResult(imageUrl) {
+  /* Empties a <video> so that it lets go of its source. */
+  function unload(video) {
+    video.hidden = true;
+    if (!video.hasAttribute('src')) return;
+    video.removeAttribute('src');
+    video.load();
+  }
+
+  function resetResult(source) {
     const out = outputs();
     const title = $('overlay-title');
     title.textContent = 'Nothing drawn yet';
     out.overlay.replaceChildren(title);
     out.prediction.replaceChildren();
     out.outputFigure.hidden = true;
+    unload(out.outputVideo);
     $('timings').replaceChildren();
     $('raw').textContent = '';
     $('summary').textContent = '';
-    $('input-img').src = imageUrl;
+    $('video-progress').hidden = true;
+    $('frames-count').textContent = '';
+    const bar = $('frames-bar');
+    bar.value = 0;
+    delete bar.dataset.done;
+    delete bar.dataset.total;
+    // A clip other than a GIF plays in a <video>; one named by its address
+    // is not shown at all (the page may load media from itself only).
+    const moving = Boolean(source.clip) && source.clip !== 'image/gif';
+    $('input-figure').hidden = moving && source.kind === 'url';
+    $('input-img').hidden = moving;
+    $('overlay').hidden = moving;
+    if (moving) $('input-img').removeAttribute('src');
+    else $('input-img').src = source.url;
+    if (moving && source.kind === 'file') {
+      $('input-video').hidden = false;
+      $('input-video').src = source.url;
+    } else {
+      unload($('input-video'));
+    }
     $('result').hidden = false;
     $('result').dataset.state = 'running';
   }
@@ -209,15 +282,40 @@
     return k;
   }
 
-  function submission(model, version, k) {
+  /* A number typed into `input`: undefined when empty; throws `message`
+     when it is not a number or `ok(value)` fails. */
+  function typed(input, ok, message) {
+    if (input.validity.badInput) throw new Error(message);
+    const raw = input.value.trim();
+    if (!raw) return undefined;
+    const v = Number(raw);
+    if (!Number.isFinite(v) || !ok(v)) throw new Error(message);
+    return v;
+  }
+
+  /* A clip's `fps` and `max_frames` ({} for the server's defaults), null
+     when the source is not a clip. The upper limits are the server's to
+     say (they are its settings): its 400 is shown like any refusal. */
+  function clipOptions() {
+    if (!state.source.clip) return null;
+    const opts = {};
+    const fps = typed($('fps'), (v) => v > 0, 'Frames per second must be a number above 0 (or empty for the clip’s own rate).');
+    if (fps !== undefined) opts.fps = fps;
+    const most = typed($('max-frames'), (v) => Number.isInteger(v) && v >= 1, 'Most frames must be a whole number, at least 1 (or empty for the server’s default).');
+    if (most !== undefined) opts.max_frames = most;
+    return opts;
+  }
+
+  function submission(model, version, k, clip) {
     const src = state.source;
     if (src.kind === 'file') {
       const q = new URLSearchParams({ model: model.name, version: String(version.version) });
       if (k) q.set('top_k', String(k));
-      const type = src.file.type && src.file.type.startsWith('image/') ? src.file.type : 'application/octet-stream';
-      return ['/v1/jobs?' + q, { method: 'POST', headers: { 'Content-Type': type }, body: src.file }];
+      for (const [name, v] of Object.entries(clip || {})) q.set(name, String(v));
+      const image = src.file.type && src.file.type.startsWith('image/') ? src.file.type : 'application/octet-stream';
+      return ['/v1/jobs?' + q, { method: 'POST', headers: { 'Content-Type': src.clip || image }, body: src.file }];
     }
-    const body = { model: model.name, version: version.version, input: { uri: src.url } };
+    const body = { model: model.name, version: version.version, input: { uri: src.url }, ...clip };
     if (k) body.top_k = k;
     return ['/v1/jobs', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) }];
   }
@@ -233,10 +331,23 @@
     });
   }
 
+  /* A video job's frames done of frames total, from its record. */
+  function showFrames(p) {
+    const bar = $('frames-bar');
+    bar.max = Math.max(1, p.frames_total);
+    bar.value = Math.min(p.frames_done, bar.max);
+    bar.dataset.done = String(p.frames_done);
+    bar.dataset.total = String(p.frames_total);
+    $('frames-count').textContent = p.frames_done + ' / ' + p.frames_total;
+    $('video-progress').hidden = false;
+  }
+
   function progress(job, started) {
     state.job = job;
+    if (job.progress) showFrames(job.progress);
     const secs = ((performance.now() - started) / 1000).toFixed(1);
-    const what = { queued: 'waiting for a worker', running: 'running' + (job.attempts > 1 ? ' (attempt ' + job.attempts + ')' : '') }[job.status];
+    const frames = job.progress ? ', ' + job.progress.frames_done + ' of ' + job.progress.frames_total + ' frames' : '';
+    const what = { queued: 'waiting for a worker', running: 'running' + (job.attempts > 1 ? ' (attempt ' + job.attempts + ')' : '') + frames }[job.status];
     if (what) setStatus('Job ' + job.id.slice(0, 8) + '… ' + what + ' (' + secs + ' s).');
   }
 
@@ -270,8 +381,10 @@
     if (!model || !version) return setStatus('Choose a model first.', 'error');
     if (!state.source) return setStatus('Choose, drop or paste an image, or give its address, first.', 'error');
     let k;
+    let clip;
     try {
       k = topK();
+      clip = clipOptions();
     } catch (err) {
       return setStatus(err.message, 'error');
     }
@@ -279,8 +392,9 @@
     const abort = new AbortController();
     state.abort = abort;
     const started = performance.now();
-    const [path, init] = submission(model, version, k);
-    resetResult(state.source.url);
+    const [path, init] = submission(model, version, k, clip);
+    const pollSecs = state.source.clip ? CLIP_POLL_SECS : undefined;
+    resetResult(state.source);
     setStatus('Sending…');
     $('run').disabled = true;
     try {
@@ -289,7 +403,7 @@
       $('cancel').hidden = false;
       progress(accepted, started);
       InferQ.stats.refreshSoon();
-      const job = await api.waitJob(accepted.id, (j) => progress(j, started), abort.signal);
+      const job = await api.waitJob(accepted.id, (j) => progress(j, started), abort.signal, pollSecs);
       await finish(job, started, abort.signal);
       InferQ.stats.refreshSoon();
     } catch (err) {

@@ -7,8 +7,10 @@
  * already in the original image's pixels (the server undoes the model's
  * resizing), so the overlay is an SVG whose viewBox is the image's own size,
  * laid exactly over the <img>. Every drawing also has a text form (a list or
- * table) for screen readers and for copying numbers. Nothing from the server
- * is ever parsed as HTML: text goes in through textContent only.
+ * table) for screen readers and for copying numbers. A video job (one clip,
+ * one job) gets its output video in a player and a short per-frame table read
+ * from its frames document (JSON Lines). Nothing from the server is ever
+ * parsed as HTML: text goes in through textContent only.
  */
 (function () {
   'use strict';
@@ -36,6 +38,8 @@
 
   const pct = (p) => (100 * p).toFixed(p >= 0.995 || p < 0.0005 ? 0 : 1) + ' %';
   const num = (v, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : '–');
+  const count = (n, one, many = one + 's') => n + ' ' + (n === 1 ? one : many);
+  const FRAME_ROWS = 30; // rows of a video job's per-frame table; the rest are counted
 
   function table(caption, head, rows) {
     const cls = (h) => (h.num ? 'num' : h.cls || null);
@@ -212,6 +216,91 @@
     return result.outputs.length + ' raw output tensor(s).';
   }
 
+  /* One frame's answer in a few words: [top class, score] for a classifier,
+     [what was found] otherwise (the frames document has the rest). */
+  function frameAnswer(r) {
+    switch (r.kind) {
+      case 'classification': {
+        const top = r.top_k[0];
+        return top ? [top.label || 'class ' + top.index, pct(top.probability)] : ['—', '—'];
+      }
+      case 'keypoints': return [r.persons ? count(r.persons.length, 'person', 'people') : count(r.keypoints.length, 'keypoint')];
+      case 'detection': return [count(r.detections.length, 'object')];
+      case 'image': return [r.width + ' × ' + r.height + (r.peaks && r.peaks.length ? ', ' + count(r.peaks.length, 'peak') : '')];
+      case 'embedding': return [r.dimensions + ' dimensions'];
+      case 'tensor': return [count(r.outputs.length, 'tensor')];
+      default: return [String(r.kind)];
+    }
+  }
+
+  /* The frames document: one FrameResult per line. */
+  async function readFrames(id, signal) {
+    const resp = await InferQ.api.request('/v1/jobs/' + id + '/frames', { signal, cache: 'no-store' });
+    const lines = (await resp.text()).split('\n');
+    const frames = [];
+    lines.forEach((line, i) => {
+      if (!line.trim()) return;
+      try {
+        frames.push(JSON.parse(line));
+      } catch (_) {
+        throw new Error('line ' + (i + 1) + ' of the frames document is not JSON.');
+      }
+    });
+    return frames;
+  }
+
+  /* The first FRAME_ROWS frames as a table, and how many there are. */
+  function frameTable(frames, kind, id) {
+    const classes = kind === 'classification';
+    const head = [{ text: 'Frame', num: 1 }, { text: 'Time', num: 1 }, { text: classes ? 'Top class' : 'Answer' }];
+    if (classes) head.push({ text: 'Score', num: 1 });
+    const rows = frames.slice(0, FRAME_ROWS).map((f) => [String(f.frame), num(f.time, 2) + ' s', ...frameAnswer(f.result)]);
+    const shown = rows.length < frames.length ? 'the first ' + rows.length + ' of ' + frames.length : 'all ' + frames.length;
+    return el('div', { id: 'frames', 'data-frames': String(frames.length) },
+      el('h3', {}, 'Frames'),
+      el('p', { class: 'hint' }, 'The answer for each sampled frame: ' + shown + ' (every one is in GET /v1/jobs/' + id + '/frames, JSON Lines).'),
+      table('Answer per frame', head, rows));
+  }
+
+  /* A video job: the output video (fetched with the key) in a player beside
+     the clip, and the per-frame answers. One part that cannot be read (it
+     expired, say) is said in place; the other is still shown. */
+  async function video(result, out, job, signal) {
+    const id = encodeURIComponent(job.id);
+    const problems = [];
+    const failed = (what) => (e) => {
+      if (e.name === 'AbortError') throw e;
+      problems.push('Could not read ' + what + ': ' + (e.code ? e.code + ': ' : '') + e.message);
+      return null;
+    };
+    const [frames, url] = await Promise.all([
+      readFrames(id, signal).catch(failed('the per-frame results')),
+      result.output ? InferQ.api.blobUrl('/v1/jobs/' + id + '/output', signal).catch(failed('the output video')) : null,
+    ]);
+    if (url) {
+      const o = result.output;
+      const what = result.frame_kind === 'image' ? 'The video the model produced' : 'The clip with each frame’s answer drawn on it';
+      out.setOutputUrl(url, true);
+      out.outputVideo.setAttribute('aria-label', what + ', ' + o.width + ' × ' + o.height + ' pixels');
+      out.outputFigure.hidden = false;
+    }
+    if (frames) out.prediction.append(frameTable(frames, result.frame_kind, id));
+    for (const p of problems) out.prediction.append(el('p', { class: 'problem', role: 'alert' }, p));
+    const fps = String(Number(result.fps.toFixed(2)));
+    const each = { classification: 'each classified', keypoints: 'keypoints found in each', detection: 'objects detected in each', image: 'each transformed by the model', embedding: 'each embedded' }[result.frame_kind] || 'a ' + result.frame_kind + ' result for each';
+    let text = count(result.frames, 'frame') + ' of ' + result.width + ' × ' + result.height + ' at ' + fps + ' frames/s (' + num(result.duration, 1) + ' s of video), ' + each;
+    if (frames && frames.length && result.frame_kind === 'classification') {
+      const tally = new Map();
+      for (const f of frames) {
+        const top = frameAnswer(f.result)[0];
+        tally.set(top, (tally.get(top) || 0) + 1);
+      }
+      const [label, n] = [...tally].reduce((a, b) => (b[1] > a[1] ? b : a));
+      text += '; most often ' + label + ' (' + n + ' of ' + frames.length + ' frames)';
+    }
+    return text + (url ? '; the output video is shown beside the clip.' : '.');
+  }
+
   /* Draws a finished job; returns the one-line summary for the live region. */
   async function result(job, out, size, signal) {
     out.overlay.setAttribute('viewBox', '0 0 ' + size.w + ' ' + size.h);
@@ -224,6 +313,7 @@
       case 'image': return image(r, out, job, signal, size.w, size.h);
       case 'embedding': return embedding(r, out);
       case 'tensor': return tensor(r, out);
+      case 'video': return video(r, out, job, signal);
       default:
         out.prediction.append(el('p', {}, 'This console does not draw results of kind “' + r.kind + '” yet; see the job record below.'));
         return 'Finished with a result of kind ' + r.kind + '.';

@@ -46,6 +46,7 @@ pub fn limits() -> LimitConfig {
     LimitConfig {
         max_body_bytes: 1 << 20,
         max_video_bytes: 0,
+        video_max_frames: 3000,
         max_pixels: 40_000_000,
         inline_max_bytes: 256 << 10,
         max_json_bytes: None,

@@ -120,8 +120,15 @@ async fn videos_have_their_own_size_limit() {
 
 #[tokio::test]
 async fn sampling_options_are_checked() {
-    let h = harness(1 << 20, 1 << 20);
-    for query in ["?fps=0", "?fps=-1", "?fps=1000", "?max_frames=0"] {
+    let h = harness_with(&["--video-max-frames", "50"]);
+    // 51 is over this server's cap: refused here, not failed by a worker.
+    for query in [
+        "?fps=0",
+        "?fps=-1",
+        "?fps=1000",
+        "?max_frames=0",
+        "?max_frames=51",
+    ] {
         let resp = send(
             &h.state,
             post(&format!("/v1/jobs{query}"), "video/mp4", mp4(100)),
@@ -129,4 +136,11 @@ async fn sampling_options_are_checked() {
         .await;
         assert_problem(&resp, StatusCode::BAD_REQUEST, "invalid_argument");
     }
+    let resp = send(
+        &h.state,
+        post("/v1/jobs?max_frames=50", "video/mp4", mp4(100)),
+    )
+    .await;
+    assert_eq!(resp.0, StatusCode::ACCEPTED, "{}", resp.2);
+    assert!(h.queue.len() == 1 && h.store.len() == 1);
 }

@@ -64,6 +64,19 @@ async fn worker_completions_reach_every_api_replica_through_redis() {
             s["process_rss_bytes"].as_u64().unwrap_or(0) > 10 << 20,
             "{s}"
         );
+        // Per process: the one worker (in this test process), named by
+        // host and pid, with its three jobs and its RSS.
+        let workers = s["workers"].as_array().expect("workers");
+        assert_eq!(workers.len(), 1, "{s}");
+        let w = &workers[0];
+        let name = w["worker"].as_str().unwrap();
+        assert!(
+            name.ends_with(&format!("/{}", std::process::id())),
+            "{name}"
+        );
+        assert_eq!(w["jobs"], 3, "{s}");
+        assert!(w["rss_bytes"].as_u64().unwrap() > 10 << 20, "{s}");
+        assert!(w["rss_max_bytes"].as_u64().unwrap() >= w["rss_bytes"].as_u64().unwrap());
         assert_eq!(model(&s, "tiny-pose")["completed"], 0);
         assert!(model(&s, "tiny-pose")["memory"].is_null());
     }

@@ -163,6 +163,7 @@ impl Processor {
         }
         let mut timings = Timings {
             queue_ms: record.ms_since_created(started),
+            worker: inferq_runtime::procmem::process_label().to_owned(),
             ..Timings::default()
         };
 

@@ -107,6 +107,7 @@ mod tests {
         LimitConfig {
             max_body_bytes: 1 << 20,
             max_video_bytes: 0,
+            video_max_frames: 3000,
             max_pixels: 1 << 20,
             inline_max_bytes: 1 << 10,
             max_json_bytes: None,

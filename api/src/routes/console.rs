@@ -1,6 +1,7 @@
 //! The web console: a static page at `/` for trying models in a browser
-//! (an image, the camera or a video file, frame by frame) and for adding a
-//! model through the registration route.
+//! (an image or a whole clip as one video job, or the camera and a video
+//! file frame by frame) and for adding a model through the registration
+//! route.
 //!
 //! The page, its stylesheet and its scripts are compiled into the binary
 //! (`include_bytes!` of `api/console/`), so there is nothing to deploy next

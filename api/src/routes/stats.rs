@@ -19,8 +19,12 @@
 //!   completions (each job's `timings` has them, see
 //!   `inferq_core::job::Timings`). Only `process_rss_bytes` at the top is
 //!   this process's own figure: the API's RSS (the whole service in the
-//!   embedded server). Per-process figures of every worker are on each
-//!   worker's `/metrics` (`inferq_process_resident_memory_bytes`).
+//!   embedded server).
+//! - *workers*: every worker process that finished a job in the window
+//!   (named `host/pid` in the jobs' timings), with its newest and largest
+//!   RSS and its job count — the per-process view without scraping each
+//!   worker's `/metrics` (`inferq_process_resident_memory_bytes`). A worker
+//!   that finished nothing in the window is not listed.
 //!
 //! Every API replica therefore answers the same (but for its own RSS). The window holds at most
 //! [`RECENT_CAPACITY`] completions per model: when a busy model finishes
@@ -140,6 +144,51 @@ impl MemoryStats {
     }
 }
 
+/// One worker process, as the jobs it finished in the window describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct WorkerStats {
+    /// `host/pid` of the process.
+    pub worker: String,
+    /// Jobs it finished in the window (all models).
+    pub jobs: u64,
+    /// Its RSS after its newest job (bytes).
+    pub rss_bytes: u64,
+    /// Its largest RSS after any job in the window (bytes).
+    pub rss_max_bytes: u64,
+    /// Seconds since its newest job finished.
+    pub last_job_secs_ago: f64,
+}
+
+/// The worker processes seen in every model's completions since `since_ms`,
+/// by name.
+pub fn workers(samples: &[ModelSample], since_ms: u64, now_ms: u64) -> Vec<WorkerStats> {
+    // worker -> (jobs, newest finish, rss then, largest rss)
+    let mut seen: BTreeMap<&str, (u64, u64, u64, u64)> = BTreeMap::new();
+    let named = samples
+        .iter()
+        .flat_map(|s| &s.recent)
+        .filter(|c| c.finished_ms >= since_ms)
+        .filter_map(|c| Some((c.finished_ms, c.timings.as_ref()?)))
+        .filter(|(_, t)| !t.worker.is_empty() && t.rss_after_bytes > 0);
+    for (at, t) in named {
+        let e = seen.entry(&t.worker).or_insert((0, 0, 0, 0));
+        e.0 += 1;
+        if at >= e.1 {
+            (e.1, e.2) = (at, t.rss_after_bytes);
+        }
+        e.3 = e.3.max(t.rss_after_bytes);
+    }
+    seen.into_iter()
+        .map(|(worker, (jobs, at, rss, max))| WorkerStats {
+            worker: worker.to_owned(),
+            jobs,
+            rss_bytes: rss,
+            rss_max_bytes: max,
+            last_job_secs_ago: round3(now_ms.saturating_sub(at) as f64 / 1000.0),
+        })
+        .collect()
+}
+
 /// The sums over every model.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Totals {
@@ -157,6 +206,8 @@ pub struct Stats {
     pub process_rss_bytes: Option<u64>,
     pub totals: Totals,
     pub models: Vec<ModelStats>,
+    /// The worker processes that finished jobs in the window.
+    pub workers: Vec<WorkerStats>,
 }
 
 /// Reads one stage's duration out of a job's timings.
@@ -279,6 +330,7 @@ pub async fn get(
     let now = chrono::Utc::now();
     let now_ms = now.timestamp_millis().max(0) as u64;
     let window_ms = (window * 1000.0).round() as u64;
+    let workers = workers(&samples, now_ms.saturating_sub(window_ms), now_ms);
     let models: Vec<ModelStats> = samples
         .into_iter()
         .map(|s| summarise(s, now_ms, window_ms))
@@ -294,6 +346,7 @@ pub async fn get(
         process_rss_bytes: inferq_runtime::procmem::resident_bytes(),
         totals,
         models,
+        workers,
     }))
 }
 

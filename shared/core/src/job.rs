@@ -197,6 +197,10 @@ pub struct Timings {
     /// statistics are not reachable from the worker; docs/reliability.md).
     #[serde(default)]
     pub model_bytes: u64,
+    /// The worker process that ran the job, as `host/pid` (empty in older
+    /// records). `GET /v1/stats` groups the RSS figures by it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub worker: String,
 }
 
 /// The record of one job, as stored and as returned by `GET /v1/jobs/{id}`.

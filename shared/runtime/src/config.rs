@@ -222,6 +222,13 @@ pub struct LimitConfig {
     #[arg(long, env = "INFERQ_MAX_VIDEO_BYTES", default_value_t = 64 * 1024 * 1024)]
     #[serde(default = "default_video_bytes")]
     pub max_video_bytes: usize,
+    /// Most frames one video job may run. The API refuses a job whose
+    /// `max_frames` is above it (`400`); the worker stops any video there
+    /// (`video_too_large` when the header already says it would need more).
+    /// Set it to the same value for both (one env variable does).
+    #[arg(long, env = "INFERQ_VIDEO_MAX_FRAMES", default_value_t = 3000)]
+    #[serde(default = "default_video_frames")]
+    pub video_max_frames: u64,
     /// Largest accepted image, in pixels (width × height) — the
     /// decompression-bomb guard.
     #[arg(long, env = "INFERQ_MAX_PIXELS", default_value_t = 40_000_000)]
@@ -254,6 +261,10 @@ pub struct LimitConfig {
 
 fn default_video_bytes() -> usize {
     64 * 1024 * 1024
+}
+
+fn default_video_frames() -> u64 {
+    3000
 }
 
 impl LimitConfig {

@@ -43,6 +43,36 @@ pub fn resident_bytes() -> Option<u64> {
     parse_statm(&buf[..len], page_size())
 }
 
+/// This process as `host/pid`: names the worker in job timings and in
+/// `GET /v1/stats`. The host is the kernel's host name (a pod's name on
+/// Kubernetes), read once; without `/proc` it is `localhost`. Spaces and
+/// slashes in a host name become `_`, so the label is one word.
+pub fn process_label() -> &'static str {
+    static LABEL: OnceLock<String> = OnceLock::new();
+    LABEL.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        label(&host, std::process::id())
+    })
+}
+
+fn label(host: &str, pid: u32) -> String {
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c == '/' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("{host}/{pid}")
+}
+
 /// The resident bytes in a `statm` line: its second field (resident pages)
 /// times `page_size`.
 pub fn parse_statm(line: &[u8], page_size: u64) -> Option<u64> {
@@ -62,6 +92,15 @@ mod tests {
             Some(1948 * 4096)
         );
         assert_eq!(parse_statm(b"10 3 1 1 0 1 0", 65536), Some(3 * 65536));
+    }
+
+    #[test]
+    fn a_label_is_one_word_naming_host_and_pid() {
+        assert_eq!(label("worker-0", 42), "worker-0/42");
+        assert_eq!(label("odd host/name", 7), "odd_host_name/7");
+        let own = process_label();
+        assert!(own.ends_with(&format!("/{}", std::process::id())), "{own}");
+        assert!(!own.contains(' '), "{own}");
     }
 
     #[test]

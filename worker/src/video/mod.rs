@@ -53,7 +53,7 @@ impl VideoSettings {
     pub fn new(video: &VideoConfig, limits: &LimitConfig) -> Self {
         VideoSettings {
             max_duration_secs: video.video_max_duration_secs,
-            max_frames: video.video_max_frames.max(1),
+            max_frames: limits.video_max_frames.max(1),
             default_max_frames: video.video_default_max_frames.max(1),
             max_frame_pixels: video.video_max_frame_pixels,
             max_decoded_bytes: video.video_max_decoded_bytes,
@@ -70,6 +70,7 @@ impl Default for VideoSettings {
         let limits = LimitConfig {
             max_body_bytes: 20 << 20,
             max_video_bytes: 64 << 20,
+            video_max_frames: 3000,
             max_pixels: 40_000_000,
             inline_max_bytes: 20 << 20,
             max_json_bytes: None,

@@ -177,3 +177,64 @@ fn memory_takes_the_newest_figures_and_the_largest_rss() {
     assert_eq!(MemoryStats::of(&[&unmeasured]), None);
     assert_eq!(MemoryStats::of(&[]), None);
 }
+
+#[test]
+fn workers_are_listed_by_process_across_models() {
+    let done = |at: u64, worker: &str, rss: u64| Completion {
+        finished_ms: at,
+        status: JobStatus::Succeeded,
+        timings: Some(Timings {
+            rss_after_bytes: rss,
+            worker: worker.into(),
+            ..Timings::default()
+        }),
+    };
+    let sample = |model: &str, recent| ModelSample {
+        model: model.into(),
+        backlog: 0,
+        oldest_waiting_ms: None,
+        recent,
+    };
+    // Newest first per model, as the store returns them; worker a ran jobs
+    // of both models, its newest (at 9_000) on the second.
+    let samples = [
+        sample(
+            "m1",
+            vec![
+                done(8_000, "h/1", 300),
+                done(7_000, "h/2", 200),
+                done(1_000, "h/1", 999), // before the window
+            ],
+        ),
+        sample(
+            "m2",
+            vec![
+                done(9_000, "h/1", 250),
+                done(6_000, "", 400),  // an older record: no name
+                done(5_500, "h/2", 0), // no memory figure
+            ],
+        ),
+    ];
+    let w = workers(&samples, 2_000, 10_000);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(
+        (
+            w[0].worker.as_str(),
+            w[0].jobs,
+            w[0].rss_bytes,
+            w[0].rss_max_bytes
+        ),
+        ("h/1", 2, 250, 300)
+    );
+    assert_eq!(w[0].last_job_secs_ago, 1.0);
+    assert_eq!(
+        (
+            w[1].worker.as_str(),
+            w[1].jobs,
+            w[1].rss_bytes,
+            w[1].rss_max_bytes
+        ),
+        ("h/2", 1, 200, 200)
+    );
+    assert!(workers(&samples, 9_500, 10_000).is_empty());
+}

@@ -73,6 +73,11 @@ impl Completion {
                 " {} {} {}",
                 t.batch_size, t.rss_after_bytes, t.model_bytes
             ));
+            // A label with a space would shift the fields of a reader.
+            if !t.worker.is_empty() && !t.worker.contains(char::is_whitespace) {
+                line.push(' ');
+                line.push_str(&t.worker);
+            }
         }
         line
     }
@@ -106,6 +111,7 @@ impl Completion {
                     batch_size: b.parse().ok()?,
                     rss_after_bytes: bytes(0)?,
                     model_bytes: bytes(1)?,
+                    worker: memory.get(2).map_or_else(String::new, |w| (*w).to_owned()),
                     ..Timings::default()
                 })
             }
@@ -158,13 +164,14 @@ mod tests {
                 batch_size: 2,
                 rss_after_bytes: 80_000_000,
                 model_bytes: 12_000_000,
+                worker: "node-a/4242".into(),
                 ..Timings::default()
             }),
         };
         let line = with.encode();
         assert_eq!(
             line,
-            "1 1700000000123 succeeded 0.250 0.000 2.000 1.500 6.125 10.000 2 80000000 12000000"
+            "1 1700000000123 succeeded 0.250 0.000 2.000 1.500 6.125 10.000 2 80000000 12000000 node-a/4242"
         );
         assert_eq!(Completion::decode(&line), Some(with));
         let without = Completion {
@@ -181,9 +188,13 @@ mod tests {
         let old = Completion::decode("1 9 succeeded 1 2 3 4 5 6 1").expect("an older line");
         let t = old.timings.unwrap();
         assert_eq!((t.batch_size, t.rss_after_bytes, t.model_bytes), (1, 0, 0));
-        let newer = Completion::decode("1 9 succeeded 1 2 3 4 5 6 1 7 8 99").unwrap();
+        let newer = Completion::decode("1 9 succeeded 1 2 3 4 5 6 1 7 8").unwrap();
         let t = newer.timings.unwrap();
         assert_eq!((t.rss_after_bytes, t.model_bytes), (7, 8));
+        assert_eq!(t.worker, "", "written before workers were named");
+        // Fields after the known ones (a future writer's) are ignored.
+        let future = Completion::decode("1 9 succeeded 1 2 3 4 5 6 1 7 8 w/1 extra").unwrap();
+        assert_eq!(future.timings.unwrap().worker, "w/1");
     }
 
     #[test]

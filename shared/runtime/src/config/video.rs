@@ -5,7 +5,10 @@
 //! `ffprobe` first and refuses a video over these limits before decoding
 //! anything; while decoding it enforces them again on the frames that
 //! actually arrive (headers can lie). The upload size itself is
-//! `max_video_bytes`, with the other body limits ([`super::LimitConfig`]).
+//! `max_video_bytes`, with the other body limits ([`super::LimitConfig`]),
+//! and so is the frame cap `video_max_frames`: the API refuses a job that
+//! asks for more with `400` before it is queued, and the worker holds every
+//! job to it again.
 
 use std::path::PathBuf;
 
@@ -20,11 +23,6 @@ pub struct VideoConfig {
     #[arg(long, env = "INFERQ_VIDEO_MAX_DURATION_SECS", default_value_t = 600.0)]
     #[serde(default = "default_duration")]
     pub video_max_duration_secs: f64,
-    /// Most frames one video job may run; a job whose `max_frames` is above
-    /// it fails with `video_too_large`.
-    #[arg(long, env = "INFERQ_VIDEO_MAX_FRAMES", default_value_t = 3000)]
-    #[serde(default = "default_max_frames")]
-    pub video_max_frames: u64,
     /// Frames a video job runs when it gives no `max_frames`: the first
     /// this many sampled frames.
     #[arg(long, env = "INFERQ_VIDEO_DEFAULT_MAX_FRAMES", default_value_t = 300)]
@@ -62,9 +60,6 @@ pub struct VideoConfig {
 fn default_duration() -> f64 {
     600.0
 }
-fn default_max_frames() -> u64 {
-    3000
-}
 fn default_frames() -> u64 {
     300
 }
@@ -89,7 +84,6 @@ impl Default for VideoConfig {
     fn default() -> Self {
         VideoConfig {
             video_max_duration_secs: default_duration(),
-            video_max_frames: default_max_frames(),
             video_default_max_frames: default_frames(),
             video_max_frame_pixels: default_frame_pixels(),
             video_max_decoded_bytes: default_decoded(),
