@@ -131,6 +131,9 @@ async fn a_broker_that_stops_confirming_leaves_no_half_accepted_job() {
     let repo = private_repository("tiny-mean", "submit-alarm");
     let api = start_api(&ns, &repo, "tiny-mean", &["--request-timeout-secs", "2"]).await;
     let base = api.url();
+    // A second API whose submissions may wait 20 s: its readiness must turn
+    // 503 once a publish has waited for its confirm longer than 5 s.
+    let patient = start_api(&ns, &repo, "tiny-mean", &["--request-timeout-secs", "20"]).await;
     let client = reqwest::Client::new();
     let png = solid_png(16, 16, [10, 20, 30]);
 
@@ -139,9 +142,14 @@ async fn a_broker_that_stops_confirming_leaves_no_half_accepted_job() {
     assert_eq!(status, 202, "{first}");
 
     let keys = ["alarm-a", "alarm-b", "alarm-c"];
+    let waiting;
     {
         let _alarm = MemoryAlarm::raise();
         tokio::time::sleep(Duration::from_millis(500)).await;
+        waiting = tokio::spawn({
+            let (client, base, png) = (client.clone(), patient.url(), png.clone());
+            async move { post(&client, &base, Some("alarm-patient"), &png).await }
+        });
         let mut answers = Vec::new();
         for k in keys.iter().map(|k| Some(*k)).chain([None, None]) {
             let started = Instant::now();
@@ -168,6 +176,15 @@ async fn a_broker_that_stops_confirming_leaves_no_half_accepted_job() {
             assert_eq!(code, "unavailable");
             assert!(*took < Duration::from_secs(10), "answered after {took:?}");
         }
+        // By now the patient API's publish has waited over 5 s.
+        let ready = client
+            .get(format!("{}/readyz", patient.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 503, "a stalled broker is not ready");
+        let text = ready.text().await.unwrap();
+        assert!(text.contains("has not confirmed a publish"), "{text}");
         // A retry while the broker is still blocked is bounded too (it
         // publishes the kept job again, which blocks like the first).
         let started = Instant::now();
@@ -189,6 +206,16 @@ async fn a_broker_that_stops_confirming_leaves_no_half_accepted_job() {
     )
     .await;
     assert_eq!(done["status"], "succeeded", "{done}");
+    // The patient submission was confirmed once the alarm cleared; the
+    // patient API is ready again.
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    let ready = client
+        .get(format!("{}/readyz", patient.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Every keyed job is still there: a retry with its key gets it (a
@@ -198,7 +225,7 @@ async fn a_broker_that_stops_confirming_leaves_no_half_accepted_job() {
     let keyed: Vec<&str> = keys
         .iter()
         .copied()
-        .chain(["gone-0", "gone-1", "gone-2"])
+        .chain(["gone-0", "gone-1", "gone-2", "alarm-patient"])
         .collect();
     for k in &keyed {
         let (status, job) = post(&client, &base, Some(k), &png).await;
@@ -235,6 +262,7 @@ async fn a_broker_that_stops_confirming_leaves_no_half_accepted_job() {
     );
 
     worker.stop().await;
+    patient.stop().await;
     api.stop().await;
     ns.cleanup().await;
 }

@@ -33,6 +33,10 @@
 //! - `Q.dlx` — a fanout exchange; `Q.dead` — the quorum queue behind it,
 //!   drained by the workers' dead-letter consumer.
 //!
+//! Readiness ([`JobQueue::check`]) needs more than a connection: it also
+//! fails while a publish has waited more than five seconds for its confirm
+//! (see `stalls`), which is what a broker that cannot take jobs looks like.
+//!
 //! Every process must declare `Q` with the same arguments: RabbitMQ refuses
 //! a declaration that differs from the existing queue (PRECONDITION_FAILED),
 //! which is reported with a hint rather than retried silently.
@@ -52,9 +56,11 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::Mutex;
 
 mod deliveries;
+mod stalls;
 mod urls;
 
 use deliveries::AmqpDeliveries;
+use stalls::Stalls;
 use urls::redacted;
 pub use urls::split_urls;
 
@@ -138,6 +144,8 @@ pub struct AmqpQueue {
     name: String,
     delivery_limit: u32,
     link: Mutex<Option<Arc<Link>>>,
+    /// Publishes waiting for their confirm (readiness).
+    stalls: Stalls,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
@@ -158,6 +166,7 @@ impl AmqpQueue {
             name: name.to_owned(),
             delivery_limit: delivery_limit.max(1),
             link: Mutex::new(None),
+            stalls: Stalls::default(),
         }
     }
 
@@ -470,6 +479,7 @@ async fn declare(channel: &Channel, queue: &str, delivery_limit: u32) -> Result<
 #[async_trait]
 impl JobQueue for AmqpQueue {
     async fn publish(&self, id: JobId, payload: Vec<u8>) -> Result<(), BrokerError> {
+        let _pending = self.stalls.begin();
         // A nack means the queue did not take the message (a quorum queue
         // can refuse while its leader is being elected, e.g. just after it
         // was declared): publishing again is safe, and a job id that
@@ -518,6 +528,12 @@ impl JobQueue for AmqpQueue {
     }
 
     async fn check(&self) -> Result<(), BrokerError> {
+        if let Some(waited) = self.stalls.oldest().filter(|w| *w > stalls::STALL) {
+            return Err(BrokerError::Unavailable(format!(
+                "the broker has not confirmed a publish for {:.0} s",
+                waited.as_secs_f64()
+            )));
+        }
         self.link().await.map(|_| ())
     }
 

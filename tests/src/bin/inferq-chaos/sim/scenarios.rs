@@ -122,6 +122,63 @@ async fn readiness(urls: &[String]) -> Vec<(String, u16)> {
     out
 }
 
+/// Waits until every member of the job queue is online and returns the
+/// last `rabbit-leader.sh` status, plus a note when it had to help: a node
+/// whose queue member is still offline 30 s on (seen after a healed
+/// partition: the node runs, its member does not rejoin) is restarted, as
+/// an operator would, and given 90 s more.
+async fn whole_cluster(sim: &Sim) -> anyhow::Result<(String, Option<String>)> {
+    let online = |status: &str| {
+        let p = pairs(status);
+        let list = |k: &str| -> Vec<String> {
+            p.get(k)
+                .map(|v| {
+                    v.split(',')
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (members, up) = (list("members"), list("online"));
+        let missing: Vec<String> = members
+            .iter()
+            .filter(|m| !up.contains(m))
+            .cloned()
+            .collect();
+        (!members.is_empty(), missing)
+    };
+    let mut note = None;
+    for (patience, last) in [(30, false), (90, true)] {
+        let give_up = Instant::now() + Duration::from_secs(patience);
+        loop {
+            let status = sim.script("rabbit-leader.sh", &[sim.queue.as_str()])?;
+            let (known, missing) = online(&status);
+            if known && missing.is_empty() {
+                return Ok((status, note));
+            }
+            if Instant::now() > give_up {
+                if last {
+                    anyhow::bail!("the cluster did not come back whole: {status}");
+                }
+                for node in &missing {
+                    // Not running is fine: start it either way.
+                    let _ = sim.script("node.sh", &["kill", node.as_str()]);
+                    sim.script("node.sh", &["start", node.as_str()])?;
+                }
+                note = Some(format!(
+                    "before the fault: queue member(s) {} still offline 30 s after the previous \
+                     scenario; node(s) restarted",
+                    missing.join(",")
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    unreachable!("the second round returns or bails")
+}
+
 /// Items 2 and beyond: the node leading the quorum queue SIGKILLed, its
 /// host partitioned, or the two other nodes stopped, under steady load;
 /// then everything brought back.
@@ -132,7 +189,10 @@ pub(crate) async fn broker(
 ) -> anyhow::Result<Row> {
     sim.set_workers(args.workers)?;
     let before = sim.job_records()?;
-    let status = sim.script("rabbit-leader.sh", &[sim.queue.as_str()])?;
+    // A node that an earlier scenario cut off may still be rejoining (a
+    // paused minority restarts its broker only once it sees the others):
+    // start from a whole cluster, or "two nodes down" is only one.
+    let (status, helped) = whole_cluster(sim).await?;
     let leader = pairs(&status);
     let (node, host, pid) = (
         leader.get("leader").cloned().unwrap_or_default(),
@@ -147,6 +207,7 @@ pub(crate) async fn broker(
         .map(str::to_owned)
         .collect();
     let mut notes = vec![format!("queue {} members: {members}", sim.queue)];
+    notes.extend(helped);
     let (progress, handle, t0) = load::spawn(sim.api_urls(), spec(args));
     progress.wait_accepted(args.jobs / 4).await;
     let mut ok = true;
