@@ -211,3 +211,24 @@ export function writeY4m(pngPath, outPath, { frames = 8, fps = 15, step = 4 } = 
   fs.writeFileSync(outPath, Buffer.concat(parts));
   return { width: w, height: h, frames };
 }
+
+/** A new page of `browser` on `url` with `key` entered in the console's key
+    dialog. Script errors and console errors go to `page.problems`, except
+    failed loads whose status matches `expected` (the refusals a test
+    provokes, which Chromium logs as errors). */
+export async function openWithKey(browser, url, key, expected = /status of 40[01]/) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('pageerror', (e) => page.problems.push('page error: ' + e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !expected.test(m.text())) page.problems.push('console: ' + m.text());
+  });
+  await page.goto(url);
+  await page.waitForSelector('#key-dialog[open]', { timeout: 15_000 });
+  await page.fill('#key-input', key);
+  await page.click('#key-ok');
+  await page.waitForSelector('#model:not([disabled])', { timeout: 30_000 });
+  return page;
+}
+

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { IMAGES, ROOT, launchOptions, modelRepository, startServer } from './harness.mjs';
+import { IMAGES, ROOT, launchOptions, modelRepository, openWithKey, startServer } from './harness.mjs';
 
 const CAT = path.join(IMAGES, 'chelsea.png');
 const TINY_POSE = path.join(ROOT, 'tests/models/tiny-pose/1/model.onnx'); // input [N,3,64,64] "input", output "keypoints"
@@ -39,19 +39,7 @@ after(async () => {
     refusals this test provokes (400, 401, 403, 409) are logged by Chromium as
     failed loads and are expected. */
 async function openPage() {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  page.problems = [];
-  page.on('pageerror', (e) => page.problems.push('page error: ' + e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 40[0139]/.test(m.text())) page.problems.push('console: ' + m.text());
-  });
-  await page.goto(server.url);
-  await page.waitForSelector('#key-dialog[open]', { timeout: 15_000 });
-  await page.fill('#key-input', KEY);
-  await page.click('#key-ok');
-  await page.waitForSelector('#model:not([disabled])', { timeout: 30_000 });
-  return page;
+  return openWithKey(browser, server.url, KEY, /status of 40[0139]/);
 }
 
 async function refusal(page) {

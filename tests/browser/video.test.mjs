@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { IMAGES, OUT, launchOptions, modelRepository, startServer } from './harness.mjs';
+import { IMAGES, OUT, launchOptions, modelRepository, openWithKey, startServer } from './harness.mjs';
 
 const PERSON = path.join(IMAGES, 'astronaut.png'); // 512 x 512
 const KEY = 'console-video-key-0123456789';
@@ -51,22 +51,11 @@ after(async () => {
     key and the 400s this test provokes are expected failed loads) and the
     job submissions it sends. */
 async function openPage() {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  page.problems = [];
+  const page = await openWithKey(browser, server.url, KEY);
   page.submissions = [];
-  page.on('pageerror', (e) => page.problems.push('page error: ' + e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 40[01]/.test(m.text())) page.problems.push('console: ' + m.text());
-  });
   page.on('request', (r) => {
     if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/jobs') page.submissions.push({ url: new URL(r.url()), type: r.headers()['content-type'] });
   });
-  await page.goto(server.url);
-  await page.waitForSelector('#key-dialog[open]', { timeout: 15_000 });
-  await page.fill('#key-input', KEY);
-  await page.click('#key-ok');
-  await page.waitForSelector('#model:not([disabled])', { timeout: 30_000 });
   return page;
 }
 
