@@ -3,6 +3,12 @@
 use anyhow::Context;
 use inferq_api::ApiConfig;
 
+/// With the `mimalloc` feature the binary allocates through mimalloc, not
+/// the system allocator (docs/performance.md, "Allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: ApiConfig = inferq_runtime::config::load_or_exit();

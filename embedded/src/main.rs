@@ -9,6 +9,12 @@ use std::ffi::OsString;
 use anyhow::Context;
 use inferq_embedded::EmbeddedConfig;
 
+/// With the `mimalloc` feature the binary allocates through mimalloc, not
+/// the system allocator (docs/performance.md, "Allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// What the first argument asks for.
 enum Mode {
     /// Run the server on these arguments (program name first).
