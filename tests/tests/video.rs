@@ -450,7 +450,18 @@ async fn bad_videos_fail_with_codes_and_limits_refuse() {
     let worker = start_worker(
         &ns,
         &test_models(),
-        &["--threads", "1", "--video-max-duration-secs", "3"],
+        // Its own frame cap (10) below the API's (3000): the worker holds
+        // a job the API let through to it.
+        &[
+            "--threads",
+            "1",
+            "--video-max-duration-secs",
+            "3",
+            "--video-max-frames",
+            "10",
+            "--video-default-max-frames",
+            "10",
+        ],
     )
     .await;
     let client = reqwest::Client::new();
@@ -490,24 +501,20 @@ async fn bad_videos_fail_with_codes_and_limits_refuse() {
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "video_too_long", "{job}");
     assert!(job.get("progress").is_none(), "nothing was decoded: {job}");
-    // Asking for more frames than the worker's cap.
-    let (status, body) = submit(
-        &client,
-        &base,
-        "?max_frames=100000",
-        "video/mp4",
-        good.clone(),
-    )
-    .await;
+    // Asking for more frames than the worker's cap (but not the API's).
+    let (status, body) = submit(&client, &base, "?max_frames=11", "video/mp4", good.clone()).await;
     let job = finished(&client, &base, (status, body)).await;
     assert_eq!(job["error"]["code"], "video_too_large", "{job}");
-    // Bad options are refused by the API.
-    let (status, body) = submit(&client, &base, "?fps=0", "video/mp4", good.clone()).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("invalid_argument")),
-        "{body}"
-    );
+    // Bad options, and more frames than the API's own cap, are refused by
+    // the API before anything is queued.
+    for query in ["?fps=0", "?max_frames=100000"] {
+        let (status, body) = submit(&client, &base, query, "video/mp4", good.clone()).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_argument")),
+            "{query}: {body}"
+        );
+    }
 
     // The worker still serves: the good clip and a still image.
     let job = finished(
