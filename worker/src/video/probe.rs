@@ -157,7 +157,11 @@ pub fn plan(probe: &Probe, params: VideoParams, s: &VideoSettings) -> Result<Pla
             probe.width, probe.height, s.max_frame_pixels
         )));
     }
-    let max_frames = params.max_frames.unwrap_or(s.default_max_frames);
+    // The default never asks for more than the cap: a worker whose cap was
+    // lowered below the default still runs a job that names no number.
+    let max_frames = params
+        .max_frames
+        .unwrap_or(s.default_max_frames.min(s.max_frames));
     if max_frames > s.max_frames {
         return Err(too_large(format!(
             "max_frames = {max_frames} is above this worker's limit of {}",
@@ -332,6 +336,14 @@ mod tests {
                 .frames_total,
             20
         );
+        // A default above the cap runs the cap, instead of failing every job
+        // that names no number.
+        let low = VideoSettings {
+            max_frames: 8,
+            ..settings()
+        };
+        let p = plan(&header(16, 16, Some(2.0), 10.0), none, &low).unwrap();
+        assert_eq!((p.max_frames, p.frames_total), (8, 8));
     }
 
     #[test]

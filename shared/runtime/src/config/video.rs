@@ -24,7 +24,7 @@ pub struct VideoConfig {
     #[serde(default = "default_duration")]
     pub video_max_duration_secs: f64,
     /// Frames a video job runs when it gives no `max_frames`: the first
-    /// this many sampled frames.
+    /// this many sampled frames (at most `video_max_frames`).
     #[arg(long, env = "INFERQ_VIDEO_DEFAULT_MAX_FRAMES", default_value_t = 300)]
     #[serde(default = "default_frames")]
     pub video_default_max_frames: u64,
