@@ -74,14 +74,36 @@ fn cat_clip(dir: &Path, secs: u32, fps: u32, ext: &str) -> Vec<u8> {
     ffmpeg(&args, &dir.join(format!("cat.{ext}")))
 }
 
-/// FFmpeg's test pattern, `secs` long at `fps`, `size` (`WxH`), as MP4.
-fn pattern_clip(dir: &Path, name: &str, size: &str, secs: u32, fps: u32) -> Vec<u8> {
-    let src = format!("testsrc=size={size}:rate={fps}");
+/// An H.264 MP4 of FFmpeg's generated `source` (a lavfi filter such as
+/// `testsrc=…` or `color=…`), `secs` long.
+fn lavfi_clip(dir: &Path, name: &str, source: &str, secs: u32) -> Vec<u8> {
     let secs = secs.to_string();
     let args = [
-        "-f", "lavfi", "-i", &src, "-t", &secs, "-c:v", "libx264", "-pix_fmt", "yuv420p",
+        "-f", "lavfi", "-i", source, "-t", &secs, "-c:v", "libx264", "-pix_fmt", "yuv420p",
     ];
     ffmpeg(&args, &dir.join(name))
+}
+
+/// FFmpeg's test pattern, `secs` long at `fps`, `size` (`WxH`), as MP4.
+fn pattern_clip(dir: &Path, name: &str, size: &str, secs: u32, fps: u32) -> Vec<u8> {
+    lavfi_clip(dir, name, &format!("testsrc=size={size}:rate={fps}"), secs)
+}
+
+/// A finished job's output video, checked to be an MP4 and decoded to raw
+/// RGB frames (written to `dir` on the way).
+async fn output_rgb(client: &reqwest::Client, base: &str, id: &str, dir: &Path) -> Vec<u8> {
+    let resp = client
+        .get(format!("{base}/v1/jobs/{id}/output"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "video/mp4");
+    let video = resp.bytes().await.unwrap();
+    assert_eq!(&video[4..8], b"ftyp");
+    let path = dir.join("out.mp4");
+    std::fs::write(&path, &video).unwrap();
+    decode_rgb(&path)
 }
 
 /// The frames document of a finished job, parsed line by line.
@@ -216,23 +238,7 @@ async fn an_image_model_gives_an_output_video() {
     let client = reqwest::Client::new();
     let base = api.url();
     // A solid colour: its negative is known (H.264 moves values a little).
-    let clip = ffmpeg(
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=0x204060:size=64x48:rate=6",
-            "-t",
-            "1",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-        &dir.join("solid.mp4"),
-    );
-    let out_dir = dir.join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
+    let clip = lavfi_clip(&dir, "solid.mp4", "color=c=0x204060:size=64x48:rate=6", 1);
     let job = finished(
         &client,
         &base,
@@ -259,19 +265,8 @@ async fn an_image_model_gives_an_output_video() {
     assert_eq!(lines.len(), 6);
     assert_eq!(lines[0]["result"]["kind"], "image");
 
-    let resp = client
-        .get(format!("{base}/v1/jobs/{id}/output"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-type"], "video/mp4");
-    let video = resp.bytes().await.unwrap();
-    assert_eq!(&video[4..8], b"ftyp");
-    let path = out_dir.join("out.mp4");
-    std::fs::write(&path, &video).unwrap();
     // Decode the output: 6 frames of 32x32 whose colour is the negative.
-    let raw = decode_rgb(&path);
+    let raw = output_rgb(&client, &base, id, &dir).await;
     assert_eq!(raw.len(), 6 * 32 * 32 * 3);
     let mean = |c: usize| {
         raw.iter()
@@ -311,20 +306,7 @@ async fn a_pose_model_gives_an_annotated_video() {
     let worker = start_worker(&ns, &test_models(), &["--threads", "1"]).await;
     let client = reqwest::Client::new();
     let base = api.url();
-    let clip = ffmpeg(
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=black:size=64x48:rate=6",
-            "-t",
-            "1",
-        ]
-        .into_iter()
-        .chain(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
-        .collect::<Vec<_>>(),
-        &dir.join("black.mp4"),
-    );
+    let clip = lavfi_clip(&dir, "black.mp4", "color=c=black:size=64x48:rate=6", 1);
     let job = finished(
         &client,
         &base,
@@ -347,17 +329,7 @@ async fn a_pose_model_gives_an_annotated_video() {
     assert_eq!(lines.len(), 6);
     assert_eq!(lines[0]["result"]["keypoints"][0]["x"], 32.0);
 
-    let video = client
-        .get(format!("{base}/v1/jobs/{id}/output"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let path = dir.join("out.mp4");
-    std::fs::write(&path, &video).unwrap();
-    let raw = decode_rgb(&path);
+    let raw = output_rgb(&client, &base, id, &dir).await;
     let frame = 64 * 48 * 3;
     assert_eq!(raw.len(), 6 * frame);
     // (H.264 with 4:2:0 colour blurs small marks: loose colour checks.)
