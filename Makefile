@@ -30,7 +30,7 @@ MOVENET_ONNX  := models/movenet-lightning/1/model.onnx
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv models assets fetch-assets services build test run run-api run-worker \
-        video-tools fmt lint verify-model verify-int8 verify-providers clean-assets models-extra models-pose chaos soak fuzz bench validate-deploy browser-test \
+        video-tools fmt lint verify-model verify-int8 verify-providers clean-assets models-extra models-pose chaos soak fuzz bench bench-broker validate-deploy browser-test \
         pyclient-venv test-venv deploy-test
 
 help: ## List the targets
@@ -267,6 +267,9 @@ BENCH_BIN_DIR := $(or $(CARGO_TARGET_DIR),target)/release
 bench: assets services ## Benchmark (release): limit, bare Python, embedded, service (CPU per process), submit, backlog, cold start, memory, targets -> target/bench
 	$(CARGO) build --release --workspace --bins
 	$(BENCH_BIN_DIR)/inferq-bench --bin-dir $(BENCH_BIN_DIR) --out target/bench $(BENCH_ARGS)
+
+bench-broker: services test-venv ## RabbitMQ's own CPU per message and latency: quorum vs classic v2, single vs multiple acks
+	$(TEST_VENV)/bin/python scripts/bench_rabbitmq.py $(BENCH_BROKER_ARGS)
 
 # ---------------------------------------------------------------------------------------------
 # Fuzzing (see docs/fuzzing.md). Not part of `make test`: the instrumented build is slow. The

@@ -10,7 +10,9 @@
 //! the process ([`measure_load`]) so that two threads loading at once do
 //! not count each other's pages. A job running on another thread during a
 //! hot reload can still blur one figure by its own (small, per-image)
-//! allocations: the figure is an estimate, good to a few MB.
+//! allocations: the figure is an estimate, good to a few MB. Each load ends
+//! with a heap trim (`inferq_heap`), so what the parse of the model file
+//! freed is returned to the OS and not counted.
 //!
 //! The per-model gauge is the sum over the process's threads (each owns a
 //! session of every model); [`ModelMemory`] holds the per-thread figures
@@ -40,6 +42,9 @@ pub(super) fn measure_load<T>(load: impl FnOnce() -> T) -> (T, u64) {
     let _alone = LOADING.lock().unwrap_or_else(|p| p.into_inner());
     let before = procmem::resident_bytes();
     let out = load();
+    // The parse of the model file is freed by now; without a trim glibc
+    // keeps it (tens of MB), and the figure below would count it too.
+    inferq_heap::release_free_memory();
     let after = procmem::resident_bytes();
     let grown = match (before, after) {
         (Some(b), Some(a)) => a.saturating_sub(b),

@@ -69,6 +69,7 @@ impl ThreadState {
     /// Loads, warms and swaps in the sessions `entries` list; drops the rest.
     pub(super) fn apply(&mut self, entries: &[Arc<ModelEntry>]) -> LoadReport {
         let mut errors = Vec::new();
+        let mut freed = false;
         for entry in entries {
             let key = entry.key();
             if self
@@ -97,12 +98,16 @@ impl ThreadState {
                         resident_mib = grown as f64 / f64::from(1 << 20),
                         max_batch = entry.manifest.batching.max_batch, "session ready");
                     // The old session (if any) is dropped only now.
-                    self.sessions.insert(key, (entry.fingerprint, session));
+                    freed |= self
+                        .sessions
+                        .insert(key, (entry.fingerprint, session))
+                        .is_some();
                 }
                 Err(e) => errors.push((key, e)),
             }
         }
         let wanted: HashSet<String> = entries.iter().map(|e| e.key()).collect();
+        let before = self.sessions.len();
         self.sessions.retain(|k, _| wanted.contains(k));
         let (memory, index) = (&self.memory, self.index);
         self.resident.retain(|k, (name, version, _)| {
@@ -112,6 +117,12 @@ impl ThreadState {
             }
             keep
         });
+        freed |= self.sessions.len() < before;
+        if freed {
+            // A replaced or dropped session's weights and arena go back to
+            // the OS (see `inferq_heap`).
+            inferq_heap::release_free_memory();
+        }
         LoadReport {
             loaded: self.sessions.keys().cloned().collect(),
             errors,
