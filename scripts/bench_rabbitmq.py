@@ -66,18 +66,20 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def declare(channel, name, variant):
+def publisher(params, name, variant):
+    """A connection and a confirm-mode channel on a new queue `name` of `variant`."""
+    conn = pika.BlockingConnection(params)
+    channel = conn.channel()
     channel.queue_delete(name)
     channel.queue_declare(name, durable=True, arguments=VARIANTS[variant])
+    channel.confirm_delivery()
+    return conn, channel
 
 
 def throughput(params, pid, variant, ack, size, rate, messages):
     """RabbitMQ CPU ms per message with a fixed-rate confirmed publisher."""
     queue = f"inferq-bench-broker-{variant}"
-    conn = pika.BlockingConnection(params)
-    ch = conn.channel()
-    declare(ch, queue, variant)
-    ch.confirm_delivery()
+    conn, ch = publisher(params, queue, variant)
     body = os.urandom(size)
     done = threading.Event()
 
@@ -117,10 +119,7 @@ def throughput(params, pid, variant, ack, size, rate, messages):
 def latency(params, variant, size, messages):
     """p50 ms of publish → confirm and publish → delivery, one message at a time."""
     queue = f"inferq-bench-broker-lat-{variant}"
-    conn = pika.BlockingConnection(params)
-    ch = conn.channel()
-    declare(ch, queue, variant)
-    ch.confirm_delivery()
+    conn, ch = publisher(params, queue, variant)
     body = os.urandom(size)
     delivered = threading.Event()
     at = [0.0]

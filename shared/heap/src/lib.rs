@@ -54,20 +54,18 @@ mod tests {
         // Many mid-size blocks (below the mmap threshold, so they live in
         // the heap), every other one kept: the freed half cannot be given
         // back by shrinking the heap's top.
-        let mut blocks: Vec<Vec<u8>> = (0..400).map(|i| vec![i as u8; 64 << 10]).collect();
-        let kept: Vec<Vec<u8>> = blocks
-            .drain(..)
-            .enumerate()
-            .filter_map(|(i, b)| (i % 2 == 0).then_some(b))
-            .collect();
+        let every_other_kept = || -> Vec<Vec<u8>> {
+            (0..400)
+                .map(|i| vec![i as u8; 64 << 10])
+                .collect::<Vec<_>>()
+                .into_iter()
+                .step_by(2)
+                .collect()
+        };
+        let kept = every_other_kept();
         release_free_memory();
         let before = resident_pages();
-        let mut more: Vec<Vec<u8>> = (0..400).map(|i| vec![i as u8; 64 << 10]).collect();
-        let kept_more: Vec<Vec<u8>> = more
-            .drain(..)
-            .enumerate()
-            .filter_map(|(i, b)| (i % 2 == 0).then_some(b))
-            .collect();
+        let kept_more = every_other_kept();
         let grown = resident_pages();
         assert!(release_free_memory(), "nothing was released");
         let after = resident_pages();
