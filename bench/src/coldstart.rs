@@ -8,7 +8,13 @@
 //! the queued job terminal, and the latency of a job submitted right after
 //! ready. Each run spawns a fresh worker; the report keeps every run and the
 //! median.
+//!
+//! Two repositories are measured: the benchmarked model alone (what the
+//! other sections load, and what a worker dedicated to one model starts
+//! with), then the whole shipped repository (what `make run-worker` loads:
+//! every seed model, each on every inference thread).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +25,7 @@ use crate::cli::Settings;
 use crate::deploy::{Deployment, check_running, read_log, ready_line};
 use crate::images::BenchImage;
 use crate::loadgen::{full_job, http_client};
+use crate::service::batching_repository;
 
 /// One cold start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -34,6 +41,8 @@ pub(crate) struct ColdRun {
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ColdStartReport {
+    /// What the worker loaded, e.g. "efficientnet-lite0:1 alone".
+    pub models: String,
     pub image: String,
     pub runs: Vec<ColdRun>,
     pub median: ColdRun,
@@ -63,19 +72,64 @@ pub(crate) fn median(runs: &[ColdRun]) -> ColdRun {
     }
 }
 
+/// Cold starts on the benchmarked model alone (at the shipped `max_batch`),
+/// then on the whole repository.
 pub(crate) async fn run(
     settings: &Settings,
     image: &BenchImage,
-) -> anyhow::Result<ColdStartReport> {
-    let mut dep = Deployment::start(settings, "coldstart", Vec::new())?;
-    let result = measure(settings, image, &mut dep).await;
-    dep.finish().await;
-    let runs = result?;
-    Ok(ColdStartReport {
-        image: image.name.clone(),
-        median: median(&runs),
-        runs,
-    })
+    shipped_max_batch: usize,
+) -> anyhow::Result<Vec<ColdStartReport>> {
+    let mut alone = settings.clone();
+    alone.model_dir = batching_repository(settings, shipped_max_batch)?;
+    let repositories = [
+        (
+            alone,
+            "coldstart-model",
+            format!("{}:{} alone", settings.model, settings.model_version),
+        ),
+        (
+            settings.clone(),
+            "coldstart",
+            format!(
+                "the repository, {} model versions",
+                model_versions(&settings.model_dir)
+            ),
+        ),
+    ];
+    let mut reports = Vec::new();
+    for (settings, phase, models) in repositories {
+        eprintln!("coldstart: {models}");
+        let mut dep = Deployment::start(&settings, phase, Vec::new())?;
+        let result = measure(&settings, image, &mut dep).await;
+        dep.finish().await;
+        let runs = result?;
+        reports.push(ColdStartReport {
+            models,
+            image: image.name.clone(),
+            median: median(&runs),
+            runs,
+        });
+    }
+    Ok(reports)
+}
+
+/// Versions (`<model>/<n>/model.onnx`) in a model repository.
+fn model_versions(root: &Path) -> usize {
+    let dirs = |p: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    dirs(root)
+        .iter()
+        .flat_map(|model| dirs(model))
+        .filter(|version| version.join("model.onnx").is_file())
+        .count()
 }
 
 async fn measure(
@@ -178,6 +232,23 @@ mod tests {
             first_job_ms: ready * 2.0,
             after_ready_job_ms: 10.0,
         }
+    }
+
+    #[test]
+    fn model_versions_counts_directories_with_a_model() {
+        let root = std::env::temp_dir().join(format!("inferq-bench-cs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for (dir, onnx) in [("a/1", true), ("a/2", true), ("b/1", true), ("b/2", false)] {
+            let v = root.join(dir);
+            std::fs::create_dir_all(&v).unwrap();
+            if onnx {
+                std::fs::write(v.join("model.onnx"), b"x").unwrap();
+            }
+        }
+        std::fs::write(root.join("a/labels.txt"), b"cat").unwrap();
+        assert_eq!(model_versions(&root), 3);
+        assert_eq!(model_versions(&root.join("missing")), 0);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

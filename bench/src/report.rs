@@ -23,7 +23,7 @@ use crate::targets::{Target, TargetInputs};
 use crate::{backlog, bare, cpu_table, embedded, targets};
 
 /// Bumped when the JSON shape changes incompatibly.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Report {
@@ -37,7 +37,9 @@ pub(crate) struct Report {
     pub service: Option<ServiceReport>,
     pub submit: Option<Vec<SubmitRow>>,
     pub backlog: Option<BacklogReport>,
-    pub coldstart: Option<ColdStartReport>,
+    /// The benchmarked model alone, then the whole repository (schema 2;
+    /// schema 1 had one object, the repository's).
+    pub coldstart: Vec<ColdStartReport>,
     /// The issue-19 targets computed from this run.
     pub targets: Option<Targets>,
     /// `phase: error` for every phase that failed.
@@ -312,9 +314,9 @@ impl Report {
         if let Some(b) = &self.backlog {
             out.push(backlog::table(b));
         }
-        if let Some(c) = &self.coldstart {
+        for c in &self.coldstart {
             let mut t = Table::new(
-                &format!("Cold start: new worker process ({})", c.image),
+                &format!("Cold start: new worker process, {} ({})", c.models, c.image),
                 &[
                     "run",
                     "spawn→ready ms",

@@ -201,11 +201,12 @@ fn sample(with_service: bool) -> Report {
             input: "uri".into(),
             run: run(64, 1500.0, 0),
         }]),
-        coldstart: Some(ColdStartReport {
+        coldstart: vec![ColdStartReport {
+            models: "efficientnet-lite0:1 alone".into(),
             image: "photo-640x480.jpg".into(),
             median: cold[0],
             runs: cold,
-        }),
+        }],
         errors: vec!["service: boom".into()],
     }
 }
@@ -213,7 +214,7 @@ fn sample(with_service: bool) -> Report {
 #[test]
 fn json_shape() {
     let v = serde_json::to_value(sample(true)).unwrap();
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     assert_eq!(v["settings"]["phases"][0], "limit");
     assert_eq!(v["settings"]["measure_secs"].as_f64(), Some(1.5));
     let img = &v["limit"]["images"][0];
@@ -238,7 +239,8 @@ fn json_shape() {
     );
     // No error samples: the key is left out.
     assert!(v["submit"][0].get("error_samples").is_none());
-    assert_eq!(v["coldstart"]["median"]["logged_startup_ms"], 150.0);
+    assert_eq!(v["coldstart"][0]["median"]["logged_startup_ms"], 150.0);
+    assert_eq!(v["coldstart"][0]["models"], "efficientnet-lite0:1 alone");
     assert_eq!(v["errors"][0], "service: boom");
     let v = serde_json::to_value(sample(false)).unwrap();
     assert!(v["service"].is_null());
@@ -276,7 +278,9 @@ fn tables_show_the_numbers() {
     let md = r.markdown();
     assert!(md.starts_with("# inferq-bench report"));
     assert!(md.contains("(--quick: rough numbers)"));
-    assert!(md.contains("### Cold start: new worker process (photo-640x480.jpg)"));
+    assert!(md.contains(
+        "### Cold start: new worker process, efficientnet-lite0:1 alone (photo-640x480.jpg)"
+    ));
     assert!(md.contains("| 1 | 180 | 150.0 | 200 | 12.0 |"), "{md}");
     assert!(md.contains("### Errors\n\n- service: boom"));
     assert!(!text.contains("WARNING"), "{text}");

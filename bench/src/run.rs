@@ -95,7 +95,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<Report> {
         service: None,
         submit: None,
         backlog: None,
-        coldstart: None,
+        coldstart: Vec::new(),
         targets: None,
         errors: Vec::new(),
     };
@@ -154,8 +154,8 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<Report> {
         }
     }
     if settings.runs(Phase::Coldstart) {
-        match coldstart::run(&settings, &imgs[0]).await {
-            Ok(c) => report.coldstart = Some(c),
+        match coldstart::run(&settings, &imgs[0], shipped).await {
+            Ok(c) => report.coldstart = c,
             Err(e) => errors.push(failed("coldstart", e)),
         }
     }
