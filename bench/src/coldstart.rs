@@ -14,11 +14,12 @@
 //! with), then the whole shipped repository (what `make run-worker` loads:
 //! every seed model, each on every inference thread).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use inferq_backends::repository::ModelRepository;
 use serde::Serialize;
 
 use crate::cli::Settings;
@@ -113,23 +114,10 @@ pub(crate) async fn run(
     Ok(reports)
 }
 
-/// Versions (`<model>/<n>/model.onnx`) in a model repository.
+/// Model versions the worker would load from `root` (the repository's own
+/// scan; 0 when it cannot be read).
 fn model_versions(root: &Path) -> usize {
-    let dirs = |p: &Path| -> Vec<PathBuf> {
-        std::fs::read_dir(p)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    dirs(root)
-        .iter()
-        .flat_map(|model| dirs(model))
-        .filter(|version| version.join("model.onnx").is_file())
-        .count()
+    ModelRepository::scan(root).map_or(0, |scan| scan.repository.entries().count())
 }
 
 async fn measure(
@@ -232,23 +220,6 @@ mod tests {
             first_job_ms: ready * 2.0,
             after_ready_job_ms: 10.0,
         }
-    }
-
-    #[test]
-    fn model_versions_counts_directories_with_a_model() {
-        let root = std::env::temp_dir().join(format!("inferq-bench-cs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        for (dir, onnx) in [("a/1", true), ("a/2", true), ("b/1", true), ("b/2", false)] {
-            let v = root.join(dir);
-            std::fs::create_dir_all(&v).unwrap();
-            if onnx {
-                std::fs::write(v.join("model.onnx"), b"x").unwrap();
-            }
-        }
-        std::fs::write(root.join("a/labels.txt"), b"cat").unwrap();
-        assert_eq!(model_versions(&root), 3);
-        assert_eq!(model_versions(&root.join("missing")), 0);
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -89,17 +89,22 @@ fn pattern_clip(dir: &Path, name: &str, size: &str, secs: u32, fps: u32) -> Vec<
     lavfi_clip(dir, name, &format!("testsrc=size={size}:rate={fps}"), secs)
 }
 
+/// GET `url`, checked to answer 200 with `content_type`.
+async fn fetch(client: &reqwest::Client, url: &str, content_type: &str) -> reqwest::Response {
+    let resp = client.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{url}");
+    assert_eq!(resp.headers()["content-type"], content_type, "{url}");
+    resp
+}
+
 /// A finished job's output video, checked to be an MP4 and decoded to raw
 /// RGB frames (written to `dir` on the way).
 async fn output_rgb(client: &reqwest::Client, base: &str, id: &str, dir: &Path) -> Vec<u8> {
-    let resp = client
-        .get(format!("{base}/v1/jobs/{id}/output"))
-        .send()
+    let video = fetch(client, &format!("{base}/v1/jobs/{id}/output"), "video/mp4")
+        .await
+        .bytes()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-type"], "video/mp4");
-    let video = resp.bytes().await.unwrap();
     assert_eq!(&video[4..8], b"ftyp");
     let path = dir.join("out.mp4");
     std::fs::write(&path, &video).unwrap();
@@ -108,14 +113,15 @@ async fn output_rgb(client: &reqwest::Client, base: &str, id: &str, dir: &Path) 
 
 /// The frames document of a finished job, parsed line by line.
 async fn frames(client: &reqwest::Client, base: &str, id: &str) -> Vec<Value> {
-    let resp = client
-        .get(format!("{base}/v1/jobs/{id}/frames"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
-    let text = resp.text().await.unwrap();
+    let text = fetch(
+        client,
+        &format!("{base}/v1/jobs/{id}/frames"),
+        "application/x-ndjson",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     text.lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect()
